@@ -1,0 +1,3 @@
+from delift.cli import main
+
+main()
