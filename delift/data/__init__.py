@@ -1,5 +1,25 @@
 """Bottom layer: example records, dataset loading, formatting, splitting."""
 
+from delift.data.errors import DataFormatError
+from delift.data.formatters import FORMATTERS, get_formatter
+from delift.data.loading import load_examples, load_splits
+from delift.data.readers import HubSource, RowLocation, iter_rows
 from delift.data.records import Example, fingerprint
+from delift.data.splits import DataSplits, make_splits
+from delift.data.synthetic import generate_synthetic
 
-__all__ = ["Example", "fingerprint"]
+__all__ = [
+    "DataFormatError",
+    "DataSplits",
+    "Example",
+    "FORMATTERS",
+    "HubSource",
+    "RowLocation",
+    "fingerprint",
+    "generate_synthetic",
+    "get_formatter",
+    "iter_rows",
+    "load_examples",
+    "load_splits",
+    "make_splits",
+]

@@ -1,0 +1,25 @@
+"""The one error raised for bad data rows, so a user can jump straight to the offending record."""
+
+from __future__ import annotations
+
+ROW = "<row>"
+"""Pseudo field name used when the whole row is at fault (unparsable JSON, not an object)."""
+
+
+class DataFormatError(ValueError):
+    """A row that cannot be read or mapped to an ``Example``.
+
+    The message always names the location (file and 1-based line for JSONL/CSV, ``#row`` index
+    for JSON arrays, Parquet and hub datasets) and the field, e.g.
+    ``data/alpaca.jsonl:17: field 'output': expected a string, got int``.
+    """
+
+    def __init__(self, location: str, field: str, problem: str) -> None:
+        self.location = str(location)
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{self.location}: field '{field}': {problem}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
+        """Keep the error picklable across worker processes despite the custom ``__init__``."""
+        return (type(self), (self.location, self.field, self.problem))

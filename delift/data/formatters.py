@@ -1,0 +1,255 @@
+"""Map each dataset's ORIGINAL row schema to an ``Example``; one code path for hub and local rows.
+
+A formatter is ``(row, location) -> Example``. ``location`` comes from
+:func:`delift.data.readers.iter_rows`; it appears in every error message and, for datasets
+without an id field, gives the id ``f"{dataset}-{row}"`` (``row`` = 0-based row ordinal, see
+:func:`delift.data.readers.row_index`). ``source`` is the formatter's dataset name.
+
+Choices worth knowing:
+- A required text field that is missing, not a string, or (for instruction/output) empty or
+  whitespace-only raises :class:`DataFormatError` naming the location and the field.
+- ``mmlu``: ``input`` lists the choices as ``"A. ...\\nB. ..."``; ``output`` is the answer letter
+  followed by the choice text (``"B. 4"``), so exact match and letter scoring both work.
+- ``mixinstruct``: many rows have an empty ``instruction`` and the task in ``input``; the input is
+  then promoted to the instruction (and ``input`` left empty) so prompts never show an empty
+  instruction section.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Callable
+
+from delift.data.errors import DataFormatError
+from delift.data.readers import row_index
+from delift.data.records import Example
+
+Formatter = Callable[[dict[str, Any], str], Example]
+SYNTHETIC_FORMAT = "synthetic"
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _field(row: dict[str, Any], location: str, name: str) -> Any:
+    if name not in row:
+        raise DataFormatError(location, name, f"missing required field (row has {sorted(row)})")
+    return row[name]
+
+
+def _text(row: dict[str, Any], location: str, name: str, *, required: bool = False) -> str:
+    """A string field; ``required`` also rejects empty or whitespace-only text."""
+    value = _field(row, location, name)
+    if not isinstance(value, str):
+        raise DataFormatError(location, name, f"expected a string, got {type(value).__name__}")
+    if required and not value.strip():
+        raise DataFormatError(location, name, "must not be empty")
+    return value
+
+
+def _optional_text(row: dict[str, Any], location: str, name: str) -> str | None:
+    if row.get(name) is None:
+        return None
+    return _text(row, location, name)
+
+
+def _row_id(row: dict[str, Any], location: str, dataset: str, id_field: str | None) -> str:
+    """The dataset's own id when it has one, else ``f"{dataset}-{row}"``."""
+    if id_field is None:
+        return f"{dataset}-{row_index(location)}"
+    value = _field(row, location, id_field)
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value) == "":
+        raise DataFormatError(location, id_field, f"expected a non-empty id, got {value!r}")
+    return str(value)
+
+
+def format_alpaca(row: dict[str, Any], location: str) -> Example:
+    """tatsu-lab/alpaca: ``instruction, input, output`` (hub rows also carry ``text``, ignored)."""
+    return Example(
+        id=_row_id(row, location, "alpaca", None),
+        instruction=_text(row, location, "instruction", required=True),
+        input=_text(row, location, "input"),
+        output=_text(row, location, "output", required=True),
+        source="alpaca",
+    )
+
+
+def format_dolly(row: dict[str, Any], location: str) -> Example:
+    """databricks-dolly-15k: ``instruction, context, response, category``."""
+    category = _optional_text(row, location, "category")
+    return Example(
+        id=_row_id(row, location, "dolly", None),
+        instruction=_text(row, location, "instruction", required=True),
+        input=_text(row, location, "context"),
+        output=_text(row, location, "response", required=True),
+        source="dolly",
+        metadata={"category": category} if category is not None else {},
+    )
+
+
+def format_mixinstruct(row: dict[str, Any], location: str) -> Example:
+    """llm-blender/mix-instruct: ``id, instruction, input, output, candidates`` (texts dropped)."""
+    instruction = _text(row, location, "instruction")
+    input_text = _text(row, location, "input")
+    if not instruction.strip():
+        if not input_text.strip():
+            raise DataFormatError(location, "instruction", "instruction and input are both empty")
+        instruction, input_text = input_text, ""
+    candidates = row.get("candidates")
+    if candidates is not None and not isinstance(candidates, list):
+        raise DataFormatError(
+            location, "candidates", f"expected a list, got {type(candidates).__name__}"
+        )
+    return Example(
+        id=_row_id(row, location, "mixinstruct", "id"),
+        instruction=instruction,
+        input=input_text,
+        output=_text(row, location, "output", required=True),
+        source="mixinstruct",
+        metadata={"num_candidates": len(candidates or [])},
+    )
+
+
+def format_gsm8k(row: dict[str, Any], location: str) -> Example:
+    """openai/gsm8k: ``question, answer``; the final answer follows the last ``####``."""
+    answer = _text(row, location, "answer", required=True)
+    if "####" not in answer:
+        raise DataFormatError(location, "answer", "no '####' final-answer marker")
+    final = answer.rsplit("####", 1)[1].strip()
+    if not final:
+        raise DataFormatError(location, "answer", "empty final answer after '####'")
+    return Example(
+        id=_row_id(row, location, "gsm8k", None),
+        instruction=_text(row, location, "question", required=True),
+        input="",
+        output=answer,
+        source="gsm8k",
+        metadata={"final_answer": final},
+    )
+
+
+def _mmlu_answer(value: Any, location: str, n_choices: int) -> int:
+    """An int index (hub, local JSONL), a digit string (CSV) or a letter (official CSVs)."""
+    index: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        index = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        index = int(value.strip())
+    elif isinstance(value, str) and len(value.strip()) == 1 and value.strip().upper() in LETTERS:
+        index = LETTERS.index(value.strip().upper())
+    if index is None or not 0 <= index < n_choices:
+        raise DataFormatError(
+            location, "answer", f"expected an index in 0..{n_choices - 1}, got {value!r}"
+        )
+    return index
+
+
+def format_mmlu(row: dict[str, Any], location: str) -> Example:
+    """MMLU in the local schema (``choice0..choice3``) or hub cais/mmlu (``choices`` list)."""
+    if "choices" in row:
+        choices = row["choices"]
+        if not isinstance(choices, list) or len(choices) < 2:
+            raise DataFormatError(location, "choices", f"expected a list of >= 2, got {choices!r}")
+        for choice in choices:
+            if not isinstance(choice, str):
+                raise DataFormatError(
+                    location, "choices", f"expected strings, got {type(choice).__name__}"
+                )
+    else:
+        choices = [_text(row, location, f"choice{i}") for i in range(4)]
+    answer = _mmlu_answer(_field(row, location, "answer"), location, len(choices))
+    letter = LETTERS[answer]
+    metadata: dict[str, Any] = {"answer_index": answer, "answer_letter": letter,
+                                "choices": list(choices)}
+    subject = _optional_text(row, location, "subject")
+    if subject is not None:
+        metadata["subject"] = subject
+    return Example(
+        id=_row_id(row, location, "mmlu", None),
+        instruction=_text(row, location, "question", required=True),
+        input="\n".join(f"{LETTERS[i]}. {choice}" for i, choice in enumerate(choices)),
+        output=f"{letter}. {choices[answer]}",
+        source="mmlu",
+        metadata=metadata,
+    )
+
+
+def _squad_answers(row: dict[str, Any], location: str) -> tuple[list[str], list[int] | None]:
+    """Answer texts (and starts, hub only) from a list of ``{"text"}`` or a dict of lists."""
+    answers = _field(row, location, "answers")
+    starts: list[int] | None = None
+    if isinstance(answers, dict):
+        texts = answers.get("text")
+        starts = answers.get("answer_start")
+    elif isinstance(answers, list):
+        if not all(isinstance(item, dict) and "text" in item for item in answers):
+            raise DataFormatError(location, "answers", "expected a list of {'text': ...} objects")
+        texts = [item["text"] for item in answers]
+    else:
+        raise DataFormatError(
+            location, "answers", f"expected a list or dict, got {type(answers).__name__}"
+        )
+    if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
+        raise DataFormatError(location, "answers", "answer texts must be a list of strings")
+    if not texts or not texts[0].strip():
+        raise DataFormatError(location, "answers", "no answer text")
+    return texts, list(starts) if isinstance(starts, list) else None
+
+
+def format_squad(row: dict[str, Any], location: str) -> Example:
+    """SQuAD v1.1, local (``answers`` list of ``{"text"}``) or hub rajpurkar/squad schema."""
+    texts, starts = _squad_answers(row, location)
+    metadata: dict[str, Any] = {"answers": texts}
+    title = _optional_text(row, location, "title")
+    if title is not None:
+        metadata["title"] = title
+    if starts is not None:
+        metadata["answer_starts"] = starts
+    return Example(
+        id=_row_id(row, location, "squad", "id"),
+        instruction=_text(row, location, "question", required=True),
+        input=_text(row, location, "context", required=True),
+        output=texts[0],
+        source="squad",
+        metadata=metadata,
+    )
+
+
+def format_p3(row: dict[str, Any], location: str) -> Example:
+    """P3/T0 sample: ``prompt, completion`` (trailing ``<|endoftext|>`` stripped), ``template``."""
+    completion = _text(row, location, "completion").removesuffix("<|endoftext|>").strip()
+    if not completion:
+        raise DataFormatError(location, "completion", "must not be empty")
+    template = _optional_text(row, location, "template")
+    return Example(
+        id=_row_id(row, location, "p3", None),
+        instruction=_text(row, location, "prompt", required=True).strip(),
+        input="",
+        output=completion,
+        source="p3",
+        metadata={"template": template} if template is not None else {},
+    )
+
+
+FORMATTERS: dict[str, Formatter] = {
+    "alpaca": format_alpaca,
+    "dolly": format_dolly,
+    "mixinstruct": format_mixinstruct,
+    "gsm8k": format_gsm8k,
+    "mmlu": format_mmlu,
+    "squad": format_squad,
+    "p3": format_p3,
+}
+
+
+def get_formatter(name: str) -> Formatter:
+    """The formatter called ``name``; a typo gets a did-you-mean instead of a bare KeyError."""
+    if name in FORMATTERS:
+        return FORMATTERS[name]
+    if name == SYNTHETIC_FORMAT:
+        raise ValueError(
+            "format 'synthetic' is generated in code, not read from rows; "
+            "use delift.data.synthetic.generate_synthetic or load_examples"
+        )
+    known = sorted([*FORMATTERS, SYNTHETIC_FORMAT])
+    close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close else ";"
+    raise ValueError(f"unknown format '{name}'{hint} known: {', '.join(known)}")

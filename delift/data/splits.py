@@ -1,0 +1,83 @@
+"""Seeded train/valid/test splits, so every method in a comparison sees the same partition."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from delift.data.errors import DataFormatError
+from delift.data.records import Example
+
+SPLIT_NAMES = ("train", "valid", "test")
+
+
+@dataclass
+class DataSplits:
+    """Disjoint example lists; ``valid`` may be empty."""
+
+    train: list[Example]
+    valid: list[Example]
+    test: list[Example]
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {name: len(getattr(self, name)) for name in SPLIT_NAMES}
+
+
+def check_unique_ids(examples: Sequence[Example]) -> None:
+    """Selection and results are keyed by id, so a repeated id would silently merge two rows."""
+    first_seen: dict[str, int] = {}
+    for index, example in enumerate(examples):
+        if example.id in first_seen:
+            raise DataFormatError(
+                f"examples[{index}] (source '{example.source}')", "id",
+                f"duplicate id {example.id!r}, first seen at examples[{first_seen[example.id]}]",
+            )
+        first_seen[example.id] = index
+
+
+def _resolve_sizes(sizes: Mapping[str, int | None], available: int) -> dict[str, int]:
+    """Concrete sizes; a ``None`` size takes whatever the fixed sizes leave."""
+    unknown = sorted(set(sizes) - set(SPLIT_NAMES))
+    if unknown:
+        raise ValueError(f"unknown split(s) {unknown} in data.sizes; expected {list(SPLIT_NAMES)}")
+    requested = {name: sizes.get(name, 0) for name in SPLIT_NAMES}
+    open_ended = [name for name, size in requested.items() if size is None]
+    if len(open_ended) > 1:
+        raise ValueError(f"at most one of data.sizes may be null (all remaining), got {open_ended}")
+    resolved: dict[str, int] = {}
+    used = 0
+    for name in SPLIT_NAMES:
+        size = requested[name]
+        if size is None:
+            continue
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 0:
+            raise ValueError(f"data.sizes.{name} must be a non-negative int or null, got {size!r}")
+        if used + size > available:
+            raise ValueError(
+                f"data.sizes.{name}={size} but only {available - used} of {available} examples "
+                f"remain after {dict(resolved)}; lower data.sizes or load more rows"
+            )
+        resolved[name] = int(size)
+        used += int(size)
+    for name in open_ended:
+        resolved[name] = available - used
+    return {name: resolved[name] for name in SPLIT_NAMES}
+
+
+def make_splits(
+    examples: Sequence[Example], sizes: Mapping[str, int | None], seed: int
+) -> DataSplits:
+    """Permute with ``numpy.random.default_rng(seed)``, then take train, valid, test in order."""
+    check_unique_ids(examples)
+    resolved = _resolve_sizes(sizes, len(examples))
+    order = np.random.default_rng(seed).permutation(len(examples))
+    parts: dict[str, list[Example]] = {}
+    start = 0
+    for name in SPLIT_NAMES:
+        stop = start + resolved[name]
+        parts[name] = [examples[int(i)] for i in order[start:stop]]
+        start = stop
+    return DataSplits(**parts)

@@ -1,0 +1,1 @@
+"""Evaluation: generation from prompts and the metrics that score it."""

@@ -1,0 +1,61 @@
+"""Kernels on disk, keyed by a content hash of everything they depend on; writes are atomic."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from delift.kernel.utility import UtilityKernel
+
+log = logging.getLogger(__name__)
+
+
+def kernel_cache_key(payload: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of ``payload`` (model identity, data fingerprints, settings...)."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class KernelCache:
+    """One ``<key>.npz`` per kernel under ``root``, holding the arrays and their metadata."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).expanduser()
+
+    def path(self, key: str) -> Path:
+        return self.root / f"{key}.npz"
+
+    def load(self, key: str) -> UtilityKernel | None:
+        path = self.path(key)
+        if not path.exists():
+            return None
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            kernel = UtilityKernel(uf=data["uf"], d_zero=data["d_zero"], d_one=data["d_one"],
+                                   target_ids=meta.pop("target_ids"), candidate_ids=meta.pop("candidate_ids"),
+                                   meta=meta)
+        log.info("kernel cache hit: %s", path)
+        return kernel
+
+    def save(self, key: str, kernel: UtilityKernel, payload: dict[str, Any]) -> Path:
+        """Write to a temporary file in the same folder, then rename: readers never see half a file."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        meta = dict(kernel.meta, key=key, payload=payload, target_ids=kernel.target_ids,
+                    candidate_ids=kernel.candidate_ids)
+        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".npz.tmp", dir=self.root)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                np.savez(handle, uf=kernel.uf, d_zero=kernel.d_zero, d_one=kernel.d_one,
+                         meta=np.array(json.dumps(meta, default=str)))
+            os.replace(tmp, self.path(key))
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        log.info("kernel cached: %s", self.path(key))
+        return self.path(key)

@@ -1,0 +1,193 @@
+"""The DELIFT utility kernel (METHOD.md section 1).
+
+For target i and candidate j, with p_t the teacher-forced probability of the t-th token of
+y_i (final EOS included):
+    d(seq) = sqrt(mean_t (1 - p_t)^2)
+    UF[i, j] = d_zero(i) - d_one(i, j)
+where the zero-shot sequence shows only x_i and the one-shot sequence shows (x_j, y_j) first.
+Rows are targets, columns are candidates, everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from delift.data.prompts import PromptTemplate
+from delift.data.records import Example
+from delift.kernel.sequences import ScoredSequence, build_sequence, response_fits
+
+log = logging.getLogger(__name__)
+
+KERNEL_CODE_VERSION = 1  # bump whenever the numbers a kernel holds would change
+
+
+@dataclass(frozen=True)
+class KernelSettings:
+    """Everything besides model and data that determines a kernel's numbers (``conf/kernel``)."""
+
+    shown_example: str = "{prompt}{response}\n\n"  # how candidate j is shown before the query
+    eos_after_prompt: bool = True
+    max_length: int = 1024
+    on_overflow: str = "error"  # error | skip: a target response that cannot fit
+    batch_size: int = 16
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "KernelSettings":
+        data = dict(cfg)
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"kernel config: unknown keys {sorted(unknown)}")
+        settings = cls(**data)
+        if settings.on_overflow not in ("error", "skip"):
+            raise ValueError(f"kernel.on_overflow={settings.on_overflow!r}: expected error or skip")
+        if "{prompt}" not in settings.shown_example or "{response}" not in settings.shown_example:
+            raise ValueError("kernel.shown_example must contain {prompt} and {response}")
+        return settings
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that change the numbers (batch size does not, in fp32)."""
+        return {"shown_example": self.shown_example, "eos_after_prompt": self.eos_after_prompt,
+                "max_length": self.max_length, "code_version": KERNEL_CODE_VERSION}
+
+
+@dataclass
+class UtilityKernel:
+    """UF (targets x candidates) with the distances it came from."""
+
+    uf: np.ndarray
+    d_zero: np.ndarray  # (n_targets,)
+    d_one: np.ndarray  # (n_targets, n_candidates)
+    target_ids: list[str]
+    candidate_ids: list[str]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Tokenized:
+    query: list[int]
+    response: list[int]
+    shown: list[int]
+
+
+def _tokenize(examples: Sequence[Example], tokenizer, template: PromptTemplate,
+              settings: KernelSettings) -> list[_Tokenized]:
+    def ids(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    out = []
+    for ex in examples:
+        prompt = template.render(ex)
+        shown = settings.shown_example.format(prompt=prompt, response=ex.output)
+        out.append(_Tokenized(query=ids(prompt), response=ids(ex.output), shown=ids(shown)))
+    return out
+
+
+def overflowing_targets(examples: Sequence[Example], tokenizer, template: PromptTemplate,
+                        settings: KernelSettings) -> list[str]:
+    """Ids of examples whose response cannot fit in ``settings.max_length``."""
+    eos = tokenizer.eos_token_id
+    return [ex.id for ex, tok in zip(examples, _tokenize(examples, tokenizer, template, settings))
+            if not response_fits(tok.response, eos, settings.eos_after_prompt, settings.max_length)]
+
+
+def _decoder_and_head(model):
+    """The transformer body (returns hidden states) and the output projection."""
+    body = getattr(model, model.base_model_prefix, None)
+    if body is None or body is model:
+        raise TypeError(f"{type(model).__name__}: cannot find its decoder body via base_model_prefix")
+    return body, model.get_output_embeddings()
+
+
+@torch.inference_mode()
+def score_sequences(model, sequences: Sequence[ScoredSequence], pad_id: int) -> np.ndarray:
+    """d = sqrt(mean_t (1 - p_t)^2) for each sequence, one padded forward pass for the batch.
+
+    The output projection runs only at the positions that predict scored tokens.
+    """
+    body, head = _decoder_and_head(model)
+    device = next(model.parameters()).device
+    width = max(len(s.input_ids) for s in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(sequences), width), dtype=torch.long)
+    rows, cols, targets, owner = [], [], [], []
+    for b, seq in enumerate(sequences):
+        n = len(seq.input_ids)
+        input_ids[b, :n] = torch.tensor(seq.input_ids)
+        attention[b, :n] = 1
+        positions = range(seq.response_start - 1, n - 1)  # position t-1 predicts token t
+        rows.extend([b] * len(positions))
+        cols.extend(positions)
+        targets.extend(seq.input_ids[seq.response_start:])
+        owner.extend([b] * len(positions))
+    hidden = body(input_ids=input_ids.to(device), attention_mask=attention.to(device)).last_hidden_state
+    logits = head(hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)]).float()
+    softcap = getattr(model.config, "final_logit_softcapping", None)
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    log_probs = torch.log_softmax(logits, dim=-1)
+    p = log_probs.gather(1, torch.tensor(targets, device=device)[:, None]).squeeze(1).exp()
+    sq = (1.0 - p.double()) ** 2
+    owner_t = torch.tensor(owner, device=device)
+    sums = torch.zeros(len(sequences), dtype=torch.float64, device=device).index_add_(0, owner_t, sq)
+    counts = torch.tensor([s.num_scored for s in sequences], dtype=torch.float64, device=device)
+    return torch.sqrt(sums / counts).cpu().numpy()
+
+
+def _batches(items: list[tuple[int, int]], lengths: list[int], batch_size: int) -> Iterator[list[int]]:
+    order = sorted(range(len(items)), key=lambda k: lengths[k])
+    for start in range(0, len(order), batch_size):
+        yield order[start:start + batch_size]
+
+
+def compute_utility_kernel(model, tokenizer, targets: Sequence[Example], candidates: Sequence[Example],
+                           template: PromptTemplate, settings: KernelSettings,
+                           progress: bool = True) -> UtilityKernel:
+    """UF[i, j] = d_zero(i) - d_one(i, j) for every target i and candidate j.
+
+    Sequences are built batch by batch (sorted by length to cut padding), so host memory holds
+    one batch of token ids plus the n_targets x n_candidates result, never all pairs at once.
+    """
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    tgt = _tokenize(targets, tokenizer, template, settings)
+    cand = tgt if targets is candidates else _tokenize(candidates, tokenizer, template, settings)
+    max_len, sep = settings.max_length, settings.eos_after_prompt
+
+    def sequence(i: int, j: int | None) -> ScoredSequence:
+        shown = cand[j].shown if j is not None else []
+        return build_sequence(shown, tgt[i].query, tgt[i].response, eos, sep, max_len, targets[i].id)
+
+    # (i, -1) is target i's zero-shot sequence; (i, j) its one-shot sequence with candidate j.
+    jobs = [(i, -1) for i in range(len(targets))] + [(i, j) for i in range(len(targets)) for j in range(len(candidates))]
+    for i in range(len(targets)):  # fail before any forward pass, naming the example
+        sequence(i, None)
+    lengths = [min(max_len, len(tgt[i].query) + len(tgt[i].response) + 1 + sep + (len(cand[j].shown) if j >= 0 else 0))
+               for i, j in jobs]
+    d_zero = np.full(len(targets), np.nan)
+    d_one = np.full((len(targets), len(candidates)), np.nan)
+    started = time.perf_counter()
+    bar = tqdm(total=len(jobs), desc="utility kernel", unit="seq", disable=not progress)
+    for batch in _batches(jobs, lengths, settings.batch_size):
+        seqs = [sequence(jobs[k][0], jobs[k][1] if jobs[k][1] >= 0 else None) for k in batch]
+        dists = score_sequences(model, seqs, pad)
+        for k, d in zip(batch, dists):
+            i, j = jobs[k]
+            if j < 0:
+                d_zero[i] = d
+            else:
+                d_one[i, j] = d
+        bar.update(len(batch))
+    bar.close()
+    seconds = time.perf_counter() - started
+    log.info("utility kernel %dx%d: %d sequences in %.1f s (%.1f seq/s)", len(targets), len(candidates),
+             len(jobs), seconds, len(jobs) / max(seconds, 1e-9))
+    uf = d_zero[:, None] - d_one
+    return UtilityKernel(uf=uf, d_zero=d_zero, d_one=d_one, target_ids=[e.id for e in targets],
+                         candidate_ids=[e.id for e in candidates],
+                         meta={"seconds": seconds, "sequences": len(jobs)})

@@ -1,0 +1,78 @@
+"""The selector interface every method implements.
+
+A selector gets a ``SelectionContext`` (the pool, the seed, and lazy access to what expensive
+methods need: a kernel provider, model loading, a query set for task-specific tuning, existing
+data for continual tuning) and a budget, and returns a ``Selection`` in selection order.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from delift.data.records import Example
+
+
+def budget_from_fraction(fraction: float, n: int) -> int:
+    """k = floor(fraction * n), at least 1."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"selector.fraction={fraction}: expected a number in (0, 1]")
+    k = math.floor(fraction * n + 1e-9)
+    if k < 1:
+        raise ValueError(f"selector.fraction={fraction} of a pool of {n} selects nothing")
+    return k
+
+
+@dataclass
+class SelectionContext:
+    """What a selector may use. Expensive resources are created lazily by whoever owns them."""
+
+    pool: Sequence[Example]
+    seed: int
+    kernels: Any = None  # a KernelProvider (delift.kernel.provider) for model-based kernels
+    query: Sequence[Example] | None = None  # use case 2: examples of the target task
+    existing: Sequence[Example] | None = None  # use case 3: data the model was already tuned on
+    resources: dict[str, Any] = field(default_factory=dict)  # models, embedders, warm-up runs...
+
+
+@dataclass
+class Selection:
+    """Selected pool indices in selection order, with the gain or score of each pick."""
+
+    indices: list[int]
+    gains: list[float | None]
+    selector: str
+    budget: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def ids(self, pool: Sequence[Example]) -> list[str]:
+        return [pool[i].id for i in self.indices]
+
+
+class Selector(ABC):
+    """Chooses ``budget`` examples from ``ctx.pool``."""
+
+    name: str = "selector"
+
+    @abstractmethod
+    def select(self, ctx: SelectionContext, budget: int) -> Selection:
+        """Return the chosen pool indices in order."""
+
+
+class ScoreSelector(Selector):
+    """Selectors that score every example independently (SelectIT, LESS, LoBaSS...) and keep the top k."""
+
+    @abstractmethod
+    def scores(self, ctx: SelectionContext) -> np.ndarray:
+        """One score per pool example; higher is better."""
+
+    def select(self, ctx: SelectionContext, budget: int) -> Selection:
+        scores = np.asarray(self.scores(ctx), dtype=np.float64)
+        if scores.shape != (len(ctx.pool),):
+            raise ValueError(f"{self.name}: {scores.shape} scores for a pool of {len(ctx.pool)}")
+        order = np.argsort(-scores, kind="stable")[:budget]  # highest first, ties by pool order
+        return Selection([int(i) for i in order], [float(scores[i]) for i in order], self.name, budget)

