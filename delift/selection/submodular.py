@@ -37,6 +37,8 @@ def facility_location_submodlib(s: np.ndarray, budget: int, optimizer: str = "La
     n_rows, n_cols = s.shape
     if n_rows != n_cols:
         raise ValueError(f"facility location needs a square kernel over the pool, got {s.shape}")
+    if budget >= n_cols:  # submodlib refuses budget == n; the whole pool in greedy order is cheap anyway
+        return facility_location_greedy(s, budget)
     function = FacilityLocationFunction(n=n_cols, mode="dense", sijs=np.ascontiguousarray(s, dtype=np.float32),
                                         separate_rep=False)
     picks = function.maximize(budget=budget, optimizer=optimizer, stopIfZeroGain=False,

@@ -1,0 +1,64 @@
+"""Gather the metrics.json of every job under a run or multirun folder into one table.
+
+    python experiments/collect_metrics.py multirun/quickstart/<date> --out results/quickstart
+writes results/quickstart.csv and results/quickstart.md and prints the markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import yaml
+
+DEFAULT_COLUMNS = ["qlora/rouge1", "qlora/rouge2", "qlora/rougeL", "qlora/bge", "subset/size", "pool/size",
+                   "time/selection_s", "time/train_s", "time/total_s"]
+
+
+def collect(root: Path) -> list[dict]:
+    """One row per job folder holding a metrics.json: its Hydra overrides plus its metrics."""
+    rows = []
+    for metrics_path in sorted(root.rglob("metrics.json")):
+        job = metrics_path.parent
+        overrides_path = job / ".hydra" / "overrides.yaml"
+        overrides = yaml.safe_load(overrides_path.read_text()) if overrides_path.exists() else []
+        rows.append({"job": job.relative_to(root).as_posix() or ".", "overrides": " ".join(overrides or []),
+                     **json.loads(metrics_path.read_text())})
+    if not rows:
+        raise SystemExit(f"no metrics.json under {root}")
+    return rows
+
+
+def to_markdown(rows: list[dict], columns: list[str]) -> str:
+    def cell(value) -> str:
+        return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+    header = ["overrides", *columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in header) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", type=Path, help="a Hydra run or multirun folder")
+    parser.add_argument("--out", type=Path, help="write <out>.csv and <out>.md")
+    parser.add_argument("--columns", nargs="+", default=DEFAULT_COLUMNS)
+    args = parser.parse_args()
+    rows = collect(args.root)
+    table = to_markdown(rows, args.columns)
+    print(table, end="")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        fields = ["job", "overrides", *sorted({k for row in rows for k in row} - {"job", "overrides"})]
+        with args.out.with_suffix(".csv").open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        args.out.with_suffix(".md").write_text(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""The smoke experiment end to end (tiny model): result files, determinism, CLI multirun."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from delift.cli import CONFIG_DIR
+from delift.pipeline import run_experiment
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def smoke_config(cache_dir: Path, *overrides: str):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="config",
+                       overrides=["experiment=smoke", f"paths.cache_dir={cache_dir}", "progress=false", *overrides])
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("smoke")
+    cfg = smoke_config(root / "cache")
+    metrics = run_experiment(cfg, root / "run")
+    return cfg, metrics, root
+
+
+def test_smoke_writes_the_three_result_files(smoke_run):
+    cfg, metrics, root = smoke_run
+    out = root / "run"
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved == json.loads(json.dumps(metrics))
+    for key in ("qlora/rouge1", "qlora/rouge2", "qlora/rougeL", "qlora/bge", "subset/size", "time/selection_s",
+                "time/train_s", "time/total_s"):
+        assert key in saved, key
+    pool_size = cfg.data.sizes.train
+    assert saved["subset/size"] == saved["subset/budget"] == int(0.3 * pool_size)
+
+    subset = json.loads((out / "subset.json").read_text())
+    assert subset["selector"] == "delift" and subset["budget"] == saved["subset/budget"]
+    assert len(subset["selected_ids"]) == len(set(subset["selected_ids"])) == subset["budget"]
+    assert len(subset["gains"]) == subset["budget"]
+    assert all(a >= b - 1e-6 for a, b in zip(subset["gains"], subset["gains"][1:]))  # greedy gains never rise
+    assert len(subset["kernel_hash"]) == 64
+    assert (root / "cache" / "kernels" / f"{subset['kernel_hash']}.npz").exists()
+
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == cfg.data.sizes.test == saved["test/size"]
+    for row in rows:
+        assert {"prompt", "reference", "generation", "rouge1", "bge"} <= set(row)
+        assert row["prompt"].endswith("### Response:\n")
+    mean_rouge1 = sum(r["rouge1"] for r in rows) / len(rows)
+    assert saved["qlora/rouge1"] == pytest.approx(mean_rouge1)
+
+
+def test_same_config_gives_the_same_subset(smoke_run, tmp_path):
+    cfg, _, root = smoke_run
+    first = json.loads((root / "run" / "subset.json").read_text())
+    cfg_again = smoke_config(root / "cache", "evaluation.train.max_steps=1")
+    run_experiment(cfg_again, tmp_path)
+    second = json.loads((tmp_path / "subset.json").read_text())
+    assert second["selected_ids"] == first["selected_ids"]
+    assert second["info"]["kernel_cached"] is True
+
+
+def test_cli_multirun_runs_four_jobs(tmp_path):
+    env = dict(os.environ, DELIFT_CACHE_DIR=str(tmp_path / "cache"), HF_HUB_OFFLINE="1", WANDB_MODE="disabled")
+    cmd = [sys.executable, "-m", "delift", "-m", "experiment=smoke", "selector=delift,random", "seed=0,1",
+           f"hydra.sweep.dir={tmp_path / 'multirun'}", "progress=false"]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    jobs = sorted(p.parent for p in (tmp_path / "multirun").glob("*/metrics.json"))
+    assert len(jobs) == 4
+    selectors = sorted(json.loads((job / "subset.json").read_text())["selector"] for job in jobs)
+    assert selectors == ["delift", "delift", "random", "random"]
+
+
+def test_wandb_offline_leaves_a_run_folder(tmp_path):
+    cfg = smoke_config(tmp_path / "cache", "logger=wandb", "logger.mode=offline", "evaluation.train.max_steps=1")
+    run_experiment(cfg, tmp_path / "run")
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
