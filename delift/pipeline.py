@@ -105,7 +105,8 @@ def run_experiment(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
         raise NotImplementedError(f"usecase={cfg.usecase.name}: only instruction_tuning is implemented")
     set_seed(cfg.seed)
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    tracker = make_logger(_logger_config(cfg))
+    tracker = make_logger(OmegaConf.to_container(cfg.logger, resolve=True),
+                          defaults={"group": cfg.name, "job_type": cfg.usecase.name})
     tracker.start(resolved, str(output_dir))
     timer = Timer()
     started = time.perf_counter()
@@ -146,11 +147,3 @@ def run_experiment(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     finally:
         tracker.finish()
 
-
-def _logger_config(cfg: DictConfig) -> dict[str, Any]:
-    """The logger config with W&B group = experiment name and job_type = use case, unless set."""
-    logger_cfg = OmegaConf.to_container(cfg.logger, resolve=True)
-    if logger_cfg.get("name") == "wandb":
-        logger_cfg["group"] = logger_cfg.get("group") or cfg.name
-        logger_cfg["job_type"] = logger_cfg.get("job_type") or cfg.usecase.name
-    return logger_cfg
