@@ -24,6 +24,7 @@ from delift.kernel.provider import KernelProvider
 from delift.kernel.utility import KernelSettings, overflowing_targets
 from delift.models.loading import ModelSpec
 from delift.outputs import write_json, write_jsonl
+from delift.provenance import run_record
 from delift.selection.base import Selection, SelectionContext, budget_from_fraction
 from delift.tracking import make_logger
 from delift.training.finetune import FinetuneConfig, finetune
@@ -114,6 +115,10 @@ def run_experiment(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
         template = PromptTemplate(**cfg.prompt)
         model_spec = ModelSpec.from_config(cfg.model, cfg.paths.cache_dir)
         settings = KernelSettings.from_config(cfg.kernel)
+        record = run_record(cfg, model_spec, resolved)
+        write_json(output_dir / "run.json", record)
+        for caveat in record["caveats"]:
+            log.warning("results caveat: %s", caveat)
         provider = KernelProvider(model_spec, template, settings, KernelCache(Path(cfg.paths.cache_dir) / "kernels"),
                                   progress=cfg.progress)
         with timer.stage("data"):

@@ -50,6 +50,11 @@ def test_smoke_writes_the_three_result_files(smoke_run):
     assert len(subset["kernel_hash"]) == 64
     assert (root / "cache" / "kernels" / f"{subset['kernel_hash']}.npz").exists()
 
+    record = json.loads((out / "run.json").read_text())
+    assert any("tiny random model" in c for c in record["caveats"])
+    assert record["model"]["source"] == "tiny_random" and record["embedder"]["source"] == "packaged"
+    assert record["config"]["selector"]["postprocess"] == "clip"
+
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == cfg.data.sizes.test == saved["test/size"]
     for row in rows:
