@@ -49,11 +49,12 @@ class Timer:
             log.info("stage %s done in %.1f s", name, self.seconds[f"time/{name}_s"])
 
 
-def select_subset(cfg: DictConfig, pool: list, provider: KernelProvider) -> Selection:
+def select_subset(cfg: DictConfig, pool: list, provider: KernelProvider, output_dir: Path) -> Selection:
     """Instantiate the configured selector and pick floor(budget_fraction * |pool|) examples."""
     selector = instantiate(cfg.selector)
     budget = budget_from_fraction(cfg.budget_fraction, len(pool))
-    ctx = SelectionContext(pool=pool, seed=cfg.seed, kernels=provider)
+    ctx = SelectionContext(pool=pool, seed=cfg.seed, kernels=provider, model_spec=provider.model_spec,
+                           template=provider.template, output_dir=output_dir / "selection", finetune=finetune)
     selection = selector.select(ctx, budget)
     log.info("selected %d of %d examples with %s", len(selection.indices), len(pool), selection.selector)
     return selection
@@ -125,7 +126,7 @@ def run_experiment(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
             splits = load_splits(cfg.data, cfg.seed)
             pool, skipped = drop_overflowing(splits.train, provider, template, settings)
         with timer.stage("selection"):
-            selection = select_subset(cfg, pool, provider)
+            selection = select_subset(cfg, pool, provider, output_dir)
             provider.release()
         subset = [pool[i] for i in selection.indices]
         subset_record = {

@@ -24,8 +24,10 @@ def collect(root: Path) -> list[dict]:
         job = metrics_path.parent
         overrides_path = job / ".hydra" / "overrides.yaml"
         overrides = yaml.safe_load(overrides_path.read_text()) if overrides_path.exists() else []
+        run_path = job / "run.json"
+        caveats = json.loads(run_path.read_text()).get("caveats", []) if run_path.exists() else []
         rows.append({"job": job.relative_to(root).as_posix() or ".", "overrides": " ".join(overrides or []),
-                     **json.loads(metrics_path.read_text())})
+                     "caveats": "; ".join(caveats), **json.loads(metrics_path.read_text())})
     if not rows:
         raise SystemExit(f"no metrics.json under {root}")
     return rows
@@ -36,7 +38,9 @@ def to_markdown(rows: list[dict], columns: list[str]) -> str:
         return f"{value:.4f}" if isinstance(value, float) else str(value)
 
     header = ["overrides", *columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    caveats = sorted({c for row in rows for c in row["caveats"].split("; ") if c})
+    lines = [f"> caveat: {c}" for c in caveats] + ([""] if caveats else [])
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(row.get(c, "")) for c in header) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
@@ -52,7 +56,7 @@ def main() -> None:
     print(table, end="")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        fields = ["job", "overrides", *sorted({k for row in rows for k in row} - {"job", "overrides"})]
+        fields = ["job", "overrides", "caveats", *sorted({k for row in rows for k in row} - {"job", "overrides", "caveats"})]
         with args.out.with_suffix(".csv").open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=fields)
             writer.writeheader()

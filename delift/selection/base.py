@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -29,14 +30,22 @@ def budget_from_fraction(fraction: float, n: int) -> int:
 
 @dataclass
 class SelectionContext:
-    """What a selector may use. Expensive resources are created lazily by whoever owns them."""
+    """What a selector may use. Expensive resources are created lazily by whoever owns them.
+
+    Imports only go down, so a selector that needs a short warm-up fine-tuning run (LESS, LoBaSS)
+    gets it as the injected ``finetune`` callable rather than importing the training layer.
+    """
 
     pool: Sequence[Example]
     seed: int
-    kernels: Any = None  # a KernelProvider (delift.kernel.provider) for model-based kernels
+    kernels: Any = None  # a KernelProvider (delift.kernel.provider): utility(targets, candidates)
     query: Sequence[Example] | None = None  # use case 2: examples of the target task
     existing: Sequence[Example] | None = None  # use case 3: data the model was already tuned on
-    resources: dict[str, Any] = field(default_factory=dict)  # models, embedders, warm-up runs...
+    model_spec: Any = None  # the run's ModelSpec, for selectors that score with the model itself
+    template: Any = None  # the run's PromptTemplate, shared with training and inference
+    output_dir: Path | None = None  # where a selector may write its own artefacts (warm-up adapters...)
+    finetune: Callable[..., Any] | None = None  # delift.training.finetune, injected by the pipeline
+    resources: dict[str, Any] = field(default_factory=dict)  # anything else a selector shares across calls
 
 
 @dataclass
