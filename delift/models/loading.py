@@ -70,10 +70,21 @@ def model_identity(spec: ModelSpec) -> dict[str, Any]:
     if spec.source == "hub":
         ident.update(id=spec.local_path or spec.hub_id, revision=spec.revision)
     elif spec.source == "packaged_gguf":
-        ident.update(package=spec.gguf_package, file=spec.gguf_file, conversion=CONVERSION_VERSION)
+        ident.update(package=spec.gguf_package, package_version=_distribution_version(spec.gguf_package),
+                     file=spec.gguf_file, conversion=CONVERSION_VERSION)
     else:
         ident.update(seed=spec.seed, tiny=dict(sorted(spec.tiny.items())))
     return ident
+
+
+def _distribution_version(module: str | None) -> str | None:
+    """Installed version of the distribution that provides ``module`` (None when absent)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(module) if module else None
+    except PackageNotFoundError:
+        return None
 
 
 def _cache_folder(spec: ModelSpec, kind: str) -> Path:
