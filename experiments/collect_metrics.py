@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 from pathlib import Path
 
 import yaml
@@ -20,7 +21,10 @@ DEFAULT_COLUMNS = ["qlora/rouge1", "qlora/rouge2", "qlora/rougeL", "qlora/bge", 
 def collect(root: Path) -> list[dict]:
     """One row per job folder holding a metrics.json: its Hydra overrides plus its metrics."""
     rows = []
-    for metrics_path in sorted(root.rglob("metrics.json")):
+    def job_order(path: Path) -> list:  # "10_..." after "9_...": compare digit runs as numbers
+        return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.parent.as_posix())]
+
+    for metrics_path in sorted(root.rglob("metrics.json"), key=job_order):
         job = metrics_path.parent
         overrides_path = job / ".hydra" / "overrides.yaml"
         overrides = yaml.safe_load(overrides_path.read_text()) if overrides_path.exists() else []

@@ -325,7 +325,8 @@ def test_conf_data_yamls_share_keys_and_quickstart_loads() -> None:
         assert cfg.local_path is None and cfg.name == stem
         assert cfg.format == "synthetic" or cfg.format in FORMATTERS
     splits = load_splits(configs["quickstart"], seed=0)
-    assert splits.sizes == {"train": 60, "valid": 0, "test": 24}
+    assert splits.sizes == dict(configs["quickstart"].sizes)
+    assert sum(splits.sizes.values()) <= configs["quickstart"].synthetic.n
     assert load_splits(configs["quickstart"], seed=0) == splits
 
 
