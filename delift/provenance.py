@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import platform
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from omegaconf import DictConfig
 
+from delift.fsutil import distribution_version
 from delift.models.embeddings import embedder_identity
 from delift.models.loading import ModelSpec, model_identity
 
@@ -29,11 +29,7 @@ def caveats(cfg: DictConfig, spec: ModelSpec) -> list[str]:
 
 def _versions() -> dict[str, str | None]:
     found: dict[str, str | None] = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
+    found.update({name: distribution_version(name) for name in PACKAGES})
     return found
 
 

@@ -19,45 +19,54 @@ from delift.kernel.utility import KernelSettings, compute_utility_kernel, overfl
 TEMPLATE = PromptTemplate()
 
 
-def naive_distance(model, tok, shown: str | None, query: str, response: str, max_length: int) -> float:
+def naive_distance(model, tok, shown: str | None, query: str, response: str, max_length: int,
+                   eos_after_prompt: bool = True) -> float:
     """Written independently of the engine: strings -> ids, cut shown then query from the left, one forward."""
     eos = tok.eos_token_id
     enc = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
     shown_ids = enc(shown) if shown is not None else []
-    query_ids, tail = enc(query), [eos] + enc(response) + [eos]
+    separator = [eos] if eos_after_prompt else []
+    query_ids, tail = enc(query), separator + enc(response) + [eos]
     while len(shown_ids) + len(query_ids) + len(tail) > max_length and shown_ids:
         shown_ids = shown_ids[1:]
     while len(query_ids) + len(tail) > max_length:
         query_ids = query_ids[1:]
     ids = shown_ids + query_ids + tail
-    start = len(shown_ids) + len(query_ids) + 1  # first response token
+    start = len(shown_ids) + len(query_ids) + len(separator)  # first response token
     with torch.no_grad():
-        logits = model(torch.tensor([ids])).logits[0].float()
+        logits = model(torch.tensor([ids], device=model.device)).logits[0].float()
     probs = torch.softmax(logits, dim=-1)
     p = [probs[t - 1, ids[t]].item() for t in range(start, len(ids))]
     return math.sqrt(sum((1 - x) ** 2 for x in p) / len(p))
 
 
-def naive_kernel(model, tok, targets, candidates, max_length):
-    zero = np.array([naive_distance(model, tok, None, TEMPLATE.render(t), t.output, max_length) for t in targets])
+def naive_kernel(model, tok, targets, candidates, max_length, eos_after_prompt=True):
+    zero = np.array([naive_distance(model, tok, None, TEMPLATE.render(t), t.output, max_length, eos_after_prompt)
+                     for t in targets])
     one = np.array([[naive_distance(model, tok, TEMPLATE.render(c) + c.output + "\n\n", TEMPLATE.render(t), t.output,
-                                    max_length) for c in candidates] for t in targets])
+                                    max_length, eos_after_prompt) for c in candidates] for t in targets])
     return zero, one, zero[:, None] - one
 
 
-@pytest.mark.parametrize("max_length", [1024, 150, 90])
-def test_kernel_matches_naive_per_pair(trained_tiny_model, tiny_tokenizer, max_length):
-    # 1024: nothing truncated; 150: shown examples cut; 90: shown examples gone and queries cut.
+@pytest.mark.parametrize("max_length,eos_after_prompt", [(1024, True), (150, True), (90, True), (1024, False),
+                                                         (120, False)])
+def test_kernel_matches_naive_per_pair(trained_tiny_model, tiny_tokenizer, max_length, eos_after_prompt):
+    # 1024: nothing truncated; 150/120: shown examples cut; 90: shown examples gone and queries cut.
     examples = make_examples(7)
-    settings = KernelSettings(max_length=max_length, batch_size=5)
+    settings = KernelSettings(max_length=max_length, batch_size=5, eos_after_prompt=eos_after_prompt)
     kernel = compute_utility_kernel(trained_tiny_model, tiny_tokenizer, examples, examples, TEMPLATE, settings,
                                     progress=False)
-    zero, one, uf = naive_kernel(trained_tiny_model, tiny_tokenizer, examples, examples, max_length)
+    zero, one, uf = naive_kernel(trained_tiny_model, tiny_tokenizer, examples, examples, max_length,
+                                 eos_after_prompt)
     assert kernel.uf.shape == (7, 7)
     np.testing.assert_allclose(kernel.d_zero, zero, atol=1e-5, rtol=0)
     np.testing.assert_allclose(kernel.d_one, one, atol=1e-5, rtol=0)
     np.testing.assert_allclose(kernel.uf, uf, atol=1e-5, rtol=0)
     assert np.std(kernel.uf) > 1e-3  # 100x the tolerance: the comparison is not vacuous
+    if max_length == 90:
+        assert kernel.meta["shown_dropped"] > 0 and kernel.meta["query_truncated"] > 0
+    if max_length == 1024:
+        assert kernel.meta["shown_truncated"] == kernel.meta["query_truncated"] == 0
 
 
 def test_kernel_orientation_rows_targets_columns_candidates(trained_tiny_model, tiny_tokenizer):
@@ -87,6 +96,8 @@ def test_postprocess_clip_minmax_and_self_pairs():
     np.testing.assert_allclose(postprocess_kernel(uf, "minmax"), [[1.0, 0.0], [3 / 7, 5 / 7]])
     # excluding self-pairs: scale over the off-diagonal only (-0.2 .. 0.1), then zero the diagonal
     np.testing.assert_allclose(postprocess_kernel(uf, "minmax", exclude_self_pairs=True), [[0.0, 0.0], [1.0, 0.0]])
+    with pytest.raises(ValueError, match="explicit self_pair_mask"):
+        postprocess_kernel(np.zeros((2, 3)), "clip", exclude_self_pairs=True)
     with pytest.raises(ValueError, match="selector.postprocess"):
         postprocess_kernel(uf, "softmax")
 
@@ -102,12 +113,49 @@ def test_cache_reuses_and_keys_on_templates(tiny_spec, tmp_path, monkeypatch):
     second = again.utility(examples, examples)
     assert second.meta["cached"] is True
     np.testing.assert_array_equal(first.uf, second.uf)
-    changed = KernelSettings(shown_example="Example:\n{prompt}{response}\n\n")
-    assert kernel_cache_key(again.cache_payload(examples, examples)) != kernel_cache_key(
-        KernelProvider(tiny_spec, TEMPLATE, changed, cache).cache_payload(examples, examples))
-    other_data = make_examples(4)[1:]
-    assert kernel_cache_key(again.cache_payload(examples, examples)) != kernel_cache_key(
-        again.cache_payload(other_data, other_data))
+    (next(cache.root.glob("*.npz"))).write_bytes(b"not an npz")  # a damaged file is a miss, then rewritten
+    monkeypatch.undo()
+    rebuilt = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(), cache, progress=False).utility(examples, examples)
+    assert rebuilt.meta["cached"] is False
+    np.testing.assert_array_equal(rebuilt.uf, first.uf)
+
+
+@pytest.mark.parametrize("change", ["shown_example", "eos_after_prompt", "max_length", "prompt", "dtype", "model_seed",
+                                    "targets", "candidates"])
+def test_cache_key_changes_with_everything_the_kernel_depends_on(tiny_spec, tmp_path, change):
+    from dataclasses import replace
+
+    examples, settings, template, spec = make_examples(3), KernelSettings(), TEMPLATE, tiny_spec
+    key = lambda p, t=examples, c=examples: kernel_cache_key(p.cache_payload(t, c))  # noqa: E731
+    base = key(KernelProvider(spec, template, settings, KernelCache(tmp_path)))
+    targets = candidates = examples
+    if change == "shown_example":
+        settings = replace(settings, shown_example="Example:\n{prompt}{response}\n\n")
+    elif change in ("eos_after_prompt", "max_length"):
+        settings = replace(settings, **{change: {"eos_after_prompt": False, "max_length": 512}[change]})
+    elif change == "prompt":
+        template = PromptTemplate(without_input="Q: {instruction}\nA: ")
+    elif change == "dtype":
+        spec = replace(spec, dtype="bfloat16")
+    elif change == "model_seed":
+        spec = replace(spec, seed=1)
+    elif change == "targets":
+        targets = examples[:2]
+    else:
+        candidates = make_examples(4)[1:]
+    assert key(KernelProvider(spec, template, settings, KernelCache(tmp_path)), targets, candidates) != base
+    assert key(KernelProvider(tiny_spec, TEMPLATE, replace(KernelSettings(), batch_size=3), KernelCache(tmp_path))) \
+        == base  # batch size does not change the numbers
+
+
+def test_unsupported_logit_rescaling_is_refused(trained_tiny_model, tiny_tokenizer):
+    import copy
+
+    model = copy.deepcopy(trained_tiny_model)
+    model.config.final_logit_softcapping = 0.05  # our scorer would cap, Llama's own forward does not
+    with pytest.raises(NotImplementedError, match="rescales its logits"):
+        compute_utility_kernel(model, tiny_tokenizer, make_examples(2), make_examples(2), TEMPLATE, KernelSettings(),
+                               progress=False)
 
 
 def test_cache_write_is_atomic(tmp_path, monkeypatch):

@@ -20,11 +20,24 @@ def test_tiny_model_is_seeded_and_cached_once(tmp_path):
                                 cache_dir=str(tmp_path))).dtype == torch.bfloat16
 
 
-def test_identity_separates_what_changes_outputs():
-    base = ModelSpec(name="m", source="hub", hub_id="org/model", revision="main")
-    assert model_identity(base) != model_identity(ModelSpec(name="m", source="hub", hub_id="org/model", revision="v2"))
-    assert model_identity(base) != model_identity(ModelSpec(name="m", source="hub", hub_id="org/model", dtype="float32"))
-    assert model_identity(base) == model_identity(ModelSpec(name="renamed", source="hub", hub_id="org/model"))
+def test_identity_separates_what_changes_outputs(tmp_path):
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    base = ModelSpec(name="m", source="hub", hub_id="org/model", revision=commit)
+    assert model_identity(base)["revision"] == commit
+    assert model_identity(base) != model_identity(ModelSpec(name="m", source="hub", hub_id="org/model",
+                                                            revision="f" * 40))
+    assert model_identity(base) != model_identity(ModelSpec(name="m", source="hub", hub_id="org/model",
+                                                            revision=commit, dtype="float32"))
+    assert model_identity(base) == model_identity(ModelSpec(name="renamed", source="hub", hub_id="org/model",
+                                                            revision=commit))
+    folder = tmp_path / "checkpoint"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"hidden_size": 8}')
+    local = ModelSpec(name="m", source="hub", local_path=str(folder))
+    before = model_identity(local)
+    assert model_identity(local) == before
+    (folder / "config.json").write_text('{"hidden_size": 16}')  # the checkpoint changed in place
+    assert model_identity(local) != before
 
 
 def test_missing_sources_fail_with_the_config_key(tmp_path):

@@ -6,12 +6,12 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from delift.fsutil import atomic_write
 from delift.kernel.utility import UtilityKernel
 
 log = logging.getLogger(__name__)
@@ -35,11 +35,15 @@ class KernelCache:
         path = self.path(key)
         if not path.exists():
             return None
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            kernel = UtilityKernel(uf=data["uf"], d_zero=data["d_zero"], d_one=data["d_one"],
-                                   target_ids=meta.pop("target_ids"), candidate_ids=meta.pop("candidate_ids"),
-                                   meta=meta)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                kernel = UtilityKernel(uf=data["uf"], d_zero=data["d_zero"], d_one=data["d_one"],
+                                       target_ids=meta.pop("target_ids"), candidate_ids=meta.pop("candidate_ids"),
+                                       meta=meta)
+        except Exception as exc:  # a damaged file is a miss: recompute and overwrite it
+            log.warning("kernel cache file %s is unreadable (%s: %s); recomputing", path, type(exc).__name__, exc)
+            return None
         log.info("kernel cache hit: %s", path)
         return kernel
 
@@ -48,14 +52,8 @@ class KernelCache:
         self.root.mkdir(parents=True, exist_ok=True)
         meta = dict(kernel.meta, key=key, payload=payload, target_ids=kernel.target_ids,
                     candidate_ids=kernel.candidate_ids)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".npz.tmp", dir=self.root)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, uf=kernel.uf, d_zero=kernel.d_zero, d_one=kernel.d_one,
-                         meta=np.array(json.dumps(meta, default=str)))
-            os.replace(tmp, self.path(key))
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(self.path(key), lambda handle: np.savez(
+            handle, uf=kernel.uf, d_zero=kernel.d_zero, d_one=kernel.d_one,
+            meta=np.array(json.dumps(meta, default=str))))
         log.info("kernel cached: %s", self.path(key))
         return self.path(key)

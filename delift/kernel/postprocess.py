@@ -20,6 +20,8 @@ def postprocess_kernel(uf: np.ndarray, method: str, exclude_self_pairs: bool = F
         raise ValueError(f"kernel has {int((~np.isfinite(uf)).sum())} non-finite entries; recompute it")
     mask = None
     if exclude_self_pairs:
+        if self_pair_mask is None and uf.shape[0] != uf.shape[1]:
+            raise ValueError("exclude_self_pairs on a non-square kernel needs an explicit self_pair_mask")
         mask = self_pair_mask if self_pair_mask is not None else np.eye(*uf.shape, dtype=bool)
     values = uf[~mask] if mask is not None else uf
     if method == "clip":

@@ -22,6 +22,9 @@ class ScoredSequence:
 
     input_ids: list[int]
     response_start: int  # index of the first scored token (first response token)
+    shown_cut: int = 0  # tokens the shown example lost to truncation
+    query_cut: int = 0  # tokens the query lost to truncation
+    shown_dropped: bool = False  # the whole shown example was cut: this pair is effectively zero-shot
 
     @property
     def num_scored(self) -> int:
@@ -47,4 +50,8 @@ def build_sequence(shown_ids: list[int], query_ids: list[int], response_ids: lis
     keep_shown = min(len(shown_ids), room - keep_query)
     prefix = (shown_ids[len(shown_ids) - keep_shown:] if keep_shown else []) + query_ids[len(query_ids) - keep_query:]
     prefix = prefix + separator
-    return ScoredSequence(input_ids=prefix + scored, response_start=len(prefix))
+    if not prefix:  # nothing would predict the first response token
+        raise ValueError(f"example {target_id!r}: empty prompt and kernel.eos_after_prompt=false")
+    return ScoredSequence(input_ids=prefix + scored, response_start=len(prefix),
+                          shown_cut=len(shown_ids) - keep_shown, query_cut=len(query_ids) - keep_query,
+                          shown_dropped=bool(shown_ids) and keep_shown == 0)

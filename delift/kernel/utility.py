@@ -106,17 +106,50 @@ def _decoder_and_head(model):
 
 
 @torch.inference_mode()
+def check_head_matches_forward(model, sequence: ScoredSequence, atol: float = 1e-3) -> None:
+    """Compare our body + head scoring with the model's own forward once.
+
+    ``score_sequences`` projects only the scored positions; a model whose forward rescales logits
+    in a way we do not replicate (only Gemma-style soft-capping is handled) would be scored wrongly.
+    """
+    device = next(model.parameters()).device
+    ids = torch.tensor([sequence.input_ids], device=device)
+    full = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)
+    positions = torch.arange(sequence.response_start - 1, len(sequence.input_ids) - 1, device=device)
+    expected = full[positions].gather(1, ids[0, sequence.response_start:, None]).squeeze(1).exp()
+    p = _token_probabilities(model, ids, torch.ones_like(ids), [0] * len(positions), positions.tolist(),
+                             sequence.input_ids[sequence.response_start:])
+    if not torch.allclose(p, expected, atol=atol, rtol=0):
+        raise NotImplementedError(
+            f"{type(model).__name__}: scoring through the decoder body and output head differs from the "
+            f"model's forward by {float((p - expected).abs().max()):.3g}; this architecture rescales its "
+            "logits in a way delift.kernel does not replicate yet")
+
+
+def _token_probabilities(model, input_ids, attention, rows, cols, targets) -> torch.Tensor:
+    """p of each target token, from the hidden state at (row, col), projected by the output head."""
+    body, head = _decoder_and_head(model)
+    device = input_ids.device
+    hidden = body(input_ids=input_ids, attention_mask=attention).last_hidden_state
+    logits = head(hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)]).float()
+    softcap = getattr(model.config, "final_logit_softcapping", None)
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    log_probs = torch.log_softmax(logits, dim=-1)
+    return log_probs.gather(1, torch.tensor(targets, device=device)[:, None]).squeeze(1).exp()
+
+
+@torch.inference_mode()
 def score_sequences(model, sequences: Sequence[ScoredSequence], pad_id: int) -> np.ndarray:
     """d = sqrt(mean_t (1 - p_t)^2) for each sequence, one padded forward pass for the batch.
 
     The output projection runs only at the positions that predict scored tokens.
     """
-    body, head = _decoder_and_head(model)
     device = next(model.parameters()).device
     width = max(len(s.input_ids) for s in sequences)
     input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(sequences), width), dtype=torch.long)
-    rows, cols, targets, owner = [], [], [], []
+    rows, cols, targets = [], [], []
     for b, seq in enumerate(sequences):
         n = len(seq.input_ids)
         input_ids[b, :n] = torch.tensor(seq.input_ids)
@@ -125,17 +158,10 @@ def score_sequences(model, sequences: Sequence[ScoredSequence], pad_id: int) -> 
         rows.extend([b] * len(positions))
         cols.extend(positions)
         targets.extend(seq.input_ids[seq.response_start:])
-        owner.extend([b] * len(positions))
-    hidden = body(input_ids=input_ids.to(device), attention_mask=attention.to(device)).last_hidden_state
-    logits = head(hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)]).float()
-    softcap = getattr(model.config, "final_logit_softcapping", None)
-    if softcap:
-        logits = torch.tanh(logits / softcap) * softcap
-    log_probs = torch.log_softmax(logits, dim=-1)
-    p = log_probs.gather(1, torch.tensor(targets, device=device)[:, None]).squeeze(1).exp()
+    p = _token_probabilities(model, input_ids.to(device), attention.to(device), rows, cols, targets)
     sq = (1.0 - p.double()) ** 2
-    owner_t = torch.tensor(owner, device=device)
-    sums = torch.zeros(len(sequences), dtype=torch.float64, device=device).index_add_(0, owner_t, sq)
+    row_index = torch.tensor(rows, device=device)
+    sums = torch.zeros(len(sequences), dtype=torch.float64, device=device).index_add_(0, row_index, sq)
     counts = torch.tensor([s.num_scored for s in sequences], dtype=torch.float64, device=device)
     return torch.sqrt(sums / counts).cpu().numpy()
 
@@ -169,12 +195,17 @@ def compute_utility_kernel(model, tokenizer, targets: Sequence[Example], candida
         sequence(i, None)
     lengths = [min(max_len, len(tgt[i].query) + len(tgt[i].response) + 1 + sep + (len(cand[j].shown) if j >= 0 else 0))
                for i, j in jobs]
+    check_head_matches_forward(model, sequence(0, None))
     d_zero = np.full(len(targets), np.nan)
+    truncation = {"shown_truncated": 0, "shown_dropped": 0, "query_truncated": 0}
     d_one = np.full((len(targets), len(candidates)), np.nan)
     started = time.perf_counter()
     bar = tqdm(total=len(jobs), desc="utility kernel", unit="seq", disable=not progress)
     for batch in _batches(jobs, lengths, settings.batch_size):
         seqs = [sequence(jobs[k][0], jobs[k][1] if jobs[k][1] >= 0 else None) for k in batch]
+        truncation["shown_truncated"] += sum(seq.shown_cut > 0 for seq in seqs)
+        truncation["shown_dropped"] += sum(seq.shown_dropped for seq in seqs)
+        truncation["query_truncated"] += sum(seq.query_cut > 0 for seq in seqs)
         dists = score_sequences(model, seqs, pad)
         for k, d in zip(batch, dists):
             i, j = jobs[k]
@@ -187,7 +218,10 @@ def compute_utility_kernel(model, tokenizer, targets: Sequence[Example], candida
     seconds = time.perf_counter() - started
     log.info("utility kernel %dx%d: %d sequences in %.1f s (%.1f seq/s)", len(targets), len(candidates),
              len(jobs), seconds, len(jobs) / max(seconds, 1e-9))
+    if any(truncation.values()):
+        log.warning("kernel.max_length=%d truncated sequences: %s (a pair whose shown example was dropped "
+                    "scores like zero-shot, UF = 0)", max_len, truncation)
     uf = d_zero[:, None] - d_one
     return UtilityKernel(uf=uf, d_zero=d_zero, d_one=d_one, target_ids=[e.id for e in targets],
                          candidate_ids=[e.id for e in candidates],
-                         meta={"seconds": seconds, "sequences": len(jobs)})
+                         meta={"seconds": seconds, "sequences": len(jobs), **truncation})

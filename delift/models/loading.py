@@ -15,13 +15,13 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from delift.fsutil import atomic_folder, distribution_version
 
 log = logging.getLogger(__name__)
 
@@ -67,24 +67,41 @@ class ModelSpec:
 def model_identity(spec: ModelSpec) -> dict[str, Any]:
     """The fields that determine a model's outputs, for cache keys."""
     ident: dict[str, Any] = {"source": spec.source, "dtype": spec.dtype}
-    if spec.source == "hub":
-        ident.update(id=spec.local_path or spec.hub_id, revision=spec.revision)
+    if spec.source == "hub" and spec.local_path:
+        ident.update(id=str(spec.local_path), content=_folder_fingerprint(Path(spec.local_path).expanduser()))
+    elif spec.source == "hub":
+        ident.update(id=spec.hub_id, revision=_resolved_commit(spec))
     elif spec.source == "packaged_gguf":
-        ident.update(package=spec.gguf_package, package_version=_distribution_version(spec.gguf_package),
+        ident.update(package=spec.gguf_package, package_version=distribution_version(spec.gguf_package),
                      file=spec.gguf_file, conversion=CONVERSION_VERSION)
     else:
         ident.update(seed=spec.seed, tiny=dict(sorted(spec.tiny.items())))
     return ident
 
 
-def _distribution_version(module: str | None) -> str | None:
-    """Installed version of the distribution that provides ``module`` (None when absent)."""
-    from importlib.metadata import PackageNotFoundError, version
+def _folder_fingerprint(folder: Path) -> str:
+    """sha256 of config.json and of every file's name, size and mtime: a changed checkpoint changes it."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"model.local_path is not a folder: {folder}")
+    digest = hashlib.sha256()
+    config = folder / "config.json"
+    if config.exists():
+        digest.update(config.read_bytes())
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
-    try:
-        return version(module) if module else None
-    except PackageNotFoundError:
-        return None
+
+def _resolved_commit(spec: ModelSpec) -> str:
+    """The commit a hub revision points to now (a branch like ``main`` moves; a commit does not)."""
+    if len(spec.revision) == 40 and all(c in "0123456789abcdef" for c in spec.revision):
+        return spec.revision
+    from transformers.utils import cached_file
+
+    config_path = Path(cached_file(spec.hub_id, "config.json", revision=spec.revision))
+    # hub cache layout: .../models--org--name/snapshots/<commit>/config.json
+    return config_path.parent.name if config_path.parent.parent.name == "snapshots" else spec.revision
 
 
 def _cache_folder(spec: ModelSpec, kind: str) -> Path:
@@ -93,21 +110,8 @@ def _cache_folder(spec: ModelSpec, kind: str) -> Path:
 
 
 def _write_once(target: Path, build) -> Path:
-    """Build into a temporary sibling folder and rename it into place, so a crash leaves nothing half-written."""
-    if (target / "config.json").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
-    try:
-        build(tmp)
-        if target.exists():  # another process finished first
-            shutil.rmtree(tmp)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+    """The folder ``target``, built atomically on first use."""
+    return target if (target / "config.json").exists() else atomic_folder(target, build)
 
 
 def _convert_packaged_gguf(spec: ModelSpec, folder: Path) -> None:
