@@ -80,14 +80,16 @@ def evaluate_finetuned(cfg: DictConfig, model_spec: ModelSpec, train_set: list, 
     prefix = cfg.evaluation.name
     train_cfg = FinetuneConfig.from_config(cfg.evaluation.train)
     with timer.stage("train"):
-        result = finetune(model_spec, train_set, template, train_cfg, output_dir / "finetune", seed=cfg.seed)
+        result = finetune(model_spec, train_set, template, train_cfg, output_dir / "finetune", seed=cfg.seed,
+                          progress=cfg.progress)
     prompts = [template.render(ex) for ex in test_set]
     references = [ex.output for ex in test_set]
     gen = cfg.evaluation.generation
     with timer.stage("generate"):
         generations = generate(result.model, result.tokenizer, prompts, max_new_tokens=gen.max_new_tokens,
                                batch_size=gen.batch_size, do_sample=gen.do_sample, temperature=gen.temperature,
-                               top_p=gen.top_p, seed=cfg.seed)
+                               top_p=gen.top_p, seed=cfg.seed, max_prompt_length=train_cfg.max_length - 1,
+                               progress=cfg.progress)
     with timer.stage("metrics"):
         per_example, means = compute_metrics(generations, references, list(cfg.metrics.names), cfg.metrics.embedder)
     metrics = {f"{prefix}/{key}": value for key, value in means.items()}

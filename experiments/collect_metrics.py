@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
-DEFAULT_COLUMNS = ["qlora/rouge1", "qlora/rouge2", "qlora/rougeL", "qlora/bge", "subset/size", "pool/size",
-                   "time/selection_s", "time/train_s", "time/total_s"]
+DEFAULT_COLUMNS = ["*/rouge1", "*/rouge2", "*/rougeL", "*/bge", "subset/size", "pool/size", "time/selection_s",
+                   "time/total_s"]  # "*/x" expands to every evaluation prefix present (qlora/x, lora/x...)
 
 
 def collect(root: Path) -> list[dict]:
@@ -37,6 +37,18 @@ def collect(root: Path) -> list[dict]:
     return rows
 
 
+def expand_columns(columns: list[str], rows: list[dict]) -> list[str]:
+    """Replace each ``*/name`` by the ``<prefix>/name`` keys the rows have, in first-seen order."""
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    out: list[str] = []
+    for column in columns:
+        if column.startswith("*/"):
+            out.extend(k for k in keys if k.endswith(column[1:]) and k.count("/") == 1)
+        else:
+            out.append(column)
+    return out
+
+
 def to_markdown(rows: list[dict], columns: list[str]) -> str:
     def cell(value) -> str:
         return f"{value:.4f}" if isinstance(value, float) else str(value)
@@ -56,7 +68,7 @@ def main() -> None:
     parser.add_argument("--columns", nargs="+", default=DEFAULT_COLUMNS)
     args = parser.parse_args()
     rows = collect(args.root)
-    table = to_markdown(rows, args.columns)
+    table = to_markdown(rows, expand_columns(args.columns, rows))
     print(table, end="")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,7 @@ def trained_tiny_model(tiny_spec, tiny_tokenizer):
     model.train()
     torch.manual_seed(0)
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
-    batch = tiny_tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    batch = tiny_tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
     labels = batch.input_ids.masked_fill(batch.attention_mask == 0, -100)
     for _ in range(25):
         model(**batch, labels=labels).loss.backward()

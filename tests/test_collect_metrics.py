@@ -29,3 +29,13 @@ def test_collects_every_job_with_overrides_and_caveats(tmp_path):
         rows = list(csv.DictReader(handle))
     assert [(r["overrides"], float(r["qlora/rouge1"])) for r in rows] == [("selector=delift", 0.25),
                                                                           ("selector=random", 0.5)]
+
+
+def test_default_columns_follow_the_evaluation_prefix(tmp_path):
+    job = tmp_path / "run"
+    job.mkdir()
+    (job / "metrics.json").write_text(json.dumps({"lora/rouge1": 0.125, "lora/bge": 0.5, "subset/size": 2}))
+    done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True, text=True, check=True)
+    header, _, row = done.stdout.splitlines()[:3]
+    assert header.split(" | ")[1:3] == ["lora/rouge1", "lora/bge"]
+    assert "| 0.1250 | 0.5000 | 2 |" in row

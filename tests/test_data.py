@@ -343,3 +343,24 @@ def test_real_local_copies_first_rows(fmt: str, relpath: str) -> None:
     examples = load_examples(cfg)
     assert len(examples) == 20 and len({ex.id for ex in examples}) == 20
     assert all(ex.source == fmt and ex.output.strip() for ex in examples)
+
+
+def test_near_duplicates_stay_in_the_split_of_their_original():
+    from delift.data.splits import near_duplicate_groups
+
+    examples = generate_synthetic(60, seed=0, near_duplicate_rate=0.3)
+    groups = near_duplicate_groups(examples)
+    assert len(set(groups)) < len(examples)  # the data really has groups
+    for seed in range(5):
+        splits = make_splits(examples, {"train": 40, "valid": 0, "test": 20}, seed)
+        assert splits.sizes == {"train": 40, "valid": 0, "test": 20}
+        side = {ex.id: name for name in ("train", "test") for ex in getattr(splits, name)}
+        for ex, group in zip(examples, groups):
+            assert side[ex.id] == side[group], (ex.id, group)
+
+
+def test_groups_that_cannot_fit_are_an_error():
+    base = Example("a", "Say hi.", "", "hi", "t")
+    copies = [base] + [Example(f"a{i}", "Say hi!", "", "hi", "t", {"near_duplicate_of": "a"}) for i in range(2)]
+    with pytest.raises(ValueError, match="near-duplicate groups"):
+        make_splits(copies, {"train": 2, "valid": 0, "test": 1}, seed=0)

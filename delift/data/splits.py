@@ -67,17 +67,44 @@ def _resolve_sizes(sizes: Mapping[str, int | None], available: int) -> dict[str,
     return {name: resolved[name] for name in SPLIT_NAMES}
 
 
+def near_duplicate_groups(examples: Sequence[Example]) -> list[str]:
+    """Each example's group: the id at the root of its ``metadata["near_duplicate_of"]`` chain."""
+    by_id = {ex.id: ex for ex in examples}
+
+    def root(example: Example) -> str:
+        seen = {example.id}
+        while (parent := example.metadata.get("near_duplicate_of")) in by_id and parent not in seen:
+            seen.add(parent)
+            example = by_id[parent]
+        return example.id
+
+    return [root(ex) for ex in examples]
+
+
 def make_splits(
     examples: Sequence[Example], sizes: Mapping[str, int | None], seed: int
 ) -> DataSplits:
-    """Permute with ``numpy.random.default_rng(seed)``, then take train, valid, test in order."""
+    """Permute with ``numpy.random.default_rng(seed)``, then take train, valid, test in order.
+
+    Near-duplicates (``metadata["near_duplicate_of"]``) stay in the split of their original, so a
+    test example never has a copy in the training pool; without them this is a plain permutation.
+    """
     check_unique_ids(examples)
     resolved = _resolve_sizes(sizes, len(examples))
-    order = np.random.default_rng(seed).permutation(len(examples))
-    parts: dict[str, list[Example]] = {}
-    start = 0
-    for name in SPLIT_NAMES:
-        stop = start + resolved[name]
-        parts[name] = [examples[int(i)] for i in order[start:stop]]
-        start = stop
+    groups = near_duplicate_groups(examples)
+    members: dict[str, list[int]] = {}
+    for index, group in enumerate(groups):
+        members.setdefault(group, []).append(index)
+    units = list(members.values())  # singletons unless the data has near-duplicates
+    order = np.random.default_rng(seed).permutation(len(units))
+    parts: dict[str, list[Example]] = {name: [] for name in SPLIT_NAMES}
+    for unit in (units[int(i)] for i in order):
+        for name in SPLIT_NAMES:  # the first split with room for the whole group takes it
+            if len(parts[name]) + len(unit) <= resolved[name]:
+                parts[name].extend(examples[i] for i in unit)
+                break
+    short = {name: f"{len(parts[name])}/{resolved[name]}" for name in SPLIT_NAMES if len(parts[name]) < resolved[name]}
+    if short:
+        raise ValueError(f"cannot fill data.sizes {short} without splitting near-duplicate groups; "
+                         "lower data.sizes or generate more examples")
     return DataSplits(**parts)

@@ -54,7 +54,8 @@ def left_pad(batch: Sequence[Sequence[int]], pad_token_id: int) -> tuple[torch.T
 
 
 def generate(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 8,
-             do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, seed: int = 0) -> list[str]:
+             do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, seed: int = 0,
+             max_prompt_length: int | None = None, progress: bool = True) -> list[str]:
     """Generate one completion per prompt; returns the new text only, stripped, in the input order.
 
     Greedy by default. Every decoding setting is passed explicitly, so the protocol does not depend
@@ -62,6 +63,7 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens:
     With ``do_sample`` the torch RNG is seeded with ``seed`` inside a forked RNG state: the result is
     reproducible for the same prompts, ``batch_size`` and seed, and the caller's RNG is untouched.
     Prompts are sorted by length (longest first, so memory trouble shows at once) to reduce padding.
+    A prompt longer than ``max_prompt_length`` tokens loses tokens from the left, as in training.
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -77,6 +79,12 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens:
     for index, ids in enumerate(encoded):
         if not ids:
             raise ValueError(f"prompt {index} is empty after tokenisation; nothing to condition on")
+    if max_prompt_length is not None:
+        too_long = sum(len(ids) > max_prompt_length for ids in encoded)
+        if too_long:
+            log.warning("%d of %d prompts were shortened from the left to %d tokens, as in training",
+                        too_long, len(encoded), max_prompt_length)
+            encoded = [ids[-max_prompt_length:] for ids in encoded]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
 
     settings: dict[str, Any] = {
@@ -100,7 +108,7 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens:
             if do_sample:
                 torch.manual_seed(seed)  # seeds the CPU and every CUDA generator
             batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
-            for batch in tqdm(batches, desc="generate", unit="batch"):
+            for batch in tqdm(batches, desc="generate", unit="batch", disable=not progress):
                 input_ids, attention_mask = left_pad([encoded[i] for i in batch], int(pad_id))
                 output = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
                                         **settings)

@@ -21,10 +21,10 @@ from delift.data.records import Example
 def budget_from_fraction(fraction: float, n: int) -> int:
     """k = floor(fraction * n), at least 1."""
     if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"selector.fraction={fraction}: expected a number in (0, 1]")
+        raise ValueError(f"budget_fraction={fraction}: expected a number in (0, 1]")
     k = math.floor(fraction * n + 1e-9)
     if k < 1:
-        raise ValueError(f"selector.fraction={fraction} of a pool of {n} selects nothing")
+        raise ValueError(f"budget_fraction={fraction} of a pool of {n} selects nothing")
     return k
 
 

@@ -46,14 +46,14 @@ class FinetuneConfig:
     epochs: float = 3
     batch_size: int = 4
     grad_accum: int = 1
-    max_length: int = 512
+    max_length: int = 1024
     mask_prompt: bool = True
     weight_decay: float = 0.0
     warmup_ratio: float = 0.0
     bnb_4bit_compute_dtype: str = "bfloat16"
     double_quant: bool = True
     max_steps: int = -1  # > 0 overrides epochs (smoke runs)
-    gradient_checkpointing: bool = True  # the QLoRA memory recipe; costs about a third more compute
+    gradient_checkpointing: bool = False  # the QLoRA memory recipe for large models; about 1/3 more compute
     logging_steps: int = 10
 
     def __post_init__(self) -> None:
@@ -234,7 +234,7 @@ def _callbacks():
 
 
 def finetune(model_spec: ModelSpec, train_examples: Sequence[Example], template: PromptTemplate,
-             cfg: FinetuneConfig, output_dir: str | Path, seed: int) -> FinetuneResult:
+             cfg: FinetuneConfig, output_dir: str | Path, seed: int, progress: bool = True) -> FinetuneResult:
     """Train LoRA adapters on ``train_examples`` and save them to ``output_dir/adapter``.
 
     Seeding happens before the adapters are created, so the LoRA initialisation and the data order
@@ -243,7 +243,7 @@ def finetune(model_spec: ModelSpec, train_examples: Sequence[Example], template:
     if not train_examples:
         raise ValueError("finetune: the training set is empty")
     from transformers import Trainer, TrainingArguments, set_seed
-    from transformers.trainer_callback import ProgressCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     output_dir = Path(output_dir)
     tokenizer = load_tokenizer(model_spec)
@@ -273,7 +273,7 @@ def finetune(model_spec: ModelSpec, train_examples: Sequence[Example], template:
         save_strategy="no",
         eval_strategy="no",
         report_to=[],
-        disable_tqdm=False,
+        disable_tqdm=not progress,
         use_cpu=not use_cuda,
         dataloader_pin_memory=use_cuda,
         remove_unused_columns=False,  # the collator picks the columns it needs
@@ -285,7 +285,9 @@ def finetune(model_spec: ModelSpec, train_examples: Sequence[Example], template:
     trainer = Trainer(model=model, args=args, train_dataset=dataset,
                       data_collator=TrainingCollator(int(tokenizer.pad_token_id)))
     trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(quiet_progress())
+    trainer.remove_callback(PrinterCallback)  # what Trainer prints instead when tqdm is off; LogToLogger reports
+    if progress:
+        trainer.add_callback(quiet_progress())
     trainer.add_callback(to_logger())
 
     start = time.perf_counter()
