@@ -40,7 +40,8 @@ class DeliftSelector(Selector):
                 "kernel_seconds": kernel.meta.get("seconds"), "postprocess": self.postprocess,
                 "exclude_self_pairs": self.exclude_self_pairs, "objective": self.objective,
                 "uf_diagonal_mean": float(np.mean(kernel.uf[mask])) if mask.any() else None,
-                "uf_offdiagonal_mean": float(np.mean(kernel.uf[~mask]))}
+                "uf_offdiagonal_mean": float(np.mean(kernel.uf[~mask])),
+                **{k: kernel.meta.get(k) for k in ("shown_truncated", "shown_dropped", "query_truncated")}}
         return s, info
 
     def select(self, ctx: SelectionContext, budget: int) -> Selection:
