@@ -189,3 +189,11 @@ def test_generation_stops_at_eos(model, tokenizer):
         for handle in handles:
             handle.remove()
     assert len(calls) == 1
+
+
+def test_long_prompts_lose_tokens_from_the_left_as_in_training(model, tokenizer):
+    # byte tokenizer: one token per character, so the last 6 tokens of the prompt are its last 6 characters
+    long_prompt = "### Instruction:\nName a colour.\n\n### Response:\n"
+    truncated = generate(model, tokenizer, [long_prompt], max_new_tokens=6, max_prompt_length=6)
+    assert truncated == [greedy_by_hand(model, tokenizer, long_prompt[-6:], 6)]
+    assert truncated != generate(model, tokenizer, [long_prompt], max_new_tokens=6)

@@ -23,10 +23,10 @@ def postprocess_kernel(uf: np.ndarray, method: str, exclude_self_pairs: bool = F
         if self_pair_mask is None and uf.shape[0] != uf.shape[1]:
             raise ValueError("exclude_self_pairs on a non-square kernel needs an explicit self_pair_mask")
         mask = self_pair_mask if self_pair_mask is not None else np.eye(*uf.shape, dtype=bool)
-    values = uf[~mask] if mask is not None else uf
     if method == "clip":
         s = np.maximum(uf, 0.0)
     else:
+        values = uf[~mask] if mask is not None else uf  # self-pairs excluded from the scale too
         low, high = values.min(), values.max()
         s = (uf - low) / (high - low) if high > low else np.zeros_like(uf)
     if mask is not None:

@@ -82,19 +82,11 @@ class WandbLogger(ExperimentLogger):
         self.tags = list(tags) if tags else []
         self.name = name
         self._run: Any = None
-        self._failed = False
 
     @property
     def active(self) -> bool:
         """True between a successful ``start`` and ``finish``."""
         return self._run is not None
-
-    @property
-    def run_dir(self) -> str | None:
-        """Folder holding this run's W&B files (``.../wandb/<mode>-run-*/``), when active."""
-        if self._run is None:
-            return None
-        return self._guard("run.dir", lambda: str(os.path.dirname(self._run.dir)))
 
     def _guard(self, call: str, fn: Callable[[], _T]) -> _T | None:
         try:
@@ -109,7 +101,6 @@ class WandbLogger(ExperimentLogger):
         if self._run is not None:
             log.warning("W&B start called on an active run; finishing the previous run first")
             self.finish()
-        self._failed = False
 
         def _init() -> Any:
             import wandb
@@ -130,7 +121,6 @@ class WandbLogger(ExperimentLogger):
 
         self._run = self._guard("init", _init)
         if self._run is None:
-            self._failed = True
             log.warning("W&B logging is disabled for this run after the failed init")
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
