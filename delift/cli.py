@@ -19,9 +19,10 @@ def main(cfg: DictConfig) -> float | None:
     """Run one experiment; returns the headline metric so sweepers can optimise it."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from delift.pipeline import run_experiment
+    from delift.protocol import requested_evaluations
 
     metrics = run_experiment(cfg, HydraConfig.get().runtime.output_dir)
-    return metrics.get(f"{cfg.evaluation.name}/rouge1")
+    return metrics.get(f"{requested_evaluations(cfg)[-1].name}/rouge1")
 
 
 if __name__ == "__main__":

@@ -1,102 +1,72 @@
-"""One experiment, top to bottom: data -> subset selection -> fine-tuning -> generation -> metrics.
+"""One experiment, top to bottom: data -> subset selection -> fine-tuning / ICL -> generation -> metrics.
 
 Each stage is a plain function call with explicit arguments; Hydra only composes the config
-(``delift.cli``). Results land in ``output_dir``: metrics.json, subset.json, predictions.jsonl.
+(``delift.cli``). The use case (``usecase``) decides which datasets are loaded and which kernels
+the selector needs; the evaluation protocols live in ``delift.protocol``. Results land in
+``output_dir``: metrics.json, subset.json, predictions.jsonl, run.json.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from delift.data.loading import load_splits
 from delift.data.prompts import PromptTemplate
-from delift.evaluation.generation import generate
-from delift.evaluation.metrics import compute_metrics
 from delift.kernel.cache import KernelCache
 from delift.kernel.provider import KernelProvider
 from delift.kernel.utility import KernelSettings, overflowing_targets
 from delift.models.loading import ModelSpec
 from delift.outputs import write_json, write_jsonl
+from delift.protocol import Timer, requested_evaluations, run_evaluations
 from delift.provenance import run_record
 from delift.selection.base import Selection, SelectionContext, budget_from_fraction
 from delift.tracking import make_logger
-from delift.training.finetune import FinetuneConfig, finetune
+from delift.training.finetune import finetune
+from delift.usecases import UsecaseData, load_usecase_data
 
 log = logging.getLogger(__name__)
 
 
-class Timer:
-    """Wall time per stage, reported as ``time/<stage>_s``."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        log.info("stage %s ...", name)
-        try:
-            yield
-        finally:
-            self.seconds[f"time/{name}_s"] = round(time.perf_counter() - start, 3)
-            log.info("stage %s done in %.1f s", name, self.seconds[f"time/{name}_s"])
+def selection_context(cfg: DictConfig, data: UsecaseData, provider: KernelProvider, output_dir: Path) -> SelectionContext:
+    """What a selector may use: the pool, Q or P of the use case, the kernels, the model and template."""
+    return SelectionContext(pool=data.pool, seed=cfg.seed, kernels=provider, query=data.query, existing=data.existing,
+                            eta=float(cfg.usecase.get("eta", 1.0)), nu=float(cfg.usecase.get("nu", 1.0)),
+                            model_spec=provider.model_spec, template=provider.template,
+                            output_dir=output_dir / "selection", finetune=finetune)
 
 
-def select_subset(cfg: DictConfig, pool: list, provider: KernelProvider, output_dir: Path) -> Selection:
+def select_subset(cfg: DictConfig, ctx: SelectionContext) -> Selection:
     """Instantiate the configured selector and pick floor(budget_fraction * |pool|) examples."""
     selector = instantiate(cfg.selector)
-    budget = budget_from_fraction(cfg.budget_fraction, len(pool))
-    ctx = SelectionContext(pool=pool, seed=cfg.seed, kernels=provider, model_spec=provider.model_spec,
-                           template=provider.template, output_dir=output_dir / "selection", finetune=finetune)
+    budget = budget_from_fraction(cfg.budget_fraction, len(ctx.pool))
     selection = selector.select(ctx, budget)
-    log.info("selected %d of %d examples with %s", len(selection.indices), len(pool), selection.selector)
+    log.info("selected %d of %d examples with %s", len(selection.indices), len(ctx.pool), selection.selector)
     return selection
 
 
-def drop_overflowing(pool: list, provider: KernelProvider, template: PromptTemplate,
-                     settings: KernelSettings) -> tuple[list, list[str]]:
-    """Apply kernel.on_overflow to the pool, the same way for every selector so runs stay comparable."""
-    too_long = overflowing_targets(pool, provider.tokenizer, template, settings)
+def drop_overflowing(examples: list, provider: KernelProvider, template: PromptTemplate,
+                     settings: KernelSettings, what: str = "pool") -> tuple[list, list[str]]:
+    """Apply kernel.on_overflow to kernel targets (pool, Q), the same way for every selector."""
+    too_long = overflowing_targets(examples, provider.tokenizer, template, settings)
     if too_long and settings.on_overflow == "error":
-        raise ValueError(f"{len(too_long)} pool examples have responses longer than kernel.max_length="
+        raise ValueError(f"{len(too_long)} {what} examples have responses longer than kernel.max_length="
                          f"{settings.max_length} (first: {too_long[:5]}); raise it or set kernel.on_overflow=skip")
     if too_long:
-        log.warning("kernel.on_overflow=skip: dropped %d of %d pool examples whose response cannot fit: %s",
-                    len(too_long), len(pool), too_long[:10])
+        log.warning("kernel.on_overflow=skip: dropped %d of %d %s examples whose response cannot fit: %s",
+                    len(too_long), len(examples), what, too_long[:10])
     drop = set(too_long)
-    return [ex for ex in pool if ex.id not in drop], too_long
+    return [ex for ex in examples if ex.id not in drop], too_long
 
 
-def evaluate_finetuned(cfg: DictConfig, model_spec: ModelSpec, train_set: list, test_set: list,
-                       template: PromptTemplate, output_dir: Path, timer: Timer) -> tuple[dict[str, float], list[dict]]:
-    """Fine-tune (QLoRA or LoRA) on ``train_set``, generate on ``test_set``, score the generations."""
-    prefix = cfg.evaluation.name
-    train_cfg = FinetuneConfig.from_config(cfg.evaluation.train)
-    with timer.stage("train"):
-        result = finetune(model_spec, train_set, template, train_cfg, output_dir / "finetune", seed=cfg.seed,
-                          progress=cfg.progress)
-    prompts = [template.render(ex) for ex in test_set]
-    references = [ex.output for ex in test_set]
-    gen = cfg.evaluation.generation
-    with timer.stage("generate"):
-        generations = generate(result.model, result.tokenizer, prompts, max_new_tokens=gen.max_new_tokens,
-                               batch_size=gen.batch_size, do_sample=gen.do_sample, temperature=gen.temperature,
-                               top_p=gen.top_p, seed=cfg.seed, max_prompt_length=train_cfg.max_length - 1,
-                               progress=cfg.progress)
-    with timer.stage("metrics"):
-        per_example, means = compute_metrics(generations, references, list(cfg.metrics.names), cfg.metrics.embedder)
-    metrics = {f"{prefix}/{key}": value for key, value in means.items()}
-    metrics.update({f"{prefix}/train_loss": result.train_loss, f"{prefix}/train_steps": result.steps})
-    rows = [{"id": ex.id, "prompt": prompt, "reference": ref, "generation": out, **scores}
-            for ex, prompt, ref, out, scores in zip(test_set, prompts, references, generations, per_example)]
-    return metrics, rows
+def subset_record(cfg: DictConfig, resolved: dict, selection: Selection, pool: list) -> dict[str, Any]:
+    return {"selector": selection.selector, "selector_config": resolved["selector"], "usecase": cfg.usecase.name,
+            "budget": selection.budget, "pool_size": len(pool), "kernel_hash": selection.info.get("kernel_key"),
+            "selected_ids": selection.ids(pool), "gains": selection.gains, "info": selection.info}
 
 
 def run_experiment(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
@@ -105,9 +75,8 @@ def run_experiment(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.usecase.name != "instruction_tuning":
-        raise NotImplementedError(f"usecase={cfg.usecase.name}: only instruction_tuning is implemented")
     set_seed(cfg.seed)
+    requested_evaluations(cfg)  # fail on a bad evaluation choice before any work
     resolved = OmegaConf.to_container(cfg, resolve=True)
     tracker = make_logger(OmegaConf.to_container(cfg.logger, resolve=True),
                           defaults={"group": cfg.name, "job_type": cfg.usecase.name})
@@ -125,33 +94,37 @@ def run_experiment(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
         provider = KernelProvider(model_spec, template, settings, KernelCache(Path(cfg.paths.cache_dir) / "kernels"),
                                   progress=cfg.progress)
         with timer.stage("data"):
-            splits = load_splits(cfg.data, cfg.seed)
-            pool, skipped = drop_overflowing(splits.train, provider, template, settings)
+            data = load_usecase_data(cfg)
+            data.pool, skipped = drop_overflowing(data.pool, provider, template, settings)
+            if data.query is not None:
+                data.query, skipped_query = drop_overflowing(data.query, provider, template, settings, "query")
+                data.counts["query/skipped_overflow"] = len(skipped_query)
+                data.counts["query/size"] = len(data.query)
+        record["data_sources"] = {key: source.to_dict() if hasattr(source, "to_dict") else source
+                                  for key, source in data.sources.items()}
+        write_json(output_dir / "run.json", record)
+        ctx = selection_context(cfg, data, provider, output_dir)
         with timer.stage("selection"):
-            selection = select_subset(cfg, pool, provider, output_dir)
+            selection = select_subset(cfg, ctx)
             provider.release()
-        subset = [pool[i] for i in selection.indices]
-        subset_record = {
-            "selector": selection.selector, "selector_config": resolved["selector"], "budget": selection.budget,
-            "pool_size": len(pool), "kernel_hash": selection.info.get("kernel_key"),
-            "selected_ids": selection.ids(pool), "gains": selection.gains, "info": selection.info,
-        }
-        subset_path = write_json(output_dir / "subset.json", subset_record)
+        subset = [data.pool[i] for i in selection.indices]
+        subset_path = write_json(output_dir / "subset.json", subset_record(cfg, resolved, selection, data.pool))
         metrics: dict[str, Any] = {"subset/size": len(subset), "subset/budget": selection.budget,
-                                   "pool/size": len(pool), "pool/skipped_overflow": len(skipped),
-                                   "test/size": len(splits.test)}
-        eval_metrics, rows = evaluate_finetuned(cfg, model_spec, subset, splits.test, template, output_dir, timer)
+                                   "pool/size": len(data.pool), "pool/skipped_overflow": len(skipped), **data.counts}
+        train_set = [] if selection.info.get("no_finetuning") else data.train_set(subset)
+        eval_metrics, rows = run_evaluations(cfg, model_spec, train_set, data.tests, template,
+                                             settings.shown_example, output_dir, timer)
         metrics.update(eval_metrics)
         write_jsonl(output_dir / "predictions.jsonl", rows)
         metrics.update(timer.seconds)
         metrics["time/total_s"] = round(time.perf_counter() - started, 3)
         write_json(output_dir / "metrics.json", metrics)
         tracker.log_metrics(metrics)
-        tracker.log_table(f"{cfg.evaluation.name}/predictions", rows)
+        for evaluation in dict.fromkeys(row["evaluation"] for row in rows):
+            tracker.log_table(f"{evaluation}/predictions", [r for r in rows if r["evaluation"] == evaluation])
         tracker.log_artifact(f"subset-{cfg.name}-{selection.selector}-seed{cfg.seed}", "subset", [str(subset_path)],
                              {"selector": selection.selector, "budget": selection.budget})
         log.info("metrics: %s", {k: v for k, v in metrics.items() if not k.startswith("time/")})
         return metrics
     finally:
         tracker.finish()
-

@@ -13,6 +13,7 @@ from delift.cli import CONFIG_DIR
 from delift.data.formatters import get_formatter
 from delift.kernel.utility import KernelSettings
 from delift.models.loading import ModelSpec
+from delift.protocol import requested_evaluations
 from delift.selection.base import Selector
 from delift.tracking import make_logger
 from delift.training.finetune import FinetuneConfig
@@ -35,7 +36,9 @@ def check_parts(cfg, tmp_path) -> None:
     assert isinstance(instantiate(cfg.selector), Selector)
     ModelSpec.from_config(cfg.model, tmp_path).torch_dtype
     KernelSettings.from_config(cfg.kernel)
-    FinetuneConfig.from_config(cfg.evaluation.train)
+    for block in requested_evaluations(cfg):
+        if block.kind == "finetune":
+            FinetuneConfig.from_config(block.train)
     if cfg.data.format != "synthetic":
         get_formatter(cfg.data.format)
     make_logger(OmegaConf.to_container(cfg.logger))
@@ -61,6 +64,6 @@ def test_every_experiment_composes_and_instantiates(experiment, tmp_path):
 
 def test_default_config_is_the_quickstart():
     cfg = compose_config([])
-    assert (cfg.data.name, cfg.model.source, cfg.selector._target_.rsplit(".", 1)[-1], cfg.evaluation.name) == (
-        "quickstart", "packaged_gguf", "DeliftSelector", "qlora")
+    assert (cfg.data.name, cfg.model.source, cfg.selector._target_.rsplit(".", 1)[-1], list(cfg.evaluation)) == (
+        "quickstart", "packaged_gguf", "DeliftSelector", ["qlora"])
     assert list(cfg.metrics.names) == ["rouge", "bge"] and cfg.logger.name == "none"

@@ -38,7 +38,7 @@ def test_smoke_writes_the_three_result_files(smoke_run):
     saved = json.loads((out / "metrics.json").read_text())
     assert saved == json.loads(json.dumps(metrics))
     for key in ("qlora/rouge1", "qlora/rouge2", "qlora/rougeL", "qlora/bge", "subset/size", "time/selection_s",
-                "time/train_s", "time/total_s"):
+                "time/qlora_train_s", "time/total_s"):
         assert key in saved, key
     pool_size = cfg.data.sizes.train
     assert saved["subset/size"] == saved["subset/budget"] == budget_from_fraction(cfg.budget_fraction, pool_size)
@@ -60,6 +60,7 @@ def test_smoke_writes_the_three_result_files(smoke_run):
     assert len(rows) == cfg.data.sizes.test == saved["test/size"]
     for row in rows:
         assert {"prompt", "reference", "generation", "rouge1", "bge"} <= set(row)
+        assert (row["evaluation"], row["split"]) == ("qlora", "test")
         assert row["prompt"].endswith("### Response:\n")
     mean_rouge1 = sum(r["rouge1"] for r in rows) / len(rows)
     assert saved["qlora/rouge1"] == pytest.approx(mean_rouge1)
@@ -69,13 +70,13 @@ def test_same_config_gives_the_same_subset(smoke_run, tmp_path):
     cfg, _, root = smoke_run
     first = json.loads((root / "run" / "subset.json").read_text())
     # a fresh cache: the kernel is recomputed, so this checks the computation, not the cache
-    run_experiment(smoke_config(tmp_path / "fresh-cache", "evaluation.train.max_steps=1"), tmp_path / "again")
+    run_experiment(smoke_config(tmp_path / "fresh-cache", "evaluation.qlora.train.max_steps=1"), tmp_path / "again")
     second = json.loads((tmp_path / "again" / "subset.json").read_text())
     assert second["info"]["kernel_cached"] is False
     assert second["selected_ids"] == first["selected_ids"]
     assert second["gains"] == pytest.approx(first["gains"], abs=1e-9)
     # and a rerun on the warm cache reads the same kernel back
-    run_experiment(smoke_config(tmp_path / "fresh-cache", "evaluation.train.max_steps=1"), tmp_path / "cached")
+    run_experiment(smoke_config(tmp_path / "fresh-cache", "evaluation.qlora.train.max_steps=1"), tmp_path / "cached")
     third = json.loads((tmp_path / "cached" / "subset.json").read_text())
     assert third["info"]["kernel_cached"] is True and third["selected_ids"] == first["selected_ids"]
 
@@ -93,7 +94,7 @@ def test_cli_multirun_runs_four_jobs(tmp_path):
 
 
 def test_wandb_offline_leaves_a_run_folder(tmp_path):
-    cfg = smoke_config(tmp_path / "cache", "logger=wandb", "logger.mode=offline", "evaluation.train.max_steps=1")
+    cfg = smoke_config(tmp_path / "cache", "logger=wandb", "logger.mode=offline", "evaluation.qlora.train.max_steps=1")
     run_experiment(cfg, tmp_path / "run")
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))

@@ -1,0 +1,121 @@
+"""The data each fine-tuning stage needs (METHOD.md sections 2 and 5), assembled from the configs.
+
+- ``instruction_tuning`` (use case 1): pool = ``data`` train split; train on the subset; test =
+  ``data`` test split.
+- ``task_specific`` (use case 2): pool = ``data`` train split; Q = the TARGET task's own
+  ``usecase.query_split`` (``usecase.target`` data config); train on the subset; test = the
+  target's test split.
+- ``continual`` (use case 3): pool = ``data`` (the new task) train split; P = ``usecase.existing``
+  train split; train on P + subset; test = the new task's test split, plus P's test split under
+  ``existing`` (forgetting).
+
+Every training-side list (pool, Q, P) is decontaminated against every test split (``decontaminate:
+true``, the default): an example whose normalised instruction + input equals or contains a test
+example's is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from omegaconf import DictConfig
+
+from delift.data.decontaminate import QuestionIndex
+from delift.data.loading import load_splits
+from delift.data.records import Example
+
+log = logging.getLogger(__name__)
+
+USECASES = ("instruction_tuning", "task_specific", "continual")
+HEADLINE = ""  # key of the test split whose metrics are logged as <evaluation>/<metric>
+
+
+@dataclass
+class UsecaseData:
+    """Everything a run selects from, conditions on, trains with and tests on."""
+
+    name: str
+    pool: list[Example]
+    query: list[Example] | None = None  # Q, use case 2
+    existing: list[Example] | None = None  # P, use case 3
+    tests: dict[str, list[Example]] = field(default_factory=dict)  # HEADLINE -> main test split
+    counts: dict[str, int] = field(default_factory=dict)  # sizes and decontamination counts, logged as metrics
+    sources: dict[str, Any] = field(default_factory=dict)  # config key -> where its rows came from (run.json)
+
+    def train_set(self, subset: Sequence[Example]) -> list[Example]:
+        """What fine-tuning (and ICL retrieval) uses: the subset, or P + subset in use case 3."""
+        if self.existing is None:
+            return list(subset)
+        chosen = {ex.id for ex in self.existing}
+        return list(self.existing) + [ex for ex in subset if ex.id not in chosen]
+
+
+def prompt_text(example: Example) -> str:
+    return f"{example.instruction} {example.input}"
+
+
+def decontaminate(examples: Sequence[Example], tests: Sequence[Sequence[Example]]) -> tuple[list[Example], int]:
+    """Drop examples whose instruction + input equals or contains a test example's instruction + input.
+
+    Whole prompts are compared, not instructions alone: many datasets repeat one instruction
+    ("Rewrite the following sentence.") over different inputs, and those are not contamination.
+    Containment catches templated copies (P3 wraps HotpotQA questions in longer prompts).
+    """
+    index = QuestionIndex(prompt_text(ex) for split in tests for ex in split)
+    kept = [ex for ex in examples if not index.matches(prompt_text(ex))]
+    return kept, len(examples) - len(kept)
+
+
+def _query_split(cfg: DictConfig, target: Any) -> list[Example]:
+    split = str(cfg.usecase.get("query_split", "valid"))
+    if split not in ("valid", "train"):
+        raise ValueError(f"usecase.query_split={split!r}: expected valid or train")
+    query = list(getattr(target, split))
+    size = cfg.usecase.get("query_size")
+    if size is not None:
+        query = query[: int(size)]
+    if not query:
+        raise ValueError(f"usecase.query_split={split!r} of usecase.target ({cfg.usecase.target.name}) is empty; "
+                         f"give usecase.target.sizes.{split} a size")
+    return query
+
+
+def load_usecase_data(cfg: DictConfig) -> UsecaseData:
+    """Load and split every dataset the configured use case needs, with the run's seed."""
+    name = str(cfg.usecase.name)
+    if name not in USECASES:
+        raise ValueError(f"usecase.name={name!r}: expected one of {USECASES}")
+    shared = cfg.paths.shared_datasets
+    main = load_splits(cfg.data, cfg.seed, shared)
+    data = UsecaseData(name=name, pool=list(main.train), sources={"data": getattr(main, "source", None)})
+    if name == "task_specific":
+        target = load_splits(cfg.usecase.target, cfg.seed, shared)
+        data.sources["usecase.target"] = getattr(target, "source", None)
+        data.query = _query_split(cfg, target)
+        data.tests[HEADLINE] = list(target.test)
+    else:
+        data.tests[HEADLINE] = list(main.test)
+    if name == "continual":
+        existing = load_splits(cfg.usecase.existing, cfg.seed, shared)
+        data.sources["usecase.existing"] = getattr(existing, "source", None)
+        data.existing = list(existing.train)
+        data.tests["existing"] = list(existing.test)
+    if not data.tests[HEADLINE]:
+        raise ValueError(f"use case {name}: the test split is empty; set its data.sizes.test")
+
+    tests = list(data.tests.values())
+    for part in ([] if not cfg.get("decontaminate", True) else ("pool", "query", "existing")):
+        examples = getattr(data, part)
+        if examples is None:
+            continue
+        kept, dropped = decontaminate(examples, tests)
+        if dropped:
+            log.warning("decontamination: dropped %d of %d %s examples whose prompt occurs in a test split",
+                        dropped, len(examples), part)
+        setattr(data, part, kept)
+        data.counts[f"{part}/decontaminated"] = dropped
+    data.counts.update({"query/size": len(data.query or []), "existing/size": len(data.existing or []),
+                        **{f"test{'/' + key if key else ''}/size": len(split) for key, split in data.tests.items()}})
+    return data
