@@ -23,7 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 from delift.data.prompts import PromptTemplate
 from delift.data.records import Example
 from delift.evaluation.generation import generate
-from delift.evaluation.icl import icl_prompts, retrieval_text
+from delift.evaluation.icl import icl_prompts
+from delift.evaluation.judge import instruction_text
 from delift.evaluation.metrics import compute_metrics
 from delift.models.loading import ModelSpec, load_model, load_tokenizer
 from delift.training.finetune import FinetuneConfig, finetune
@@ -76,6 +77,7 @@ def metric_options(cfg: DictConfig) -> dict[str, Any]:
         return {}
     judge = OmegaConf.to_container(cfg.judge, resolve=True)
     judge["cache_dir"] = str(Path(cfg.paths.cache_dir) / "judge")
+    judge["progress"] = bool(cfg.progress)
     return {"judge": judge}
 
 
@@ -92,7 +94,7 @@ def score_generations(cfg: DictConfig, evaluation: str, tests: Mapping[str, Sequ
     for split, examples in tests.items():
         references = [ex.output for ex in examples]
         per_example, means = compute_metrics(generations[split], references, list(cfg.metrics.names),
-                                             cfg.metrics.embedder, prompts=[retrieval_text(ex) for ex in examples],
+                                             cfg.metrics.embedder, prompts=[instruction_text(ex.instruction, ex.input) for ex in examples],
                                              options=metric_options(cfg))
         metrics.update({_key(evaluation, split, name): value for name, value in means.items()})
         for index, (ex, scores) in enumerate(zip(examples, per_example)):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import platform
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from delift.data.sources import is_fixture
+from delift.evaluation.judge import judge_identity
 from delift.fsutil import distribution_version
 from delift.models.embeddings import embedder_identity
 from delift.models.loading import ModelSpec, model_identity
@@ -42,15 +43,17 @@ def caveats(cfg: DictConfig, spec: ModelSpec) -> list[str]:
         if is_fixture(data_cfg, cfg.paths.shared_datasets):
             notes.append(f"{key}={data_cfg.name}: a small FIXTURE written by delift in the dataset's schema, "
                          "not the real dataset")
-    if "judge" in list(cfg.metrics.names) and judge_is_toy(cfg):
+    judge = judge_record(cfg)
+    if judge is not None and judge["plumbing_only"]:
         notes.append("LLM judge is a tiny or 135M model: its scores are plumbing, not evidence")
     return notes
 
 
-def judge_is_toy(cfg: DictConfig) -> bool:
-    judge = cfg.get("judge") or {}
-    text = " ".join(str(judge.get(key, "")) for key in ("model", "model_source", "model_id", "name")).lower()
-    return "tiny" in text or "135m" in text
+def judge_record(cfg: DictConfig) -> dict[str, Any] | None:
+    """The judge's identity when the judge metric is requested, else None."""
+    if "judge" not in list(cfg.metrics.names):
+        return None
+    return judge_identity(OmegaConf.to_container(cfg.judge, resolve=True))
 
 
 def _versions() -> dict[str, str | None]:
@@ -67,6 +70,7 @@ def run_record(cfg: DictConfig, spec: ModelSpec, resolved_config: dict[str, Any]
         "caveats": caveats(cfg, spec),
         "model": model_identity(spec),
         "embedder": embedder_identity(cfg.metrics.embedder) if uses_embedder else None,
+        "judge": judge_record(cfg),
         "versions": _versions(),
         "config": resolved_config,
     }

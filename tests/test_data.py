@@ -317,7 +317,8 @@ def test_synthetic_near_duplicates(rate: float) -> None:
 
 def test_conf_data_yamls_share_keys_and_quickstart_loads() -> None:
     configs = {p.stem: OmegaConf.load(p) for p in sorted((REPO / "conf" / "data").glob("*.yaml"))}
-    expected = {"quickstart", "alpaca", "dolly", "mixinstruct", "gsm8k", "mmlu", "squad"}
+    expected = {"quickstart", "alpaca", "dolly", "mixinstruct", "gsm8k", "mmlu", "squad", "p3", "hotpotqa",
+                "mt_bench"}
     assert expected <= set(configs)
     keys = {stem: list(cfg.keys()) for stem, cfg in configs.items()}
     assert len({tuple(k) for k in keys.values()}) == 1, keys
@@ -332,7 +333,9 @@ def test_conf_data_yamls_share_keys_and_quickstart_loads() -> None:
 
 REAL = [("alpaca", "alpaca/train.jsonl"), ("dolly", "dolly/train.jsonl"),
         ("gsm8k", "gsm8k/train.jsonl"), ("mmlu", "mmlu/test.jsonl"), ("squad", "squad/dev.jsonl"),
-        ("p3", "p3/t0_train_sample.jsonl")]
+        ("p3", "p3/t0_train_sample.jsonl"), ("mmlu", "mmlu/dev.jsonl"),
+        ("hotpotqa", "hotpotqa/dev_distractor_first53.jsonl"),
+        ("hotpotqa", "hotpotqa/dev_explorer_sample100.jsonl"), ("hotpotqa", "hotpotqa/dev_simplified.jsonl")]
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason=f"no shared datasets at {SHARED}")

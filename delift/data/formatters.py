@@ -12,7 +12,10 @@ Choices worth knowing:
   followed by the choice text (``"B. 4"``), so exact match and letter scoring both work.
 - ``mixinstruct``: many rows have an empty ``instruction`` and the task in ``input``; the input is
   then promoted to the instruction (and ``input`` left empty) so prompts never show an empty
-  instruction section.
+  instruction section. ``candidates`` (other systems' generations) are checked to be a list of
+  objects and counted, never used as references.
+- ``p3``: the literal ``<|endoftext|>`` that ends every completion of the shared sample is removed.
+- ``hotpotqa`` and ``mt_bench``: see :mod:`delift.data.formatters_qa`.
 """
 
 from __future__ import annotations
@@ -21,53 +24,28 @@ import difflib
 from typing import Any, Callable
 
 from delift.data.errors import DataFormatError
-from delift.data.readers import row_index
+from delift.data.fields import HUB_CONFIG_FIELD, _field, _optional_text, _row_id, _text
+from delift.data.formatters_qa import format_hotpotqa, format_mt_bench
 from delift.data.records import Example
 
 Formatter = Callable[[dict[str, Any], str], Example]
 SYNTHETIC_FORMAT = "synthetic"
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-
-def _field(row: dict[str, Any], location: str, name: str) -> Any:
-    if name not in row:
-        raise DataFormatError(location, name, f"missing required field (row has {sorted(row)})")
-    return row[name]
-
-
-def _text(row: dict[str, Any], location: str, name: str, *, required: bool = False) -> str:
-    """A string field; ``required`` also rejects empty or whitespace-only text."""
-    value = _field(row, location, name)
-    if not isinstance(value, str):
-        raise DataFormatError(location, name, f"expected a string, got {type(value).__name__}")
-    if required and not value.strip():
-        raise DataFormatError(location, name, "must not be empty")
-    return value
-
-
-def _optional_text(row: dict[str, Any], location: str, name: str) -> str | None:
-    if row.get(name) is None:
-        return None
-    return _text(row, location, name)
-
-
-def _row_id(row: dict[str, Any], location: str, dataset: str, id_field: str | None) -> str:
-    """The dataset's own id when it has one, else ``f"{dataset}-{row}"``."""
-    if id_field is None:
-        return f"{dataset}-{row_index(location)}"
-    value = _field(row, location, id_field)
-    if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value) == "":
-        raise DataFormatError(location, id_field, f"expected a non-empty id, got {value!r}")
-    return str(value)
+P3_END = "<|endoftext|>"  # every completion of the shared P3 sample ends with this literal
 
 
 def format_alpaca(row: dict[str, Any], location: str) -> Example:
-    """tatsu-lab/alpaca: ``instruction, input, output`` (hub rows also carry ``text``, ignored)."""
+    """tatsu-lab/alpaca: ``instruction, input, output`` (hub rows also carry ``text``, ignored).
+
+    The release's placeholder output ``<nooutput>`` is rejected like an empty one."""
+    output = _text(row, location, "output", required=True)
+    if output.strip() == "<nooutput>":
+        raise DataFormatError(location, "output", "placeholder '<nooutput>' instead of a response")
     return Example(
         id=_row_id(row, location, "alpaca", None),
         instruction=_text(row, location, "instruction", required=True),
         input=_text(row, location, "input"),
-        output=_text(row, location, "output", required=True),
+        output=output,
         source="alpaca",
     )
 
@@ -98,6 +76,10 @@ def format_mixinstruct(row: dict[str, Any], location: str) -> Example:
         raise DataFormatError(
             location, "candidates", f"expected a list, got {type(candidates).__name__}"
         )
+    for index, candidate in enumerate(candidates or []):
+        if not isinstance(candidate, dict):
+            raise DataFormatError(location, f"candidates[{index}]",
+                                  f"expected an object, got {type(candidate).__name__}")
     return Example(
         id=_row_id(row, location, "mixinstruct", "id"),
         instruction=instruction,
@@ -214,14 +196,21 @@ def format_squad(row: dict[str, Any], location: str) -> Example:
 
 
 def format_p3(row: dict[str, Any], location: str) -> Example:
-    """P3/T0 sample: ``prompt, completion`` (trailing ``<|endoftext|>`` stripped), ``template``."""
-    completion = _text(row, location, "completion").removesuffix("<|endoftext|>").strip()
+    """P3/T0 sample ``prompt, completion, template`` (trailing ``<|endoftext|>`` stripped), or hub
+    bigscience/P3 ``inputs_pretokenized, targets_pretokenized`` (template = the hub config)."""
+    hub = "prompt" not in row and "inputs_pretokenized" in row
+    prompt_field, completion_field = (
+        ("inputs_pretokenized", "targets_pretokenized") if hub else ("prompt", "completion"))
+    completion = _text(row, location, completion_field).strip()
+    completion = completion.removesuffix(P3_END).strip()
     if not completion:
-        raise DataFormatError(location, "completion", "must not be empty")
+        raise DataFormatError(location, completion_field, "must not be empty")
     template = _optional_text(row, location, "template")
+    if template is None:
+        template = _optional_text(row, location, HUB_CONFIG_FIELD)
     return Example(
         id=_row_id(row, location, "p3", None),
-        instruction=_text(row, location, "prompt", required=True).strip(),
+        instruction=_text(row, location, prompt_field, required=True).strip(),
         input="",
         output=completion,
         source="p3",
@@ -237,6 +226,8 @@ FORMATTERS: dict[str, Formatter] = {
     "mmlu": format_mmlu,
     "squad": format_squad,
     "p3": format_p3,
+    "hotpotqa": format_hotpotqa,
+    "mt_bench": format_mt_bench,
 }
 
 

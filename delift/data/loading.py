@@ -5,8 +5,14 @@ Data config keys (plain dict or OmegaConf ``DictConfig``):
 - ``name``: dataset name, for logs.
 - ``format``: a formatter name from :data:`delift.data.formatters.FORMATTERS`, or ``synthetic``.
 - ``hub_id``, ``hub_config`` (nullable), ``hub_split``, ``revision`` (nullable): the hub dataset.
+- ``hub_config`` may also be a LIST of configs (P3 templates), read one after the other.
 - ``local_path`` (nullable): a local file or ``save_to_disk`` folder read INSTEAD of the hub.
-- ``max_rows`` (nullable): read only the first N rows (or N synthetic examples).
+- ``offline_copy`` (nullable): ``{root: shared|fixtures, files: [...], note}``, read when
+  ``local_path`` is null and the hub is offline (see :mod:`delift.data.sources`).
+- ``max_rows`` (nullable): read only the first N rows of EACH source file / hub config (or N
+  synthetic examples), before ``row_filter``.
+- ``row_filter`` (nullable): ``{key, include, exclude}`` keeps examples whose ``metadata[key]`` is in
+  ``include`` (null = any) and not in ``exclude`` (P3 templates); counts are logged and recorded.
 - ``on_bad_row`` (default ``error``): ``skip`` drops rows a formatter rejects (logged with a count
   and the first locations), for releases with a few known-bad rows (Alpaca has empty outputs).
 - ``sizes``: ``{train, valid, test}``, ints or one null ("all remaining").
@@ -16,48 +22,24 @@ Data config keys (plain dict or OmegaConf ``DictConfig``):
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Any, Mapping
+import os
+from collections import Counter
+from typing import Any, Iterator, Mapping
 
 from delift.data.formatters import SYNTHETIC_FORMAT, get_formatter
 from delift.data.errors import DataFormatError
-from delift.data.readers import HubSource, Source, iter_rows
+from delift.data.fields import HUB_CONFIG_FIELD
+from delift.data.readers import HubSource, RowLocation, iter_rows
 from delift.data.records import Example
+from delift.data.sources import ResolvedSource, cfg_get, resolve_source
 from delift.data.splits import DataSplits, make_splits
 from delift.data.synthetic import generate_synthetic
 
 log = logging.getLogger(__name__)
 
 
-def _get(cfg: Mapping[str, Any], key: str, default: Any = None) -> Any:
-    """``cfg[key]`` or ``default``; works for dicts and DictConfigs alike."""
-    value = cfg.get(key, default) if cfg is not None else default
-    return default if value is None else value
-
-
-def _source(data_cfg: Mapping[str, Any]) -> Source:
-    """The local path when ``local_path`` is set, else the hub dataset."""
-    local_path = _get(data_cfg, "local_path")
-    if local_path is not None:
-        path = Path(str(local_path)).expanduser()
-        if not path.exists():
-            raise FileNotFoundError(f"data.local_path does not exist: {path}")
-        return path
-    hub_id = _get(data_cfg, "hub_id")
-    if hub_id is None:
-        raise ValueError(
-            f"data '{_get(data_cfg, 'name', '?')}' sets neither data.local_path nor data.hub_id"
-        )
-    return HubSource(
-        hub_id=str(hub_id),
-        split=str(_get(data_cfg, "hub_split", "train")),
-        config=_get(data_cfg, "hub_config"),
-        revision=_get(data_cfg, "revision"),
-    )
-
-
 def _max_rows(data_cfg: Mapping[str, Any]) -> int | None:
-    value = _get(data_cfg, "max_rows")
+    value = cfg_get(data_cfg, "max_rows")
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -66,59 +48,146 @@ def _max_rows(data_cfg: Mapping[str, Any]) -> int | None:
 
 
 def _load_synthetic(data_cfg: Mapping[str, Any], max_rows: int | None) -> list[Example]:
-    if _get(data_cfg, "local_path") is not None:
+    if cfg_get(data_cfg, "local_path") is not None:
         raise ValueError("data.local_path is set but data.format is 'synthetic'; pick one")
-    synth = _get(data_cfg, "synthetic", {})
-    n = int(_get(synth, "n", 120))
+    synth = cfg_get(data_cfg, "synthetic", {})
+    n = int(cfg_get(synth, "n", 120))
     if max_rows is not None:
         n = min(n, max_rows)
     examples = generate_synthetic(
         n,
-        seed=int(_get(synth, "seed", 0)),
-        near_duplicate_rate=float(_get(synth, "near_duplicate_rate", 0.2)),
+        seed=int(cfg_get(synth, "seed", 0)),
+        near_duplicate_rate=float(cfg_get(synth, "near_duplicate_rate", 0.2)),
     )
     log.info("generated %d SYNTHETIC examples for data '%s'", len(examples),
-             _get(data_cfg, "name", SYNTHETIC_FORMAT))
+             cfg_get(data_cfg, "name", SYNTHETIC_FORMAT))
     return examples
 
 
-def load_examples(data_cfg: Mapping[str, Any]) -> list[Example]:
-    """All examples the config describes (first ``max_rows`` when set), in source order."""
-    fmt = _get(data_cfg, "format")
+def _rows(resolved: ResolvedSource, max_rows: int | None,
+          split: str | None) -> Iterator[tuple[RowLocation, dict[str, Any]]]:
+    """Rows of every source in order; row ordinals run on across sources so fallback ids stay unique."""
+    offset = 0
+    tag = resolved.kind == "hub" and len(resolved.sources) > 1
+    for source in resolved.sources:
+        count = 0
+        for location, row in iter_rows(source, max_rows=max_rows, split=split):
+            count += 1
+            if tag and isinstance(source, HubSource):
+                row = {**row, HUB_CONFIG_FIELD: source.config}
+            yield (RowLocation(str(location), offset + location.row) if offset else location), row
+        offset += count
+
+
+def _row_filter(data_cfg: Mapping[str, Any]) -> tuple[str, set | None, set] | None:
+    spec = cfg_get(data_cfg, "row_filter")
+    if spec is None:
+        return None
+    key = cfg_get(spec, "key")
+    if key is None:
+        raise ValueError("data.row_filter needs a metadata key, e.g. {key: template, include: [...], exclude: [...]}")
+    include = cfg_get(spec, "include")
+    return str(key), None if include is None else {str(v) for v in include}, {str(v) for v in cfg_get(spec, "exclude", [])}
+
+
+def _filtered_value(row_filter: tuple[str, set | None, set], value: Any) -> str | None:
+    """``str(value)`` when the row filter drops ``value``, else None."""
+    _, include, exclude = row_filter
+    value = str(value)
+    return value if (include is not None and value not in include) or value in exclude else None
+
+
+def _load(data_cfg: Mapping[str, Any],
+          shared_datasets: str | os.PathLike | None) -> tuple[list[Example], dict[str, Any]]:
+    """Examples plus the record of where they came from and what was dropped."""
+    fmt = cfg_get(data_cfg, "format")
     if fmt is None:
         raise ValueError("data.format is required (a formatter name or 'synthetic')")
     max_rows = _max_rows(data_cfg)
+    name = cfg_get(data_cfg, "name", fmt)
     if fmt == SYNTHETIC_FORMAT:
-        return _load_synthetic(data_cfg, max_rows)
+        return _load_synthetic(data_cfg, max_rows), {"kind": "synthetic", "fixture": False, "note": None,
+                                                     "sources": [], "skipped_bad_rows": 0, "filtered_out": 0}
     formatter = get_formatter(str(fmt))
-    on_bad_row = str(_get(data_cfg, "on_bad_row", "error"))
+    on_bad_row = str(cfg_get(data_cfg, "on_bad_row", "error"))
     if on_bad_row not in ("error", "skip"):
         raise ValueError(f"data.on_bad_row must be 'error' or 'skip', got {on_bad_row!r}")
-    source = _source(data_cfg)
+    row_filter = _row_filter(data_cfg)
+    resolved = resolve_source(data_cfg, shared_datasets)
+    if resolved.kind == "offline_copy":
+        log.warning("data '%s': hub offline (or no hub_id) -> reading the OFFLINE COPY %s%s", name,
+                    resolved.describe(), f" ({resolved.note})" if resolved.note else "")
+    if resolved.fixture:
+        log.warning("data '%s' is FIXTURE data (a hand-written sample in the dataset's schema), "
+                    "NOT the real dataset: results on it are plumbing checks only", name)
     examples: list[Example] = []
     skipped: list[DataFormatError] = []
-    for location, row in iter_rows(source, max_rows=max_rows, split=_get(data_cfg, "hub_split")):
+    filtered: Counter = Counter()
+    seen_values: set[str] = set()
+    for location, row in _rows(resolved, max_rows, cfg_get(data_cfg, "hub_split")):
         try:
-            examples.append(formatter(row, location))
+            example = formatter(row, location)
         except DataFormatError as exc:
+            value = _filtered_value(row_filter, row.get(row_filter[0], row.get(HUB_CONFIG_FIELD))) if row_filter else None
+            if value is not None:  # a bad row the filter drops anyway is not a bad row of this data
+                filtered[value] += 1
+                continue
             if on_bad_row == "error":
                 raise
             skipped.append(exc)
+            continue
+        if row_filter is not None:
+            seen_values.add(str(example.metadata.get(row_filter[0])))
+            value = _filtered_value(row_filter, example.metadata.get(row_filter[0]))
+            if value is not None:
+                filtered[value] += 1
+                continue
+        examples.append(example)
     if skipped:
-        log.warning("skipped %d bad rows (data.on_bad_row=skip), first: %s", len(skipped),
-                    "; ".join(str(exc) for exc in skipped[:3]))
-    where = source.describe() if isinstance(source, HubSource) else str(source)
-    log.info("loaded %d examples for data '%s' (format %s) from %s%s", len(examples),
-             _get(data_cfg, "name", fmt), fmt, where,
-             f" (max_rows={max_rows})" if max_rows is not None else "")
-    return examples
+        reasons = Counter(exc.field for exc in skipped)
+        log.warning("data '%s': skipped %d bad rows (data.on_bad_row=skip) by field %s, first: %s", name,
+                    len(skipped), dict(reasons), "; ".join(str(exc) for exc in skipped[:3]))
+    if row_filter is not None:
+        key, include, exclude = row_filter
+        log.info("data '%s': row_filter on metadata.%s dropped %d examples (%d excluded values); kept %d", name,
+                 key, sum(filtered.values()), len(filtered), len(examples))
+        excluded_seen = sorted(exclude & seen_values)
+        if excluded_seen:
+            log.warning("data '%s': excluded %s (row_filter.exclude)", name, excluded_seen)
+        unseen = sorted((include or set()) - seen_values)
+        if unseen:
+            log.warning("data '%s': row_filter.include values never seen in the data: %s", name, unseen)
+    log.info("loaded %d examples for data '%s' (format %s) from %s%s", len(examples), name, fmt,
+             resolved.describe(), f" (max_rows={max_rows} per source)" if max_rows is not None else "")
+    record = {**resolved.to_dict(), "skipped_bad_rows": len(skipped),
+              "skipped_by_field": dict(Counter(exc.field for exc in skipped)),
+              "filtered_out": sum(filtered.values())}
+    return examples, record
 
 
-def load_splits(data_cfg: Mapping[str, Any], seed: int) -> DataSplits:
-    """Examples from :func:`load_examples`, split by ``data.sizes`` with ``seed``."""
-    sizes = _get(data_cfg, "sizes")
+def load_examples(data_cfg: Mapping[str, Any],
+                  shared_datasets: str | os.PathLike | None = None) -> list[Example]:
+    """All examples the config describes (first ``max_rows`` per source when set), in source order.
+
+    ``shared_datasets`` is the folder ``offline_copy: {root: shared}`` files are relative to: pass
+    ``cfg.paths.shared_datasets`` (it is not read from inside the data config, so nested data
+    configs such as ``usecase.target`` work).
+    """
+    return _load(data_cfg, shared_datasets)[0]
+
+
+def load_splits(data_cfg: Mapping[str, Any], seed: int,
+                shared_datasets: str | os.PathLike | None = None) -> DataSplits:
+    """Examples from :func:`load_examples`, split by ``data.sizes`` with ``seed``.
+
+    ``splits.source`` records where the rows came from (``kind``, ``sources``, ``fixture``, ``note``,
+    skipped and filtered counts) for run.json and result caveats.
+    """
+    sizes = cfg_get(data_cfg, "sizes")
     if sizes is None:
         raise ValueError("data.sizes is required ({train, valid, test})")
-    splits = make_splits(load_examples(data_cfg), sizes, seed)
-    log.info("split data '%s' with seed %d: %s", _get(data_cfg, "name", "?"), seed, splits.sizes)
+    examples, record = _load(data_cfg, shared_datasets)
+    splits = make_splits(examples, sizes, seed)
+    splits.source = {"name": cfg_get(data_cfg, "name", "?"), "loaded": len(examples), **record}
+    log.info("split data '%s' with seed %d: %s", cfg_get(data_cfg, "name", "?"), seed, splits.sizes)
     return splits

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -15,11 +15,13 @@ SPLIT_NAMES = ("train", "valid", "test")
 
 @dataclass
 class DataSplits:
-    """Disjoint example lists; ``valid`` may be empty."""
+    """Disjoint example lists; ``valid`` may be empty. ``source``: where the examples came from
+    (filled by :func:`delift.data.loading.load_splits`; not part of equality)."""
 
     train: list[Example]
     valid: list[Example]
     test: list[Example]
+    source: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def sizes(self) -> dict[str, int]:

@@ -1,0 +1,43 @@
+"""Reading one field of a raw row, with errors that name the row's location and the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from delift.data.errors import DataFormatError
+from delift.data.readers import row_index
+
+HUB_CONFIG_FIELD = "hub_config"
+"""Added by the loader to rows of a hub source read with a LIST of configs (e.g. P3 templates)."""
+
+
+def _field(row: dict[str, Any], location: str, name: str) -> Any:
+    if name not in row:
+        raise DataFormatError(location, name, f"missing required field (row has {sorted(row)})")
+    return row[name]
+
+
+def _text(row: dict[str, Any], location: str, name: str, *, required: bool = False) -> str:
+    """A string field; ``required`` also rejects empty or whitespace-only text."""
+    value = _field(row, location, name)
+    if not isinstance(value, str):
+        raise DataFormatError(location, name, f"expected a string, got {type(value).__name__}")
+    if required and not value.strip():
+        raise DataFormatError(location, name, "must not be empty")
+    return value
+
+
+def _optional_text(row: dict[str, Any], location: str, name: str) -> str | None:
+    if row.get(name) is None:
+        return None
+    return _text(row, location, name)
+
+
+def _row_id(row: dict[str, Any], location: str, dataset: str, id_field: str | None) -> str:
+    """The dataset's own id when it has one, else ``f"{dataset}-{row}"``."""
+    if id_field is None:
+        return f"{dataset}-{row_index(location)}"
+    value = _field(row, location, id_field)
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value) == "":
+        raise DataFormatError(location, id_field, f"expected a non-empty id, got {value!r}")
+    return str(value)

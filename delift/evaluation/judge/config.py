@@ -1,0 +1,126 @@
+"""Judge settings from ``conf/judge/*.yaml`` (a plain mapping), validated with errors naming the key.
+
+Keys every backend takes: ``backend`` (``hf`` | ``openai``), ``model``, ``temperature``
+(0 = greedy), ``system_message`` (send the system text as its own message; off by default since
+Mistral-style chat templates reject a system role). The pipeline may add ``cache_dir`` (the
+judge's own cache folder, e.g. ``<paths.cache_dir>/judge``: replies go to ``<cache_dir>/verdicts``,
+a built test model to ``<cache_dir>/models``) and ``progress``; those two are not judge settings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+RUN_KEYS = ("cache_dir", "progress")  # added by the caller, not judge settings
+
+
+@dataclass(frozen=True)
+class HFJudgeSettings:
+    """A local transformers causal LM as the judge (``conf/judge/hf.yaml``)."""
+
+    backend: str = "hf"
+    model: str = "prometheus-eval/prometheus-7b-v2.0"
+    model_source: str = "hub"  # hub (hub id) | local (``model`` is a folder) | tiny_random (plumbing)
+    revision: str = "main"
+    dtype: str = "bfloat16"
+    max_new_tokens: int = 512
+    batch_size: int = 4
+    temperature: float = 0.0
+    seed: int = 0
+    max_prompt_tokens: int | None = None
+    system_message: bool = False
+
+
+@dataclass(frozen=True)
+class OpenAIJudgeSettings:
+    """Any OpenAI-compatible chat-completions endpoint (``conf/judge/openai.yaml``)."""
+
+    backend: str = "openai"
+    base_url: str = "http://localhost:8000/v1"
+    model: str = "prometheus-eval/prometheus-7b-v2.0"
+    api_key_env: str | None = "OPENAI_API_KEY"
+    timeout_s: float = 120.0
+    max_retries: int = 4
+    backoff_s: float = 2.0
+    max_concurrency: int = 8
+    max_tokens: int = 512
+    temperature: float = 0.0
+    system_message: bool = False
+
+
+SETTINGS = {"hf": HFJudgeSettings, "openai": OpenAIJudgeSettings}
+MODEL_SOURCES = ("hub", "local", "tiny_random")
+
+
+def _check(condition: bool, key: str, value: Any, expected: str) -> None:
+    if not condition:
+        raise ValueError(f"judge.{key}={value!r}: expected {expected}")
+
+
+def judge_settings(cfg: Mapping[str, Any]) -> HFJudgeSettings | OpenAIJudgeSettings:
+    """Validate a judge config mapping (``cfg.judge`` as a dict) into its backend's settings."""
+    data = {k: v for k, v in dict(cfg).items() if k not in RUN_KEYS}
+    backend = data.get("backend")
+    _check(backend in SETTINGS, "backend", backend, f"one of {sorted(SETTINGS)}")
+    cls = SETTINGS[backend]
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"judge.{unknown[0]}: unknown key for judge.backend={backend}; "
+                         f"expected a subset of {sorted(known)}")
+    settings = cls(**data)
+    _check(isinstance(settings.model, str) and bool(settings.model), "model", settings.model, "a non-empty string")
+    _check(isinstance(settings.temperature, (int, float)) and math.isfinite(settings.temperature)
+           and settings.temperature >= 0, "temperature", settings.temperature, "a number >= 0 (0 = greedy)")
+    if isinstance(settings, HFJudgeSettings):
+        _check(settings.model_source in MODEL_SOURCES, "model_source", settings.model_source,
+               f"one of {list(MODEL_SOURCES)}")
+        _check(isinstance(settings.max_new_tokens, int) and settings.max_new_tokens >= 1,
+               "max_new_tokens", settings.max_new_tokens, "an integer >= 1")
+        _check(isinstance(settings.batch_size, int) and settings.batch_size >= 1,
+               "batch_size", settings.batch_size, "an integer >= 1")
+        _check(settings.max_prompt_tokens is None or (isinstance(settings.max_prompt_tokens, int)
+               and settings.max_prompt_tokens >= 1), "max_prompt_tokens", settings.max_prompt_tokens,
+               "null or an integer >= 1")
+    else:
+        _check(isinstance(settings.base_url, str) and settings.base_url.startswith(("http://", "https://")),
+               "base_url", settings.base_url, "an http:// or https:// URL (e.g. http://localhost:8000/v1)")
+        _check(isinstance(settings.timeout_s, (int, float)) and settings.timeout_s > 0,
+               "timeout_s", settings.timeout_s, "a number of seconds > 0")
+        _check(isinstance(settings.max_retries, int) and settings.max_retries >= 0,
+               "max_retries", settings.max_retries, "an integer >= 0")
+        _check(isinstance(settings.backoff_s, (int, float)) and settings.backoff_s >= 0,
+               "backoff_s", settings.backoff_s, "a number of seconds >= 0")
+        _check(isinstance(settings.max_concurrency, int) and settings.max_concurrency >= 1,
+               "max_concurrency", settings.max_concurrency, "an integer >= 1")
+        _check(isinstance(settings.max_tokens, int) and settings.max_tokens >= 1,
+               "max_tokens", settings.max_tokens, "an integer >= 1")
+    return settings
+
+
+def is_plumbing_model(settings: HFJudgeSettings | OpenAIJudgeSettings) -> bool:
+    """True for a tiny/random test judge or a 135M one: its scores are plumbing, not evidence."""
+    if isinstance(settings, HFJudgeSettings) and settings.model_source == "tiny_random":
+        return True
+    name = settings.model.lower().replace("_", "-")
+    # OFFLINE.md: a 135M model rates right and wrong answers alike, so it only checks the plumbing too.
+    return "tiny-random" in name or "random-tiny" in name or "135m" in name
+
+
+def judge_identity(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """What to record next to judge scores: backend, model, where it runs, and the plumbing flag.
+
+    ``plumbing_only`` is True for a tiny random judge; label such scores as plumbing, never as
+    results. (Cheap: loads nothing.)
+    """
+    settings = judge_settings(cfg)
+    ident: dict[str, Any] = {"backend": settings.backend, "model": settings.model}
+    if isinstance(settings, HFJudgeSettings):
+        ident.update(model_source=settings.model_source, revision=settings.revision, dtype=settings.dtype)
+    else:
+        ident.update(base_url=settings.base_url)
+    ident["plumbing_only"] = is_plumbing_model(settings)
+    return ident
