@@ -41,6 +41,8 @@ class SelectionContext:
     kernels: Any = None  # a KernelProvider (delift.kernel.provider): utility(targets, candidates)
     query: Sequence[Example] | None = None  # use case 2: examples of the target task
     existing: Sequence[Example] | None = None  # use case 3: data the model was already tuned on
+    eta: float = 1.0  # use case 2: FLMI magnification, min(max_A s, eta * max_Q s_Q) (usecase.eta)
+    nu: float = 1.0  # use case 3: FLCG privacy hardness, max(max_A s - nu * max_P s_P, 0) (usecase.nu)
     model_spec: Any = None  # the run's ModelSpec, for selectors that score with the model itself
     template: Any = None  # the run's PromptTemplate, shared with training and inference
     output_dir: Path | None = None  # where a selector may write its own artefacts (warm-up adapters...)
@@ -59,6 +61,7 @@ class Selection:
     info: dict[str, Any] = field(default_factory=dict)
 
     def ids(self, pool: Sequence[Example]) -> list[str]:
+        """The selected examples' ids, in selection order (empty for an empty selection)."""
         return [pool[i].id for i in self.indices]
 
 

@@ -29,3 +29,12 @@ class FullSelector(Selector):
     def select(self, ctx: SelectionContext, budget: int) -> Selection:
         n = len(ctx.pool)
         return Selection(list(range(n)), [None] * n, self.name, n, info={"requested_budget": budget})
+
+
+class InitialSelector(Selector):
+    """The Initial baseline: no fine-tuning. An empty selection; the pipeline skips training for it."""
+
+    name = "initial"
+
+    def select(self, ctx: SelectionContext, budget: int) -> Selection:
+        return Selection([], [], self.name, 0, info={"no_finetuning": True, "requested_budget": budget})

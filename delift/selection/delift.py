@@ -1,54 +1,99 @@
-"""DELIFT: submodular selection on the model-based utility kernel (METHOD.md sections 1-2)."""
+"""DELIFT: submodular selection on the model-based utility kernel (METHOD.md sections 1-2).
+
+Kernels (rows = targets, columns = candidates, as everywhere; UF = utility(targets, candidates).uf):
+
+- every objective: s = pp(UF(pool, pool)), s[i, j] = utility of pool item j shown to pool item i;
+- FLMI (use case 2): s_Q = pp(UF(Q, pool)).T, pool x Q: s_Q[i, q] = utility of pool item i as the
+  in-context example for target-task item q;
+- FLCG (use case 3): s_P = pp(UF(pool, P)), pool x P: s_P[i, p] = utility of existing item p as the
+  example for new item i.
+
+pp is ``selector.postprocess`` (clip | minmax), applied to s and the auxiliary kernel together
+(one scale, delift.kernel.postprocess.postprocess_joint). Each objective computes only the
+kernels it lists in :meth:`DeliftSelector.kernel_requests`.
+"""
 
 from __future__ import annotations
 
-import logging
+from typing import Any, Sequence
 
 import numpy as np
 
-from delift.kernel.postprocess import postprocess_kernel
+from delift.data.records import Example
+from delift.kernel.postprocess import postprocess_joint
 from delift.selection.base import Selection, SelectionContext, Selector
-from delift.selection.submodular import facility_location_submodlib
+from delift.selection.objectives import check_objective_name, resolve_objective, select_with_objective
 
-log = logging.getLogger(__name__)
+KERNEL_ROLES = {"facility_location": ("pool_pool",), "flmi": ("pool_pool", "query_pool"),
+                "flcg": ("pool_pool", "pool_existing")}
+KERNEL_META = ("key", "cached", "seconds", "shown_truncated", "shown_dropped", "query_truncated")
+TRUNCATION_COUNTS = ("shown_truncated", "shown_dropped", "query_truncated")
+UTILITY_POSTPROCESS = ("clip", "minmax")  # raw utilities can be negative: "none" is not an option here
 
-OBJECTIVES = ("facility_location", "flmi", "flcg")
+
+def _check_ids(kernel, targets: Sequence[Example], candidates: Sequence[Example], role: str) -> None:
+    if list(kernel.target_ids) != [e.id for e in targets] or list(kernel.candidate_ids) != [e.id for e in candidates]:
+        raise ValueError(f"the {role} kernel's rows/columns do not match the requested targets/candidates")
 
 
 class DeliftSelector(Selector):
-    """Facility location (use case 1) on s = postprocess(UF); FLMI and FLCG arrive with use cases 2-3."""
+    """Facility location, FLMI or FLCG (``objective: auto`` follows the context) on s = postprocess(UF)."""
 
     name = "delift"
 
-    def __init__(self, objective: str = "facility_location", postprocess: str = "clip",
-                 exclude_self_pairs: bool = False, optimizer: str = "LazyGreedy"):
-        if objective not in OBJECTIVES:
-            raise ValueError(f"selector.objective={objective!r}: expected one of {OBJECTIVES}")
-        self.objective = objective
+    def __init__(self, objective: str = "auto", postprocess: str = "clip", exclude_self_pairs: bool = False,
+                 optimizer: str = "LazyGreedy"):
+        self.objective = check_objective_name(objective)
+        if postprocess not in UTILITY_POSTPROCESS:
+            raise ValueError(f"selector.postprocess={postprocess!r}: expected one of {UTILITY_POSTPROCESS}")
         self.postprocess = postprocess
         self.exclude_self_pairs = exclude_self_pairs
         self.optimizer = optimizer
 
-    def similarity(self, ctx: SelectionContext) -> tuple[np.ndarray, dict]:
-        """The pool x pool kernel, post-processed, and what to record about it."""
+    def kernel_requests(self, ctx: SelectionContext) -> list[tuple[list[Example], list[Example]]]:
+        """The (targets, candidates) utility kernels this selection needs, pool x pool first."""
+        objective = resolve_objective(self.objective, ctx)
+        pool = list(ctx.pool)
+        if objective == "flmi":
+            return [(pool, pool), (list(ctx.query), pool)]
+        if objective == "flcg":
+            return [(pool, pool), (pool, list(ctx.existing))]
+        return [(pool, pool)]
+
+    def similarity(self, ctx: SelectionContext, objective: str) -> tuple[np.ndarray, np.ndarray | None, dict]:
+        """s (pool x pool) and s_aux (pool x Q, pool x P or None), post-processed together, and what to record."""
         if ctx.kernels is None:
             raise ValueError("the delift selector needs a kernel provider in the selection context")
-        kernel = ctx.kernels.utility(ctx.pool, ctx.pool)
-        mask = np.equal.outer(np.array(kernel.target_ids), np.array(kernel.candidate_ids))
-        s = postprocess_kernel(kernel.uf, self.postprocess, self.exclude_self_pairs, mask)
-        info = {"kernel_key": kernel.meta.get("key"), "kernel_cached": kernel.meta.get("cached"),
-                "kernel_seconds": kernel.meta.get("seconds"), "postprocess": self.postprocess,
-                "exclude_self_pairs": self.exclude_self_pairs, "objective": self.objective,
-                "uf_diagonal_mean": float(np.mean(kernel.uf[mask])) if mask.any() else None,
-                "uf_offdiagonal_mean": float(np.mean(kernel.uf[~mask])),
-                **{k: kernel.meta.get(k) for k in ("shown_truncated", "shown_dropped", "query_truncated")}}
-        return s, info
+        roles = KERNEL_ROLES[objective]
+        kernels = {}
+        for role, (targets, candidates) in zip(roles, self.kernel_requests(ctx)):
+            kernels[role] = ctx.kernels.utility(targets, candidates)
+            _check_ids(kernels[role], targets, candidates, role)
+        pool_kernel = kernels["pool_pool"]
+        uf_aux = None
+        if objective == "flmi":
+            uf_aux = np.asarray(kernels["query_pool"].uf).T  # Q x pool -> pool x Q
+        elif objective == "flcg":
+            uf_aux = np.asarray(kernels["pool_existing"].uf)  # already pool x P
+        mask = np.equal.outer(np.array(pool_kernel.target_ids), np.array(pool_kernel.candidate_ids))
+        s, s_aux = postprocess_joint(pool_kernel.uf, uf_aux, self.postprocess, self.exclude_self_pairs, mask)
+        uf = np.asarray(pool_kernel.uf)
+        info: dict[str, Any] = {
+            # the pool x pool kernel at the top level (as recorded before FLMI/FLCG), every kernel under "kernels"
+            "kernel_key": pool_kernel.meta.get("key"), "kernel_cached": pool_kernel.meta.get("cached"),
+            "kernel_seconds": pool_kernel.meta.get("seconds"),
+            "kernel_keys": {role: k.meta.get("key") for role, k in kernels.items()},
+            "kernels": {role: {key: k.meta.get(key) for key in KERNEL_META} for role, k in kernels.items()},
+            "postprocess": self.postprocess, "exclude_self_pairs": self.exclude_self_pairs,
+            "uf_diagonal_mean": float(np.mean(uf[mask])) if mask.any() else None,
+            "uf_offdiagonal_mean": float(np.mean(uf[~mask])) if (~mask).any() else None,
+            **{key: pool_kernel.meta.get(key) for key in TRUNCATION_COUNTS},
+        }
+        if uf_aux is not None:
+            info["uf_aux_mean"] = float(np.mean(uf_aux))
+        return s, s_aux, info
 
     def select(self, ctx: SelectionContext, budget: int) -> Selection:
-        if self.objective != "facility_location":
-            raise NotImplementedError(
-                f"selector.objective={self.objective}: FLMI (task-specific) and FLCG (continual) "
-                "are not implemented yet; only facility_location (instruction tuning) is")
-        s, info = self.similarity(ctx)
-        indices, gains = facility_location_submodlib(s, budget, self.optimizer)
-        return Selection(indices, gains, self.name, budget, info=info)
+        objective = resolve_objective(self.objective, ctx)
+        s, s_aux, info = self.similarity(ctx, objective)
+        return select_with_objective(self.name, objective, s, s_aux, info, ctx, budget, self.optimizer)
