@@ -63,6 +63,31 @@ def drop_overflowing(examples: list, provider: KernelProvider, template: PromptT
     return [ex for ex in examples if ex.id not in drop], too_long
 
 
+def fill_kernel_shard(cfg: DictConfig, ctx: SelectionContext, provider: KernelProvider,
+                      output_dir: Path) -> dict[str, Any]:
+    """Sharded kernel mode (kernel.num_shards > 1): compute this shard's blocks of every kernel the
+    selector needs (its optional ``kernel_requests(ctx)``; pool x pool for ``delift``), write shard.json.
+
+    Run every kernel.shard (e.g. a Hydra multirun ``kernel.shard=0,1,...``), then a normal run merges.
+    """
+    selector = instantiate(cfg.selector)
+    requests = getattr(selector, "kernel_requests", None)
+    pool = list(ctx.pool)
+    pairs = requests(ctx) if requests is not None else ([(pool, pool)] if getattr(selector, "name", "") == "delift"
+                                                        else [])
+    settings = provider.settings
+    kernels = [provider.fill(targets, candidates) for targets, candidates in pairs]
+    metrics: dict[str, Any] = {
+        "kernel/shard": settings.shard, "kernel/num_shards": settings.num_shards, "kernel/kernels": len(kernels),
+        "kernel/shard_blocks_computed": sum(k["blocks_computed"] for k in kernels),
+        "kernel/shard_blocks_skipped": sum(k["blocks_skipped"] for k in kernels),
+        "kernel/shard_pairs": sum(k["pairs"] for k in kernels),
+        "kernel/complete": all(k["complete"] for k in kernels), "pool/size": len(pool)}
+    write_json(output_dir / "shard.json", {**metrics, "kernels": kernels})
+    log.info("kernel shard %d/%d done: %s", settings.shard, settings.num_shards, metrics)
+    return metrics
+
+
 def subset_record(cfg: DictConfig, resolved: dict, selection: Selection, pool: list) -> dict[str, Any]:
     return {"selector": selection.selector, "selector_config": resolved["selector"], "usecase": cfg.usecase.name,
             "budget": selection.budget, "pool_size": len(pool), "kernel_hash": selection.info.get("kernel_key"),
@@ -104,6 +129,10 @@ def run_experiment(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
                                   for key, source in data.sources.items()}
         write_json(output_dir / "run.json", record)
         ctx = selection_context(cfg, data, provider, output_dir)
+        if settings.num_shards > 1:  # sharded kernel mode: fill this shard's blocks; no selection or training
+            with timer.stage("kernel_shard"):
+                shard_metrics = fill_kernel_shard(cfg, ctx, provider, output_dir)
+            return {**shard_metrics, **timer.seconds}
         with timer.stage("selection"):
             selection = select_subset(cfg, ctx)
             provider.release()

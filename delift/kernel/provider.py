@@ -1,17 +1,32 @@
-"""Kernels on demand: look up the cache, else load the model once, compute and store."""
+"""Kernels on demand: look up the cache, else compute the missing blocks with the engine, merge, store.
+
+``utility`` returns a complete kernel (computing whatever this shard still owes); ``fill`` only
+computes this shard's missing blocks (``kernel.num_shards`` / ``kernel.shard``), for sharded runs
+whose blocks are merged later by any process once every shard has finished.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Sequence
+
+from tqdm.auto import tqdm
 
 from delift.data.prompts import PromptTemplate
 from delift.data.records import Example, fingerprint
+from delift.kernel.blocks import Block, BlockStore
 from delift.kernel.cache import KernelCache, kernel_cache_key
-from delift.kernel.utility import KernelSettings, UtilityKernel, compute_utility_kernel
+from delift.kernel.engine import BlockStats, ScoringSetup, TokenizedExample, score_one_shot, score_zero_shot
+from delift.kernel.sequences import build_sequence
+from delift.kernel.utility import KernelSettings, UtilityKernel, _tokenize, check_head_matches_forward
 from delift.models.loading import ModelSpec, load_model, load_tokenizer, model_identity
 
 log = logging.getLogger(__name__)
+
+
+class IncompleteKernelError(RuntimeError):
+    """Blocks of other shards are still missing."""
 
 
 class KernelProvider:
@@ -33,6 +48,12 @@ class KernelProvider:
             self._tokenizer = load_tokenizer(self.model_spec)
         return self._tokenizer
 
+    @property
+    def model(self):
+        if self._model is None:
+            self._model = load_model(self.model_spec)
+        return self._model
+
     def cache_payload(self, targets: Sequence[Example], candidates: Sequence[Example]) -> dict[str, Any]:
         return {
             "model": model_identity(self.model_spec),
@@ -42,21 +63,96 @@ class KernelProvider:
             "kernel": self.settings.identity(),
         }
 
-    def utility(self, targets: Sequence[Example], candidates: Sequence[Example]) -> UtilityKernel:
+    def block_store(self, targets: Sequence[Example], candidates: Sequence[Example]) -> BlockStore:
         payload = self.cache_payload(targets, candidates)
-        key = kernel_cache_key(payload)
-        kernel = self.cache.load(key)
-        if kernel is None:
-            if self._model is None:
-                self._model = load_model(self.model_spec)
-            kernel = compute_utility_kernel(self._model, self.tokenizer, targets, candidates, self.template,
-                                            self.settings, progress=self.progress)
-            kernel.meta["cached"] = False
-            self.cache.save(key, kernel, payload)
-        else:
-            kernel.meta["cached"] = True
-        kernel.meta["key"] = key
+        return BlockStore(self.cache.root, kernel_cache_key(payload), self.settings.block_size,
+                          [e.id for e in targets], [e.id for e in candidates], payload)
+
+    def utility(self, targets: Sequence[Example], candidates: Sequence[Example]) -> UtilityKernel:
+        """The complete kernel: from the cache, else this shard's blocks are computed and all are merged."""
+        store = self.block_store(targets, candidates)
+        kernel = self.cache.load(store.key)
+        if kernel is not None:
+            kernel.meta.update(cached=True, key=store.key)
+            return kernel
+        counts = self._fill(store, targets, candidates)
+        missing = list(store.missing())
+        if missing:
+            names = [b.name for b in missing]
+            raise IncompleteKernelError(
+                f"kernel {store.key}: {len(missing)} blocks of other shards are missing ({names[:8]}"
+                f"{' ...' if len(names) > 8 else ''} in {store.folder}); finish the runs of every "
+                f"kernel.shard in [0, kernel.num_shards={self.settings.num_shards}) first")
+        kernel = store.merge()
+        kernel.meta.update(cached=False, seconds=counts["seconds"], blocks_computed=counts["blocks_computed"],
+                           blocks_skipped=counts["blocks_skipped"])
+        self.cache.save(store.key, kernel, store.payload)
+        kernel.meta["key"] = store.key
         return kernel
+
+    def fill(self, targets: Sequence[Example], candidates: Sequence[Example]) -> dict[str, Any]:
+        """Compute only this shard's missing blocks; never fails because other shards are unfinished."""
+        store = self.block_store(targets, candidates)
+        if self.cache.path(store.key).exists():
+            return {"key": store.key, "complete": True, "blocks_computed": 0, "blocks_skipped": 0,
+                    "pairs": 0, "tokens": 0, "seconds": 0.0}
+        counts = self._fill(store, targets, candidates)
+        counts.update(key=store.key, complete=next(store.missing(), None) is None)
+        return counts
+
+    def _fill(self, store: BlockStore, targets: Sequence[Example], candidates: Sequence[Example]) -> dict[str, Any]:
+        settings = self.settings
+        mine = [b for b in store.blocks() if b.index % settings.num_shards == settings.shard]
+        todo = [b for b in mine if not store.has(b)]
+        counts: dict[str, Any] = {"blocks_computed": 0, "blocks_skipped": len(mine) - len(todo), "pairs": 0,
+                                  "tokens": 0, "seconds": 0.0}
+        if not todo:
+            log.info("kernel %s: all %d blocks of shard %d/%d already on disk", store.key[:12], len(mine),
+                     settings.shard, settings.num_shards)
+            return counts
+        store.ensure_manifest()
+        tgt = self._tokens(targets)
+        cand = tgt if targets is candidates else self._tokens(candidates)
+        eos = self.tokenizer.eos_token_id
+        for i, t in enumerate(tgt):  # fail before any forward pass, naming the example
+            build_sequence([], t.query, t.response, eos, settings.eos_after_prompt, settings.max_length, targets[i].id)
+        check_head_matches_forward(self.model, build_sequence([], tgt[0].query, tgt[0].response, eos,
+                                                              settings.eos_after_prompt, settings.max_length))
+        total_pairs = sum(len(store.rows(b)) * len(store.cols(b)) for b in todo if b.col is not None)
+        bar = tqdm(total=total_pairs, desc="utility kernel", unit="pair", disable=not self.progress)
+        setup = ScoringSetup(self.model, eos, self.tokenizer.pad_token_id, settings.eos_after_prompt,
+                             settings.max_length, settings.batch_size, settings.tokens_per_batch, on_pairs=bar.update)
+        started = time.perf_counter()
+        stats = BlockStats()
+        try:
+            for block in todo:
+                d, block_stats = self._compute_block(setup, store, block, tgt, cand)
+                store.save(block, d, block_stats.as_dict())
+                stats.add(block_stats)
+                counts["blocks_computed"] += 1
+        finally:
+            bar.close()
+        counts.update(pairs=stats.pairs, tokens=stats.tokens, seconds=time.perf_counter() - started)
+        log.info("utility kernel %s (%dx%d, shard %d/%d): %d pairs, %d tokens in %.1f s (%.1f pairs/s); "
+                 "blocks computed %d, skipped %d", store.key[:12], *store.shape, settings.shard, settings.num_shards,
+                 stats.pairs, stats.tokens, counts["seconds"], stats.pairs / max(counts["seconds"], 1e-9),
+                 counts["blocks_computed"], counts["blocks_skipped"])
+        cuts = {k: getattr(stats, k) for k in ("shown_truncated", "shown_dropped", "query_truncated")}
+        if any(cuts.values()):
+            log.warning("kernel.max_length=%d truncated sequences: %s (a pair whose shown example was dropped "
+                        "scores like zero-shot, UF = 0)", settings.max_length, cuts)
+        return counts
+
+    @staticmethod
+    def _compute_block(setup: ScoringSetup, store: BlockStore, block: Block, tgt, cand):
+        rows = [tgt[i] for i in store.rows(block)]
+        if block.col is None:
+            return score_zero_shot(setup, rows)
+        return score_one_shot(setup, rows, [cand[j] for j in store.cols(block)])
+
+    def _tokens(self, examples: Sequence[Example]) -> list[TokenizedExample]:
+        return [TokenizedExample(t.query, t.response, t.shown)
+                for t in _tokenize(examples, self.tokenizer, self.template, self.settings)]
 
     def release(self) -> None:
         """Drop the scoring model so training can have the memory."""

@@ -25,7 +25,7 @@ from delift.kernel.sequences import ScoredSequence, build_sequence, response_fit
 
 log = logging.getLogger(__name__)
 
-KERNEL_CODE_VERSION = 1  # bump whenever the numbers a kernel holds would change
+KERNEL_CODE_VERSION = 2  # bump whenever the numbers a kernel holds would change
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,11 @@ class KernelSettings:
     eos_after_prompt: bool = True
     max_length: int = 1024
     on_overflow: str = "error"  # error | skip: a target response that cannot fit
-    batch_size: int = 16
+    batch_size: int = 16  # sequences per pass on the per-sequence path (zero-shot, truncated pairs)
+    tokens_per_batch: int = 8192  # token budget of one prefix / continuation pass of the engine
+    block_size: int = 256  # targets x candidates per stored block (resume and sharding unit)
+    num_shards: int = 1  # processes that split the blocks between them
+    shard: int = 0  # which of them this process is
 
     @classmethod
     def from_config(cls, cfg: Any) -> "KernelSettings":
@@ -49,10 +53,15 @@ class KernelSettings:
             raise ValueError(f"kernel.on_overflow={settings.on_overflow!r}: expected error or skip")
         if "{prompt}" not in settings.shown_example or "{response}" not in settings.shown_example:
             raise ValueError("kernel.shown_example must contain {prompt} and {response}")
+        for name in ("batch_size", "tokens_per_batch", "block_size", "num_shards"):
+            if getattr(settings, name) < 1:
+                raise ValueError(f"kernel.{name}={getattr(settings, name)}: must be at least 1")
+        if not 0 <= settings.shard < settings.num_shards:
+            raise ValueError(f"kernel.shard={settings.shard}: must be in [0, kernel.num_shards={settings.num_shards})")
         return settings
 
     def identity(self) -> dict[str, Any]:
-        """The fields that change the numbers (batch size does not, in fp32)."""
+        """The fields that change the numbers (batching, block size and sharding do not, in fp32)."""
         return {"shown_example": self.shown_example, "eos_after_prompt": self.eos_after_prompt,
                 "max_length": self.max_length, "code_version": KERNEL_CODE_VERSION}
 

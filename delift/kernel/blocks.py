@@ -1,0 +1,154 @@
+"""Kernels stored in blocks on disk: resumable, shardable across processes and machines, then merged.
+
+Layout under the kernel cache root, one folder per kernel key and tiling:
+    <root>/<key>/tiles<block_size>/manifest.json      shapes, ids, tiling, the cache payload
+    <root>/<key>/tiles<block_size>/zero_r<R>.npz      d_zero of row tile R   (+ its counts)
+    <root>/<key>/tiles<block_size>/one_r<R>_c<C>.npz  d_one of tile (R, C)   (+ its counts)
+Row tile R holds targets [R*b, (R+1)*b), column tile C candidates [C*b, (C+1)*b), b = block_size.
+Every file is written atomically (temporary sibling + rename), so a killed run leaves only whole
+blocks; a restart skips them. Block k (in ``iter_blocks`` order) belongs to shard k % num_shards.
+The block size and sharding never change the numbers, so they are not part of the key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from delift.fsutil import atomic_write
+from delift.kernel.utility import UtilityKernel
+
+log = logging.getLogger(__name__)
+
+COUNT_KEYS = ("pairs", "tokens", "shown_truncated", "shown_dropped", "query_truncated", "per_sequence")
+
+
+@dataclass(frozen=True)
+class Block:
+    """One unit of work: the zero-shot distances of a row tile, or the one-shot tile (row, col)."""
+
+    index: int
+    row: int
+    col: int | None = None  # None: the zero-shot block of the row tile
+
+    @property
+    def name(self) -> str:
+        return f"zero_r{self.row}" if self.col is None else f"one_r{self.row}_c{self.col}"
+
+
+def num_tiles(n: int, block_size: int) -> int:
+    return max(1, -(-n // block_size))
+
+
+def iter_blocks(n_targets: int, n_candidates: int, block_size: int) -> Iterator[Block]:
+    """Every block, lazily: per row tile its zero-shot block, then its one-shot tiles."""
+    index = 0
+    for row in range(num_tiles(n_targets, block_size)):
+        yield Block(index, row)
+        index += 1
+        for col in range(num_tiles(n_candidates, block_size)):
+            yield Block(index, row, col)
+            index += 1
+
+
+def shard_of(block: Block, num_shards: int) -> int:
+    return block.index % num_shards
+
+
+def check_shard(num_shards: int, shard: int) -> None:
+    if num_shards < 1:
+        raise ValueError(f"kernel.num_shards={num_shards}: must be at least 1")
+    if not 0 <= shard < num_shards:
+        raise ValueError(f"kernel.shard={shard}: must be in [0, kernel.num_shards={num_shards})")
+
+
+class BlockStore:
+    """The block files of one kernel (one key, one tiling)."""
+
+    def __init__(self, root: str | Path, key: str, block_size: int, target_ids: Sequence[str],
+                 candidate_ids: Sequence[str], payload: dict[str, Any] | None = None):
+        if block_size < 1:
+            raise ValueError(f"kernel.block_size={block_size}: must be at least 1")
+        self.key = key
+        self.block_size = block_size
+        self.folder = Path(root).expanduser() / key / f"tiles{block_size}"
+        self.target_ids, self.candidate_ids = list(target_ids), list(candidate_ids)
+        self.payload = payload or {}
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.target_ids), len(self.candidate_ids)
+
+    def blocks(self) -> Iterator[Block]:
+        return iter_blocks(*self.shape, self.block_size)
+
+    def rows(self, block: Block) -> range:
+        return range(block.row * self.block_size, min(self.shape[0], (block.row + 1) * self.block_size))
+
+    def cols(self, block: Block) -> range:
+        if block.col is None:
+            raise ValueError("a zero-shot block has no column range")
+        return range(block.col * self.block_size, min(self.shape[1], (block.col + 1) * self.block_size))
+
+    def path(self, block: Block) -> Path:
+        return self.folder / f"{block.name}.npz"
+
+    def ensure_manifest(self) -> None:
+        """Write manifest.json once; an existing one must describe the same kernel."""
+        path = self.folder / "manifest.json"
+        manifest = {"key": self.key, "block_size": self.block_size, "shape": list(self.shape),
+                    "target_ids": self.target_ids, "candidate_ids": self.candidate_ids, "payload": self.payload}
+        if path.exists():
+            old = json.loads(path.read_text())
+            if (old["shape"], old["target_ids"], old["candidate_ids"]) != (manifest["shape"], self.target_ids,
+                                                                          self.candidate_ids):
+                raise ValueError(f"{path} describes a different kernel; delete {self.folder} to recompute")
+            return
+        text = json.dumps(manifest, indent=1, default=str).encode()
+        atomic_write(path, lambda handle: handle.write(text))
+
+    def has(self, block: Block) -> bool:
+        return self.path(block).exists()
+
+    def save(self, block: Block, d: np.ndarray, counts: dict[str, int]) -> Path:
+        counts_array = np.array([counts.get(k, 0) for k in COUNT_KEYS], dtype=np.int64)
+        return atomic_write(self.path(block), lambda handle: np.savez(handle, d=np.asarray(d, dtype=np.float64),
+                                                                      counts=counts_array))
+
+    def load(self, block: Block) -> tuple[np.ndarray, dict[str, int]]:
+        with np.load(self.path(block), allow_pickle=False) as data:
+            return data["d"], dict(zip(COUNT_KEYS, (int(c) for c in data["counts"])))
+
+    def missing(self, num_shards: int = 1, shard: int | None = None) -> Iterator[Block]:
+        """Blocks not on disk yet; of one shard when ``shard`` is given."""
+        for block in self.blocks():
+            if (shard is None or shard_of(block, num_shards) == shard) and not self.has(block):
+                yield block
+
+    def merge(self) -> UtilityKernel:
+        """Assemble the full kernel, reading one block at a time; every block must exist."""
+        d_zero = np.full(self.shape[0], np.nan)
+        d_one = np.full(self.shape, np.nan)
+        totals = dict.fromkeys(COUNT_KEYS, 0)
+        for block in self.blocks():
+            d, counts = self.load(block)
+            if block.col is None:
+                d_zero[self.rows(block).start:self.rows(block).stop] = d
+                totals["query_truncated"] += counts["query_truncated"]  # zero-shot cuts count too
+                totals["tokens"] += counts["tokens"]
+            else:
+                rows, cols = self.rows(block), self.cols(block)
+                d_one[rows.start:rows.stop, cols.start:cols.stop] = d
+                for name in COUNT_KEYS:
+                    totals[name] += counts[name]
+        if not (np.all(np.isfinite(d_zero)) and np.all(np.isfinite(d_one))):
+            raise ValueError(f"kernel blocks in {self.folder} hold non-finite values; delete the folder")
+        return UtilityKernel(uf=d_zero[:, None] - d_one, d_zero=d_zero, d_one=d_one, target_ids=self.target_ids,
+                             candidate_ids=self.candidate_ids,
+                             meta={"sequences": self.shape[0] * (self.shape[1] + 1), **totals,
+                                   "block_size": self.block_size})

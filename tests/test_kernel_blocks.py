@@ -1,0 +1,151 @@
+"""Kernel blocks on disk: resume after a real kill, two shards merged, the sharded pipeline mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import make_examples
+from delift.data.prompts import PromptTemplate
+from delift.kernel.cache import KernelCache
+from delift.kernel.provider import IncompleteKernelError, KernelProvider
+from delift.kernel.utility import KernelSettings
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATE = PromptTemplate()
+
+# Computes a 6 x 6 kernel in 2 x 2 tiles (3 row tiles x (1 zero-shot + 3 one-shot) = 12 blocks);
+# SLOW=1 sleeps after every one-shot tile so the parent can kill it mid-run.
+CHILD = textwrap.dedent("""
+    import json, sys, time
+    import numpy as np
+    sys.path.insert(0, {tests!r})
+    from conftest import make_examples
+    import delift.kernel.provider as provider_module
+    from delift.data.prompts import PromptTemplate
+    from delift.kernel.cache import KernelCache
+    from delift.kernel.utility import KernelSettings
+    from delift.models.loading import ModelSpec
+
+    if sys.argv[2] == "1":
+        score = provider_module.score_one_shot
+        def slow(*args, **kwargs):
+            out = score(*args, **kwargs)
+            time.sleep(0.4)
+            return out
+        provider_module.score_one_shot = slow
+    spec = ModelSpec(name="tiny", source="tiny_random", seed=0, dtype="float32", cache_dir=sys.argv[1] + "/models")
+    provider = provider_module.KernelProvider(spec, PromptTemplate(), KernelSettings(block_size=2),
+                                              KernelCache(sys.argv[1] + "/kernels"), progress=False)
+    examples = make_examples(6)
+    kernel = provider.utility(examples, examples)
+    np.save(sys.argv[1] + "/uf.npy", kernel.uf)
+    print(json.dumps({{k: kernel.meta[k] for k in ("blocks_computed", "blocks_skipped")}}))
+""")
+
+
+def run_child(root: Path, slow: bool) -> subprocess.Popen:
+    script = root / "child.py"
+    script.write_text(CHILD.format(tests=str(REPO / "tests")))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(REPO))
+    return subprocess.Popen([sys.executable, str(script), str(root), "1" if slow else "0"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_killed_run_resumes_from_its_blocks_and_ends_bit_identical(tiny_spec, tmp_path):
+    child = run_child(tmp_path, slow=True)
+    blocks = lambda: sorted((tmp_path / "kernels").glob("*/tiles2/*.npz"))  # noqa: E731
+    deadline = time.time() + 120
+    while len(blocks()) < 3 and child.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    done = len(blocks())
+    assert child.returncode == -signal.SIGKILL and 3 <= done < 12, (done, child.stderr.read()[-2000:])
+    assert not list((tmp_path / "kernels").glob("*.npz"))  # no merged kernel yet
+
+    restarted = run_child(tmp_path, slow=False)
+    out, err = restarted.communicate(timeout=300)
+    assert restarted.returncode == 0, err[-3000:]
+    counts = json.loads(out.strip().splitlines()[-1])
+    assert counts == {"blocks_computed": 12 - done, "blocks_skipped": done}
+
+    # an uninterrupted run in this process, in a different cache, same tiling
+    provider = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(block_size=2), KernelCache(tmp_path / "clean"),
+                              progress=False)
+    clean = provider.utility(make_examples(6), make_examples(6))
+    assert clean.meta["blocks_computed"] == 12
+    assert np.array_equal(np.load(tmp_path / "uf.npy"), clean.uf)
+
+
+def test_two_shards_merge_to_the_single_process_kernel(tiny_spec, tmp_path, monkeypatch):
+    targets, candidates = make_examples(5), make_examples(6, "c")
+    settings = KernelSettings(block_size=2, num_shards=2)
+    single = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(block_size=2), KernelCache(tmp_path / "single"),
+                            progress=False).utility(targets, candidates)
+
+    cache = KernelCache(tmp_path / "sharded")
+    first = KernelProvider(tiny_spec, TEMPLATE, replace(settings, shard=0), cache, progress=False)
+    filled = first.fill(targets, candidates)
+    n_blocks = 3 * (1 + 3)
+    assert filled["blocks_computed"] == n_blocks // 2 and filled["complete"] is False
+    with pytest.raises(IncompleteKernelError, match="kernel.num_shards=2") as error:
+        first.utility(targets, candidates)
+    assert filled["key"] in str(error.value) and "one_r0_c0" in str(error.value)  # block 1 belongs to shard 1
+
+    second = KernelProvider(tiny_spec, TEMPLATE, replace(settings, shard=1), cache, progress=False)
+    assert second.fill(targets, candidates)["complete"] is True
+    merged = second.utility(targets, candidates)
+    assert merged.meta["blocks_computed"] == 0 and merged.meta["blocks_skipped"] == n_blocks // 2
+    assert np.array_equal(merged.uf, single.uf) and np.array_equal(merged.d_zero, single.d_zero)
+    assert merged.candidate_ids == single.candidate_ids
+
+    # any block size gives the same numbers (fp32) and the same cache key
+    other = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(block_size=4), KernelCache(tmp_path / "b4"),
+                           progress=False)
+    assert other.block_store(targets, candidates).key == filled["key"]
+    np.testing.assert_allclose(other.utility(targets, candidates).uf, single.uf, atol=1e-6, rtol=0)
+
+
+def test_sharded_pipeline_multirun_then_normal_run_uses_the_merged_kernel(tmp_path):
+    """Two shards through the CLI (basic launcher); a merge in-process equals one process's kernel."""
+    from hydra import compose, initialize_config_dir
+
+    from delift.cli import CONFIG_DIR
+    from delift.models.loading import ModelSpec
+    from delift.usecases import load_usecase_data
+
+    env = dict(os.environ, DELIFT_CACHE_DIR=str(tmp_path / "cache"), HF_HUB_OFFLINE="1", WANDB_MODE="disabled")
+    overrides = ["experiment=smoke", "data.sizes.train=6", "kernel.block_size=2", "kernel.num_shards=2"]
+    cmd = [sys.executable, "-m", "delift", "-m", *overrides, "kernel.shard=0,1",
+           f"hydra.sweep.dir={tmp_path / 'multirun'}", "progress=false"]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    shards = sorted(json.loads(p.read_text())["kernel/shard_blocks_computed"]
+                    for p in (tmp_path / "multirun").glob("*/shard.json"))
+    assert len(shards) == 2 and sum(shards) == 3 * (1 + 3)
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[*overrides[:3], f"paths.cache_dir={tmp_path / 'cache'}"])
+    pool = load_usecase_data(cfg).pool
+    spec = ModelSpec.from_config(cfg.model, cfg.paths.cache_dir)
+    settings = KernelSettings.from_config(cfg.kernel)
+    merged = KernelProvider(spec, PromptTemplate(**cfg.prompt), settings,
+                            KernelCache(tmp_path / "cache" / "kernels"), progress=False)
+    merged._model = "must not be needed"  # every block is on disk: the merge runs no model
+    kernel = merged.utility(pool, pool)
+    assert kernel.meta["blocks_computed"] == 0 and kernel.uf.shape == (len(pool), len(pool))
+    single = KernelProvider(spec, PromptTemplate(**cfg.prompt), replace(settings, num_shards=1),
+                            KernelCache(tmp_path / "single"),
+                            progress=False).utility(pool, pool)
+    assert np.array_equal(kernel.uf, single.uf)

@@ -1,0 +1,106 @@
+"""The prefix-reuse engine against the naive per-pair computation (one full forward per pair)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import make_examples
+from delift.data.prompts import PromptTemplate
+from delift.kernel.blocks import BlockStore
+from delift.kernel.cache import KernelCache
+from delift.kernel.engine import ScoringSetup, TokenizedExample, score_one_shot, score_zero_shot
+from delift.kernel.provider import KernelProvider
+from delift.kernel.utility import KernelSettings, _tokenize
+from test_kernel import naive_kernel
+
+TEMPLATE = PromptTemplate()
+
+
+def engine_kernel(model, tok, targets, candidates, settings: KernelSettings):
+    tokens = lambda exs: [TokenizedExample(t.query, t.response, t.shown)  # noqa: E731
+                          for t in _tokenize(exs, tok, TEMPLATE, settings)]
+    setup = ScoringSetup(model, tok.eos_token_id, tok.pad_token_id, settings.eos_after_prompt, settings.max_length,
+                         settings.batch_size, settings.tokens_per_batch)
+    zero, zero_stats = score_zero_shot(setup, tokens(targets))
+    one, stats = score_one_shot(setup, tokens(targets), tokens(candidates))
+    stats.add(zero_stats)
+    return zero, one, stats
+
+
+@pytest.mark.parametrize("max_length,eos_after_prompt,tokens_per_batch", [
+    (1024, True, 8192),  # nothing truncated, everything in one prefix group
+    (1024, True, 300),  # several prefix groups and continuation batches split by the token budget
+    (185, True, 8192),  # about half the shown examples cut: those pairs take the per-sequence path
+    (150, True, 8192),  # every shown example cut
+    (90, True, 8192),  # shown examples dropped and queries cut
+    (120, False, 500),  # no EOS after the prompt, mixed
+])
+def test_engine_equals_naive_per_pair(trained_tiny_model, tiny_tokenizer, max_length, eos_after_prompt,
+                                      tokens_per_batch):
+    targets, candidates = make_examples(7), make_examples(9, "c")[2:]  # non-square, mixed lengths
+    settings = KernelSettings(max_length=max_length, eos_after_prompt=eos_after_prompt, batch_size=3,
+                              tokens_per_batch=tokens_per_batch)
+    zero, one, stats = engine_kernel(trained_tiny_model, tiny_tokenizer, targets, candidates, settings)
+    ref_zero, ref_one, ref_uf = naive_kernel(trained_tiny_model, tiny_tokenizer, targets, candidates, max_length,
+                                             eos_after_prompt)
+    np.testing.assert_allclose(zero, ref_zero, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(one, ref_one, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(zero[:, None] - one, ref_uf, atol=1e-5, rtol=0)
+    assert np.std(ref_uf) > 1e-3  # 100x the tolerance: the comparison is not vacuous
+    assert stats.pairs == 7 * 7
+    if max_length == 1024:
+        assert stats.per_sequence == 7 and stats.shown_truncated == 0  # only the zero-shot sequences
+    if max_length == 185:
+        assert 10 < stats.shown_truncated == stats.per_sequence - 7 < 40  # the rest reuse the prefix
+    if max_length == 90:
+        assert stats.shown_dropped > 0 and stats.query_truncated > 0
+
+
+def test_engine_does_less_work_than_per_pair(trained_tiny_model, tiny_tokenizer):
+    examples = make_examples(6)
+    settings = KernelSettings()
+    _, _, stats = engine_kernel(trained_tiny_model, tiny_tokenizer, examples, examples, settings)
+    toks = _tokenize(examples, tiny_tokenizer, TEMPLATE, settings)
+    per_pair = sum(len(c.shown) + len(t.query) + len(t.response) + 2 for t in toks for c in toks)
+    zero_shot = sum(len(t.query) + len(t.response) + 2 for t in toks)
+    prefixes_once = sum(len(c.shown) for c in toks)
+    assert stats.tokens == per_pair + zero_shot - (len(toks) - 1) * prefixes_once
+
+
+def test_provider_kernel_equals_naive_and_orientation(tiny_spec, tiny_tokenizer, tmp_path):
+    targets, candidates = make_examples(3, "t"), make_examples(5, "c")[1:]
+    provider = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(block_size=2), KernelCache(tmp_path),
+                              progress=False)
+    kernel = provider.utility(targets, candidates)
+    _, _, uf = naive_kernel(provider.model, tiny_tokenizer, targets, candidates, 1024)
+    assert kernel.uf.shape == (3, 4) and kernel.candidate_ids == ["c1", "c2", "c3", "c4"]
+    np.testing.assert_allclose(kernel.uf, uf, atol=1e-5, rtol=0)
+    assert kernel.meta["blocks_computed"] == 2 * (1 + 2)  # 2 row tiles x (zero-shot + 2 column tiles)
+    store = provider.block_store(targets, candidates)
+    assert sorted(p.name for p in store.folder.iterdir()) == sorted(
+        ["manifest.json"] + [f"{b.name}.npz" for b in store.blocks()])
+
+
+def test_block_iteration_is_lazy_and_per_block():
+    store = BlockStore("/nonexistent", "k", 1000, [str(i) for i in range(10**6)], [str(i) for i in range(10**6)])
+    blocks = store.blocks()
+    assert iter(blocks) is blocks  # a generator, not an n^2 job list
+    first = [next(blocks) for _ in range(3)]
+    assert [b.name for b in first] == ["zero_r0", "one_r0_c0", "one_r0_c1"]
+    assert len(store.rows(first[1])) * len(store.cols(first[1])) == 10**6  # work unit: one 1000 x 1000 tile
+
+
+def test_engine_in_bf16_stays_close_to_fp32(trained_tiny_model, tiny_tokenizer):
+    """bf16 compute (fp32 target logit and softmax, fp64 distances) against the fp32 engine."""
+    import copy
+
+    import torch
+
+    examples = make_examples(5)
+    settings = KernelSettings()
+    zero, one, _ = engine_kernel(trained_tiny_model, tiny_tokenizer, examples, examples, settings)
+    bf16 = copy.deepcopy(trained_tiny_model).to(torch.bfloat16)
+    zero_b, one_b, _ = engine_kernel(bf16, tiny_tokenizer, examples, examples, settings)
+    error = np.abs((zero_b[:, None] - one_b) - (zero[:, None] - one))
+    assert error.max() < 0.02 and 0 < error.mean() < 0.005, (error.mean(), error.max())
