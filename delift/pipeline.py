@@ -66,15 +66,14 @@ def drop_overflowing(examples: list, provider: KernelProvider, template: PromptT
 def fill_kernel_shard(cfg: DictConfig, ctx: SelectionContext, provider: KernelProvider,
                       output_dir: Path) -> dict[str, Any]:
     """Sharded kernel mode (kernel.num_shards > 1): compute this shard's blocks of every kernel the
-    selector needs (its optional ``kernel_requests(ctx)``; pool x pool for ``delift``), write shard.json.
+    selector needs (its optional ``kernel_requests(ctx)``), write shard.json.
 
     Run every kernel.shard (e.g. a Hydra multirun ``kernel.shard=0,1,...``), then a normal run merges.
     """
     selector = instantiate(cfg.selector)
-    requests = getattr(selector, "kernel_requests", None)
+    requests = getattr(selector, "kernel_requests", None)  # selectors without a model kernel have none
     pool = list(ctx.pool)
-    pairs = requests(ctx) if requests is not None else ([(pool, pool)] if getattr(selector, "name", "") == "delift"
-                                                        else [])
+    pairs = requests(ctx) if requests is not None else []
     settings = provider.settings
     kernels = [provider.fill(targets, candidates) for targets, candidates in pairs]
     metrics: dict[str, Any] = {
