@@ -90,7 +90,10 @@ def to_markdown(rows: list[dict], jobs: list[dict], split: str) -> str:
     caveats = sorted({c for job in jobs for c in job["run"].get("caveats", [])})
     lines = [f"# {run['name']}" + (f" ({split} test split)" if split else ""), ""]
     lines += [f"> caveat: {c}" for c in caveats] + ([""] if caveats else [])
-    lines += [f"use case `{config['usecase']['name']}`, data `{config['data']['name']}`, model "
+    usecase = config["usecase"]
+    nested = {"task_specific": "target", "continual": "existing"}.get(usecase["name"])
+    extra = f" ({nested} `{usecase[nested]['name']}`)" if nested and isinstance(usecase.get(nested), dict) else ""
+    lines += [f"use case `{usecase['name']}`{extra}, data `{config['data']['name']}`, model "
               f"`{run['model'].get('name', config['model']['name'])}`, budget {config['budget_fraction']:.0%} of the pool; "
               "ROUGE = rouge1 F, BGE = embedding cosine "
               f"({(run.get('embedder') or {}).get('name', config['metrics']['embedder'])}), LAJ = LLM judge 1-5; "
