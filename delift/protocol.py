@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from delift.data.prompts import PromptTemplate
 from delift.data.records import Example
 from delift.evaluation.generation import generate
-from delift.evaluation.icl import icl_prompts
+from delift.evaluation.icl import icl_prompts, retrieval_text
 from delift.evaluation.judge import instruction_text
 from delift.evaluation.metrics import compute_metrics
 from delift.models.loading import ModelSpec, load_model, load_tokenizer
@@ -146,15 +146,16 @@ def evaluate_icl(cfg: DictConfig, block: DictConfig, model_spec: ModelSpec, trai
                  tests: Mapping[str, Sequence[Example]], template: PromptTemplate, shown_example: str,
                  timer: Timer) -> tuple[dict[str, float], list[dict]]:
     """The base model, prompted with the ``block.k`` nearest training examples, then scored."""
-    from delift.models.embeddings import load_sentence_embedder
+    from delift.models.embeddings import embed, load_sentence_embedder
 
     name = block.name
     tokenizer = load_tokenizer(model_spec)
     embedder = load_sentence_embedder(str(block.embedder)) if train_set and block.k > 0 else None
+    pool_vectors = None if embedder is None else embed([retrieval_text(ex) for ex in train_set], embedder)
     prompts, extra, dropped = {}, {}, 0
     for split, examples in tests.items():
         built = icl_prompts(examples, train_set, int(block.k), embedder, tokenizer, template, shown_example,
-                            int(block.max_prompt_length))
+                            int(block.max_prompt_length), pool_vectors=pool_vectors)
         prompts[split] = built.prompts
         extra[split] = [{"shown_ids": ids} for ids in built.shown_ids]
         dropped += built.dropped_for_length

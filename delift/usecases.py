@@ -10,23 +10,20 @@
   ``existing`` (forgetting).
 
 Every training-side list (pool, Q, P) is decontaminated against every test split (``decontaminate:
-true``, the default): an example whose normalised instruction + input equals or contains a test
-example's is dropped and counted.
+true``, the default, :func:`delift.data.decontaminate.decontaminate`): an example whose instruction,
+input or whole prompt equals or contains a test example's prompt is dropped and counted.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from omegaconf import DictConfig
 
-from delift.data.decontaminate import QuestionIndex
+from delift.data.decontaminate import decontaminate
 from delift.data.loading import load_splits
 from delift.data.records import Example
-
-log = logging.getLogger(__name__)
 
 USECASES = ("instruction_tuning", "task_specific", "continual")
 HEADLINE = ""  # key of the test split whose metrics are logged as <evaluation>/<metric>
@@ -50,22 +47,6 @@ class UsecaseData:
             return list(subset)
         chosen = {ex.id for ex in self.existing}
         return list(self.existing) + [ex for ex in subset if ex.id not in chosen]
-
-
-def prompt_text(example: Example) -> str:
-    return f"{example.instruction} {example.input}"
-
-
-def decontaminate(examples: Sequence[Example], tests: Sequence[Sequence[Example]]) -> tuple[list[Example], int]:
-    """Drop examples whose instruction + input equals or contains a test example's instruction + input.
-
-    Whole prompts are compared, not instructions alone: many datasets repeat one instruction
-    ("Rewrite the following sentence.") over different inputs, and those are not contamination.
-    Containment catches templated copies (P3 wraps HotpotQA questions in longer prompts).
-    """
-    index = QuestionIndex(prompt_text(ex) for split in tests for ex in split)
-    kept = [ex for ex in examples if not index.matches(prompt_text(ex))]
-    return kept, len(examples) - len(kept)
 
 
 def _query_split(cfg: DictConfig, target: Any) -> list[Example]:
@@ -110,10 +91,7 @@ def load_usecase_data(cfg: DictConfig) -> UsecaseData:
         examples = getattr(data, part)
         if examples is None:
             continue
-        kept, dropped = decontaminate(examples, tests)
-        if dropped:
-            log.warning("decontamination: dropped %d of %d %s examples whose prompt occurs in a test split",
-                        dropped, len(examples), part)
+        kept, dropped = decontaminate(examples, [ex for split in tests for ex in split], name=part)
         setattr(data, part, kept)
         data.counts[f"{part}/decontaminated"] = dropped
     data.counts.update({"query/size": len(data.query or []), "existing/size": len(data.existing or []),

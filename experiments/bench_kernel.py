@@ -47,9 +47,9 @@ import torch  # noqa: E402
 
 from delift.data.prompts import PromptTemplate  # noqa: E402
 from delift.data.records import Example  # noqa: E402
-from delift.kernel.engine import ScoringSetup, TokenizedExample, score_one_shot, score_zero_shot  # noqa: E402
+from delift.kernel.engine import ScoringSetup, score_one_shot, score_zero_shot  # noqa: E402
 from delift.kernel.sequences import build_sequence  # noqa: E402
-from delift.kernel.utility import KernelSettings, _tokenize  # noqa: E402
+from delift.kernel.utility import KernelSettings, TokenizedExample, tokenize_examples  # noqa: E402
 from delift.models.loading import ModelSpec, load_model, load_tokenizer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -293,7 +293,7 @@ def main() -> None:
 
 
 def tokenize(examples, tok, settings) -> list[TokenizedExample]:
-    return [TokenizedExample(t.query, t.response, t.shown) for t in _tokenize(examples, tok, TEMPLATE, settings)]
+    return tokenize_examples(examples, tok, TEMPLATE, settings)
 
 
 if __name__ == "__main__":

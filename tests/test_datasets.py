@@ -186,6 +186,16 @@ def test_decontaminate_exact_and_contained_questions() -> None:
     assert [ex.id for ex in kept] == ["p4"] and dropped == 5
 
 
+def test_decontamination_compares_whole_prompts_not_shared_instructions() -> None:
+    instruction = "Rewrite the following sentence so that it sounds more formal."  # 10 words, repeated
+    evaluation = [Example("e1", instruction, "the cat sat on the mat", "x", "alpaca")]
+    pool = [Example("p1", instruction, "the dog ran to the park", "y", "alpaca"),  # same task, other input
+            Example("p2", instruction, "The cat sat on the mat!", "z", "alpaca"),  # the test prompt itself
+            Example("p3", f"Context: {instruction} the cat sat on the mat. Answer:", "", "z", "p3")]  # contained
+    kept, dropped = decontaminate(pool, evaluation)
+    assert [ex.id for ex in kept] == ["p1"] and dropped == 2
+
+
 # ---------------------------------------------------------------- sources, fixtures, configs
 
 def conf(stem: str) -> Any:

@@ -9,17 +9,16 @@ from conftest import make_examples
 from delift.data.prompts import PromptTemplate
 from delift.kernel.blocks import BlockStore
 from delift.kernel.cache import KernelCache
-from delift.kernel.engine import ScoringSetup, TokenizedExample, score_one_shot, score_zero_shot
+from delift.kernel.engine import ScoringSetup, score_one_shot, score_zero_shot
 from delift.kernel.provider import KernelProvider
-from delift.kernel.utility import KernelSettings, _tokenize
+from delift.kernel.utility import KernelSettings, tokenize_examples
 from test_kernel import naive_kernel
 
 TEMPLATE = PromptTemplate()
 
 
 def engine_kernel(model, tok, targets, candidates, settings: KernelSettings):
-    tokens = lambda exs: [TokenizedExample(t.query, t.response, t.shown)  # noqa: E731
-                          for t in _tokenize(exs, tok, TEMPLATE, settings)]
+    tokens = lambda exs: tokenize_examples(exs, tok, TEMPLATE, settings)  # noqa: E731
     setup = ScoringSetup(model, tok.eos_token_id, tok.pad_token_id, settings.eos_after_prompt, settings.max_length,
                          settings.batch_size, settings.tokens_per_batch)
     zero, zero_stats = score_zero_shot(setup, tokens(targets))
@@ -61,7 +60,7 @@ def test_engine_does_less_work_than_per_pair(trained_tiny_model, tiny_tokenizer)
     examples = make_examples(6)
     settings = KernelSettings()
     _, _, stats = engine_kernel(trained_tiny_model, tiny_tokenizer, examples, examples, settings)
-    toks = _tokenize(examples, tiny_tokenizer, TEMPLATE, settings)
+    toks = tokenize_examples(examples, tiny_tokenizer, TEMPLATE, settings)
     per_pair = sum(len(c.shown) + len(t.query) + len(t.response) + 2 for t in toks for c in toks)
     zero_shot = sum(len(t.query) + len(t.response) + 2 for t in toks)
     prefixes_once = sum(len(c.shown) for c in toks)

@@ -1,8 +1,10 @@
 """Drop training-side examples that contain an evaluation question.
 
-An example is contaminated when the normalised question (``instruction``) of an evaluation
-example equals, or occurs as a whole-word run inside, the normalised ``instruction`` or ``input``
-of the pool example. Normalising lower-cases and collapses every run of non-alphanumeric
+An example is contaminated when the normalised prompt (``instruction`` + ``input``) of an
+evaluation example equals, or occurs as a whole-word run inside, the normalised ``instruction``,
+``input`` or whole prompt of the pool example. Whole prompts, not instructions alone: many datasets
+repeat one instruction ("Rewrite the following sentence.") over different inputs, and sharing it
+is not contamination. Normalising lower-cases and collapses every run of non-alphanumeric
 characters (punctuation, whitespace) to one space, so "Who wrote  Hamlet?" and "who wrote hamlet"
 match. Containment catches templated prompts (P3 wraps HotpotQA questions in instructions);
 questions shorter than ``min_words`` (default 8) words are matched exactly only, so generic stems
@@ -75,12 +77,18 @@ class QuestionIndex:
         return False
 
 
+def prompt_text(example: Example) -> str:
+    """Instruction and input, the part of an example a model is asked (the response excluded)."""
+    return f"{example.instruction} {example.input}"
+
+
 def decontaminate(
     pool: Sequence[Example], evaluation: Sequence[Example], *, min_words: int = 8, name: str = "pool"
 ) -> tuple[list[Example], int]:
-    """``(kept, dropped)``: pool examples whose instruction or input holds no evaluation question."""
-    index = QuestionIndex((ex.instruction for ex in evaluation), min_words=min_words)
-    kept = [ex for ex in pool if not (index.matches(ex.instruction) or index.matches(ex.input))]
+    """``(kept, dropped)``: pool examples whose instruction, input or prompt holds no evaluation prompt."""
+    index = QuestionIndex((prompt_text(ex) for ex in evaluation), min_words=min_words)
+    kept = [ex for ex in pool
+            if not any(index.matches(text) for text in (ex.instruction, ex.input, prompt_text(ex)))]
     dropped = len(pool) - len(kept)
     log.log(logging.WARNING if dropped else logging.INFO,
             "decontamination: dropped %d of %d %s examples containing one of %d evaluation questions",

@@ -86,15 +86,21 @@ def build_icl_prompts(tests: Sequence[Example], shown_pool: Sequence[Example], n
 
 
 def icl_prompts(tests: Sequence[Example], shown_pool: Sequence[Example], k: int, embedder: Any,
-                tokenizer: Any, template: PromptTemplate, shown_example: str, max_prompt_length: int) -> IclPrompts:
-    """Retrieve the ``k`` nearest ``shown_pool`` examples for every test example and build prompts."""
+                tokenizer: Any, template: PromptTemplate, shown_example: str, max_prompt_length: int,
+                pool_vectors: np.ndarray | None = None) -> IclPrompts:
+    """Retrieve the ``k`` nearest ``shown_pool`` examples for every test example and build prompts.
+
+    ``pool_vectors`` (the embeddings of ``shown_pool``'s retrieval texts) may be passed in, so several
+    test splits share one embedding pass over the pool.
+    """
     from delift.models.embeddings import embed
 
     if k == 0 or not shown_pool:
         neighbours = [[] for _ in tests]
     else:
         query_vectors = embed([retrieval_text(ex) for ex in tests], embedder)
-        pool_vectors = embed([retrieval_text(ex) for ex in shown_pool], embedder)
+        if pool_vectors is None:
+            pool_vectors = embed([retrieval_text(ex) for ex in shown_pool], embedder)
         neighbours = nearest_examples(query_vectors, pool_vectors, k)
 
     def count_tokens(text: str) -> int:

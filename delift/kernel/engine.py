@@ -30,16 +30,7 @@ import torch
 from transformers import DynamicCache
 
 from delift.kernel.sequences import ScoredSequence, build_sequence
-from delift.kernel.utility import _decoder_and_head, score_sequences
-
-
-@dataclass(frozen=True)
-class TokenizedExample:
-    """Token ids of one example's parts (``shown`` = how it appears as the in-context example)."""
-
-    query: list[int]
-    response: list[int]
-    shown: list[int]
+from delift.kernel.utility import TokenizedExample, _decoder_and_head, score_sequences
 
 
 @dataclass

@@ -17,9 +17,10 @@ from delift.data.prompts import PromptTemplate
 from delift.data.records import Example, fingerprint
 from delift.kernel.blocks import Block, BlockStore
 from delift.kernel.cache import KernelCache, kernel_cache_key
-from delift.kernel.engine import BlockStats, ScoringSetup, TokenizedExample, score_one_shot, score_zero_shot
+from delift.kernel.engine import BlockStats, ScoringSetup, score_one_shot, score_zero_shot
 from delift.kernel.sequences import build_sequence
-from delift.kernel.utility import KernelSettings, UtilityKernel, _tokenize, check_head_matches_forward
+from delift.kernel.utility import (KernelSettings, TokenizedExample, UtilityKernel, check_head_matches_forward,
+                                   tokenize_examples)
 from delift.models.loading import ModelSpec, load_model, load_tokenizer, model_identity
 
 log = logging.getLogger(__name__)
@@ -151,8 +152,7 @@ class KernelProvider:
         return score_one_shot(setup, rows, [cand[j] for j in store.cols(block)])
 
     def _tokens(self, examples: Sequence[Example]) -> list[TokenizedExample]:
-        return [TokenizedExample(t.query, t.response, t.shown)
-                for t in _tokenize(examples, self.tokenizer, self.template, self.settings)]
+        return tokenize_examples(examples, self.tokenizer, self.template, self.settings)
 
     def release(self) -> None:
         """Drop the scoring model so training can have the memory."""

@@ -79,14 +79,16 @@ class UtilityKernel:
 
 
 @dataclass(frozen=True)
-class _Tokenized:
+class TokenizedExample:
+    """Token ids of one example's parts (``shown`` = how it appears as the in-context example)."""
+
     query: list[int]
     response: list[int]
     shown: list[int]
 
 
-def _tokenize(examples: Sequence[Example], tokenizer, template: PromptTemplate,
-              settings: KernelSettings) -> list[_Tokenized]:
+def tokenize_examples(examples: Sequence[Example], tokenizer, template: PromptTemplate,
+              settings: KernelSettings) -> list[TokenizedExample]:
     def ids(text: str) -> list[int]:
         return tokenizer(text, add_special_tokens=False)["input_ids"]
 
@@ -94,7 +96,7 @@ def _tokenize(examples: Sequence[Example], tokenizer, template: PromptTemplate,
     for ex in examples:
         prompt = template.render(ex)
         shown = settings.shown_example.format(prompt=prompt, response=ex.output)
-        out.append(_Tokenized(query=ids(prompt), response=ids(ex.output), shown=ids(shown)))
+        out.append(TokenizedExample(query=ids(prompt), response=ids(ex.output), shown=ids(shown)))
     return out
 
 
@@ -102,7 +104,7 @@ def overflowing_targets(examples: Sequence[Example], tokenizer, template: Prompt
                         settings: KernelSettings) -> list[str]:
     """Ids of examples whose response cannot fit in ``settings.max_length``."""
     eos = tokenizer.eos_token_id
-    return [ex.id for ex, tok in zip(examples, _tokenize(examples, tokenizer, template, settings))
+    return [ex.id for ex, tok in zip(examples, tokenize_examples(examples, tokenizer, template, settings))
             if not response_fits(tok.response, eos, settings.eos_after_prompt, settings.max_length)]
 
 
@@ -190,8 +192,8 @@ def compute_utility_kernel(model, tokenizer, targets: Sequence[Example], candida
     one batch of token ids plus the n_targets x n_candidates result, never all pairs at once.
     """
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    tgt = _tokenize(targets, tokenizer, template, settings)
-    cand = tgt if targets is candidates else _tokenize(candidates, tokenizer, template, settings)
+    tgt = tokenize_examples(targets, tokenizer, template, settings)
+    cand = tgt if targets is candidates else tokenize_examples(candidates, tokenizer, template, settings)
     max_len, sep = settings.max_length, settings.eos_after_prompt
 
     def sequence(i: int, j: int | None) -> ScoredSequence:
