@@ -140,7 +140,7 @@ def per_pair_kernel(model, tok, tokens, max_length, batch_size=32):
 
 def engine_kernel(model, tok, tokens, settings):
     setup = ScoringSetup(model, tok.eos_token_id, tok.pad_token_id, True, settings.max_length,
-                         settings.batch_size, settings.tokens_per_batch)
+                         settings.batch_size, settings.tokens_per_batch, workers=settings.workers)
     zero, zero_stats = score_zero_shot(setup, tokens)
     one, stats = score_one_shot(setup, tokens, tokens)
     stats.add(zero_stats)

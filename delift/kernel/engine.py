@@ -22,15 +22,18 @@ Compute runs in the model's dtype; probabilities and distances are accumulated i
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from transformers import DynamicCache
 
+from delift.kernel.host_memory import reuse_freed_memory
 from delift.kernel.sequences import ScoredSequence, build_sequence
-from delift.kernel.utility import TokenizedExample, _decoder_and_head, score_sequences
+from delift.kernel.utility import TokenizedExample, _decoder_and_head, score_sequences, token_probabilities
 
 
 @dataclass
@@ -64,33 +67,40 @@ class ScoringSetup:
     batch_size: int = 16  # sequences per pass on the per-sequence path
     tokens_per_batch: int = 8192  # token budget of one prefix pass / one continuation pass
     on_pairs: Callable[[int], None] | None = field(default=None, repr=False)  # progress callback
+    workers: int = 0  # CPU: passes run at once, each on (torch threads // workers) threads; 0 = auto
+
+    def __post_init__(self) -> None:
+        if self.workers < 0:
+            raise ValueError(f"kernel.workers={self.workers}: must be 0 (auto) or more")
+        if self.device.type != "cpu":
+            self.workers = 1
+            return
+        reuse_freed_memory()
+        if self.workers == 0:  # one single-threaded pass per torch thread, at most 4 (memory per pass)
+            self.workers = min(torch.get_num_threads(), 4)
+
+    @contextmanager
+    def pool(self) -> Iterator[Callable]:
+        """A ``map`` that runs passes on ``workers`` threads at once (results in submission order).
+
+        On a CPU, several single-threaded passes side by side use the cores better than one pass
+        split across them: attention, norms and activations on small tensors scale poorly with
+        intra-op threads, matmuls scale either way. The torch thread count is restored afterwards.
+        """
+        if self.workers <= 1 or self.device.type != "cpu":
+            yield map
+            return
+        threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, threads // self.workers))
+        try:
+            with ThreadPoolExecutor(self.workers, thread_name_prefix="delift-kernel") as executor:
+                yield executor.map
+        finally:
+            torch.set_num_threads(threads)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
-
-
-def _probabilities(head, softcap, hidden: torch.Tensor, targets: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
-    """p of ``targets`` (…, T) from ``hidden`` (…, T, H); logits and softmax in fp32, ``chunk``
-    positions at a time (fp32 logits of 8192 positions x a 49k vocabulary would take 1.6 GB).
-
-    In bf16 the logits come out rounded to bf16 (about 0.1 at |logit| ~ 20); the logit of the target
-    token itself is recomputed as an fp32 dot product, which removes most of that error from p.
-    """
-    flat_hidden, flat_targets = hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1)
-    out = torch.empty(flat_targets.shape, dtype=torch.float32, device=hidden.device)
-    for start in range(0, len(flat_targets), chunk):
-        h, t = flat_hidden[start:start + chunk], flat_targets[start:start + chunk]
-        logits = head(h).float()
-        if isinstance(head, torch.nn.Linear) and h.dtype != torch.float32:
-            exact = (h.float() * head.weight[t].float()).sum(-1)
-            if head.bias is not None:
-                exact = exact + head.bias[t].float()
-            logits.scatter_(-1, t[:, None], exact[:, None])
-        if softcap:
-            logits = torch.tanh(logits / softcap) * softcap
-        out[start:start + chunk] = torch.log_softmax(logits, dim=-1).gather(-1, t[:, None]).squeeze(-1).exp()
-    return out.reshape(targets.shape)
 
 
 def _distance(p: torch.Tensor) -> torch.Tensor:
@@ -99,24 +109,28 @@ def _distance(p: torch.Tensor) -> torch.Tensor:
 
 
 def _score_per_sequence(setup: ScoringSetup, count: int, build: Callable[[int], ScoredSequence],
-                        stats: BlockStats, pairs: bool) -> np.ndarray:
+                        stats: BlockStats, pairs: bool, run: Callable = map) -> np.ndarray:
     """Distances of ``count`` sequences ``build(k)``, batches of ``batch_size`` sorted by length.
 
-    Sequences are built batch by batch (only their lengths are kept for all), so memory holds one
-    batch of token ids; truncations and tokens are added to ``stats``.
+    Sequences are built batch by batch (only their lengths are kept for all), so memory holds the
+    token ids of the batches in flight; truncations and tokens are added to ``stats``.
     """
     out = np.empty(count)
     lengths = [len(build(k).input_ids) for k in range(count)]
     order = sorted(range(count), key=lengths.__getitem__)
-    for start in range(0, count, setup.batch_size):
-        batch = order[start:start + setup.batch_size]
+    batches = [order[start:start + setup.batch_size] for start in range(0, count, setup.batch_size)]
+
+    def score(batch: list[int]) -> tuple[list[int], list[ScoredSequence], np.ndarray]:
         seqs = [build(k) for k in batch]
+        return batch, seqs, score_sequences(setup.model, seqs, setup.pad_id)
+
+    for batch, seqs, values in run(score, batches):
         stats.shown_truncated += sum(s.shown_cut > 0 for s in seqs)
         stats.shown_dropped += sum(s.shown_dropped for s in seqs)
         stats.query_truncated += sum(s.query_cut > 0 for s in seqs)
         stats.per_sequence += len(seqs)
         stats.tokens += sum(len(s.input_ids) for s in seqs)
-        out[batch] = score_sequences(setup.model, seqs, setup.pad_id)
+        out[batch] = values
         if pairs and setup.on_pairs is not None:
             setup.on_pairs(len(batch))
     return out
@@ -125,9 +139,10 @@ def _score_per_sequence(setup: ScoringSetup, count: int, build: Callable[[int], 
 def score_zero_shot(setup: ScoringSetup, targets: Sequence[TokenizedExample]) -> tuple[np.ndarray, BlockStats]:
     """d_zero of each target: ``[query] EOS [response] EOS`` through the per-sequence path."""
     stats = BlockStats()
-    d = _score_per_sequence(setup, len(targets), lambda k: build_sequence(
-        [], targets[k].query, targets[k].response, setup.eos_id, setup.eos_after_prompt, setup.max_length),
-        stats, pairs=False)
+    with setup.pool() as run:
+        d = _score_per_sequence(setup, len(targets), lambda k: build_sequence(
+            [], targets[k].query, targets[k].response, setup.eos_id, setup.eos_after_prompt, setup.max_length),
+            stats, pairs=False, run=run)
     return d, stats
 
 
@@ -144,44 +159,80 @@ def _fits(setup: ScoringSetup, shown: list[int], target: TokenizedExample) -> bo
     return bool(shown) and length <= setup.max_length
 
 
-def _prefix_groups(setup: ScoringSetup, columns: list[int], shown: Sequence[list[int]]) -> list[list[int]]:
-    """Columns sorted by prefix length, cut into groups whose padded prefixes fit the token budget."""
-    groups: list[list[int]] = []
-    for j in sorted(columns, key=lambda c: len(shown[c])):
-        if groups and (len(groups[-1]) + 1) * len(shown[j]) <= setup.tokens_per_batch:
-            groups[-1].append(j)
-        else:
-            groups.append([j])
-    return groups
+# Cost model of one continuation pass, in units of one token through the linear layers (measured on
+# a 2-core AVX512-BF16 CPU with SmolLM2-135M; the grouping is not sensitive to their exact values):
+CALL_COST = 64.0  # fixed cost of one forward call: per-op overhead plus the matmuls' small-batch loss
+KEY_COST = 0.002  # one (query, key) attention score, padded prefix slots included (SDPA does them all)
 
 
-@torch.inference_mode()
-def _prefix_cache(setup: ScoringSetup, prefixes: list[list[int]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _prefix_groups(setup: ScoringSetup, columns: list[int], shown: Sequence[list[int]],
+                   widths: Sequence[int]) -> list[list[int]]:
+    """Columns sorted by prefix length, cut into the contiguous groups of least modelled cost.
+
+    Every target runs once per group, with one row per candidate of the group; each row's attention
+    covers the group's longest prefix, padding included. So one big group pays for padding in
+    attention (a 241-token prefix beside 26-token ones), many small groups pay per call; an exact
+    dynamic programme over the sorted lengths picks the cut points. ``widths`` are the targets'
+    continuation lengths; a group's padded prefixes must fit ``tokens_per_batch``.
+    """
+    order = sorted(columns, key=lambda c: len(shown[c]))
+    if not order:
+        return []
+    budget = setup.tokens_per_batch
+    sum_w, sum_w2 = float(sum(widths)), float(sum(w * w for w in widths))
+    mean_w = sum_w / max(len(widths), 1)
+
+    def cost(size: int, longest: int) -> float:
+        calls = len(widths) * -(-int(size * mean_w) // budget)
+        return calls * CALL_COST + size * (sum_w + KEY_COST * (longest * sum_w + sum_w2))
+
+    best, cut = [0.0] + [float("inf")] * len(order), [0] * (len(order) + 1)
+    for end in range(1, len(order) + 1):  # best[end]: cheapest grouping of order[:end]
+        longest = len(shown[order[end - 1]])
+        for begin in range(end - 1, -1, -1):
+            if (end - begin) * longest > budget and begin < end - 1:
+                break
+            total = best[begin] + cost(end - begin, longest)
+            if total < best[end]:
+                best[end], cut[end] = total, begin
+    groups, end = [], len(order)
+    while end:
+        groups.append(order[cut[end]:end])
+        end = cut[end]
+    return groups[::-1]
+
+
+def _prefix_cache(setup: ScoringSetup, prefixes: list[list[int]],
+                  run: Callable = map) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per layer (keys, values) of shape (G, kv_heads, P_max, head_dim) of prefixes sorted by length.
 
     Prefixes of similar length run together, right-padded (a new pass starts when the padding would
-    exceed a quarter of the tokens); the caches are then zero-padded to P_max and stacked. Padded
-    key slots are masked out by the caller.
+    exceed a quarter of the tokens, or to give every worker a pass); the caches are then zero-padded
+    to P_max and stacked. Padded key slots are masked out by the caller.
     """
     body, _ = _decoder_and_head(setup.model)
     width = max(len(p) for p in prefixes)
+    most = -(-len(prefixes) // max(1, setup.workers))
     chunks: list[list[list[int]]] = []
     for prefix in prefixes:
         chunk = chunks[-1] if chunks else None
-        if chunk and 4 * len(prefix) * (len(chunk) + 1) <= 5 * sum(map(len, chunk + [prefix])):
+        if chunk and len(chunk) < most and 4 * len(prefix) * (len(chunk) + 1) <= 5 * sum(map(len, chunk + [prefix])):
             chunk.append(prefix)
         else:
             chunks.append([prefix])
-    parts = []
-    for chunk in chunks:
+
+    @torch.inference_mode()
+    def run_chunk(chunk: list[list[int]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         longest = max(len(p) for p in chunk)
         ids = torch.full((len(chunk), longest), setup.pad_id, dtype=torch.long)
         for g, p in enumerate(chunk):
             ids[g, :len(p)] = torch.tensor(p)
         cache = DynamicCache(config=setup.model.config)
         body(input_ids=ids.to(setup.device), past_key_values=cache, use_cache=True)
-        parts.append([(torch.nn.functional.pad(layer.keys, (0, 0, 0, width - longest)),
-                       torch.nn.functional.pad(layer.values, (0, 0, 0, width - longest))) for layer in cache.layers])
+        return [(torch.nn.functional.pad(layer.keys, (0, 0, 0, width - longest)),
+                 torch.nn.functional.pad(layer.values, (0, 0, 0, width - longest))) for layer in cache.layers]
+
+    parts = list(run(run_chunk, chunks))
     if len(parts) == 1:
         return parts[0]
     return [(torch.cat([part[n][0] for part in parts]), torch.cat([part[n][1] for part in parts]))
@@ -192,6 +243,12 @@ def _prefix_cache(setup: ScoringSetup, prefixes: list[list[int]]) -> list[tuple[
 def score_one_shot(setup: ScoringSetup, targets: Sequence[TokenizedExample],
                    candidates: Sequence[TokenizedExample]) -> tuple[np.ndarray, BlockStats]:
     """d_one (len(targets) x len(candidates)) of every (target, candidate) pair of a block."""
+    with setup.pool() as run:
+        return _score_one_shot(setup, targets, candidates, run)
+
+
+def _score_one_shot(setup: ScoringSetup, targets: Sequence[TokenizedExample],
+                    candidates: Sequence[TokenizedExample], run: Callable) -> tuple[np.ndarray, BlockStats]:
     body, head = _decoder_and_head(setup.model)
     softcap = getattr(setup.model.config, "final_logit_softcapping", None)
     device = setup.device
@@ -204,45 +261,61 @@ def score_one_shot(setup: ScoringSetup, targets: Sequence[TokenizedExample],
     if cut:
         values = _score_per_sequence(setup, len(cut), lambda k: build_sequence(
             shown[cut[k][1]], targets[cut[k][0]].query, targets[cut[k][0]].response, setup.eos_id,
-            setup.eos_after_prompt, setup.max_length), stats, pairs=True)
+            setup.eos_after_prompt, setup.max_length), stats, pairs=True, run=run)
         for (i, j), value in zip(cut, values):
             d[i, j] = value
 
     continuations = [_continuation(setup, t) for t in targets]
     columns = [j for j in range(len(candidates)) if any(_fits(setup, shown[j], t) for t in targets)]
-    for group in _prefix_groups(setup, columns, shown):
-        layers = _prefix_cache(setup, [shown[j] for j in group])
+    for group in _prefix_groups(setup, columns, shown, [len(ids) for ids, _ in continuations]):
+        layers = _prefix_cache(setup, [shown[j] for j in group], run)
         stats.tokens += sum(len(shown[j]) for j in group)
         lengths = torch.tensor([len(shown[j]) for j in group], device=device)
         width = layers[0][0].shape[2]
         prefix_valid = torch.arange(width, device=device)[None, :] < lengths[:, None]  # (G, P_max)
+        passes = []  # (target, rows of the group): one continuation pass each
         for i, target in enumerate(targets):
             rows = [g for g, j in enumerate(group) if _fits(setup, shown[j], target)]
-            ids, start = continuations[i]
-            step = max(1, setup.tokens_per_batch // len(ids))
-            for first in range(0, len(rows), step):
-                chosen = torch.tensor(rows[first:first + step], device=device)
-                p = _continuation_probabilities(body, head, softcap, layers, chosen, lengths, prefix_valid,
-                                                ids, start, device)
-                d[i, [group[g] for g in chosen.tolist()]] = _distance(p).cpu().numpy()
-                stats.tokens += len(ids) * len(chosen)
-                if setup.on_pairs is not None:
-                    setup.on_pairs(len(chosen))
+            step = max(1, setup.tokens_per_batch // len(continuations[i][0]))
+            passes += [(i, rows[first:first + step]) for first in range(0, len(rows), step)]
+
+        def score(task: tuple[int, list[int]]) -> np.ndarray:
+            ids, start = continuations[task[0]]
+            p = _continuation_probabilities(body, head, softcap, layers, task[1], lengths, prefix_valid,
+                                            ids, start, device)
+            return _distance(p).cpu().numpy()
+
+        for (i, chosen), values in zip(passes, run(score, passes)):
+            d[i, [group[g] for g in chosen]] = values
+            stats.tokens += len(continuations[i][0]) * len(chosen)
+            if setup.on_pairs is not None:
+                setup.on_pairs(len(chosen))
         del layers
     return d, stats
 
 
-def _continuation_probabilities(body, head, softcap, layers, chosen: torch.Tensor, lengths: torch.Tensor,
+@torch.inference_mode()
+def _continuation_probabilities(body, head, softcap, layers, chosen: list[int], lengths: torch.Tensor,
                                 prefix_valid: torch.Tensor, ids: list[int], start: int,
                                 device: torch.device) -> torch.Tensor:
-    """p_t (B, T) of the scored tokens of one continuation after the cached prefixes ``chosen``."""
+    """p_t (B, T) of the scored tokens of one continuation after the cached prefixes ``chosen``.
+
+    When every prefix of the group is chosen, its cache is used as it is (the cache's update
+    concatenates into new tensors, so the group's cache stays intact for the next target).
+    """
     batch, length = len(chosen), len(ids)
-    cache = DynamicCache(ddp_cache_data=[(k.index_select(0, chosen), v.index_select(0, chosen)) for k, v in layers])
+    if batch == len(lengths):
+        cache = DynamicCache(ddp_cache_data=list(layers))
+        valid, starts = prefix_valid, lengths
+    else:
+        index = torch.tensor(chosen, device=device)
+        cache = DynamicCache(ddp_cache_data=[(k.index_select(0, index), v.index_select(0, index)) for k, v in layers])
+        valid, starts = prefix_valid.index_select(0, index), lengths.index_select(0, index)
     tokens = torch.tensor(ids, device=device)
-    mask = torch.cat([prefix_valid.index_select(0, chosen),
-                      torch.ones((batch, length), dtype=torch.bool, device=device)], dim=1)
-    positions = lengths.index_select(0, chosen)[:, None] + torch.arange(length, device=device)[None, :]
+    mask = torch.cat([valid, torch.ones((batch, length), dtype=torch.bool, device=device)], dim=1)
+    positions = starts[:, None] + torch.arange(length, device=device)[None, :]
     hidden = body(input_ids=tokens.expand(batch, length), attention_mask=mask.long(), position_ids=positions,
                   past_key_values=cache, use_cache=True).last_hidden_state
-    scored = hidden[:, start - 1:length - 1]  # position t-1 predicts token t
-    return _probabilities(head, softcap, scored, tokens[start:].expand(batch, -1))
+    scored = hidden[:, start - 1:length - 1].reshape(-1, hidden.shape[-1])  # position t-1 predicts token t
+    targets = tokens[start:].repeat(batch)
+    return token_probabilities(head, softcap, scored, targets).reshape(batch, -1)

@@ -122,7 +122,8 @@ class KernelProvider:
         total_pairs = sum(len(store.rows(b)) * len(store.cols(b)) for b in todo if b.col is not None)
         bar = tqdm(total=total_pairs, desc="utility kernel", unit="pair", disable=not self.progress)
         setup = ScoringSetup(self.model, eos, self.tokenizer.pad_token_id, settings.eos_after_prompt,
-                             settings.max_length, settings.batch_size, settings.tokens_per_batch, on_pairs=bar.update)
+                             settings.max_length, settings.batch_size, settings.tokens_per_batch, on_pairs=bar.update,
+                             workers=settings.workers)
         started = time.perf_counter()
         stats = BlockStats()
         try:

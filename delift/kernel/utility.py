@@ -38,6 +38,7 @@ class KernelSettings:
     on_overflow: str = "error"  # error | skip: a target response that cannot fit
     batch_size: int = 16  # sequences per pass on the per-sequence path (zero-shot, truncated pairs)
     tokens_per_batch: int = 8192  # token budget of one prefix / continuation pass of the engine
+    workers: int = 0  # CPU: engine passes run at once (0: one per torch thread, at most 4)
     block_size: int = 256  # targets x candidates per stored block (resume and sharding unit)
     num_shards: int = 1  # processes that split the blocks between them
     shard: int = 0  # which of them this process is
@@ -56,6 +57,8 @@ class KernelSettings:
         for name in ("batch_size", "tokens_per_batch", "block_size", "num_shards"):
             if getattr(settings, name) < 1:
                 raise ValueError(f"kernel.{name}={getattr(settings, name)}: must be at least 1")
+        if settings.workers < 0:
+            raise ValueError(f"kernel.workers={settings.workers}: must be 0 (auto) or at least 1")
         if not 0 <= settings.shard < settings.num_shards:
             raise ValueError(f"kernel.shard={settings.shard}: must be in [0, kernel.num_shards={settings.num_shards})")
         return settings
@@ -129,7 +132,7 @@ def check_head_matches_forward(model, sequence: ScoredSequence, atol: float = 1e
     positions = torch.arange(sequence.response_start - 1, len(sequence.input_ids) - 1, device=device)
     expected = full[positions].gather(1, ids[0, sequence.response_start:, None]).squeeze(1).exp()
     p = _token_probabilities(model, ids, torch.ones_like(ids), [0] * len(positions), positions.tolist(),
-                             sequence.input_ids[sequence.response_start:])
+                             sequence.input_ids[sequence.response_start:], exact_target=False)
     if not torch.allclose(p, expected, atol=atol, rtol=0):
         raise NotImplementedError(
             f"{type(model).__name__}: scoring through the decoder body and output head differs from the "
@@ -137,17 +140,45 @@ def check_head_matches_forward(model, sequence: ScoredSequence, atol: float = 1e
             "logits in a way delift.kernel does not replicate yet")
 
 
-def _token_probabilities(model, input_ids, attention, rows, cols, targets) -> torch.Tensor:
+def _token_probabilities(model, input_ids, attention, rows, cols, targets, exact_target: bool = True) -> torch.Tensor:
     """p of each target token, from the hidden state at (row, col), projected by the output head."""
     body, head = _decoder_and_head(model)
     device = input_ids.device
     hidden = body(input_ids=input_ids, attention_mask=attention).last_hidden_state
-    logits = head(hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)]).float()
+    scored = hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)]
     softcap = getattr(model.config, "final_logit_softcapping", None)
-    if softcap:
-        logits = torch.tanh(logits / softcap) * softcap
-    log_probs = torch.log_softmax(logits, dim=-1)
-    return log_probs.gather(1, torch.tensor(targets, device=device)[:, None]).squeeze(1).exp()
+    return token_probabilities(head, softcap, scored, torch.tensor(targets, device=device), exact_target=exact_target)
+
+
+def token_probabilities(head, softcap, hidden: torch.Tensor, targets: torch.Tensor, rows: int = 256,
+                        exact_target: bool = True) -> torch.Tensor:
+    """p (S,) of ``targets`` (S,) from the hidden states (S, H) of the positions that predict them.
+
+    The head runs at most ``rows`` positions at a time in the model's dtype, in chunks of equal size
+    (a small last chunk would re-read the whole head's weights for a few rows). On a CPU each 32-row slice of
+    the logits is taken to fp32 and log-softmaxed while it is still in cache: fp32 logits of 256
+    positions x a 49k vocabulary (50 MB) would go through memory twice more. In bf16 the logits
+    come out rounded to bf16 (about 0.1 at |logit| ~ 20), so the logit of the target token itself is
+    recomputed as an fp32 dot product (``exact_target``), which removes most of that error from p.
+    """
+    out = torch.empty(targets.shape, dtype=torch.float32, device=hidden.device)
+    exact_target = exact_target and isinstance(head, torch.nn.Linear) and hidden.dtype != torch.float32
+    rows = -(-len(targets) // -(-len(targets) // rows)) if len(targets) else rows  # equal chunks, none tiny
+    step = 32 if hidden.device.type == "cpu" else rows
+    for start in range(0, len(targets), rows):
+        logits = head(hidden[start:start + rows])
+        for sub in range(0, len(logits), step):
+            where = slice(start + sub, start + min(sub + step, len(logits)))
+            part, t = logits[sub:sub + step].float(), targets[where]
+            if exact_target:
+                exact = (hidden[where].float() * head.weight[t].float()).sum(-1)
+                if head.bias is not None:
+                    exact = exact + head.bias[t].float()
+                part.scatter_(-1, t[:, None], exact[:, None])
+            if softcap:
+                part = torch.tanh(part / softcap) * softcap
+            out[where] = torch.log_softmax(part, dim=-1).gather(-1, t[:, None]).squeeze(-1).exp()
+    return out
 
 
 @torch.inference_mode()
