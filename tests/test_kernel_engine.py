@@ -9,9 +9,9 @@ from conftest import make_examples
 from delift.data.prompts import PromptTemplate
 from delift.kernel.blocks import BlockStore
 from delift.kernel.cache import KernelCache
-from delift.kernel.engine import ScoringSetup, score_one_shot, score_zero_shot
+from delift.kernel.engine import CALL_COST, KEY_COST, ScoringSetup, _prefix_groups, score_one_shot, score_zero_shot
 from delift.kernel.provider import KernelProvider
-from delift.kernel.utility import KernelSettings, tokenize_examples
+from delift.kernel.utility import KernelSettings, token_probabilities, tokenize_examples
 from test_kernel import naive_kernel
 
 TEMPLATE = PromptTemplate()
@@ -20,26 +20,30 @@ TEMPLATE = PromptTemplate()
 def engine_kernel(model, tok, targets, candidates, settings: KernelSettings):
     tokens = lambda exs: tokenize_examples(exs, tok, TEMPLATE, settings)  # noqa: E731
     setup = ScoringSetup(model, tok.eos_token_id, tok.pad_token_id, settings.eos_after_prompt, settings.max_length,
-                         settings.batch_size, settings.tokens_per_batch)
+                         settings.batch_size, settings.tokens_per_batch, workers=settings.workers)
     zero, zero_stats = score_zero_shot(setup, tokens(targets))
     one, stats = score_one_shot(setup, tokens(targets), tokens(candidates))
     stats.add(zero_stats)
     return zero, one, stats
 
 
-@pytest.mark.parametrize("max_length,eos_after_prompt,tokens_per_batch", [
-    (1024, True, 8192),  # nothing truncated, everything in one prefix group
-    (1024, True, 300),  # several prefix groups and continuation batches split by the token budget
-    (185, True, 8192),  # about half the shown examples cut: those pairs take the per-sequence path
-    (150, True, 8192),  # every shown example cut
-    (90, True, 8192),  # shown examples dropped and queries cut
-    (120, False, 500),  # no EOS after the prompt, mixed
+@pytest.mark.parametrize("max_length,eos_after_prompt,tokens_per_batch,workers", [
+    (1024, True, 8192, 1),  # nothing truncated, one worker
+    (1024, True, 8192, 3),  # the same on three workers side by side
+    (1024, True, 300, 2),  # several prefix groups and continuation batches split by the token budget
+    (185, True, 8192, 2),  # about half the shown examples cut: those pairs take the per-sequence path
+    (150, True, 8192, 1),  # every shown example cut
+    (90, True, 8192, 2),  # shown examples dropped and queries cut
+    (120, False, 500, 3),  # no EOS after the prompt, mixed
 ])
 def test_engine_equals_naive_per_pair(trained_tiny_model, tiny_tokenizer, max_length, eos_after_prompt,
-                                      tokens_per_batch):
+                                      tokens_per_batch, workers):
+    import torch
+
+    threads = torch.get_num_threads()
     targets, candidates = make_examples(7), make_examples(9, "c")[2:]  # non-square, mixed lengths
     settings = KernelSettings(max_length=max_length, eos_after_prompt=eos_after_prompt, batch_size=3,
-                              tokens_per_batch=tokens_per_batch)
+                              tokens_per_batch=tokens_per_batch, workers=workers)
     zero, one, stats = engine_kernel(trained_tiny_model, tiny_tokenizer, targets, candidates, settings)
     ref_zero, ref_one, ref_uf = naive_kernel(trained_tiny_model, tiny_tokenizer, targets, candidates, max_length,
                                              eos_after_prompt)
@@ -54,6 +58,61 @@ def test_engine_equals_naive_per_pair(trained_tiny_model, tiny_tokenizer, max_le
         assert 10 < stats.shown_truncated == stats.per_sequence - 7 < 40  # the rest reuse the prefix
     if max_length == 90:
         assert stats.shown_dropped > 0 and stats.query_truncated > 0
+    assert torch.get_num_threads() == threads  # the workers' thread setting is undone
+
+
+def _brute_force_groups(lengths, widths, budget):
+    """Cheapest split of the sorted lengths into contiguous groups, by trying every split."""
+    n, best = len(lengths), None
+    for mask in range(2 ** (n - 1)):
+        bounds = [0] + [k + 1 for k in range(n - 1) if mask >> k & 1] + [n]
+        groups = [list(range(a, b)) for a, b in zip(bounds, bounds[1:])]
+        if any(len(g) * lengths[g[-1]] > budget and len(g) > 1 for g in groups):
+            continue
+        total = 0.0
+        for g in groups:
+            calls = len(widths) * -(-int(len(g) * sum(widths) / len(widths)) // budget)
+            total += calls * CALL_COST + sum(len(g) * w * (1 + KEY_COST * (lengths[g[-1]] + w)) for w in widths)
+        if best is None or total < best[0] - 1e-9:
+            best = (total, groups)
+    return best[1]
+
+
+@pytest.mark.parametrize("lengths,widths,budget", [
+    ([26, 26, 31, 41, 48, 69, 78, 112, 125, 241], [30, 80, 120], 8192),  # Alpaca-like spread
+    ([20, 20, 21, 22, 22, 23], [50, 60], 8192),  # near-equal: one group
+    ([10, 11, 12, 500, 510, 900, 1000], [400, 600], 4096),  # long prefixes: the token budget binds
+    ([5, 300, 301, 302, 303, 304, 305, 306, 307], [100] * 40, 8192),  # many targets: calls are dear
+])
+def test_prefix_groups_are_the_cheapest_contiguous_split(lengths, widths, budget):
+    """The dynamic programme against trying every split of the sorted prefixes (same cost model)."""
+    setup = ScoringSetup.__new__(ScoringSetup)
+    setup.tokens_per_batch = budget
+    shown = [[0] * n for n in reversed(lengths)]  # columns out of length order
+    groups = _prefix_groups(setup, list(range(len(shown))), shown, widths)
+    expected = _brute_force_groups(lengths, widths, budget)
+    assert [[len(shown[j]) for j in g] for g in groups] == [[lengths[k] for k in g] for g in expected]
+    if lengths[0] == 20:
+        assert len(groups) == 1
+    if lengths[-1] == 241:
+        assert 1 < len(groups) < len(lengths)  # neither extreme: the split is a real trade-off
+
+
+def test_token_probabilities_in_chunks_equal_one_log_softmax():
+    """Equal head chunks and 32-row softmax slices against one fp32 log-softmax of all logits."""
+    import torch
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 50, bias=True)
+    hidden, targets = torch.randn(75, 16), torch.randint(0, 50, (75,))
+    expected = torch.log_softmax(head(hidden), dim=-1).gather(-1, targets[:, None]).squeeze(-1).exp()
+    for rows in (7, 40, 256):  # 11 chunks of 7 (last 5), 2 of 38, one of 75 with 32-row slices
+        got = token_probabilities(head, None, hidden, targets, rows=rows)
+        torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
+    capped = token_probabilities(head, 2.0, hidden, targets, rows=16)
+    logits = torch.tanh(head(hidden) / 2.0) * 2.0
+    torch.testing.assert_close(capped, torch.log_softmax(logits, -1).gather(-1, targets[:, None]).squeeze(-1).exp(),
+                               atol=1e-6, rtol=0)
 
 
 def test_engine_does_less_work_than_per_pair(trained_tiny_model, tiny_tokenizer):

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from transformers import DynamicCache
 
+from delift.kernel.attention import grouped_sdpa
 from delift.kernel.host_memory import reuse_freed_memory
 from delift.kernel.sequences import ScoredSequence, build_sequence
 from delift.kernel.utility import TokenizedExample, _decoder_and_head, score_sequences, token_probabilities
@@ -92,10 +93,11 @@ class ScoringSetup:
             return
         threads = torch.get_num_threads()
         torch.set_num_threads(max(1, threads // self.workers))
+        executor = ThreadPoolExecutor(self.workers, thread_name_prefix="delift-kernel")
         try:
-            with ThreadPoolExecutor(self.workers, thread_name_prefix="delift-kernel") as executor:
-                yield executor.map
-        finally:
+            yield executor.map
+        finally:  # after an error (or Ctrl-C) the passes not yet started are dropped, not run
+            executor.shutdown(wait=True, cancel_futures=True)
             torch.set_num_threads(threads)
 
     @property
@@ -139,7 +141,7 @@ def _score_per_sequence(setup: ScoringSetup, count: int, build: Callable[[int], 
 def score_zero_shot(setup: ScoringSetup, targets: Sequence[TokenizedExample]) -> tuple[np.ndarray, BlockStats]:
     """d_zero of each target: ``[query] EOS [response] EOS`` through the per-sequence path."""
     stats = BlockStats()
-    with setup.pool() as run:
+    with setup.pool() as run, grouped_sdpa(setup.model):
         d = _score_per_sequence(setup, len(targets), lambda k: build_sequence(
             [], targets[k].query, targets[k].response, setup.eos_id, setup.eos_after_prompt, setup.max_length),
             stats, pairs=False, run=run)
@@ -243,7 +245,7 @@ def _prefix_cache(setup: ScoringSetup, prefixes: list[list[int]],
 def score_one_shot(setup: ScoringSetup, targets: Sequence[TokenizedExample],
                    candidates: Sequence[TokenizedExample]) -> tuple[np.ndarray, BlockStats]:
     """d_one (len(targets) x len(candidates)) of every (target, candidate) pair of a block."""
-    with setup.pool() as run:
+    with setup.pool() as run, grouped_sdpa(setup.model):
         return _score_one_shot(setup, targets, candidates, run)
 
 

@@ -25,7 +25,7 @@ from delift.kernel.sequences import ScoredSequence, build_sequence, response_fit
 
 log = logging.getLogger(__name__)
 
-KERNEL_CODE_VERSION = 2  # bump whenever the numbers a kernel holds would change
+KERNEL_CODE_VERSION = 3  # bump whenever the numbers a kernel holds would change
 
 
 @dataclass(frozen=True)
