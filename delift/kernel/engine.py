@@ -32,7 +32,7 @@ import torch
 from transformers import DynamicCache
 
 from delift.kernel.attention import grouped_sdpa
-from delift.kernel.host_memory import reuse_freed_memory
+from delift.kernel.host_memory import heap_reuse
 from delift.kernel.sequences import ScoredSequence, build_sequence
 from delift.kernel.utility import TokenizedExample, _decoder_and_head, score_sequences, token_probabilities
 
@@ -76,7 +76,6 @@ class ScoringSetup:
         if self.device.type != "cpu":
             self.workers = 1
             return
-        reuse_freed_memory()
         if self.workers == 0:  # one single-threaded pass per torch thread, at most 4 (memory per pass)
             self.workers = min(torch.get_num_threads(), 4)
 
@@ -87,8 +86,17 @@ class ScoringSetup:
         On a CPU, several single-threaded passes side by side use the cores better than one pass
         split across them: attention, norms and activations on small tensors scale poorly with
         intra-op threads, matmuls scale either way. The torch thread count is restored afterwards.
+        On a CPU, freed buffers are also kept for reuse meanwhile (``host_memory.heap_reuse``).
         """
-        if self.workers <= 1 or self.device.type != "cpu":
+        if self.device.type != "cpu":
+            yield map
+            return
+        with heap_reuse(), self._threads() as run:
+            yield run
+
+    @contextmanager
+    def _threads(self) -> Iterator[Callable]:
+        if self.workers <= 1:
             yield map
             return
         threads = torch.get_num_threads()
