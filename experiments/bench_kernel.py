@@ -6,7 +6,8 @@ Same process, same model, same examples (default: SmolLM2-135M-Instruct and the 
 1. speed, bf16, n = --n: pairs/s of (a) a faithful re-creation of the per-pair method — one full
    forward pass per (target, candidate) sequence plus one per zero-shot sequence, sequences sorted
    by length into batches of 32, every batch built in host memory before the first pass, full
-   logits at every position — and (b) the engine; their ratio; peak RSS of each phase (sampled);
+   logits at every position — and (b) the engine (on a CPU, ``--workers`` passes side by side,
+   default one single-threaded pass per torch thread); their ratio; peak RSS of each phase (sampled);
    the engine's useful GFLOP/s beside a bf16 2048^3 matmul peak measured in this process; the
    tokens each side processes.
 2. exactness, fp32, n = --n-exact: max |UF_reference - UF_engine|.
@@ -215,12 +216,15 @@ def main() -> None:
     parser.add_argument("--rss-sizes", default="8,32", help="pool sizes of the engine's peak-RSS runs ('' skips)")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads (0: torch's default); 1 gives stable timings on a busy shared CPU")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="engine passes side by side on a CPU (kernel.workers; 0: one per thread, at most 4)")
     parser.add_argument("--rss-child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    settings = KernelSettings(max_length=args.max_length, tokens_per_batch=args.tokens_per_batch)
+    settings = KernelSettings(max_length=args.max_length, tokens_per_batch=args.tokens_per_batch,
+                              workers=args.workers)
     spec = model_spec(args.model, args.dtype)
     tok = load_tokenizer(spec)
     if args.rss_child:  # engine only, in a fresh process: its peak RSS for this pool size
@@ -233,6 +237,10 @@ def main() -> None:
     examples = load_examples(args.data, max(args.n, args.n_exact))
     print(f"model {spec.name}, data {args.data}, device {args.device}, threads {torch.get_num_threads()}")
     model = load_model(spec).to(args.device)
+    workers = ScoringSetup(model, tok.eos_token_id, tok.pad_token_id, True, args.max_length,
+                           workers=args.workers).workers
+    print(f"engine workers {workers} (passes side by side, {max(1, torch.get_num_threads() // workers)} "
+          "intra-op thread(s) each)")
     tokens = tokenize(examples[:args.n], tok, settings)
     n_pairs = args.n * args.n
 
@@ -286,7 +294,7 @@ def main() -> None:
         out = subprocess.run([sys.executable, __file__, "--model", args.model, "--dtype", args.dtype, "--device",
                               args.device, "--data", args.data, "--max-length", str(args.max_length),
                               "--tokens-per-batch", str(args.tokens_per_batch), "--threads", str(args.threads),
-                              "--rss-child", str(size)],
+                              "--workers", str(args.workers), "--rss-child", str(size)],
                              capture_output=True, text=True, check=True)
         print(f"  n={size}: {json.loads(out.stdout.strip().splitlines()[-1])['peak_rss_mb']:.0f} MB")
     print(f"speedup: {ratio:.2f}x max_abs_diff: {max_abs_diff:.2e}")

@@ -162,3 +162,12 @@ def test_engine_in_bf16_stays_close_to_fp32(trained_tiny_model, tiny_tokenizer):
     zero_b, one_b, _ = engine_kernel(bf16, tiny_tokenizer, examples, examples, settings)
     error = np.abs((zero_b[:, None] - one_b) - (zero[:, None] - one))
     assert error.max() < 0.02 and 0 < error.mean() < 0.005, (error.mean(), error.max())
+
+
+def test_engine_names_the_example_whose_response_cannot_fit(trained_tiny_model, tiny_tokenizer):
+    from delift.kernel.sequences import ResponseTooLongError
+
+    examples = make_examples(4)
+    settings = KernelSettings(max_length=12, workers=1)  # shorter than every response + EOS
+    with pytest.raises(ResponseTooLongError, match="example 'ex0'"):
+        engine_kernel(trained_tiny_model, tiny_tokenizer, examples, examples, settings)

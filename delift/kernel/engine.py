@@ -4,20 +4,24 @@ One-shot sequence of target i with candidate j (``delift.kernel.sequences``):
     [shown_j] [query_i] EOS [response_i] EOS
 The prefix ``shown_j`` is the same for every target, so the engine
 
-1. runs the prefixes of a group of candidates once (right-padded, sorted by length: causal
-   attention means a real token never sees the padding after it) and keeps their key/value cache;
-2. for each target i, feeds the continuation ``[query_i] EOS [response_i] EOS`` for many
+1. sorts the candidates by prefix length and cuts them into groups (``_prefix_groups``: the
+   cheapest contiguous split under a small cost model of passes versus padded attention);
+2. runs the prefixes of a group once (right-padded, sorted by length: causal attention means a
+   real token never sees the padding after it) and keeps their key/value cache;
+3. for each target i, feeds the continuation ``[query_i] EOS [response_i] EOS`` for the group's
    candidates at once as one batch on top of their caches. Every row of such a batch holds the
    *same* continuation, so the continuation tokens need no padding at all; only the cached
    prefixes differ in length, and their padding is masked out of attention (it costs attention
    work over a few keys, never a linear layer). Position ids start at each candidate's own
    prefix length, so RoPE positions equal those of the full sequence;
-3. projects with the output head only at the positions that predict the scored tokens
+4. projects with the output head only at the positions that predict the scored tokens
    (response + final EOS), log-softmax in fp32, then d = sqrt(mean_t (1 - p_t)^2) in fp64.
 
 Pairs whose shown example would be truncated (positions shift), and zero-shot sequences, go
 through the per-sequence path ``score_sequences`` instead, batched by sorted length.
 Compute runs in the model's dtype; probabilities and distances are accumulated in fp32/fp64.
+On a CPU, passes run side by side on ``workers`` threads, freed buffers are reused
+(``host_memory``) and grouped-query attention stays grouped (``attention``).
 """
 
 from __future__ import annotations
@@ -149,9 +153,10 @@ def _score_per_sequence(setup: ScoringSetup, count: int, build: Callable[[int], 
 def score_zero_shot(setup: ScoringSetup, targets: Sequence[TokenizedExample]) -> tuple[np.ndarray, BlockStats]:
     """d_zero of each target: ``[query] EOS [response] EOS`` through the per-sequence path."""
     stats = BlockStats()
-    with setup.pool() as run, grouped_sdpa(setup.model):
+    with grouped_sdpa(setup.model), setup.pool() as run:  # passes finish before attention is reset
         d = _score_per_sequence(setup, len(targets), lambda k: build_sequence(
-            [], targets[k].query, targets[k].response, setup.eos_id, setup.eos_after_prompt, setup.max_length),
+            [], targets[k].query, targets[k].response, setup.eos_id, setup.eos_after_prompt, setup.max_length,
+            targets[k].id),
             stats, pairs=False, run=run)
     return d, stats
 
@@ -253,7 +258,7 @@ def _prefix_cache(setup: ScoringSetup, prefixes: list[list[int]],
 def score_one_shot(setup: ScoringSetup, targets: Sequence[TokenizedExample],
                    candidates: Sequence[TokenizedExample]) -> tuple[np.ndarray, BlockStats]:
     """d_one (len(targets) x len(candidates)) of every (target, candidate) pair of a block."""
-    with setup.pool() as run, grouped_sdpa(setup.model):
+    with grouped_sdpa(setup.model), setup.pool() as run:  # passes finish before attention is reset
         return _score_one_shot(setup, targets, candidates, run)
 
 
@@ -271,7 +276,7 @@ def _score_one_shot(setup: ScoringSetup, targets: Sequence[TokenizedExample],
     if cut:
         values = _score_per_sequence(setup, len(cut), lambda k: build_sequence(
             shown[cut[k][1]], targets[cut[k][0]].query, targets[cut[k][0]].response, setup.eos_id,
-            setup.eos_after_prompt, setup.max_length), stats, pairs=True, run=run)
+            setup.eos_after_prompt, setup.max_length, targets[cut[k][0]].id), stats, pairs=True, run=run)
         for (i, j), value in zip(cut, values):
             d[i, j] = value
 

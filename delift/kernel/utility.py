@@ -88,6 +88,7 @@ class TokenizedExample:
     query: list[int]
     response: list[int]
     shown: list[int]
+    id: str = "?"  # the example's id, for error messages
 
 
 def tokenize_examples(examples: Sequence[Example], tokenizer, template: PromptTemplate,
@@ -99,7 +100,7 @@ def tokenize_examples(examples: Sequence[Example], tokenizer, template: PromptTe
     for ex in examples:
         prompt = template.render(ex)
         shown = settings.shown_example.format(prompt=prompt, response=ex.output)
-        out.append(TokenizedExample(query=ids(prompt), response=ids(ex.output), shown=ids(shown)))
+        out.append(TokenizedExample(query=ids(prompt), response=ids(ex.output), shown=ids(shown), id=ex.id))
     return out
 
 
