@@ -20,3 +20,8 @@ def write_json(path: Path, data: Any) -> Path:
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> Path:
     return write_atomic(path, "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows))
+
+
+def metric_key(evaluation: str, split: str, metric: str) -> str:
+    """The metrics.json key of one score: ``<evaluation>[/<split>]/<metric>``."""
+    return f"{evaluation}/{split}/{metric}" if split else f"{evaluation}/{metric}"

@@ -124,8 +124,7 @@ def run_experiment(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
                 data.query, skipped_query = drop_overflowing(data.query, provider, template, settings, "query")
                 data.counts["query/skipped_overflow"] = len(skipped_query)
                 data.counts["query/size"] = len(data.query)
-        record["data_sources"] = {key: source.to_dict() if hasattr(source, "to_dict") else source
-                                  for key, source in data.sources.items()}
+        record["data_sources"] = dict(data.sources)
         write_json(output_dir / "run.json", record)
         ctx = selection_context(cfg, data, provider, output_dir)
         if settings.num_shards > 1:  # sharded kernel mode: fill this shard's blocks; no selection or training

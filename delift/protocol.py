@@ -27,6 +27,7 @@ from delift.evaluation.icl import icl_prompts, retrieval_text
 from delift.evaluation.judge import instruction_text
 from delift.evaluation.metrics import compute_metrics
 from delift.models.loading import ModelSpec, load_model, load_tokenizer
+from delift.outputs import metric_key
 from delift.training.finetune import FinetuneConfig, finetune
 
 log = logging.getLogger(__name__)
@@ -81,10 +82,6 @@ def metric_options(cfg: DictConfig) -> dict[str, Any]:
     return {"judge": judge}
 
 
-def _key(evaluation: str, split: str, metric: str) -> str:
-    return f"{evaluation}/{split}/{metric}" if split else f"{evaluation}/{metric}"
-
-
 def score_generations(cfg: DictConfig, evaluation: str, tests: Mapping[str, Sequence[Example]],
                       prompts: Mapping[str, list[str]], generations: Mapping[str, list[str]],
                       extra: Mapping[str, list[dict]] | None = None) -> tuple[dict[str, float], list[dict]]:
@@ -96,7 +93,7 @@ def score_generations(cfg: DictConfig, evaluation: str, tests: Mapping[str, Sequ
         per_example, means = compute_metrics(generations[split], references, list(cfg.metrics.names),
                                              cfg.metrics.embedder, prompts=[instruction_text(ex.instruction, ex.input) for ex in examples],
                                              options=metric_options(cfg))
-        metrics.update({_key(evaluation, split, name): value for name, value in means.items()})
+        metrics.update({metric_key(evaluation, split, name): value for name, value in means.items()})
         for index, (ex, scores) in enumerate(zip(examples, per_example)):
             rows.append({"evaluation": evaluation, "split": split or "test", "id": ex.id,
                          "prompt": prompts[split][index], "reference": ex.output,
@@ -128,6 +125,7 @@ def evaluate_finetune(cfg: DictConfig, block: DictConfig, model_spec: ModelSpec,
         model, tokenizer = result.model, result.tokenizer
         metrics.update({f"{name}/train_loss": result.train_loss, f"{name}/train_steps": result.steps,
                         f"{name}/train_size": len(train_set)})
+        del result  # it holds the model too: let ``del model`` below free it before scoring
     else:
         log.info("%s: empty training set (Initial baseline): generating with the base model", name)
         model, tokenizer = load_model(model_spec), load_tokenizer(model_spec)

@@ -70,17 +70,17 @@ def load_usecase_data(cfg: DictConfig) -> UsecaseData:
         raise ValueError(f"usecase.name={name!r}: expected one of {USECASES}")
     shared = cfg.paths.shared_datasets
     main = load_splits(cfg.data, cfg.seed, shared)
-    data = UsecaseData(name=name, pool=list(main.train), sources={"data": getattr(main, "source", None)})
+    data = UsecaseData(name=name, pool=list(main.train), sources={"data": main.source})
     if name == "task_specific":
         target = load_splits(cfg.usecase.target, cfg.seed, shared)
-        data.sources["usecase.target"] = getattr(target, "source", None)
+        data.sources["usecase.target"] = target.source
         data.query = _query_split(cfg, target)
         data.tests[HEADLINE] = list(target.test)
     else:
         data.tests[HEADLINE] = list(main.test)
     if name == "continual":
         existing = load_splits(cfg.usecase.existing, cfg.seed, shared)
-        data.sources["usecase.existing"] = getattr(existing, "source", None)
+        data.sources["usecase.existing"] = existing.source
         data.existing = list(existing.train)
         data.tests["existing"] = list(existing.test)
     if not data.tests[HEADLINE]:

@@ -19,6 +19,8 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from delift.outputs import metric_key
+
 METHODS = {  # selector name -> the paper's row label, in the paper's row order
     "initial": "Initial", "random": "Random", "selectit": "SelectIT", "less": "LESS", "delift_se": "DELIFT (SE)",
     "delift": "DELIFT", "full": "Full Data",
@@ -50,10 +52,6 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def metric_key(protocol: str, score: str, split: str) -> str:
-    return f"{protocol}/{split}/{score}" if split else f"{protocol}/{score}"
-
-
 def build_rows(jobs: list[dict], split: str = "") -> list[dict]:
     """Per method: seeds, and mean/std of every (protocol, score) the jobs reported."""
     by_method: dict[str, list[dict]] = defaultdict(list)
@@ -67,7 +65,7 @@ def build_rows(jobs: list[dict], split: str = "") -> list[dict]:
                "seeds": sorted({job["seed"] for job in group}), "jobs": len(group)}
         for protocol, _ in PROTOCOLS:
             for score, _ in SCORES:
-                key = metric_key(protocol, score, split)
+                key = metric_key(protocol, split, score)
                 values = [job["metrics"][key] for job in group
                           if isinstance(job["metrics"].get(key), (int, float)) and not math.isnan(job["metrics"][key])]
                 row[key] = mean_std(values) if values else None
@@ -102,7 +100,7 @@ def to_markdown(rows: list[dict], jobs: list[dict], split: str) -> str:
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [row["method"], ",".join(map(str, row["seeds"]))]
-        cells += [cell(row[metric_key(p, s, split)]) for p, _ in PROTOCOLS for s, _ in SCORES]
+        cells += [cell(row[metric_key(p, split, s)]) for p, _ in PROTOCOLS for s, _ in SCORES]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -111,7 +109,7 @@ def write_csv(rows: list[dict], path: Path, split: str) -> None:
     fields = ["method", "selector", "seeds", "jobs", "time_s"]
     for protocol, _ in PROTOCOLS:
         for score, _ in SCORES:
-            fields += [f"{metric_key(protocol, score, split)}_mean", f"{metric_key(protocol, score, split)}_std"]
+            fields += [f"{metric_key(protocol, split, score)}_mean", f"{metric_key(protocol, split, score)}_std"]
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
@@ -120,7 +118,7 @@ def write_csv(rows: list[dict], path: Path, split: str) -> None:
                    "jobs": row["jobs"], "time_s": row["time_s"]}
             for protocol, _ in PROTOCOLS:
                 for score, _ in SCORES:
-                    key = metric_key(protocol, score, split)
+                    key = metric_key(protocol, split, score)
                     out[f"{key}_mean"], out[f"{key}_std"] = row[key] if row[key] else (None, None)
             writer.writerow(out)
 

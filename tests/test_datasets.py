@@ -243,15 +243,18 @@ def test_multi_file_sources_keep_fallback_ids_unique(tmp_path: Path, monkeypatch
 def test_fixtures_load_through_the_loader(monkeypatch) -> None:
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     mix = load_splits(conf("mixinstruct"), seed=0)
-    assert mix.source["fixture"] is True and mix.source["loaded"] == 50 and mix.source["skipped_bad_rows"] == 0
-    assert mix.sizes == dict(conf("mixinstruct").sizes)
     rows = [json.loads(line) for line in (FIXTURES_DIR / "mixinstruct_sample.jsonl").read_text().splitlines()]
+    assert mix.source["fixture"] is True and mix.source["loaded"] == len(rows) == 50
+    assert mix.source["skipped_bad_rows"] == 0
+    assert mix.sizes == dict(conf("mixinstruct").sizes)
     assert all(list(r) == ["id", "instruction", "input", "output", "candidates"] for r in rows)
     assert all(2 <= len(r["candidates"]) <= 3 and all(sorted(c) == ["decoding_method", "model", "scores", "text"]
                                                       for c in r["candidates"]) for r in rows)
     mt = load_splits(conf("mt_bench"), seed=0)
-    assert mt.source["fixture"] is True and mt.source["loaded"] >= 16 and mt.sizes == dict(conf("mt_bench").sizes)
     questions = [json.loads(line) for line in (FIXTURES_DIR / "mt_bench_sample.jsonl").read_text().splitlines()]
+    with_reference = sum("reference" in q for q in questions)  # questions without one are dropped
+    assert mt.source["fixture"] is True and mt.source["loaded"] == with_reference >= 16
+    assert mt.sizes == dict(conf("mt_bench").sizes)
     assert {q["category"] for q in questions} == {"writing", "roleplay", "reasoning", "math", "coding",
                                                   "extraction", "stem", "humanities"}
     assert all(len(q["turns"]) == 2 for q in questions)
@@ -296,3 +299,24 @@ def test_nested_data_configs_compose_and_load(monkeypatch) -> None:
     assert list(cfg.usecase.existing.hub_config) == list(cfg.usecase.existing.row_filter.include)
     target = load_splits(cfg.usecase.target, cfg.seed, shared_datasets=cfg.paths.shared_datasets)
     assert target.source["fixture"] and target.sizes == dict(cfg.usecase.target.sizes)
+
+
+def test_hub_rows_carry_their_config_even_from_a_single_config(monkeypatch):
+    """P3 hub rows have no template field: the config name stands in for it, one config or several."""
+    from delift.data import loading
+    from delift.data.readers import HubSource, RowLocation
+    from delift.data.sources import ResolvedSource
+
+    def fake_rows(source, max_rows=None, split=None):
+        yield RowLocation(source.describe(), 0), {"inputs_pretokenized": "q", "targets_pretokenized": "a"}
+
+    monkeypatch.setattr(loading, "iter_rows", fake_rows)
+    single = ResolvedSource("hub", (HubSource("bigscience/P3", config="adversarial_qa_dbert_answer_the_following_q"),))
+    rows = [row for _, row in loading._rows(single, None, None)]
+    assert rows == [{"inputs_pretokenized": "q", "targets_pretokenized": "a",
+                     "hub_config": "adversarial_qa_dbert_answer_the_following_q"}]
+    several = ResolvedSource("hub", (HubSource("bigscience/P3", config="a"), HubSource("bigscience/P3", config="b")))
+    assert [row["hub_config"] for _, row in loading._rows(several, None, None)] == ["a", "b"]
+    plain = ResolvedSource("hub", (HubSource("tatsu-lab/alpaca"),))
+    assert [row for _, row in loading._rows(plain, None, None)] == [{"inputs_pretokenized": "q",
+                                                                     "targets_pretokenized": "a"}]

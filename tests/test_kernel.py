@@ -13,8 +13,8 @@ from delift.data.prompts import PromptTemplate
 from delift.kernel.cache import KernelCache, kernel_cache_key
 from delift.kernel.postprocess import postprocess_kernel
 from delift.kernel.provider import KernelProvider
-from delift.kernel.sequences import ResponseTooLongError
-from delift.kernel.utility import KernelSettings, compute_utility_kernel, overflowing_targets
+from delift.kernel.sequences import ResponseTooLongError, build_sequence
+from delift.kernel.utility import KernelSettings, check_head_matches_forward, overflowing_targets, tokenize_examples
 
 TEMPLATE = PromptTemplate()
 
@@ -48,43 +48,13 @@ def naive_kernel(model, tok, targets, candidates, max_length, eos_after_prompt=T
     return zero, one, zero[:, None] - one
 
 
-@pytest.mark.parametrize("max_length,eos_after_prompt", [(1024, True), (150, True), (90, True), (1024, False),
-                                                         (120, False)])
-def test_kernel_matches_naive_per_pair(trained_tiny_model, tiny_tokenizer, max_length, eos_after_prompt):
-    # 1024: nothing truncated; 150/120: shown examples cut; 90: shown examples gone and queries cut.
-    examples = make_examples(7)
-    settings = KernelSettings(max_length=max_length, batch_size=5, eos_after_prompt=eos_after_prompt)
-    kernel = compute_utility_kernel(trained_tiny_model, tiny_tokenizer, examples, examples, TEMPLATE, settings,
-                                    progress=False)
-    zero, one, uf = naive_kernel(trained_tiny_model, tiny_tokenizer, examples, examples, max_length,
-                                 eos_after_prompt)
-    assert kernel.uf.shape == (7, 7)
-    np.testing.assert_allclose(kernel.d_zero, zero, atol=1e-5, rtol=0)
-    np.testing.assert_allclose(kernel.d_one, one, atol=1e-5, rtol=0)
-    np.testing.assert_allclose(kernel.uf, uf, atol=1e-5, rtol=0)
-    assert np.std(kernel.uf) > 1e-3  # 100x the tolerance: the comparison is not vacuous
-    if max_length == 90:
-        assert kernel.meta["shown_dropped"] > 0 and kernel.meta["query_truncated"] > 0
-    if max_length == 1024:
-        assert kernel.meta["shown_truncated"] == kernel.meta["query_truncated"] == 0
-
-
-def test_kernel_orientation_rows_targets_columns_candidates(trained_tiny_model, tiny_tokenizer):
-    targets, candidates = make_examples(3, "t"), make_examples(5, "c")[1:]
-    kernel = compute_utility_kernel(trained_tiny_model, tiny_tokenizer, targets, candidates, TEMPLATE,
-                                    KernelSettings(batch_size=4), progress=False)
-    _, _, uf = naive_kernel(trained_tiny_model, tiny_tokenizer, targets, candidates, 1024)
-    assert kernel.uf.shape == (3, 4)
-    assert kernel.target_ids == ["t0", "t1", "t2"] and kernel.candidate_ids == ["c1", "c2", "c3", "c4"]
-    np.testing.assert_allclose(kernel.uf, uf, atol=1e-5, rtol=0)
-
-
-def test_response_that_cannot_fit_is_an_error_or_counted(trained_tiny_model, tiny_tokenizer):
+def test_response_that_cannot_fit_is_an_error_or_counted(tiny_spec, tiny_tokenizer, tmp_path):
     examples = make_examples(4)
     longest = max(len(tiny_tokenizer(e.output, add_special_tokens=False)["input_ids"]) for e in examples)
     settings = KernelSettings(max_length=longest + 2)  # response + 2 EOS fits, no room for a query token
+    provider = KernelProvider(tiny_spec, TEMPLATE, settings, KernelCache(tmp_path), progress=False)
     with pytest.raises(ResponseTooLongError, match="kernel.max_length"):
-        compute_utility_kernel(trained_tiny_model, tiny_tokenizer, examples, examples, TEMPLATE, settings, progress=False)
+        provider.utility(examples, examples)
     too_long = overflowing_targets(examples, tiny_tokenizer, TEMPLATE, settings)
     lengths = {e.id: len(tiny_tokenizer(e.output, add_special_tokens=False)["input_ids"]) for e in examples}
     assert too_long == [i for i, n in lengths.items() if n + 3 > longest + 2]
@@ -152,10 +122,12 @@ def test_unsupported_logit_rescaling_is_refused(trained_tiny_model, tiny_tokeniz
     import copy
 
     model = copy.deepcopy(trained_tiny_model)
+    example = tokenize_examples(make_examples(1), tiny_tokenizer, TEMPLATE, KernelSettings())[0]
+    sequence = build_sequence([], example.query, example.response, tiny_tokenizer.eos_token_id, True, 1024)
+    check_head_matches_forward(model, sequence)  # Llama as it is passes
     model.config.final_logit_softcapping = 0.05  # our scorer would cap, Llama's own forward does not
     with pytest.raises(NotImplementedError, match="rescales its logits"):
-        compute_utility_kernel(model, tiny_tokenizer, make_examples(2), make_examples(2), TEMPLATE, KernelSettings(),
-                               progress=False)
+        check_head_matches_forward(model, sequence)
 
 
 def test_cache_write_is_atomic(tmp_path, monkeypatch):

@@ -35,6 +35,7 @@ def engine_kernel(model, tok, targets, candidates, settings: KernelSettings):
     (150, True, 8192, 1),  # every shown example cut
     (90, True, 8192, 2),  # shown examples dropped and queries cut
     (120, False, 500, 3),  # no EOS after the prompt, mixed
+    (1024, False, 8192, 2),  # no EOS after the prompt, nothing truncated
 ])
 def test_engine_equals_naive_per_pair(trained_tiny_model, tiny_tokenizer, max_length, eos_after_prompt,
                                       tokens_per_batch, workers):
@@ -53,7 +54,7 @@ def test_engine_equals_naive_per_pair(trained_tiny_model, tiny_tokenizer, max_le
     assert np.std(ref_uf) > 1e-3  # 100x the tolerance: the comparison is not vacuous
     assert stats.pairs == 7 * 7
     if max_length == 1024:
-        assert stats.per_sequence == 7 and stats.shown_truncated == 0  # only the zero-shot sequences
+        assert stats.per_sequence == 7 and stats.shown_truncated == stats.query_truncated == 0  # zero-shot only
     if max_length == 185:
         assert 10 < stats.shown_truncated == stats.per_sequence - 7 < 40  # the rest reuse the prefix
     if max_length == 90:
@@ -133,6 +134,7 @@ def test_provider_kernel_equals_naive_and_orientation(tiny_spec, tiny_tokenizer,
     kernel = provider.utility(targets, candidates)
     _, _, uf = naive_kernel(provider.model, tiny_tokenizer, targets, candidates, 1024)
     assert kernel.uf.shape == (3, 4) and kernel.candidate_ids == ["c1", "c2", "c3", "c4"]
+    assert kernel.target_ids == ["t0", "t1", "t2"]
     np.testing.assert_allclose(kernel.uf, uf, atol=1e-5, rtol=0)
     assert kernel.meta["blocks_computed"] == 2 * (1 + 2)  # 2 row tiles x (zero-shot + 2 column tiles)
     store = provider.block_store(targets, candidates)

@@ -68,12 +68,11 @@ def _rows(resolved: ResolvedSource, max_rows: int | None,
           split: str | None) -> Iterator[tuple[RowLocation, dict[str, Any]]]:
     """Rows of every source in order; row ordinals run on across sources so fallback ids stay unique."""
     offset = 0
-    tag = resolved.kind == "hub" and len(resolved.sources) > 1
     for source in resolved.sources:
         count = 0
         for location, row in iter_rows(source, max_rows=max_rows, split=split):
             count += 1
-            if tag and isinstance(source, HubSource):
+            if isinstance(source, HubSource) and source.config is not None:  # e.g. P3's template name
                 row = {**row, HUB_CONFIG_FIELD: source.config}
             yield (RowLocation(str(location), offset + location.row) if offset else location), row
         offset += count

@@ -60,13 +60,6 @@ def shard_of(block: Block, num_shards: int) -> int:
     return block.index % num_shards
 
 
-def check_shard(num_shards: int, shard: int) -> None:
-    if num_shards < 1:
-        raise ValueError(f"kernel.num_shards={num_shards}: must be at least 1")
-    if not 0 <= shard < num_shards:
-        raise ValueError(f"kernel.shard={shard}: must be in [0, kernel.num_shards={num_shards})")
-
-
 class BlockStore:
     """The block files of one kernel (one key, one tiling)."""
 
@@ -124,11 +117,9 @@ class BlockStore:
         with np.load(self.path(block), allow_pickle=False) as data:
             return data["d"], dict(zip(COUNT_KEYS, (int(c) for c in data["counts"])))
 
-    def missing(self, num_shards: int = 1, shard: int | None = None) -> Iterator[Block]:
-        """Blocks not on disk yet; of one shard when ``shard`` is given."""
-        for block in self.blocks():
-            if (shard is None or shard_of(block, num_shards) == shard) and not self.has(block):
-                yield block
+    def missing(self) -> Iterator[Block]:
+        """Blocks not on disk yet."""
+        return (block for block in self.blocks() if not self.has(block))
 
     def merge(self) -> UtilityKernel:
         """Assemble the full kernel, reading one block at a time; every block must exist."""

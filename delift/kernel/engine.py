@@ -29,6 +29,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -294,19 +295,22 @@ def _score_one_shot(setup: ScoringSetup, targets: Sequence[TokenizedExample],
             step = max(1, setup.tokens_per_batch // len(continuations[i][0]))
             passes += [(i, rows[first:first + step]) for first in range(0, len(rows), step)]
 
-        def score(task: tuple[int, list[int]]) -> np.ndarray:
-            ids, start = continuations[task[0]]
-            p = _continuation_probabilities(body, head, softcap, layers, task[1], lengths, prefix_valid,
-                                            ids, start, device)
-            return _distance(p).cpu().numpy()
-
+        score = partial(_pass_distances, body, head, softcap, layers, lengths, prefix_valid, continuations, device)
         for (i, chosen), values in zip(passes, run(score, passes)):
             d[i, [group[g] for g in chosen]] = values
             stats.tokens += len(continuations[i][0]) * len(chosen)
             if setup.on_pairs is not None:
                 setup.on_pairs(len(chosen))
-        del layers
+        del layers, score  # free this group's cache before the next group's is built
     return d, stats
+
+
+def _pass_distances(body, head, softcap, layers, lengths, prefix_valid, continuations, device,
+                    task: tuple[int, list[int]]) -> np.ndarray:
+    """d of one continuation pass: target ``task[0]`` after the group's prefixes ``task[1]``."""
+    ids, start = continuations[task[0]]
+    p = _continuation_probabilities(body, head, softcap, layers, task[1], lengths, prefix_valid, ids, start, device)
+    return _distance(p).cpu().numpy()
 
 
 @torch.inference_mode()

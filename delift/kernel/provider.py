@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from delift.data.prompts import PromptTemplate
 from delift.data.records import Example, fingerprint
-from delift.kernel.blocks import Block, BlockStore
+from delift.kernel.blocks import Block, BlockStore, shard_of
 from delift.kernel.cache import KernelCache, kernel_cache_key
 from delift.kernel.engine import BlockStats, ScoringSetup, score_one_shot, score_zero_shot
 from delift.kernel.sequences import build_sequence
@@ -103,7 +103,7 @@ class KernelProvider:
 
     def _fill(self, store: BlockStore, targets: Sequence[Example], candidates: Sequence[Example]) -> dict[str, Any]:
         settings = self.settings
-        mine = [b for b in store.blocks() if b.index % settings.num_shards == settings.shard]
+        mine = [b for b in store.blocks() if shard_of(b, settings.num_shards) == settings.shard]
         todo = [b for b in mine if not store.has(b)]
         counts: dict[str, Any] = {"blocks_computed": 0, "blocks_skipped": len(mine) - len(todo), "pairs": 0,
                                   "tokens": 0, "seconds": 0.0}

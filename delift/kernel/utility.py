@@ -10,20 +10,16 @@ Rows are targets, columns are candidates, everywhere.
 
 from __future__ import annotations
 
-import logging
-import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from delift.data.prompts import PromptTemplate
 from delift.data.records import Example
-from delift.kernel.sequences import ScoredSequence, build_sequence, response_fits
+from delift.kernel.sequences import ScoredSequence, response_fits
 
-log = logging.getLogger(__name__)
 
 KERNEL_CODE_VERSION = 3  # bump whenever the numbers a kernel holds would change
 
@@ -207,64 +203,3 @@ def score_sequences(model, sequences: Sequence[ScoredSequence], pad_id: int) -> 
     sums = torch.zeros(len(sequences), dtype=torch.float64, device=device).index_add_(0, row_index, sq)
     counts = torch.tensor([s.num_scored for s in sequences], dtype=torch.float64, device=device)
     return torch.sqrt(sums / counts).cpu().numpy()
-
-
-def _batches(items: list[tuple[int, int]], lengths: list[int], batch_size: int) -> Iterator[list[int]]:
-    order = sorted(range(len(items)), key=lambda k: lengths[k])
-    for start in range(0, len(order), batch_size):
-        yield order[start:start + batch_size]
-
-
-def compute_utility_kernel(model, tokenizer, targets: Sequence[Example], candidates: Sequence[Example],
-                           template: PromptTemplate, settings: KernelSettings,
-                           progress: bool = True) -> UtilityKernel:
-    """UF[i, j] = d_zero(i) - d_one(i, j) for every target i and candidate j.
-
-    Sequences are built batch by batch (sorted by length to cut padding), so host memory holds
-    one batch of token ids plus the n_targets x n_candidates result, never all pairs at once.
-    """
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    tgt = tokenize_examples(targets, tokenizer, template, settings)
-    cand = tgt if targets is candidates else tokenize_examples(candidates, tokenizer, template, settings)
-    max_len, sep = settings.max_length, settings.eos_after_prompt
-
-    def sequence(i: int, j: int | None) -> ScoredSequence:
-        shown = cand[j].shown if j is not None else []
-        return build_sequence(shown, tgt[i].query, tgt[i].response, eos, sep, max_len, targets[i].id)
-
-    # (i, -1) is target i's zero-shot sequence; (i, j) its one-shot sequence with candidate j.
-    jobs = [(i, -1) for i in range(len(targets))] + [(i, j) for i in range(len(targets)) for j in range(len(candidates))]
-    for i in range(len(targets)):  # fail before any forward pass, naming the example
-        sequence(i, None)
-    lengths = [min(max_len, len(tgt[i].query) + len(tgt[i].response) + 1 + sep + (len(cand[j].shown) if j >= 0 else 0))
-               for i, j in jobs]
-    check_head_matches_forward(model, sequence(0, None))
-    d_zero = np.full(len(targets), np.nan)
-    truncation = {"shown_truncated": 0, "shown_dropped": 0, "query_truncated": 0}
-    d_one = np.full((len(targets), len(candidates)), np.nan)
-    started = time.perf_counter()
-    bar = tqdm(total=len(jobs), desc="utility kernel", unit="seq", disable=not progress)
-    for batch in _batches(jobs, lengths, settings.batch_size):
-        seqs = [sequence(jobs[k][0], jobs[k][1] if jobs[k][1] >= 0 else None) for k in batch]
-        truncation["shown_truncated"] += sum(seq.shown_cut > 0 for seq in seqs)
-        truncation["shown_dropped"] += sum(seq.shown_dropped for seq in seqs)
-        truncation["query_truncated"] += sum(seq.query_cut > 0 for seq in seqs)
-        dists = score_sequences(model, seqs, pad)
-        for k, d in zip(batch, dists):
-            i, j = jobs[k]
-            if j < 0:
-                d_zero[i] = d
-            else:
-                d_one[i, j] = d
-        bar.update(len(batch))
-    bar.close()
-    seconds = time.perf_counter() - started
-    log.info("utility kernel %dx%d: %d sequences in %.1f s (%.1f seq/s)", len(targets), len(candidates),
-             len(jobs), seconds, len(jobs) / max(seconds, 1e-9))
-    if any(truncation.values()):
-        log.warning("kernel.max_length=%d truncated sequences: %s (a pair whose shown example was dropped "
-                    "scores like zero-shot, UF = 0)", max_len, truncation)
-    uf = d_zero[:, None] - d_one
-    return UtilityKernel(uf=uf, d_zero=d_zero, d_one=d_one, target_ids=[e.id for e in targets],
-                         candidate_ids=[e.id for e in candidates],
-                         meta={"seconds": seconds, "sequences": len(jobs), **truncation})

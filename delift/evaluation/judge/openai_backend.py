@@ -29,10 +29,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from threading import Lock
 from typing import Any
 
 from delift.evaluation.judge.config import OpenAIJudgeSettings
@@ -84,8 +82,6 @@ class OpenAIJudgeBackend:
         host = urllib.parse.urlsplit(self.url).hostname or ""
         handlers = [urllib.request.ProxyHandler({})] if host in LOOPBACK else []
         self._opener = urllib.request.build_opener(*handlers)
-        self.failures: Counter[str] = Counter()  # reason -> count, over this backend's lifetime
-        self._lock = Lock()
 
     def identity(self) -> dict[str, Any]:
         return {"backend": "openai", "base_url": self.settings.base_url, "model": self.settings.model}
@@ -115,10 +111,6 @@ class OpenAIJudgeBackend:
             raise _Retryable(f"{type(exc).__name__}: {reason}") from None
         return extract_reply(payload)
 
-    def _record(self, reason: str) -> None:
-        with self._lock:
-            self.failures[reason] += 1
-
     def request(self, messages: Messages) -> str | None:
         """One conversation -> its reply text, or None after the retries (never raises for HTTP)."""
         s = self.settings
@@ -129,12 +121,10 @@ class OpenAIJudgeBackend:
                 return self._attempt(body)
             except _Fatal as exc:
                 log.warning("judge request to %s failed, not retried: %s", self.url, exc)
-                self._record(str(exc).split(":")[0])
                 return None
             except _Retryable as exc:
                 if attempt == s.max_retries:
                     log.warning("judge request to %s failed after %d attempts: %s", self.url, attempt + 1, exc)
-                    self._record(str(exc).split(":")[0])
                     return None
                 wait = min(MAX_WAIT_S, max(s.backoff_s * 2 ** attempt, exc.retry_after or 0.0))
                 log.info("judge request: %s; retry %d/%d in %.1f s", exc, attempt + 1, s.max_retries, wait)
