@@ -1,30 +1,33 @@
 """One experiment, top to bottom: data -> subset selection -> fine-tuning / ICL -> generation -> metrics.
 
-Each stage is a plain function call with explicit arguments; Hydra only composes the config
-(``delift.cli``). The use case (``usecase``) decides which datasets are loaded and which kernels
-the selector needs; the evaluation protocols live in ``delift.protocol``. Results land in
-``output_dir``: metrics.json, subset.json, predictions.jsonl, run.json.
+Each stage is a plain function call with explicit arguments on the typed config
+(:class:`delift.config.schema.ExperimentConfig`); Hydra only composes it (``delift.cli``). Every part
+named by ``_target_`` (selector, protocols, metrics) is built before any data or model is loaded, so a
+bad value fails first. The use case decides which datasets are loaded and which kernels the selector
+needs. Results land in ``output_dir``: metrics.json, subset.json, predictions.jsonl, run.json.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from hydra.utils import get_class
 
+from delift.config.schema import ExperimentConfig
 from delift.data.prompts import PromptTemplate
+from delift.evaluation.metrics import Metric
 from delift.kernel.cache import KernelCache
 from delift.kernel.provider import KernelProvider
 from delift.kernel.utility import KernelSettings, overflowing_targets
 from delift.models.loading import ModelSpec
 from delift.outputs import write_json, write_jsonl
-from delift.protocol import Timer, requested_evaluations, run_evaluations
+from delift.protocols import EvalContext, Protocol, Timer
 from delift.provenance import run_record
-from delift.selection.base import Selection, SelectionContext, budget_from_fraction
+from delift.selection.base import Selection, SelectionContext, Selector, budget_from_fraction
 from delift.tracking import make_logger
 from delift.training.finetune import finetune
 from delift.usecases import UsecaseData, load_usecase_data
@@ -32,21 +35,39 @@ from delift.usecases import UsecaseData, load_usecase_data
 log = logging.getLogger(__name__)
 
 
-def selection_context(cfg: DictConfig, data: UsecaseData, provider: KernelProvider, output_dir: Path) -> SelectionContext:
+def build(config: Any) -> Any:
+    """The object a typed ``Config`` describes: ``_target_`` called with the config's other fields."""
+    return get_class(config._target_)(**{f.name: getattr(config, f.name) for f in fields(config)
+                                         if f.name != "_target_"})
+
+
+@dataclass
+class Parts:
+    """Everything a run builds from its config before it touches data or models."""
+
+    selector: Selector
+    protocols: list[Protocol]
+    metrics: list[Metric]
+    model_spec: ModelSpec
+    settings: KernelSettings
+    template: PromptTemplate
+
+
+def build_parts(cfg: ExperimentConfig) -> Parts:
+    """Build (and so check) every configured part; cheap: nothing is loaded."""
+    return Parts(selector=build(cfg.selector), protocols=[build(block) for block in cfg.evaluation.values()],
+                 metrics=[build(cfg.metric_library[name]) for name in cfg.metrics.names],
+                 model_spec=ModelSpec.from_config(cfg.model, cfg.paths.cache_dir),
+                 settings=KernelSettings.from_config(cfg.kernel), template=PromptTemplate(**asdict(cfg.prompt)))
+
+
+def selection_context(cfg: ExperimentConfig, data: UsecaseData, provider: KernelProvider,
+                      output_dir: Path) -> SelectionContext:
     """What a selector may use: the pool, Q or P of the use case, the kernels, the model and template."""
     return SelectionContext(pool=data.pool, seed=cfg.seed, kernels=provider, query=data.query, existing=data.existing,
-                            eta=float(cfg.usecase.get("eta", 1.0)), nu=float(cfg.usecase.get("nu", 1.0)),
-                            model_spec=provider.model_spec, template=provider.template,
-                            output_dir=output_dir / "selection", finetune=finetune)
-
-
-def select_subset(cfg: DictConfig, ctx: SelectionContext) -> Selection:
-    """Instantiate the configured selector and pick floor(budget_fraction * |pool|) examples."""
-    selector = instantiate(cfg.selector)
-    budget = budget_from_fraction(cfg.budget_fraction, len(ctx.pool))
-    selection = selector.select(ctx, budget)
-    log.info("selected %d of %d examples with %s", len(selection.indices), len(ctx.pool), selection.selector)
-    return selection
+                            eta=cfg.usecase.eta, nu=cfg.usecase.nu, model_spec=provider.model_spec,
+                            template=provider.template, progress=cfg.progress, output_dir=output_dir / "selection",
+                            finetune=finetune)
 
 
 def drop_overflowing(examples: list, provider: KernelProvider, template: PromptTemplate,
@@ -55,7 +76,8 @@ def drop_overflowing(examples: list, provider: KernelProvider, template: PromptT
     too_long = overflowing_targets(examples, provider.tokenizer, template, settings)
     if too_long and settings.on_overflow == "error":
         raise ValueError(f"{len(too_long)} {what} examples have responses longer than kernel.max_length="
-                         f"{settings.max_length} (first: {too_long[:5]}); raise it or set kernel.on_overflow=skip")
+                         f"{settings.max_length} (first: {too_long[:5]}); raise kernel.max_length or set "
+                         "kernel.on_overflow=skip")
     if too_long:
         log.warning("kernel.on_overflow=skip: dropped %d of %d %s examples whose response cannot fit: %s",
                     len(too_long), len(examples), what, too_long[:10])
@@ -63,60 +85,65 @@ def drop_overflowing(examples: list, provider: KernelProvider, template: PromptT
     return [ex for ex in examples if ex.id not in drop], too_long
 
 
-def fill_kernel_shard(cfg: DictConfig, ctx: SelectionContext, provider: KernelProvider,
+def fill_kernel_shard(selector: Selector, ctx: SelectionContext, provider: KernelProvider,
                       output_dir: Path) -> dict[str, Any]:
     """Sharded kernel mode (kernel.num_shards > 1): compute this shard's blocks of every kernel the
-    selector needs (its optional ``kernel_requests(ctx)``), write shard.json.
+    selector needs (:meth:`Selector.kernel_requests`), write shard.json.
 
     Run every kernel.shard (e.g. a Hydra multirun ``kernel.shard=0,1,...``), then a normal run merges.
     """
-    selector = instantiate(cfg.selector)
-    requests = getattr(selector, "kernel_requests", None)  # selectors without a model kernel have none
-    pool = list(ctx.pool)
-    pairs = requests(ctx) if requests is not None else []
     settings = provider.settings
-    kernels = [provider.fill(targets, candidates) for targets, candidates in pairs]
+    kernels = [provider.fill(targets, candidates) for targets, candidates in selector.kernel_requests(ctx)]
     metrics: dict[str, Any] = {
         "kernel/shard": settings.shard, "kernel/num_shards": settings.num_shards, "kernel/kernels": len(kernels),
         "kernel/shard_blocks_computed": sum(k["blocks_computed"] for k in kernels),
         "kernel/shard_blocks_skipped": sum(k["blocks_skipped"] for k in kernels),
         "kernel/shard_pairs": sum(k["pairs"] for k in kernels),
-        "kernel/complete": all(k["complete"] for k in kernels), "pool/size": len(pool)}
+        "kernel/complete": all(k["complete"] for k in kernels), "pool/size": len(ctx.pool)}
     write_json(output_dir / "shard.json", {**metrics, "kernels": kernels})
     log.info("kernel shard %d/%d done: %s", settings.shard, settings.num_shards, metrics)
     return metrics
 
 
-def subset_record(cfg: DictConfig, resolved: dict, selection: Selection, pool: list) -> dict[str, Any]:
-    return {"selector": selection.selector, "selector_config": resolved["selector"], "usecase": cfg.usecase.name,
+def _why_small(data: UsecaseData, skipped: list[str]) -> str:
+    """What emptied the pool, for the budget error (the counts were only warnings before)."""
+    causes = [f"{count} dropped by decontamination (decontaminate=true: their prompts occur in a test split)"
+              for key, count in data.counts.items() if key == "pool/decontaminated" and count]
+    if skipped:
+        causes.append(f"{len(skipped)} dropped by kernel.on_overflow=skip")
+    return f"; the pool lost {' and '.join(causes)}" if causes else ""
+
+
+def subset_record(cfg: ExperimentConfig, selection: Selection, pool: list) -> dict[str, Any]:
+    return {"selector": selection.selector, "selector_config": asdict(cfg.selector), "usecase": cfg.usecase.name,
             "budget": selection.budget, "pool_size": len(pool), "kernel_hash": selection.info.get("kernel_key"),
             "selected_ids": selection.ids(pool), "gains": selection.gains, "info": selection.info}
 
 
-def run_experiment(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
+def run_experiment(cfg: ExperimentConfig, output_dir: str | Path) -> dict[str, Any]:
     """Run one configured experiment and write its result files into ``output_dir``."""
     from transformers import set_seed
 
+    if not isinstance(cfg, ExperimentConfig):
+        raise TypeError("run_experiment takes the typed config: delift.config.loader.load_config(cfg) or "
+                        "compose_config(overrides)")
+    parts = build_parts(cfg)  # every part is checked before any data or model is loaded
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     set_seed(cfg.seed)
-    requested_evaluations(cfg)  # fail on a bad evaluation choice before any work
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    tracker = make_logger(OmegaConf.to_container(cfg.logger, resolve=True),
-                          defaults={"group": cfg.name, "job_type": cfg.usecase.name})
+    resolved = asdict(cfg)
+    tracker = make_logger(asdict(cfg.logger), defaults={"group": cfg.name, "job_type": cfg.usecase.name})
     tracker.start(resolved, str(output_dir))
     timer = Timer()
     started = time.perf_counter()
     try:
-        template = PromptTemplate(**cfg.prompt)
-        model_spec = ModelSpec.from_config(cfg.model, cfg.paths.cache_dir)
-        settings = KernelSettings.from_config(cfg.kernel)
-        record = run_record(cfg, model_spec, resolved)
+        template, settings = parts.template, parts.settings
+        record = run_record(cfg, parts.model_spec, resolved)
         write_json(output_dir / "run.json", record)
         for caveat in record["caveats"]:
             log.warning("results caveat: %s", caveat)
-        provider = KernelProvider(model_spec, template, settings, KernelCache(Path(cfg.paths.cache_dir) / "kernels"),
-                                  progress=cfg.progress)
+        provider = KernelProvider(parts.model_spec, template, settings,
+                                  KernelCache(Path(cfg.paths.cache_dir) / "kernels"), progress=cfg.progress)
         with timer.stage("data"):
             data = load_usecase_data(cfg)
             data.pool, skipped = drop_overflowing(data.pool, provider, template, settings)
@@ -129,19 +156,25 @@ def run_experiment(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
         ctx = selection_context(cfg, data, provider, output_dir)
         if settings.num_shards > 1:  # sharded kernel mode: fill this shard's blocks; no selection or training
             with timer.stage("kernel_shard"):
-                shard_metrics = fill_kernel_shard(cfg, ctx, provider, output_dir)
+                shard_metrics = fill_kernel_shard(parts.selector, ctx, provider, output_dir)
             return {**shard_metrics, **timer.seconds}
         with timer.stage("selection"):
-            selection = select_subset(cfg, ctx)
+            budget = budget_from_fraction(cfg.budget_fraction, len(data.pool), _why_small(data, skipped))
+            selection = parts.selector.select(ctx, budget)
+            log.info("selected %d of %d examples with %s", len(selection.indices), len(data.pool), selection.selector)
             provider.release()
         subset = [data.pool[i] for i in selection.indices]
-        subset_path = write_json(output_dir / "subset.json", subset_record(cfg, resolved, selection, data.pool))
+        subset_path = write_json(output_dir / "subset.json", subset_record(cfg, selection, data.pool))
         metrics: dict[str, Any] = {"subset/size": len(subset), "subset/budget": selection.budget,
                                    "pool/size": len(data.pool), "pool/skipped_overflow": len(skipped), **data.counts}
-        train_set = [] if selection.info.get("no_finetuning") else data.train_set(subset)
-        eval_metrics, rows = run_evaluations(cfg, model_spec, train_set, data.tests, template,
-                                             settings.shown_example, output_dir, timer)
-        metrics.update(eval_metrics)
+        train_set = [] if parts.selector.skip_training else data.train_set(subset)
+        eval_ctx = EvalContext(parts.model_spec, template, settings.shown_example, parts.metrics, cfg.seed,
+                               output_dir, cfg.progress, timer)
+        rows: list[dict] = []
+        for protocol in parts.protocols:
+            found, found_rows = protocol.run(eval_ctx, train_set, data.tests)
+            metrics.update(found)
+            rows.extend(found_rows)
         write_jsonl(output_dir / "predictions.jsonl", rows)
         metrics.update(timer.seconds)
         metrics["time/total_s"] = round(time.perf_counter() - started, 3)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import platform
+from dataclasses import asdict
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
+from delift.config.schema import DataConfig, ExperimentConfig
 from delift.data.sources import is_fixture
 from delift.evaluation.judge import judge_identity
 from delift.fsutil import distribution_version
@@ -20,16 +20,17 @@ PACKAGES = ("delift", "torch", "transformers", "peft", "bitsandbytes", "submodli
 NESTED_DATA = {"target": ("task_specific",), "existing": ("continual",)}  # nested data key -> use cases reading it
 
 
-def data_configs(cfg: DictConfig) -> dict[str, DictConfig]:
+def data_configs(cfg: ExperimentConfig) -> dict[str, DataConfig]:
     """Every data config a run reads: ``data`` and the use case's nested ones (target, existing)."""
     found = {"data": cfg.data}
     for key in ("target", "existing"):
-        if cfg.usecase.get(key) is not None and cfg.usecase.name in NESTED_DATA.get(key, ()):
-            found[f"usecase.{key}"] = cfg.usecase[key]
+        nested = getattr(cfg.usecase, key)
+        if nested is not None and cfg.usecase.name in NESTED_DATA.get(key, ()):
+            found[f"usecase.{key}"] = nested
     return found
 
 
-def caveats(cfg: DictConfig, spec: ModelSpec) -> list[str]:
+def caveats(cfg: ExperimentConfig, spec: ModelSpec) -> list[str]:
     """Labels a reader must see next to the numbers (tiny or small models, synthetic or fixture data,
     a judge too small to mean anything)."""
     notes = []
@@ -49,11 +50,11 @@ def caveats(cfg: DictConfig, spec: ModelSpec) -> list[str]:
     return notes
 
 
-def judge_record(cfg: DictConfig) -> dict[str, Any] | None:
+def judge_record(cfg: ExperimentConfig) -> dict[str, Any] | None:
     """The judge's identity when the judge metric is requested, else None."""
-    if "judge" not in list(cfg.metrics.names):
+    if "judge" not in cfg.metrics.names:
         return None
-    return judge_identity(OmegaConf.to_container(cfg.judge, resolve=True))
+    return judge_identity(asdict(cfg.judge))
 
 
 def _versions() -> dict[str, str | None]:
@@ -62,9 +63,9 @@ def _versions() -> dict[str, str | None]:
     return found
 
 
-def run_record(cfg: DictConfig, spec: ModelSpec, resolved_config: dict[str, Any]) -> dict[str, Any]:
+def run_record(cfg: ExperimentConfig, spec: ModelSpec, resolved_config: dict[str, Any]) -> dict[str, Any]:
     """The content of run.json (the data sources are added by the pipeline once the data is loaded)."""
-    uses_embedder = "bge" in list(cfg.metrics.names)
+    uses_embedder = "bge" in cfg.metrics.names
     return {
         "name": cfg.name,
         "caveats": caveats(cfg, spec),

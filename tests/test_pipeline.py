@@ -9,9 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-
-from delift.cli import CONFIG_DIR
+from delift.config.loader import compose_config
 from delift.pipeline import run_experiment
 from delift.selection.base import budget_from_fraction
 
@@ -19,9 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def smoke_config(cache_dir: Path, *overrides: str):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="config",
-                       overrides=["experiment=smoke", f"paths.cache_dir={cache_dir}", "progress=false", *overrides])
+    return compose_config(["experiment=smoke", f"paths.cache_dir={cache_dir}", "progress=false", *overrides])
 
 
 @pytest.fixture(scope="module")

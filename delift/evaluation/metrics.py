@@ -1,80 +1,38 @@
-"""Per-example evaluation metrics for generated answers, and a small metric registry.
+"""Per-example evaluation metrics for generated answers, and the metric contract.
 
-Metrics (all per example, higher is better, in ``[0, 1]`` except ``bge`` in ``[-1, 1]``):
+A metric is a class with a ``Config`` dataclass (its settings; ``conf/metric/<name>.yaml`` names the
+class with ``_target_``) and ``score(generations, examples) -> MetricScores``: one list of per-example
+values per score key, optional aggregate counts, and whether NaN marks "no score for this example"
+(then the mean skips NaN). It gets the test examples themselves, with their metadata, so a metric may
+use the question, the reference or the task's own answer key. Built-in metrics:
 
-- ``rouge`` -> ``rouge1``, ``rouge2``, ``rougeL``: ROUGE F-measures as in the ``evaluate`` "rouge"
-  metric (``rouge_score`` default tokenizer, no stemmer). With ``m`` overlapping n-grams
-  (clipped counts), ``P = m / |pred n-grams|``, ``R = m / |ref n-grams|`` and
-  ``F = 2 P R / (P + R)`` (``0`` when ``P + R = 0``). ``rougeL`` uses ``m = LCS(pred, ref)``
-  over unigram tokens.
-- ``bge``: cosine similarity of the sentence embeddings of generation and reference,
-  ``cos(g, r) = <g_hat, r_hat>`` with L2-normalised embeddings. Named after the paper's embedding
-  model (BAAI/bge-large-en-v1.5); computed with whatever embedder is configured.
-- ``judge`` -> ``judge``: an LLM judge's 1-5 grade (Prometheus-style absolute grading over the
-  eight-dimension rubric, :mod:`delift.evaluation.judge`); NaN for an example without a valid
-  verdict. Needs ``prompts`` (the raw instruction, plus input) and ``options["judge"]`` (the
-  ``conf/judge`` mapping plus ``cache_dir``, the judge's cache folder). Its mean ignores NaN, and
-  the means dict also gets the counts ``judge_n``, ``judge_valid``, ``judge_parse_failures``,
-  ``judge_out_of_range`` and ``judge_errors`` (valid + the three failure kinds = n). A judge mean
-  over few valid verdicts is weak; read it with ``judge_valid``.
-
-A metric is a callable ``(predictions, references, context) -> {score_key: [float per example]}``;
-:class:`MetricContext` carries what some metrics need (the embedder, lazily loaded; the prompts;
-free-form options), so metrics with their own backend (e.g. the LLM judge) can be added with
-:func:`register_metric` without changing :func:`compute_metrics`' callers. A metric may also put
-aggregate values (counts) into ``context.summary``; they are copied into the means as they are.
-A metric registered with ``nan_ok=True`` marks failed examples with NaN, and its means skip them.
+- :class:`Rouge` -> ``rouge1``, ``rouge2``, ``rougeL``: ROUGE F-measures as in the ``evaluate``
+  "rouge" metric (``rouge_score`` default tokenizer, no stemmer). With ``m`` overlapping n-grams
+  (clipped counts), ``P = m / |pred n-grams|``, ``R = m / |ref n-grams|`` and ``F = 2 P R / (P + R)``
+  (``0`` when ``P + R = 0``). ``rougeL`` uses ``m = LCS(pred, ref)`` over unigram tokens.
+- :class:`EmbeddingSimilarity` -> ``bge``: cosine of the L2-normalised sentence embeddings of
+  generation and reference. Named after the paper's embedder (BAAI/bge-large-en-v1.5); computed with
+  whatever embedder is configured.
+- ``judge`` (:mod:`delift.evaluation.judge.metric`) and ``exact_match``
+  (:mod:`delift.evaluation.exact_match`) live in their own modules.
 """
 
 from __future__ import annotations
 
-import difflib
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
+
+from delift.data.records import Example
 
 log = logging.getLogger(__name__)
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
-
-ScoreLists = dict[str, list[float]]
-
-
-@dataclass
-class MetricContext:
-    """Shared inputs for metrics beyond predictions and references.
-
-    ``embedder_name``/``device`` describe the sentence embedder; it is loaded on first use of
-    :attr:`embedder` (so runs that do not request ``bge`` never load it). ``prompts`` are the
-    per-example inputs (for metrics that condition on the question), ``options`` holds per-metric
-    settings keyed by metric name. ``summary`` collects aggregate values metrics report besides
-    their per-example scores (e.g. the judge's failure counts); they end up in the means.
-    """
-
-    embedder_name: str | None = None
-    device: str | None = None
-    prompts: Sequence[str] | None = None
-    options: Mapping[str, Any] = field(default_factory=dict)
-    summary: dict[str, float] = field(default_factory=dict)
-    _embedder: Any = field(default=None, init=False, repr=False)
-
-    @property
-    def embedder(self) -> Any:
-        """The sentence embedder, loaded (and cached process-wide) on first access."""
-        if self._embedder is None:
-            if not self.embedder_name:
-                raise ValueError("this metric needs a sentence embedder but no embedder name was given")
-            from delift.models.embeddings import load_sentence_embedder
-
-            self._embedder = load_sentence_embedder(self.embedder_name, self.device)
-        return self._embedder
-
-
-Metric = Callable[[Sequence[str], Sequence[str], MetricContext], ScoreLists]
 
 
 def _check_lengths(predictions: Sequence[str], references: Sequence[str]) -> None:
@@ -119,120 +77,98 @@ def bge_scores(predictions: list[str], references: list[str], embedder: Any) -> 
     return [float(c) for c in np.clip(cosines, -1.0, 1.0)]
 
 
-def _rouge_metric(predictions: Sequence[str], references: Sequence[str], context: MetricContext) -> ScoreLists:
-    return rouge_scores(list(predictions), list(references))
+@dataclass
+class MetricScores:
+    """What one metric gives for a list of examples."""
+
+    columns: dict[str, list[float]]  # score key -> one value per example
+    summary: dict[str, float] = field(default_factory=dict)  # aggregate counts, reported as they are
+    nan_ok: bool = False  # NaN = "no score for this example": means skip it (and say how many had one)
 
 
-def _bge_metric(predictions: Sequence[str], references: Sequence[str], context: MetricContext) -> ScoreLists:
-    return {"bge": bge_scores(list(predictions), list(references), context.embedder)}
+class Metric(ABC):
+    """Scores generations against test examples; see the module docstring for the contract."""
+
+    name: str = "metric"
+
+    @dataclass
+    class Config:
+        _target_: str = ""
+
+    @abstractmethod
+    def score(self, generations: Sequence[str], examples: Sequence[Example]) -> MetricScores:
+        """Per-example scores of ``generations[i]`` against ``examples[i]``."""
 
 
-def _judge_metric(predictions: Sequence[str], references: Sequence[str], context: MetricContext) -> ScoreLists:
-    from delift.evaluation.judge import run_judge
+class Rouge(Metric):
+    """ROUGE-1/2/L F-measure (see :func:`rouge_scores`)."""
 
-    judge_cfg = context.options.get("judge")
-    if not judge_cfg:
-        raise ValueError("metric 'judge' needs options['judge']: the judge config (cfg.judge as a dict, "
-                         "plus cache_dir); see conf/judge/")
-    if context.prompts is None:
-        raise ValueError("metric 'judge' needs prompts: the raw instruction (and input) of every example")
-    result = run_judge(list(context.prompts), list(predictions), list(references), judge_cfg)
-    counts = result.counts
-    context.summary.update({key: float(value) for key, value in counts.items()})
-    failed = counts["judge_n"] - counts["judge_valid"]
-    if failed:
-        log.warning("judge: %d of %d examples have no valid verdict (parse failures %d, out of range %d, "
-                    "backend errors %d); their judge score is NaN and the mean skips them", failed,
-                    counts["judge_n"], counts["judge_parse_failures"], counts["judge_out_of_range"],
-                    counts["judge_errors"])
-    if result.plumbing_only:
-        log.warning("judge: %s is a tiny/random or 135M test model; its scores are plumbing, not evidence",
-                    result.identity.get("model"))
-    return {"judge": result.scores}
+    name = "rouge"
+
+    @dataclass
+    class Config:
+        _target_: str = "delift.evaluation.metrics.Rouge"
+
+    def score(self, generations: Sequence[str], examples: Sequence[Example]) -> MetricScores:
+        return MetricScores(rouge_scores(list(generations), [ex.output for ex in examples]))
 
 
-METRICS: dict[str, Metric] = {"rouge": _rouge_metric, "bge": _bge_metric, "judge": _judge_metric}
-# Metrics whose per-example NaN means "no score for this example" (not a bug): their means skip NaN.
-NAN_OK_METRICS: set[str] = {"judge"}
+class EmbeddingSimilarity(Metric):
+    """``bge``: embedding cosine of generation and reference; the embedder loads on first use."""
+
+    name = "bge"
+
+    @dataclass
+    class Config:
+        _target_: str = "delift.evaluation.metrics.EmbeddingSimilarity"
+        embedder: str = "all-MiniLM-L6-v2"
+        device: Optional[str] = None
+
+    def __init__(self, embedder: str = "all-MiniLM-L6-v2", device: str | None = None):
+        self.embedder_name, self.device = embedder, device
+        self._embedder: Any = None
+
+    def score(self, generations: Sequence[str], examples: Sequence[Example]) -> MetricScores:
+        if self._embedder is None:
+            from delift.models.embeddings import load_sentence_embedder
+
+            self._embedder = load_sentence_embedder(self.embedder_name, self.device)
+        return MetricScores({"bge": bge_scores(list(generations), [ex.output for ex in examples], self._embedder)})
 
 
-def register_metric(name: str, metric: Metric, *, overwrite: bool = False, nan_ok: bool = False) -> None:
-    """Add ``metric`` to :data:`METRICS` under ``name`` (``overwrite`` to replace an entry).
+def _mean(values: Sequence[float]) -> float | None:
+    """Arithmetic mean; None (JSON null) when there is nothing to average."""
+    return float(sum(values) / len(values)) if values else None
 
-    ``nan_ok``: the metric gives NaN for examples it could not score; its means skip them.
+
+def score_all(metrics: Sequence[Metric], generations: Sequence[str],
+              examples: Sequence[Example]) -> tuple[list[dict[str, float]], dict[str, float | None]]:
+    """Run every metric; return per-example score dicts and the means (plus each metric's counts).
+
+    ``means[k] = (1/n) sum_i scores_i[k]`` over the non-NaN values (a metric with ``nan_ok`` reports
+    how many it scored in its summary; NaN from any other metric is logged as a warning). A mean over
+    no values is None (JSON null), never a bare NaN. Score keys must be unique across metrics.
     """
-    if name in METRICS and not overwrite:
-        raise ValueError(f"metric {name!r} is already registered")
-    METRICS[name] = metric
-    if nan_ok:
-        NAN_OK_METRICS.add(name)
-    else:
-        NAN_OK_METRICS.discard(name)
-
-
-def _unknown_metric_error(name: str) -> ValueError:
-    known = sorted(METRICS)
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return ValueError(f"unknown metric {name!r}.{hint} Known metrics: {', '.join(known)}")
-
-
-def _mean(values: Sequence[float]) -> float:
-    return float(sum(values) / len(values)) if values else math.nan
-
-
-def _nanmean(values: Sequence[float]) -> float:
-    """Mean over the non-NaN values; NaN when there are none."""
-    return _mean([v for v in values if not math.isnan(v)])
-
-
-def compute_metrics(
-    predictions: list[str],
-    references: list[str],
-    metric_names: list[str],
-    embedder_name: str,
-    *,
-    device: str | None = None,
-    prompts: Sequence[str] | None = None,
-    options: Mapping[str, Any] | None = None,
-) -> tuple[list[dict[str, float]], dict[str, float]]:
-    """Run the named metrics; return per-example score dicts and their arithmetic means.
-
-    Per-example dicts have one key per score (``rouge1``, ``rouge2``, ``rougeL``, ``bge``, ...),
-    in the order of ``metric_names``; ``means[k] = (1/n) sum_i scores_i[k]`` (NaN when ``n = 0``).
-    For keys of metrics in :data:`NAN_OK_METRICS` (``judge``) the mean runs over the non-NaN
-    values only. Aggregates the metrics report (``context.summary``, e.g. ``judge_n``,
-    ``judge_parse_failures``) follow the means in the same dict.
-    The embedder ``embedder_name`` is loaded only if a requested metric uses it.
-    Unknown metric names raise ``ValueError`` (with a did-you-mean), before anything is computed.
-    """
-    _check_lengths(predictions, references)
-    if prompts is not None and len(prompts) != len(predictions):
-        raise ValueError(f"prompts and predictions differ in length: {len(prompts)} != {len(predictions)}")
-    names = list(dict.fromkeys(metric_names))  # de-duplicate, keep order
-    for name in names:
-        if name not in METRICS:
-            raise _unknown_metric_error(name)
-
-    context = MetricContext(embedder_name=embedder_name, device=device, prompts=prompts,
-                            options=dict(options or {}))
-    columns: ScoreLists = {}
-    nan_ok_keys: set[str] = set()
-    for name in names:
-        result = METRICS[name](predictions, references, context)
-        for key, values in result.items():
+    _check_lengths(generations, examples)
+    columns: dict[str, list[float]] = {}
+    means: dict[str, float | None] = {}
+    summary: dict[str, float] = {}
+    for metric in metrics:
+        result = metric.score(generations, examples)
+        for key, values in result.columns.items():
             if key in columns:
-                raise ValueError(f"metric {name!r} produced score key {key!r} already produced by another metric")
-            if len(values) != len(predictions):
-                raise ValueError(f"metric {name!r} returned {len(values)} scores for {len(predictions)} examples")
+                raise ValueError(f"metric {metric.name!r} produced score key {key!r} already produced by another metric")
+            if len(values) != len(generations):
+                raise ValueError(f"metric {metric.name!r} returned {len(values)} scores for {len(generations)} examples")
             columns[key] = [float(v) for v in values]
-            if name in NAN_OK_METRICS:
-                nan_ok_keys.add(key)
-
-    per_example = [{key: values[i] for key, values in columns.items()} for i in range(len(predictions))]
-    means = {key: (_nanmean if key in nan_ok_keys else _mean)(values) for key, values in columns.items()}
-    clash = sorted(set(context.summary) & set(means))
+            kept = [v for v in columns[key] if not math.isnan(v)]
+            if len(kept) < len(values) and not result.nan_ok:
+                log.warning("metric %s: %d of %d %s scores are NaN; the mean skips them", metric.name,
+                            len(values) - len(kept), len(values), key)
+            means[key] = _mean(kept)
+        summary.update(result.summary)
+    clash = sorted(set(summary) & set(means))
     if clash:
         raise ValueError(f"metric summary keys {clash} collide with score keys")
-    means.update(context.summary)
-    return per_example, means
+    per_example = [{key: values[i] for key, values in columns.items()} for i in range(len(generations))]
+    return per_example, {**means, **summary}

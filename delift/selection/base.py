@@ -11,20 +11,25 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from delift.data.records import Example
 
+if TYPE_CHECKING:  # annotations only: selection sits below the pipeline, beside the kernel layer
+    from delift.data.prompts import PromptTemplate
+    from delift.kernel.provider import KernelProvider
+    from delift.models.loading import ModelSpec
 
-def budget_from_fraction(fraction: float, n: int) -> int:
-    """k = floor(fraction * n), at least 1."""
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"budget_fraction={fraction}: expected a number in (0, 1]")
+
+def budget_from_fraction(fraction: float, n: int, why_small: str = "") -> int:
+    """k = floor(fraction * n), at least 1; ``why_small`` is added to the error (e.g. what emptied the pool)."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 1.0:
+        raise ValueError(f"budget_fraction={fraction!r}: expected a number in (0, 1]")
     k = math.floor(fraction * n + 1e-9)
     if k < 1:
-        raise ValueError(f"budget_fraction={fraction} of a pool of {n} selects nothing")
+        raise ValueError(f"budget_fraction={fraction} of a pool of {n} selects nothing{why_small}")
     return k
 
 
@@ -38,13 +43,14 @@ class SelectionContext:
 
     pool: Sequence[Example]
     seed: int
-    kernels: Any = None  # a KernelProvider (delift.kernel.provider): utility(targets, candidates)
+    kernels: KernelProvider | None = None  # utility(targets, candidates) -> UtilityKernel, cached on disk
     query: Sequence[Example] | None = None  # use case 2: examples of the target task
     existing: Sequence[Example] | None = None  # use case 3: data the model was already tuned on
     eta: float = 1.0  # use case 2: FLMI magnification, min(max_A s, eta * max_Q s_Q) (usecase.eta)
     nu: float = 1.0  # use case 3: FLCG privacy hardness, max(max_A s - nu * max_P s_P, 0) (usecase.nu)
-    model_spec: Any = None  # the run's ModelSpec, for selectors that score with the model itself
-    template: Any = None  # the run's PromptTemplate, shared with training and inference
+    model_spec: ModelSpec | None = None  # the run's model, for selectors that score with the model itself
+    template: PromptTemplate | None = None  # the run's prompt template, shared with training and inference
+    progress: bool = True  # show progress bars
     output_dir: Path | None = None  # where a selector may write its own artefacts (warm-up adapters...)
     finetune: Callable[..., Any] | None = None  # delift.training.finetune, injected by the pipeline
     resources: dict[str, Any] = field(default_factory=dict)  # anything else a selector shares across calls
@@ -66,9 +72,25 @@ class Selection:
 
 
 class Selector(ABC):
-    """Chooses ``budget`` examples from ``ctx.pool``."""
+    """Chooses ``budget`` examples from ``ctx.pool``.
+
+    The contract: a subclass sets ``name``, declares its settings as a nested ``Config`` dataclass
+    (with ``_target_`` naming the class; the YAML in ``conf/selector/`` is checked against it before
+    any work), takes those settings as keyword arguments, and implements :meth:`select`. It may
+    override :meth:`kernel_requests` (the utility kernels it needs, for sharded precomputation) and
+    set ``skip_training`` (the Initial baseline: evaluate the base model, train nothing).
+    """
 
     name: str = "selector"
+    skip_training: bool = False  # True: the run evaluates the untouched base model
+
+    @dataclass
+    class Config:
+        _target_: str = ""
+
+    def kernel_requests(self, ctx: SelectionContext) -> list[tuple[list[Example], list[Example]]]:
+        """The (targets, candidates) utility kernels :meth:`select` will ask ``ctx.kernels`` for."""
+        return []
 
     @abstractmethod
     def select(self, ctx: SelectionContext, budget: int) -> Selection:

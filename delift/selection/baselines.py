@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from delift.selection.base import Selection, SelectionContext, Selector
@@ -11,6 +13,11 @@ class RandomSelector(Selector):
     """A seeded uniform sample of k pool items (numpy default_rng(seed))."""
 
     name = "random"
+
+    @dataclass
+    class Config:
+        _target_: str = "delift.selection.baselines.RandomSelector"
+        seed_offset: int = 0  # the sample is drawn with seed + seed_offset
 
     def __init__(self, seed_offset: int = 0):
         self.seed_offset = seed_offset
@@ -26,6 +33,10 @@ class FullSelector(Selector):
 
     name = "full"
 
+    @dataclass
+    class Config:
+        _target_: str = "delift.selection.baselines.FullSelector"
+
     def select(self, ctx: SelectionContext, budget: int) -> Selection:
         n = len(ctx.pool)
         return Selection(list(range(n)), [None] * n, self.name, n, info={"requested_budget": budget})
@@ -35,6 +46,11 @@ class InitialSelector(Selector):
     """The Initial baseline: no fine-tuning. An empty selection; the pipeline skips training for it."""
 
     name = "initial"
+    skip_training = True
+
+    @dataclass
+    class Config:
+        _target_: str = "delift.selection.baselines.InitialSelector"
 
     def select(self, ctx: SelectionContext, budget: int) -> Selection:
-        return Selection([], [], self.name, 0, info={"no_finetuning": True, "requested_budget": budget})
+        return Selection([], [], self.name, 0, info={"requested_budget": budget})

@@ -15,6 +15,7 @@ kernels it lists in :meth:`DeliftSelector.kernel_requests`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -40,6 +41,16 @@ class DeliftSelector(Selector):
     """Facility location, FLMI or FLCG (``objective: auto`` follows the context) on s = postprocess(UF)."""
 
     name = "delift"
+
+    @dataclass
+    class Config:
+        """``conf/selector/delift.yaml``."""
+
+        _target_: str = "delift.selection.delift.DeliftSelector"
+        objective: str = "auto"  # auto | facility_location | flmi | flcg
+        postprocess: str = "clip"  # clip | minmax
+        exclude_self_pairs: bool = False
+        optimizer: str = "LazyGreedy"
 
     def __init__(self, objective: str = "auto", postprocess: str = "clip", exclude_self_pairs: bool = False,
                  optimizer: str = "LazyGreedy"):

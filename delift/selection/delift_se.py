@@ -24,7 +24,8 @@ is resolved by delift.models.embeddings and its identity is recorded in ``Select
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -59,6 +60,20 @@ class DeliftSESelector(Selector):
     """DELIFT's objectives on s = (cos + 1) / 2 of sentence embeddings of the whole example."""
 
     name = "delift_se"
+
+    @dataclass
+    class Config:
+        """``conf/selector/delift_se.yaml``."""
+
+        _target_: str = "delift.selection.delift_se.DeliftSESelector"
+        objective: str = "auto"
+        embedder: str = "all-MiniLM-L6-v2"
+        text: str = "fields"  # fields | template
+        postprocess: str = "none"  # none | clip | minmax
+        exclude_self_pairs: bool = False
+        batch_size: int = 64
+        device: Optional[str] = None
+        optimizer: str = "LazyGreedy"
 
     def __init__(self, objective: str = "auto", embedder: str = "all-MiniLM-L6-v2", text: str = "fields",
                  postprocess: str = "none", exclude_self_pairs: bool = False, batch_size: int = 64,

@@ -14,12 +14,14 @@ import inspect
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from delift.config.checks import ConfigError, raise_problems
+from delift.config.schema import TrainConfig
 from delift.data.prompts import PromptTemplate
 from delift.data.records import Example
 from delift.models.loading import DTYPES, ModelSpec, load_model, load_tokenizer
@@ -27,56 +29,35 @@ from delift.models.loading import DTYPES, ModelSpec, load_model, load_tokenizer
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100  # the label value that torch's cross-entropy (and HF models) skip
-METHODS = ("qlora", "lora")
 
 
 @dataclass
-class FinetuneConfig:
-    """Hyper-parameters of one fine-tuning run; mirrors ``evaluation.train`` in the Hydra config."""
+class FinetuneConfig(TrainConfig):
+    """Hyper-parameters of one fine-tuning run: the ``evaluation.<name>.train`` schema, checked.
 
-    method: str = "qlora"  # qlora: 4-bit NF4 base + LoRA; lora: base in the model's dtype + LoRA
-    r: int = 8
-    alpha: int = 32
-    dropout: float = 0.1
-    target_modules: str | list[str] = "all-linear"  # peft's shorthand: every Linear except the LM head
-    # The paper used lr 2.5e-5 (constant) for many epochs at batch size 1. Our default is larger
-    # because our runs are short (few epochs, small models on CPU); set 2.5e-5 to reproduce it.
-    lr: float = 2e-4
-    lr_scheduler: str = "constant"
-    epochs: float = 3
-    batch_size: int = 4
-    grad_accum: int = 1
-    max_length: int = 1024
-    mask_prompt: bool = True
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.0
-    bnb_4bit_compute_dtype: str = "bfloat16"
-    double_quant: bool = True
-    max_steps: int = -1  # > 0 overrides epochs (smoke runs)
-    gradient_checkpointing: bool = False  # the QLoRA memory recipe for large models; about 1/3 more compute
-    logging_steps: int = 10
+    The paper used lr 2.5e-5 (constant) for many epochs at batch size 1. Our default is larger
+    because our runs are short (few epochs, small models on CPU); set 2.5e-5 to reproduce it.
+    """
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"evaluation.train.method={self.method!r}: expected one of {METHODS}")
-        if self.bnb_4bit_compute_dtype not in DTYPES:
-            raise ValueError(f"evaluation.train.bnb_4bit_compute_dtype={self.bnb_4bit_compute_dtype!r}: "
-                             f"expected one of {sorted(DTYPES)}")
         if not isinstance(self.target_modules, str):
             self.target_modules = [str(name) for name in self.target_modules]  # e.g. an omegaconf ListConfig
-        for name in ("r", "batch_size", "grad_accum", "max_length", "logging_steps"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"evaluation.train.{name} must be >= 1, got {getattr(self, name)}")
+        raise_problems(self, "evaluation.train")
 
     @classmethod
-    def from_config(cls, mapping: Mapping[str, Any] | None) -> "FinetuneConfig":
-        """Build from a (Hydra/omegaconf) mapping; unknown keys are an error so typos never pass silently."""
-        data = dict(mapping or {})
+    def from_config(cls, config: TrainConfig | Mapping[str, Any] | None,
+                    prefix: str = "evaluation.train") -> "FinetuneConfig":
+        """From the typed ``train`` block (or a mapping: unknown keys are an error naming the key)."""
+        data = ({f.name: getattr(config, f.name) for f in fields(config)} if is_dataclass(config)
+                else dict(config or {}))
         known = {f.name for f in fields(cls)}
         for key in data:
             if key not in known:
-                raise ValueError(f"evaluation.train.{key}: unknown key; expected one of {sorted(known)}")
-        return cls(**data)
+                raise ConfigError(f"{prefix}.{key}: unknown key; expected one of {sorted(known)}")
+        try:
+            return cls(**data)
+        except ConfigError as exc:
+            raise ConfigError(str(exc).replace("evaluation.train.", f"{prefix}.")) from None
 
 
 @dataclass

@@ -1,0 +1,42 @@
+"""Range and choice checks over a typed config tree, reported with full key paths.
+
+Every schema dataclass may define ``problems() -> {local key: message}``; :func:`collect_problems`
+walks a tree of dataclasses, dicts and lists and prefixes each key with its path, so one error
+lists every bad value at once (``evaluation.qlora.train.lr=-1.0: must be > 0.0``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields, is_dataclass
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config value that is missing, of the wrong type, unknown or out of range; names the key."""
+
+
+def collect_problems(node: Any, prefix: str = "") -> dict[str, str]:
+    """``{full.key: message}`` for every problem in ``node`` and below it."""
+    found: dict[str, str] = {}
+    join = (lambda key: f"{prefix}.{key}") if prefix else (lambda key: str(key))
+    if is_dataclass(node) and not isinstance(node, type):
+        check = getattr(node, "problems", None)
+        if check is not None:
+            found.update({join(key): message for key, message in check().items()})
+        for item in fields(node):
+            found.update(collect_problems(getattr(node, item.name), join(item.name)))
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            found.update(collect_problems(value, join(key)))
+    elif isinstance(node, (list, tuple)):
+        for index, value in enumerate(node):
+            found.update(collect_problems(value, f"{prefix}[{index}]"))
+    return found
+
+
+def raise_problems(node: Any, prefix: str = "") -> None:
+    """Raise one :class:`ConfigError` listing every problem under ``node`` (nothing when all is well)."""
+    found = collect_problems(node, prefix)
+    if found:
+        lines = "\n".join(f"  {key}: {message}" for key, message in sorted(found.items()))
+        raise ConfigError(f"invalid config value{'s' if len(found) > 1 else ''}:\n{lines}")

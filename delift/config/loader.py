@@ -1,0 +1,193 @@
+"""From a composed Hydra config to a checked, typed :class:`~delift.config.schema.ExperimentConfig`.
+
+Hydra types the fixed groups while it composes (the top-level schema, :func:`register`). The
+polymorphic nodes are typed here, each by the ``Config`` dataclass of the class its ``_target_``
+names (selector, evaluation protocols, metrics) or by the judge backend's settings class; then every
+value is range-checked. All of it runs before any data or model is loaded, and every error names
+its key. Only the entry point (and tests) handle a ``DictConfig``; everything below gets the typed
+objects this returns.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import asdict, is_dataclass
+from importlib import import_module
+from pathlib import Path
+from typing import Any, Iterable
+
+from hydra.core.config_store import ConfigStore
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from delift.config.checks import ConfigError, raise_problems
+from delift.config.schema import ExperimentConfig
+
+SCHEMA_NAME = "delift_schema"  # conf/config.yaml's first default
+_PACKAGED = Path(__file__).resolve().parent.parent / "conf"
+CONFIG_DIR = str(_PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parent.parent.parent / "conf")
+JUDGE_SETTINGS = "delift.evaluation.judge.config.SETTINGS"  # backend name -> settings dataclass
+
+
+def register() -> None:
+    """Put the top-level schema into Hydra's ConfigStore (idempotent); call before composing."""
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=ExperimentConfig)
+
+
+def _schema_of(target: Any, key: str) -> type:
+    if not isinstance(target, str) or not target:
+        raise ConfigError(f"{key}._target_: missing; it names the class to build (e.g. delift.selection.delift."
+                          "DeliftSelector)")
+    try:
+        cls = get_class(target)
+    except Exception as exc:  # ImportError, AttributeError, ValueError from Hydra
+        raise ConfigError(f"{key}._target_={target!r}: cannot import it ({exc})") from exc
+    schema = getattr(cls, "Config", None)
+    if schema is None:
+        raise ConfigError(f"{key}._target_={target!r}: the class has no Config dataclass (its config schema)")
+    return schema
+
+
+def _typed(node: Any, schema: type, key: str) -> DictConfig:
+    """``node`` merged into ``schema``: unknown keys and wrong types are errors naming ``key``."""
+    try:
+        return OmegaConf.merge(OmegaConf.structured(schema), node)
+    except OmegaConfBaseException as exc:
+        where = getattr(exc, "full_key", "") or ""
+        message = str(getattr(exc, "msg", exc)).splitlines()[0]
+        raise ConfigError(f"{key}{'.' + where if where else ''}: {message}") from None
+
+
+def _yaml_target(group: str, option: str, seen: tuple = ()) -> str | None:
+    """The ``_target_`` a group option's YAML sets, following ``<option>@_here_`` defaults (lora -> qlora)."""
+    path = Path(CONFIG_DIR) / group / f"{option}.yaml"
+    if not path.is_file() or option in seen:
+        return None
+    loaded = OmegaConf.load(path)
+    if "_target_" in loaded:
+        return str(loaded._target_)
+    for entry in loaded.get("defaults", []):
+        name = entry if isinstance(entry, str) else None
+        if name and name.endswith("@_here_"):
+            return _yaml_target(group, name.split("@", 1)[0], (*seen, option))
+    return None
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
+
+
+def _unknown(key: str, value: str, known: Iterable[str], what: str) -> ConfigError:
+    known = sorted(known)
+    close = difflib.get_close_matches(value, known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"{key}: unknown {what} {value!r}.{hint} Known: {', '.join(known)}")
+
+
+def _type_evaluation(cfg: DictConfig) -> None:
+    """Chosen blocks (with ``_target_``) are typed; a block an experiment pre-sets for a protocol that
+    is not chosen is checked against that protocol's schema and dropped; anything else is an error."""
+    chosen: dict[str, Any] = {}
+    for name, block in cfg.evaluation.items():
+        key = f"evaluation.{name}"
+        if not isinstance(block, DictConfig):
+            raise ConfigError(f"{key}={block!r}: expected a protocol block (choose with evaluation=[icl,qlora])")
+        if "_target_" in block:
+            typed = _typed(block, _schema_of(block._target_, key), key)
+            if typed.name != name:
+                raise ConfigError(f"{key}.name={typed.name!r}: must equal the block's key {name!r}")
+            chosen[name] = typed
+            continue
+        target = _yaml_target("evaluation", str(name))
+        if target is None:
+            raise _unknown("evaluation", str(name), _options("evaluation"), "evaluation protocol")
+        partial = _typed(block, _schema_of(target, key), key)
+        del partial  # valid values for a protocol this run does not evaluate with
+    if not chosen:
+        raise ConfigError("evaluation: no protocol chosen; set evaluation=qlora, evaluation=icl or "
+                          "evaluation=[icl,qlora]")
+    cfg.evaluation = chosen
+
+
+def _type_metrics(cfg: DictConfig) -> None:
+    library = {}
+    for name, block in cfg.metric_library.items():
+        key = f"metric_library.{name}"
+        library[name] = _typed(block, _schema_of(block.get("_target_") if isinstance(block, DictConfig) else None,
+                                                 key), key)
+    for index, name in enumerate(cfg.metrics.names):
+        if name not in library:
+            raise _unknown(f"metrics.names[{index}]", str(name), library, "metric")
+    if len(set(cfg.metrics.names)) != len(cfg.metrics.names):
+        raise ConfigError(f"metrics.names={list(cfg.metrics.names)}: a metric is named twice")
+    cfg.metric_library = {name: library[name] for name in cfg.metrics.names}  # only what runs gets built
+
+
+def _type_judge(cfg: DictConfig) -> None:
+    module, attribute = JUDGE_SETTINGS.rsplit(".", 1)
+    settings = getattr(import_module(module), attribute)
+    backend = cfg.judge.get("backend") if isinstance(cfg.judge, DictConfig) else None
+    if backend not in settings:
+        raise _unknown("judge.backend", str(backend), settings, "judge backend")
+    cfg.judge = _typed(cfg.judge, settings[backend], "judge")
+
+
+def _undeclared(node: Any, key: str = "") -> list[str]:
+    """Keys of typed nodes that their schema does not declare (added with ``+key=...``)."""
+    if not isinstance(node, DictConfig):
+        return []
+    found = []
+    schema = OmegaConf.get_type(node)
+    declared = set(schema.__dataclass_fields__) if is_dataclass(schema) else None
+    for name in node.keys():
+        full = f"{key}.{name}" if key else str(name)
+        if declared is not None and name not in declared:
+            found.append(full)
+        else:
+            found.extend(_undeclared(node._get_node(name), full))
+    return found
+
+
+def load_config(cfg: DictConfig) -> ExperimentConfig:
+    """Type, resolve and range-check a composed config; raises :class:`ConfigError` naming the key."""
+    cfg = cfg.copy()
+    try:
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{getattr(exc, 'full_key', '')}: {exc}") from None
+    if OmegaConf.get_type(cfg) is not ExperimentConfig:
+        raise ConfigError(f"the config does not extend the {SCHEMA_NAME!r} schema: conf/config.yaml's defaults "
+                          f"must start with {SCHEMA_NAME} (and delift.config.register() must run first)")
+    extra = _undeclared(cfg)
+    if extra:
+        raise ConfigError(f"unknown config key{'s' if len(extra) > 1 else ''} {', '.join(extra)} (added with "
+                          "'+'?): no part of delift reads it; check the spelling against conf/")
+    for key, reader in (("target", "task_specific"), ("existing", "continual")):
+        if cfg.usecase.name != reader:
+            cfg.usecase[key] = None  # a nested data config this use case never reads
+    cfg.selector = _typed(cfg.selector, _schema_of(cfg.selector.get("_target_"), "selector"), "selector")
+    _type_evaluation(cfg)
+    _type_metrics(cfg)
+    _type_judge(cfg)
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"missing config values: {', '.join(missing)}")
+    typed = OmegaConf.to_object(cfg)
+    raise_problems(typed)
+    if "judge" in typed.metrics.names:  # the backend's own value checks (URLs, model sources, ...)
+        try:
+            import_module(JUDGE_SETTINGS.rsplit(".", 1)[0]).judge_settings(asdict(typed.judge))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    return typed
+
+
+def compose_config(overrides: Iterable[str] = (), config_name: str = "config") -> ExperimentConfig:
+    """Compose ``conf/`` with ``overrides`` (as on the command line) and load it: for tests and notebooks."""
+    from hydra import compose, initialize_config_dir
+
+    register()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        composed = compose(config_name=config_name, overrides=list(overrides))
+    return load_config(composed)

@@ -1,0 +1,351 @@
+"""Typed schemas of every config group (registered in Hydra's ConfigStore by :mod:`delift.config.store`).
+
+Each ``conf/<group>/*.yaml`` is merged into its schema when Hydra composes the config, so a misspelt
+key or a value of the wrong type fails at compose time, naming the key. Ranges and choices are
+checked by each schema's ``problems()`` (local key -> message), walked with full key paths by
+:func:`delift.config.validate.check_tree` before any data or model is loaded.
+
+Polymorphic nodes (``selector``, ``judge``, the blocks of ``evaluation`` and ``metric_library``) are
+typed ``Any`` here; their schema is the ``Config`` dataclass of the class their ``_target_`` (or, for
+the judge, ``backend``) names, and :mod:`delift.config.validate` merges them into it.
+
+Nothing here imports from delift: the schemas sit beside the entry point, above every layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from omegaconf import MISSING
+
+Problems = Dict[str, str]
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+def choice(problems: Problems, key: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        problems[key] = f"{value!r}: expected one of {', '.join(map(str, allowed))}"
+
+
+def at_least(problems: Problems, key: str, value: Any, low: float, *, strict: bool = False) -> None:
+    if value is not None and (value <= low if strict else value < low):
+        problems[key] = f"{value!r}: must be {'>' if strict else '>='} {low}"
+
+
+# --------------------------------------------------------------------------------------------- data
+@dataclass
+class OfflineCopyConfig:
+    root: str = "shared"  # shared (paths.shared_datasets) | fixtures (packaged samples)
+    files: List[str] = field(default_factory=list)
+    note: Optional[str] = None
+
+    def problems(self) -> Problems:
+        found: Problems = {}
+        choice(found, "root", self.root, ("shared", "fixtures"))
+        if not self.files:
+            found["files"] = "empty: name at least one file"
+        return found
+
+
+@dataclass
+class RowFilterConfig:
+    key: str = MISSING  # metadata key, e.g. template
+    include: Optional[List[str]] = None  # null = any value
+    exclude: List[str] = field(default_factory=list)
+
+
+@dataclass
+class SizesConfig:
+    train: Optional[int] = None  # null = all remaining (one split at most)
+    valid: Optional[int] = 0
+    test: Optional[int] = None
+
+    def problems(self) -> Problems:
+        found: Problems = {}
+        for name in ("train", "valid", "test"):
+            at_least(found, name, getattr(self, name), 0)
+        if [self.train, self.valid, self.test].count(None) > 1:
+            found["train"] = "at most one of train/valid/test may be null (all remaining)"
+        return found
+
+
+@dataclass
+class SyntheticConfig:
+    n: int = 120
+    near_duplicate_rate: float = 0.2
+    seed: int = 0
+
+    def problems(self) -> Problems:
+        found: Problems = {}
+        at_least(found, "n", self.n, 1)
+        if not 0.0 <= self.near_duplicate_rate < 1.0:
+            found["near_duplicate_rate"] = f"{self.near_duplicate_rate!r}: must be in [0, 1)"
+        return found
+
+
+@dataclass
+class DataConfig:
+    """One dataset (``conf/data/*.yaml``); also the nested ``usecase.target`` / ``usecase.existing``."""
+
+    name: str = MISSING
+    format: str = MISSING  # a formatter name (delift.data.formatters) or synthetic
+    hub_id: Optional[str] = None
+    hub_config: Any = None  # one config name, a list of them (P3 templates), or null
+    hub_split: Optional[str] = "train"
+    revision: Optional[str] = None
+    local_path: Optional[str] = None  # a local file or save_to_disk folder read INSTEAD of hub / offline copy
+    offline_copy: Optional[OfflineCopyConfig] = None
+    max_rows: Optional[int] = None
+    on_bad_row: str = "error"  # error | skip
+    row_filter: Optional[RowFilterConfig] = None
+    sizes: SizesConfig = field(default_factory=SizesConfig)
+    synthetic: Optional[SyntheticConfig] = None
+
+    def problems(self) -> Problems:
+        found: Problems = {}
+        choice(found, "on_bad_row", self.on_bad_row, ("error", "skip"))
+        at_least(found, "max_rows", self.max_rows, 0)
+        if self.format == "synthetic" and self.synthetic is None:
+            found["synthetic"] = "format synthetic needs {n, near_duplicate_rate, seed}"
+        if self.local_path is not None and not str(self.local_path).strip():
+            found["local_path"] = "empty: give a file or folder, or null to use the hub / offline copy"
+        elif self.format == "synthetic" and self.local_path is not None:
+            found["local_path"] = "set, but format is synthetic (generated, never read): pick one"
+        return found
+
+
+# --------------------------------------------------------------------------------- model and kernel
+@dataclass
+class TinyModelConfig:
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int = 128
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    source: str = "hub"  # hub | packaged_gguf | tiny_random
+    hub_id: Optional[str] = None
+    revision: str = "main"
+    local_path: Optional[str] = None
+    gguf_package: Optional[str] = None
+    gguf_file: Optional[str] = None
+    dtype: str = "bfloat16"
+    seed: int = 0
+    tiny: Optional[TinyModelConfig] = None
+
+    def problems(self) -> Problems:
+        found: Problems = {}
+        choice(found, "source", self.source, ("hub", "packaged_gguf", "tiny_random"))
+        choice(found, "dtype", self.dtype, DTYPES)
+        if self.source == "hub" and not (self.hub_id or self.local_path):
+            found["hub_id"] = "source hub needs hub_id or local_path"
+        if self.source == "packaged_gguf" and not (self.gguf_package and self.gguf_file):
+            found["gguf_file"] = "source packaged_gguf needs gguf_package and gguf_file"
+        return found
+
+
+@dataclass
+class KernelConfig:
+    """The DELIFT utility kernel (see ``conf/kernel/default.yaml`` for each key)."""
+
+    shown_example: str = "{prompt}{response}\n\n"
+    eos_after_prompt: bool = True
+    max_length: int = 1024
+    on_overflow: str = "error"  # error | skip
+    batch_size: int = 16
+    tokens_per_batch: int = 8192
+    workers: int = 0
+    block_size: int = 256
+    num_shards: int = 1
+    shard: int = 0
+
+    def problems(self) -> Problems:
+        found: Problems = {}
+        choice(found, "on_overflow", self.on_overflow, ("error", "skip"))
+        if "{prompt}" not in self.shown_example or "{response}" not in self.shown_example:
+            found["shown_example"] = "must contain {prompt} and {response}"
+        at_least(found, "max_length", self.max_length, 4)
+        for name in ("batch_size", "tokens_per_batch", "block_size", "num_shards"):
+            at_least(found, name, getattr(self, name), 1)
+        at_least(found, "workers", self.workers, 0)
+        if not 0 <= self.shard < max(self.num_shards, 1):
+            found["shard"] = f"{self.shard}: must be in [0, kernel.num_shards={self.num_shards})"
+        return found
+
+
+# ---------------------------------------------------------------------------------------- use case
+@dataclass
+class UsecaseConfig:
+    name: str = "instruction_tuning"  # instruction_tuning | task_specific | continual
+    eta: float = 1.0  # task_specific: FLMI magnification
+    nu: float = 1.0  # continual: FLCG hardness
+    query_split: str = "valid"  # task_specific: valid | train split of the target
+    query_size: Optional[int] = None
+    # Nested data configs (data@usecase.target=<data config>); values set for a use case that does not
+    # read them (e.g. smoke sizes) are checked for typos, then dropped by the loader.
+    target: Optional[DataConfig] = field(default_factory=DataConfig)  # task_specific: the target task
+    existing: Optional[DataConfig] = field(default_factory=DataConfig)  # continual: data already learned
+
+    def problems(self) -> Problems:
+        found: Problems = {}
+        choice(found, "name", self.name, ("instruction_tuning", "task_specific", "continual"))
+        choice(found, "query_split", self.query_split, ("valid", "train"))
+        at_least(found, "eta", self.eta, 0.0, strict=True)
+        at_least(found, "nu", self.nu, 0.0)
+        at_least(found, "query_size", self.query_size, 1)
+        return found
+
+
+# -------------------------------------------------------------------------------------- evaluation
+@dataclass
+class GenerationConfig:
+    max_new_tokens: int = 64
+    batch_size: int = 8
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+
+    def problems(self) -> Problems:
+        found: Problems = {}
+        at_least(found, "max_new_tokens", self.max_new_tokens, 1)
+        at_least(found, "batch_size", self.batch_size, 1)
+        at_least(found, "temperature", self.temperature, 0.0, strict=True)
+        if not 0.0 < self.top_p <= 1.0:
+            found["top_p"] = f"{self.top_p!r}: must be in (0, 1]"
+        return found
+
+
+@dataclass
+class TrainConfig:
+    """One (Q)LoRA fine-tuning run; mirrors :class:`delift.training.finetune.FinetuneConfig`."""
+
+    method: str = "qlora"  # qlora | lora
+    r: int = 8
+    alpha: int = 32
+    dropout: float = 0.1
+    target_modules: Any = "all-linear"  # peft's shorthand, or a list of module names
+    lr: float = 2.0e-4
+    lr_scheduler: str = "constant"
+    epochs: float = 3.0
+    batch_size: int = 4
+    grad_accum: int = 1
+    max_length: int = 1024
+    mask_prompt: bool = True
+    max_steps: int = -1  # > 0 caps optimizer steps
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0
+    bnb_4bit_compute_dtype: str = "bfloat16"
+    double_quant: bool = True
+    gradient_checkpointing: bool = False
+    logging_steps: int = 10
+
+    def problems(self) -> Problems:
+        found: Problems = {}
+        choice(found, "method", self.method, ("qlora", "lora"))
+        choice(found, "bnb_4bit_compute_dtype", self.bnb_4bit_compute_dtype, DTYPES)
+        choice(found, "lr_scheduler", self.lr_scheduler,
+               ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"))
+        at_least(found, "lr", self.lr, 0.0, strict=True)
+        if self.max_steps <= 0:
+            at_least(found, "epochs", self.epochs, 0.0, strict=True)  # epochs=0 would report an untrained model
+        if self.max_steps == 0:
+            found["max_steps"] = "0 trains nothing: use -1 (epochs decide) or a positive cap"
+        for name in ("r", "alpha", "batch_size", "grad_accum", "max_length", "logging_steps"):
+            at_least(found, name, getattr(self, name), 1)
+        if not 0.0 <= self.dropout < 1.0:
+            found["dropout"] = f"{self.dropout!r}: must be in [0, 1)"
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            found["warmup_ratio"] = f"{self.warmup_ratio!r}: must be in [0, 1)"
+        at_least(found, "weight_decay", self.weight_decay, 0.0)
+        if not isinstance(self.target_modules, str) and not (
+                isinstance(self.target_modules, (list, tuple)) and self.target_modules):
+            found["target_modules"] = f"{self.target_modules!r}: a module-name shorthand or a non-empty list"
+        return found
+
+
+# --------------------------------------------------------------------------------- metrics, logger
+@dataclass
+class MetricsConfig:
+    names: List[str] = field(default_factory=lambda: ["rouge", "bge"])  # keys of metric_library
+    embedder: str = "all-MiniLM-L6-v2"  # sentence embedder of bge (and of ICL retrieval by default)
+
+    def problems(self) -> Problems:
+        return {} if self.names else {"names": "empty: name at least one metric"}
+
+
+@dataclass
+class LoggerConfig:
+    name: str = "none"  # none | wandb
+    project: str = "delift"
+    mode: str = "offline"  # online | offline | disabled
+    entity: Optional[str] = None
+    group: Optional[str] = None  # null = the experiment name
+    job_type: Optional[str] = None  # null = the use case
+    tags: List[str] = field(default_factory=list)
+    run_name: Optional[str] = None
+
+    def problems(self) -> Problems:
+        found: Problems = {}
+        choice(found, "name", self.name, ("none", "wandb"))
+        choice(found, "mode", self.mode, ("online", "offline", "disabled"))
+        return found
+
+
+@dataclass
+class PromptConfig:
+    with_input: str = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+    without_input: str = "### Instruction:\n{instruction}\n\n### Response:\n"
+
+    def problems(self) -> Problems:
+        found: Problems = {}
+        if "{instruction}" not in self.with_input or "{input}" not in self.with_input:
+            found["with_input"] = "must contain {instruction} and {input}"
+        if "{instruction}" not in self.without_input:
+            found["without_input"] = "must contain {instruction}"
+        return found
+
+
+@dataclass
+class PathsConfig:
+    cache_dir: str = ".cache/delift"
+    shared_datasets: str = "../shared/datasets"
+
+    def problems(self) -> Problems:
+        return {} if str(self.cache_dir).strip() else {"cache_dir": "empty: give a folder"}
+
+
+# -------------------------------------------------------------------------------------- top level
+@dataclass
+class ExperimentConfig:
+    """The whole composed config (``conf/config.yaml``)."""
+
+    name: str = "quickstart"
+    seed: int = 0
+    budget_fraction: float = 0.3
+    progress: bool = True
+    decontaminate: bool = True
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    data: DataConfig = MISSING
+    model: ModelConfig = MISSING
+    kernel: KernelConfig = field(default_factory=KernelConfig)
+    usecase: UsecaseConfig = field(default_factory=UsecaseConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    selector: Any = MISSING  # a selector's Config (its _target_ names the class)
+    judge: Any = None  # a judge backend's settings (judge.backend: hf | openai)
+    evaluation: Dict[str, Any] = field(default_factory=dict)  # chosen protocols' Configs, by name
+    metric_library: Dict[str, Any] = field(default_factory=dict)  # every known metric's Config, by name
+
+    def problems(self) -> Problems:
+        found: Problems = {}
+        if not 0.0 < self.budget_fraction <= 1.0:
+            found["budget_fraction"] = f"{self.budget_fraction!r}: must be in (0, 1]"
+        at_least(found, "seed", self.seed, 0)
+        if not str(self.name).strip():
+            found["name"] = "empty: the experiment name names output folders"
+        return found

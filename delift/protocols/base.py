@@ -1,0 +1,101 @@
+"""The protocol contract, what every protocol is given, and scoring generations with the metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from delift.config.schema import GenerationConfig
+from delift.data.prompts import PromptTemplate
+from delift.data.records import Example
+from delift.evaluation.generation import generate
+from delift.evaluation.metrics import Metric, score_all
+from delift.models.loading import ModelSpec
+from delift.outputs import metric_key
+
+log = logging.getLogger(__name__)
+
+
+class Timer:
+    """Wall time per stage, reported as ``time/<stage>_s``."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        log.info("stage %s ...", name)
+        try:
+            yield
+        finally:
+            self.seconds[f"time/{name}_s"] = round(self.seconds.get(f"time/{name}_s", 0.0)
+                                                    + time.perf_counter() - start, 3)
+            log.info("stage %s done in %.1f s", name, self.seconds[f"time/{name}_s"])
+
+
+@dataclass
+class EvalContext:
+    """What a protocol works with: the model, template, metrics, seed and where to write."""
+
+    model_spec: ModelSpec
+    template: PromptTemplate
+    shown_example: str  # how a training example is shown in context (the kernel's format)
+    metrics: Sequence[Metric]
+    seed: int
+    output_dir: Path
+    progress: bool = True
+    timer: Timer = field(default_factory=Timer)
+
+
+class Protocol(ABC):
+    """Evaluates a training set on test splits.
+
+    The contract: a subclass declares a nested ``Config`` dataclass (``_target_`` naming the class,
+    ``name`` the metric prefix; the YAML in ``conf/evaluation/`` is checked against it before any
+    work), takes those settings as keyword arguments, and implements :meth:`run`.
+    """
+
+    name: str
+
+    @dataclass
+    class Config:
+        _target_: str = ""
+        name: str = ""
+
+    @abstractmethod
+    def run(self, ctx: EvalContext, train_set: Sequence[Example],
+            tests: Mapping[str, Sequence[Example]]) -> tuple[dict[str, Any], list[dict]]:
+        """Flat metrics (``<name>/...``) and one prediction row per (test split, example)."""
+
+
+def generate_all(ctx: EvalContext, model: Any, tokenizer: Any, prompts: Mapping[str, list[str]],
+                 generation: GenerationConfig, max_prompt_length: int) -> dict[str, list[str]]:
+    """Generations for every split's prompts with one decoding setting."""
+    return {split: generate(model, tokenizer, texts, max_new_tokens=generation.max_new_tokens,
+                            batch_size=generation.batch_size, do_sample=generation.do_sample,
+                            temperature=generation.temperature, top_p=generation.top_p, seed=ctx.seed,
+                            max_prompt_length=max_prompt_length, progress=ctx.progress)
+            for split, texts in prompts.items()}
+
+
+def score_generations(ctx: EvalContext, evaluation: str, tests: Mapping[str, Sequence[Example]],
+                      prompts: Mapping[str, list[str]], generations: Mapping[str, list[str]],
+                      extra: Mapping[str, list[dict]] | None = None) -> tuple[dict[str, Any], list[dict]]:
+    """Score every split's generations; returns flat metrics and one prediction row per example."""
+    metrics: dict[str, Any] = {}
+    rows: list[dict] = []
+    for split, examples in tests.items():
+        per_example, means = score_all(ctx.metrics, generations[split], examples)
+        metrics.update({metric_key(evaluation, split, name): value for name, value in means.items()})
+        for index, (ex, scores) in enumerate(zip(examples, per_example)):
+            rows.append({"evaluation": evaluation, "split": split or "test", "id": ex.id,
+                         "prompt": prompts[split][index], "reference": ex.output,
+                         "generation": generations[split][index], **(extra[split][index] if extra else {}),
+                         **scores})
+    return metrics, rows
