@@ -5,21 +5,51 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Callable, IO
+
+_UMASK_LOCK = threading.Lock()
+_PROC_STATUS = Path("/proc/self/status")  # Linux >= 4.7 shows the umask there
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux: /proc/self/status).
+
+    Elsewhere it is read with ``os.umask(0)`` and restored at once, under a lock so that two
+    threads of this module never see each other's temporary 0.
+    """
+    try:
+        for line in _PROC_STATUS.read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0)
+        os.umask(mask)
+    return mask
+
+
+def _default_mode(base: int) -> int:
+    """``base`` (0o666 for files, 0o777 for folders) less the umask: what ``open``/``mkdir`` give."""
+    return base & ~current_umask()
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
     """Call ``write`` on a temporary sibling of ``path``, fsync it, then rename it into place.
 
     Readers see the old file or the complete new one, never half a file; a failure leaves nothing.
+    The file gets the mode a plain ``open`` would give (0o666 less the umask), not mkstemp's 0600,
+    so a cache shared by a group stays readable to it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), _default_mode(0o666))
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
@@ -34,12 +64,14 @@ def atomic_folder(target: Path, build: Callable[[Path], None]) -> Path:
     """Build a folder in a temporary sibling and rename it to ``target`` unless it already exists.
 
     Two processes may race to build the same folder (sweep jobs converting one model); the loser
-    discards its copy and uses the winner's.
+    discards its copy and uses the winner's. The folder gets the mode a plain ``mkdir`` would give
+    (0o777 less the umask), not mkdtemp's 0700.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
     try:
+        os.chmod(tmp, _default_mode(0o777))
         build(tmp)
         try:
             os.replace(tmp, target)
@@ -51,6 +83,21 @@ def atomic_folder(target: Path, build: Callable[[Path], None]) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def discard_folder(folder: Path) -> None:
+    """Remove ``folder``: renamed away first (one atomic step), so no reader meets it half deleted.
+
+    A folder that is already gone (another process discarded it first) is not an error.
+    """
+    folder = Path(folder)
+    graveyard = Path(tempfile.mkdtemp(prefix=folder.name + ".discard-", dir=folder.parent))
+    try:
+        os.replace(folder, graveyard / folder.name)
+    except FileNotFoundError:
+        pass
+    finally:
+        shutil.rmtree(graveyard, ignore_errors=True)
 
 
 def distribution_version(name: str | None) -> str | None:

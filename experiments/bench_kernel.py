@@ -43,8 +43,12 @@ for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 import numpy as np  # noqa: E402
-import psutil  # noqa: E402
 import torch  # noqa: E402
+
+try:
+    import psutil  # noqa: E402
+except ImportError:  # pragma: no cover - an optional extra
+    sys.exit("experiments/bench_kernel.py measures peak memory with psutil: pip install -e '.[bench]'")
 
 from delift.data.prompts import PromptTemplate  # noqa: E402
 from delift.data.records import Example  # noqa: E402

@@ -32,6 +32,8 @@ SIZES = {  # experiment -> (overrides shrinking every split it reads, datasets i
                             "usecase.existing.sizes.test=3"], True),
 }
 
+pytestmark = pytest.mark.slow  # every paper experiment end to end on the tiny model
+
 
 def experiment_names() -> list[str]:
     return sorted(p.stem for p in Path(CONFIG_DIR, "experiment").glob("uc*.yaml"))

@@ -156,6 +156,29 @@ def test_cache_hit_skips_the_backend_and_corrupt_entry_is_a_miss(tmp_path):
     assert run_judge(*args, cfg, backend=other_model).scores == [1.0, 1.0]  # another judge: other keys
 
 
+def test_invalid_replies_are_not_cached_and_old_invalid_entries_are_misses(tmp_path):
+    cfg = {**HF_CFG, "cache_dir": str(tmp_path)}
+    args = (["q"] * 4, ["r1", "r2", "r3", "r4"], ["ref"] * 4)
+    broken = StubBackend(["no verdict", "[RESULT] 7", None, "[RESULT] 4"])
+    assert [v.status for v in run_judge(*args, cfg, backend=broken).verdicts] == [
+        "parse_failure", "out_of_range", "error", "ok"]
+    assert len(list((tmp_path / "verdicts").rglob("*.json"))) == 1  # only the valid verdict
+    fixed = StubBackend(["[RESULT] 1", "[RESULT] 2", "[RESULT] 3"])
+    result = run_judge(*args, cfg, backend=fixed)
+    assert result.scores == [1.0, 2.0, 3.0, 4.0] and result.cache_hits == 1 and len(fixed.calls[0]) == 3
+
+    # entries written before this rule (or before a parser change) that hold no valid verdict: misses
+    cache = VerdictCache(tmp_path / "verdicts")
+    cache.put("k" * 64, "no verdict", {"model": "stub-1"})
+    assert cache.get("k" * 64) is None and not list(tmp_path.rglob("kkkk*.json"))  # put refuses it
+    for path in (tmp_path / "verdicts").rglob("*.json"):
+        entry = json.loads(path.read_text())
+        path.write_text(json.dumps({**entry, "reply": "[RESULT] 6"}))
+    again = StubBackend(["[RESULT] 5"] * 4)
+    result = run_judge(*args, cfg, backend=again)
+    assert result.scores == [5.0] * 4 and result.cache_hits == 0 and len(again.calls[0]) == 4
+
+
 def test_cache_key_covers_identity_messages_and_settings(tmp_path):
     ident, msgs, settings = {"model": "a"}, build_messages("i", "r", "ref"), {"temperature": 0.0}
     key = verdict_key(ident, msgs, settings)
@@ -218,9 +241,11 @@ def test_hf_backend_on_tiny_model_never_crashes_and_counts(tmp_path):
         assert isinstance(verdict.raw, str)
         assert (1 <= score <= 5) if verdict.status == "ok" else math.isnan(score)
     assert result.plumbing_only and result.identity["source"] == "tiny_random"
-    # second run: every reply from the cache, same verdicts
+    # second run: valid verdicts from the cache, the rest (a random model rarely says [RESULT] n) asked
+    # again; greedy decoding gives the same replies
     again = run_judge(instructions, ["5", "Blue", "hi"], ["The sum is 5.", "Red.", "Hello."], cfg)
-    assert again.cache_hits == 3 and [v.raw for v in again.verdicts] == [v.raw for v in result.verdicts]
+    assert again.cache_hits == counts["judge_valid"] and [v.raw for v in again.verdicts] == [v.raw for v in
+                                                                                             result.verdicts]
 
 
 def test_hf_backend_uses_the_chat_template_or_falls_back(tmp_path):
@@ -370,3 +395,31 @@ def test_openai_concurrency_limit_is_honoured():
                            openai_cfg(server.url, max_concurrency=2))
     assert result.scores == [3.0] * 6 and len(server.requests) == 6
     assert server.max_active == 2
+
+
+def test_openai_garbage_is_not_cached_and_is_asked_again_once_the_server_is_fixed(tmp_path):
+    """A misconfigured server (wrong chat template, wrong model) returns replies without a verdict:
+    after it is fixed, a rerun must send every failed example again instead of reusing them."""
+    def broken(n, body):
+        content = body["messages"][0]["content"]
+        if "r-bad-request" in content:
+            return 400, {"error": "bad"}, 0
+        if "r-out-of-range" in content:
+            return 200, completion("[RESULT] 8/10"), 0
+        return 200, completion("<|im_end|><|im_end|>"), 0
+
+    args = (["q"] * 3, ["r-garbage", "r-out-of-range", "r-bad-request"], ["ref"] * 3)
+    with FakeServer(broken) as server:  # one server, so one base_url: the same judge identity throughout
+        cfg = openai_cfg(server.url, cache_dir=str(tmp_path))
+        first = run_judge(*args, cfg)
+        assert [v.status for v in first.verdicts] == ["parse_failure", "out_of_range", "error"]
+        assert len(server.requests) == 3
+
+        server.script = lambda n, body: (200, completion("Fine now. [RESULT] 4"), 0)  # the server is fixed
+        second = run_judge(*args, cfg)
+        assert len(server.requests) == 6 and second.cache_hits == 0
+        assert second.scores == [4.0] * 3 and second.counts["judge_valid"] == 3
+
+        server.script = broken  # the valid verdicts are cached now: nothing is sent
+        third = run_judge(*args, cfg)
+        assert len(server.requests) == 6 and third.cache_hits == 3 and third.scores == [4.0] * 3

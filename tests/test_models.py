@@ -1,11 +1,19 @@
-"""Model resolution: the tiny model is seeded, identities key caches, missing sources fail clearly."""
+"""Model resolution: the tiny model is seeded, identities key caches, missing sources fail clearly,
+a damaged cached checkpoint is reported and rebuilt."""
 
 from __future__ import annotations
 
+import json
+import logging
+import struct
+from pathlib import Path
+
 import pytest
 import torch
+from safetensors.torch import save_file
 
-from delift.models.loading import ModelSpec, load_model, model_identity, resolve_model_path
+from delift.models.loading import (MANIFEST, ModelSpec, check_safetensors, folder_problem, load_model,
+                                   load_tokenizer, model_identity, resolve_model_path)
 
 
 def test_tiny_model_is_seeded_and_cached_once(tmp_path):
@@ -53,3 +61,75 @@ def test_missing_sources_fail_with_the_config_key(tmp_path):
         ModelSpec(name="m", dtype="float8").torch_dtype
     with pytest.raises(ValueError, match="unknown keys"):
         ModelSpec.from_config({"name": "m", "hub": "x"}, tmp_path)
+
+
+# --- damaged cached checkpoints --------------------------------------------------------------------
+
+def _truncate(path: Path) -> None:
+    with path.open("r+b") as handle:
+        handle.truncate(path.stat().st_size - 100)
+
+
+def _bad_header_length(path: Path) -> None:  # same size, so only the header check can tell
+    with path.open("r+b") as handle:
+        handle.write(struct.pack("<Q", 2 ** 40))
+
+
+def _garble(path: Path) -> None:  # same size, no longer JSON
+    path.write_bytes(b"x" * path.stat().st_size)
+
+
+@pytest.mark.parametrize("damaged,damage", [
+    ("model.safetensors", _truncate),
+    ("model.safetensors", _bad_header_length),
+    ("model.safetensors", Path.unlink),
+    ("config.json", _garble),
+    ("tokenizer.json", Path.unlink),
+    (MANIFEST, Path.unlink),  # a folder from before manifests, or one copied without it
+], ids=["truncated-weights", "bad-header", "no-weights", "garbled-config", "no-tokenizer", "no-manifest"])
+def test_damaged_model_cache_is_reported_and_rebuilt(tmp_path, caplog, damaged, damage):
+    spec = ModelSpec(name="tiny", source="tiny_random", seed=5, dtype="float32", cache_dir=str(tmp_path))
+    folder = Path(resolve_model_path(spec))
+    assert folder_problem(folder) is None
+    weights = load_model(spec).get_input_embeddings().weight.detach().clone()
+    built = (folder / "model.safetensors").stat().st_mtime_ns
+    with caplog.at_level(logging.WARNING, logger="delift.models.loading"):
+        assert resolve_model_path(spec) == str(folder)
+    assert caplog.records == [] and (folder / "model.safetensors").stat().st_mtime_ns == built  # intact: reused
+
+    damage(folder / damaged)
+    assert folder_problem(folder) is not None and str(folder / damaged) in folder_problem(folder)
+    with caplog.at_level(logging.WARNING, logger="delift.models.loading"):
+        model = load_model(spec)
+    (warning,) = caplog.records
+    assert warning.levelno == logging.WARNING and str(folder / damaged) in warning.getMessage()
+    assert torch.equal(model.get_input_embeddings().weight, weights)  # rebuilt from the same seed
+    assert load_tokenizer(spec).eos_token_id is not None
+    assert folder_problem(folder) is None
+    assert [p.name for p in (tmp_path / "models").iterdir()] == [folder.name]  # no temporary leftovers
+
+
+def test_check_safetensors_reads_the_header_only(tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_file({"a": torch.zeros(3, 4), "b": torch.ones(5, dtype=torch.bfloat16)}, str(path))
+    good = path.read_bytes()
+    check_safetensors(path)
+
+    (length,) = struct.unpack("<Q", good[:8])
+    header = json.loads(good[8:8 + length])
+    cases = {
+        "spans bytes .* of 57 data bytes": good[:-1],          # truncated by one byte
+        "tensors end at byte 58 of 59": good + b"\0",           # padded: the tensors end too early
+        "does not fit": struct.pack("<Q", len(good)) + good[8:],
+        "shorter than": good[:5],
+    }
+    header["b"]["shape"] = [6]  # 6 bf16 values do not fit in the 10 bytes the offsets give
+    text = json.dumps(header).encode()
+    cases["expected 12 bytes"] = struct.pack("<Q", len(text)) + text + good[8 + length:]
+    header["b"] = {"dtype": "BF16", "shape": [5]}  # no data_offsets
+    text = json.dumps(header).encode()
+    cases["malformed header entry"] = struct.pack("<Q", len(text)) + text + good[8 + length:]
+    for message, data in cases.items():
+        path.write_bytes(data)
+        with pytest.raises(ValueError, match=message):
+            check_safetensors(path)

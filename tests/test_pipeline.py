@@ -14,6 +14,7 @@ from delift.pipeline import run_experiment
 from delift.selection.base import budget_from_fraction
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # end-to-end runs and CLI subprocesses
 
 
 def smoke_config(cache_dir: Path, *overrides: str):

@@ -134,7 +134,8 @@ def test_initial_selector_selects_nothing():
     pool = make_examples(5)
     selection = InitialSelector().select(SelectionContext(pool=pool, seed=0), 2)
     assert selection.indices == [] and selection.gains == [] and selection.ids(pool) == []
-    assert selection.info["no_finetuning"] is True and selection.selector == "initial"
+    assert InitialSelector.skip_training and not RandomSelector.skip_training and selection.selector == "initial"
+    assert RandomSelector().kernel_requests(SelectionContext(pool=pool, seed=0)) == []  # the base contract
 
 
 class KeyedKernels:

