@@ -145,3 +145,38 @@ def test_cache_write_is_atomic(tmp_path, monkeypatch):
         cache.save("k", kernel, {})
     assert list(tmp_path.iterdir()) == []
     assert cache.load("k") is None
+
+
+def _rewrite_cached(path, **changes) -> None:
+    """Rewrite a cached ``<key>.npz`` with some of its arrays replaced."""
+    with np.load(path) as data:
+        arrays = {name: data[name] for name in data.files}
+    arrays.update(changes)
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+@pytest.mark.parametrize("damage,reason", [
+    (lambda a: {"uf": np.where(np.eye(*a["uf"].shape, dtype=bool), np.nan, a["uf"])}, "uf holds 3 non-finite"),
+    (lambda a: {"d_zero": np.array([0.5, np.inf, 0.5])}, "d_zero holds 1 non-finite"),
+    (lambda a: {"d_one": np.full((3, 3), -np.inf)}, "d_one holds 9 non-finite"),
+    (lambda a: {"d_one": a["d_one"][:, :2]}, "d_one has shape (3, 2)"),
+    (lambda a: {"uf": a["uf"].T[:2]}, "uf has shape (2, 3)"),
+    (lambda a: {"d_zero": a["d_zero"].astype(np.int64)}, "d_zero has shape (3,) and dtype int64"),
+])
+def test_cached_kernel_with_non_finite_or_misshapen_arrays_is_a_miss(tiny_spec, tmp_path, caplog, damage, reason):
+    examples = make_examples(3)
+    cache = KernelCache(tmp_path / "kernels")
+    first = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(), cache, progress=False).utility(examples, examples)
+    path = next(cache.root.glob("*.npz"))
+    with np.load(path) as data:
+        _rewrite_cached(path, **damage({name: data[name] for name in data.files}))
+    with caplog.at_level("WARNING", logger="delift.kernel"):
+        assert cache.load(path.stem) is None
+    assert str(path) in caplog.text and reason in caplog.text, caplog.text
+
+    rebuilt = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(), cache, progress=False).utility(examples, examples)
+    assert rebuilt.meta["cached"] is False
+    np.testing.assert_array_equal(rebuilt.uf, first.uf)
+    reloaded = cache.load(path.stem)  # the damaged file was overwritten with the sound kernel
+    assert reloaded is not None and np.array_equal(reloaded.d_one, first.d_one)

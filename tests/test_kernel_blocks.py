@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -149,3 +150,128 @@ def test_sharded_pipeline_multirun_then_normal_run_uses_the_merged_kernel(tmp_pa
                             KernelCache(tmp_path / "single"),
                             progress=False).utility(pool, pool)
     assert np.array_equal(kernel.uf, single.uf)
+
+
+# Damaged files on disk: a 4 x 4 kernel in 2 x 2 tiles (2 row tiles x (1 zero-shot + 2 one-shot) = 6 blocks).
+DAMAGE_EXAMPLES = 4
+
+
+@pytest.fixture(scope="module")
+def clean_tiles(tiny_spec, tmp_path_factory):
+    """An undamaged run: its kernel and its cache folder (blocks, manifest, merged kernel)."""
+    root = tmp_path_factory.mktemp("clean") / "kernels"
+    provider = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(block_size=2), KernelCache(root), progress=False)
+    examples = make_examples(DAMAGE_EXAMPLES)
+    kernel = provider.utility(examples, examples)
+    assert kernel.meta["blocks_computed"] == 6
+    return kernel, root, provider.block_store(examples, examples).key
+
+
+def rerun_from(clean_tiles, tiny_spec, tmp_path, damage) -> tuple:
+    """Copy the clean cache without its merged kernel, ``damage(folder)`` the tiles, run again."""
+    _, root, key = clean_tiles
+    copy = tmp_path / "kernels"
+    shutil.copytree(root / key, copy / key)
+    damaged = damage(copy / key / "tiles2")
+    provider = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(block_size=2), KernelCache(copy), progress=False)
+    examples = make_examples(DAMAGE_EXAMPLES)
+    return provider.utility(examples, examples), damaged
+
+
+def assert_same_kernel(kernel, clean) -> None:
+    for name in ("uf", "d_zero", "d_one"):
+        assert np.array_equal(getattr(kernel, name), getattr(clean, name)), name
+    assert kernel.target_ids == clean.target_ids and kernel.candidate_ids == clean.candidate_ids
+
+
+def _truncate(fraction: float):
+    def damage(path: Path) -> None:
+        path.write_bytes(path.read_bytes()[:int(path.stat().st_size * fraction)])
+    return damage
+
+
+def _wrong_shape(path: Path) -> None:
+    np.savez(path.with_suffix(""), d=np.zeros((3, 3)), counts=np.zeros(6, dtype=np.int64))
+
+
+def _non_finite(value: float):
+    def damage(path: Path) -> None:
+        with np.load(path) as data:
+            d, counts = data["d"].copy(), data["counts"]
+        d.flat[-1] = value
+        np.savez(path.with_suffix(""), d=d, counts=counts)
+    return damage
+
+
+@pytest.mark.parametrize("block", ["one_r1_c0", "zero_r1"])
+@pytest.mark.parametrize("damage,reason", [
+    (_truncate(0.0), "unreadable"),  # an empty file
+    (_truncate(0.5), "unreadable"),  # cut in half
+    (_wrong_shape, "shape (3, 3)"),
+    (_non_finite(np.nan), "non-finite"),
+    (_non_finite(np.inf), "non-finite"),
+])
+def test_damaged_block_is_reported_removed_and_recomputed(clean_tiles, tiny_spec, tmp_path, caplog, block, damage,
+                                                          reason):
+    def damage_block(folder: Path) -> Path:
+        damage(folder / f"{block}.npz")
+        return folder / f"{block}.npz"
+
+    with caplog.at_level("WARNING", logger="delift.kernel"):
+        kernel, path = rerun_from(clean_tiles, tiny_spec, tmp_path, damage_block)
+    assert kernel.meta["blocks_computed"] == 1 and kernel.meta["blocks_skipped"] == 5
+    assert_same_kernel(kernel, clean_tiles[0])
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and str(path) in warnings[0] and reason in warnings[0], warnings
+    with np.load(path) as data:  # the block was written again, whole
+        assert data["d"].shape == ((2,) if block.startswith("zero") else (2, 2))
+
+
+@pytest.mark.parametrize("text", ["", '{"key": "abc", "shape": [4, ', "[1, 2]", '{"shape": [4, 4]}'])
+@pytest.mark.parametrize("lose_a_block", [False, True])
+def test_damaged_manifest_is_reported_and_rewritten(clean_tiles, tiny_spec, tmp_path, caplog, text, lose_a_block):
+    def damage_manifest(folder: Path) -> Path:
+        (folder / "manifest.json").write_text(text)
+        if lose_a_block:
+            (folder / "one_r0_c1.npz").unlink()
+        return folder / "manifest.json"
+
+    with caplog.at_level("WARNING", logger="delift.kernel"):
+        kernel, path = rerun_from(clean_tiles, tiny_spec, tmp_path, damage_manifest)
+    assert kernel.meta["blocks_computed"] == int(lose_a_block)
+    assert_same_kernel(kernel, clean_tiles[0])
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and str(path) in warnings[0] and "manifest" in warnings[0], warnings
+    manifest = json.loads(path.read_text())
+    assert manifest["shape"] == [4, 4] and manifest["target_ids"] == kernel.target_ids
+
+
+def test_block_store_names_a_damaged_block_and_rereads_only_changed_files(tmp_path, caplog, monkeypatch):
+    import delift.kernel.blocks as blocks_module
+    from delift.kernel.blocks import BlockStore, CorruptBlockError
+
+    store = BlockStore(tmp_path, "k", 2, ["a", "b", "c"], ["x", "y", "z"])
+    zero, tile = next(store.blocks()), next(b for b in store.blocks() if b.name == "one_r1_c1")
+    store.save(zero, np.array([0.5, 0.25]), {"pairs": 0, "tokens": 7})
+    store.save(tile, np.array([[0.125]]), {"pairs": 1})  # the corner tile: one target x one candidate
+    assert store.has(zero) and store.has(tile)
+    reads = []
+    monkeypatch.setattr(blocks_module, "_read_block", lambda path: reads.append(path) or pytest.fail("re-read"))
+    assert store.has(zero) and store.has(tile) and reads == []  # unchanged since they were read whole
+    monkeypatch.undo()
+    d, counts = store.load(tile)
+    assert d.shape == (1, 1) and counts["pairs"] == 1
+    assert store.load(zero)[1]["tokens"] == 7
+
+    store.save(tile, np.array([[0.125, 0.5]]), {"pairs": 2})  # a full-width tile where the last one is narrow
+    with pytest.raises(CorruptBlockError, match=r"one_r1_c1\.npz.*shape \(1, 2\)"):
+        store.load(tile)
+    with caplog.at_level("WARNING", logger="delift.kernel"):
+        assert not store.has(tile)
+    assert not store.path(tile).exists() and str(store.path(tile)) in caplog.text
+    assert [b.name for b in store.missing()] == [b.name for b in store.blocks() if b.name != "zero_r0"]
+
+    store.path(zero).write_bytes(b"")  # damaged after a check: the new size is noticed
+    with caplog.at_level("WARNING", logger="delift.kernel"):
+        assert not store.has(zero)
+    assert "zero_r0.npz" in caplog.text and "unreadable" in caplog.text

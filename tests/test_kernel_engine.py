@@ -173,3 +173,39 @@ def test_engine_names_the_example_whose_response_cannot_fit(trained_tiny_model, 
     settings = KernelSettings(max_length=12, workers=1)  # shorter than every response + EOS
     with pytest.raises(ResponseTooLongError, match="example 'ex0'"):
         engine_kernel(trained_tiny_model, tiny_tokenizer, examples, examples, settings)
+
+
+def test_engine_passes_its_cache_without_deprecated_arguments(trained_tiny_model, tiny_tokenizer):
+    """No FutureWarning (``past_key_values`` renamed ``cache``) from the prefix and continuation passes."""
+    import warnings
+
+    targets, candidates = make_examples(3), make_examples(4, "c")
+    settings = KernelSettings(workers=2, tokens_per_batch=300)  # threads, several groups and passes
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        zero, one, stats = engine_kernel(trained_tiny_model, tiny_tokenizer, targets, candidates, settings)
+    assert stats.per_sequence == 3  # every one-shot pair went through the cached prefixes
+    ref_zero, ref_one, _ = naive_kernel(trained_tiny_model, tiny_tokenizer, targets, candidates, 1024)
+    np.testing.assert_allclose(zero, ref_zero, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(one, ref_one, atol=1e-5, rtol=0)
+
+
+def test_cache_keyword_follows_the_forward_signature(trained_tiny_model):
+    """``cache`` where the forward takes it (this transformers), else the older ``past_key_values``."""
+    import inspect
+
+    import torch
+
+    from delift.kernel.engine import _cache_keyword
+
+    class Older(torch.nn.Module):
+        def forward(self, input_ids=None, past_key_values=None, use_cache=None, **kwargs):
+            return past_key_values
+
+    class Newer(torch.nn.Module):
+        def forward(self, input_ids=None, cache=None, use_cache=None, **kwargs):
+            return cache
+
+    assert _cache_keyword(Older) == "past_key_values" and _cache_keyword(Newer) == "cache"
+    body = trained_tiny_model.base_model
+    assert _cache_keyword(type(body)) in inspect.signature(body.forward).parameters

@@ -6,7 +6,10 @@ Layout under the kernel cache root, one folder per kernel key and tiling:
     <root>/<key>/tiles<block_size>/one_r<R>_c<C>.npz  d_one of tile (R, C)   (+ its counts)
 Row tile R holds targets [R*b, (R+1)*b), column tile C candidates [C*b, (C+1)*b), b = block_size.
 Every file is written atomically (temporary sibling + rename), so a killed run leaves only whole
-blocks; a restart skips them. Block k (in ``iter_blocks`` order) belongs to shard k % num_shards.
+blocks; a restart skips them. A block counts as done only when its file reads back whole, with the
+shape of its tile and finite distances; a damaged one (a disk error, a copy cut short, a hand edit)
+is reported with its path, removed and computed again. A damaged manifest is reported and rewritten.
+Block k (in ``iter_blocks`` order) belongs to shard k % num_shards.
 The block size and sharding never change the numbers, so they are not part of the key.
 """
 
@@ -60,6 +63,47 @@ def shard_of(block: Block, num_shards: int) -> int:
     return block.index % num_shards
 
 
+class CorruptBlockError(ValueError):
+    """A block file that cannot be used: unreadable, or not the arrays its tile needs."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"kernel block {path} is damaged: {reason}")
+        self.path, self.reason = path, reason
+
+
+def _read_block(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The arrays ``d`` and ``counts`` of a block file; a missing file raises FileNotFoundError."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return data["d"], data["counts"]
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # truncated or empty zip, bad CRC, missing array, not an npz at all
+        raise CorruptBlockError(path, f"unreadable ({type(exc).__name__}: {exc})") from exc
+
+
+def _block_problem(d: np.ndarray, counts: np.ndarray, shape: tuple[int, ...]) -> str | None:
+    """Why the arrays of a block do not fit a tile of ``shape``, or None when they do."""
+    if d.dtype.kind != "f" or d.shape != shape:
+        return f"distances of shape {d.shape} and dtype {d.dtype}, expected float of shape {shape}"
+    if counts.dtype.kind not in "iu" or counts.shape != (len(COUNT_KEYS),):
+        return f"counts of shape {counts.shape} and dtype {counts.dtype}, expected {len(COUNT_KEYS)} integers"
+    bad = int(d.size - np.count_nonzero(np.isfinite(d)))
+    return f"{bad} non-finite distances (NaN or inf)" if bad else None
+
+
+def _read_manifest(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The manifest at ``path`` and None, or None and why it cannot be used."""
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return None, f"unreadable ({type(exc).__name__}: {exc})"
+    fields = ("shape", "target_ids", "candidate_ids")
+    if not isinstance(manifest, dict) or any(name not in manifest for name in fields):
+        return None, f"not a JSON object with the fields {list(fields)}"
+    return manifest, None
+
+
 class BlockStore:
     """The block files of one kernel (one key, one tiling)."""
 
@@ -72,6 +116,7 @@ class BlockStore:
         self.folder = Path(root).expanduser() / key / f"tiles{block_size}"
         self.target_ids, self.candidate_ids = list(target_ids), list(candidate_ids)
         self.payload = payload or {}
+        self._checked: dict[int, tuple[int, int]] = {}  # block index -> (mtime_ns, size) of a file read whole
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -91,22 +136,50 @@ class BlockStore:
     def path(self, block: Block) -> Path:
         return self.folder / f"{block.name}.npz"
 
+    def tile_shape(self, block: Block) -> tuple[int, ...]:
+        """Shape of the distances a block holds: (rows,) zero-shot, (rows, cols) one-shot."""
+        rows = len(self.rows(block))
+        return (rows,) if block.col is None else (rows, len(self.cols(block)))
+
     def ensure_manifest(self) -> None:
-        """Write manifest.json once; an existing one must describe the same kernel."""
+        """Write manifest.json unless a readable one is there; an existing one must describe the same kernel.
+
+        A damaged manifest is reported and rewritten: it only describes the folder, and every block
+        is checked against the tiling on its own when it is read.
+        """
         path = self.folder / "manifest.json"
         manifest = {"key": self.key, "block_size": self.block_size, "shape": list(self.shape),
                     "target_ids": self.target_ids, "candidate_ids": self.candidate_ids, "payload": self.payload}
         if path.exists():
-            old = json.loads(path.read_text())
-            if (old["shape"], old["target_ids"], old["candidate_ids"]) != (manifest["shape"], self.target_ids,
-                                                                          self.candidate_ids):
-                raise ValueError(f"{path} describes a different kernel; delete {self.folder} to recompute")
-            return
+            old, problem = _read_manifest(path)
+            if old is not None:
+                if (old["shape"], old["target_ids"], old["candidate_ids"]) != (manifest["shape"], self.target_ids,
+                                                                              self.candidate_ids):
+                    raise ValueError(f"{path} describes a different kernel; delete {self.folder} to recompute")
+                return
+            log.warning("kernel manifest %s is damaged: %s; writing it again", path, problem)
         text = json.dumps(manifest, indent=1, default=str).encode()
         atomic_write(path, lambda handle: handle.write(text))
 
     def has(self, block: Block) -> bool:
-        return self.path(block).exists()
+        """True when the block's file is on disk and sound; a damaged one is reported and removed.
+
+        A file once read whole is not read again while its size and modification time stay the same.
+        """
+        path = self.path(block)
+        try:
+            stat = path.stat()
+            if self._checked.get(block.index) == (stat.st_mtime_ns, stat.st_size):
+                return True
+            self.load(block)
+        except FileNotFoundError:
+            return False
+        except CorruptBlockError as exc:
+            log.warning("%s; removing it, the block will be computed again", exc)
+            path.unlink(missing_ok=True)
+            return False
+        self._checked[block.index] = (stat.st_mtime_ns, stat.st_size)
+        return True
 
     def save(self, block: Block, d: np.ndarray, counts: dict[str, int]) -> Path:
         counts_array = np.array([counts.get(k, 0) for k in COUNT_KEYS], dtype=np.int64)
@@ -114,15 +187,24 @@ class BlockStore:
                                                                       counts=counts_array))
 
     def load(self, block: Block) -> tuple[np.ndarray, dict[str, int]]:
-        with np.load(self.path(block), allow_pickle=False) as data:
-            return data["d"], dict(zip(COUNT_KEYS, (int(c) for c in data["counts"])))
+        """Distances and counts of a block; CorruptBlockError (naming the file) when it is damaged."""
+        path = self.path(block)
+        d, counts = _read_block(path)
+        problem = _block_problem(d, counts, self.tile_shape(block))
+        if problem is not None:
+            raise CorruptBlockError(path, problem)
+        return d, dict(zip(COUNT_KEYS, (int(c) for c in counts)))
 
     def missing(self) -> Iterator[Block]:
-        """Blocks not on disk yet."""
+        """Blocks not on disk yet (damaged ones are removed and count as missing)."""
         return (block for block in self.blocks() if not self.has(block))
 
     def merge(self) -> UtilityKernel:
-        """Assemble the full kernel, reading one block at a time; every block must exist."""
+        """Assemble the full kernel, reading one block at a time; every block must exist and be sound.
+
+        A block damaged since ``has`` checked it raises CorruptBlockError naming its file (the next
+        run's ``has`` removes it, and it is computed again).
+        """
         d_zero = np.full(self.shape[0], np.nan)
         d_one = np.full(self.shape, np.nan)
         totals = dict.fromkeys(COUNT_KEYS, 0)
@@ -137,8 +219,6 @@ class BlockStore:
                 d_one[rows.start:rows.stop, cols.start:cols.stop] = d
                 for name in COUNT_KEYS:
                     totals[name] += counts[name]
-        if not (np.all(np.isfinite(d_zero)) and np.all(np.isfinite(d_one))):
-            raise ValueError(f"kernel blocks in {self.folder} hold non-finite values; delete the folder")
         return UtilityKernel(uf=d_zero[:, None] - d_one, d_zero=d_zero, d_one=d_one, target_ids=self.target_ids,
                              candidate_ids=self.candidate_ids,
                              meta={"sequences": self.shape[0] * (self.shape[1] + 1), **totals,

@@ -22,6 +22,20 @@ def kernel_cache_key(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def kernel_problem(kernel: UtilityKernel) -> str | None:
+    """Why a kernel read from disk cannot be used (shapes that do not fit its ids, NaN or inf), or None."""
+    n, m = len(kernel.target_ids), len(kernel.candidate_ids)
+    for name, shape in (("uf", (n, m)), ("d_zero", (n,)), ("d_one", (n, m))):
+        array = getattr(kernel, name)
+        if array.dtype.kind != "f" or array.shape != shape:
+            return (f"{name} has shape {array.shape} and dtype {array.dtype}, expected float of shape {shape} "
+                    f"for {n} targets x {m} candidates")
+        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+        if bad:
+            return f"{name} holds {bad} non-finite values (NaN or inf)"
+    return None
+
+
 class KernelCache:
     """One ``<key>.npz`` per kernel under ``root``, holding the arrays and their metadata."""
 
@@ -32,6 +46,7 @@ class KernelCache:
         return self.root / f"{key}.npz"
 
     def load(self, key: str) -> UtilityKernel | None:
+        """The cached kernel, or None: absent, unreadable or damaged (a warning names the file), recompute."""
         path = self.path(key)
         if not path.exists():
             return None
@@ -43,6 +58,10 @@ class KernelCache:
                                        meta=meta)
         except Exception as exc:  # a damaged file is a miss: recompute and overwrite it
             log.warning("kernel cache file %s is unreadable (%s: %s); recomputing", path, type(exc).__name__, exc)
+            return None
+        problem = kernel_problem(kernel)
+        if problem is not None:
+            log.warning("kernel cache file %s is damaged: %s; recomputing", path, problem)
             return None
         log.info("kernel cache hit: %s", path)
         return kernel

@@ -26,10 +26,11 @@ On a CPU, passes run side by side on ``workers`` threads, freed buffers are reus
 
 from __future__ import annotations
 
+import inspect
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -116,6 +117,23 @@ class ScoringSetup:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+
+@lru_cache(maxsize=None)
+def _cache_keyword(body_type: type) -> str:
+    """The name the decoder body's forward gives its key/value cache argument.
+
+    Recent transformers releases call it ``cache`` (``past_key_values`` still works there but warns
+    that it goes away in 5.40); older ones only know ``past_key_values``. Read from the signature,
+    once per class, so the engine runs on both.
+    """
+    parameters = inspect.signature(body_type.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
+def _forward_cached(body: torch.nn.Module, cache: DynamicCache, **inputs):
+    """``body(**inputs)`` on top of ``cache``, which it extends in place."""
+    return body(**inputs, **{_cache_keyword(type(body)): cache}, use_cache=True)
 
 
 def _distance(p: torch.Tensor) -> torch.Tensor:
@@ -244,7 +262,7 @@ def _prefix_cache(setup: ScoringSetup, prefixes: list[list[int]],
         for g, p in enumerate(chunk):
             ids[g, :len(p)] = torch.tensor(p)
         cache = DynamicCache(config=setup.model.config)
-        body(input_ids=ids.to(setup.device), past_key_values=cache, use_cache=True)
+        _forward_cached(body, cache, input_ids=ids.to(setup.device))
         return [(torch.nn.functional.pad(layer.keys, (0, 0, 0, width - longest)),
                  torch.nn.functional.pad(layer.values, (0, 0, 0, width - longest))) for layer in cache.layers]
 
@@ -333,8 +351,8 @@ def _continuation_probabilities(body, head, softcap, layers, chosen: list[int], 
     tokens = torch.tensor(ids, device=device)
     mask = torch.cat([valid, torch.ones((batch, length), dtype=torch.bool, device=device)], dim=1)
     positions = starts[:, None] + torch.arange(length, device=device)[None, :]
-    hidden = body(input_ids=tokens.expand(batch, length), attention_mask=mask.long(), position_ids=positions,
-                  past_key_values=cache, use_cache=True).last_hidden_state
+    hidden = _forward_cached(body, cache, input_ids=tokens.expand(batch, length), attention_mask=mask.long(),
+                             position_ids=positions).last_hidden_state
     scored = hidden[:, start - 1:length - 1].reshape(-1, hidden.shape[-1])  # position t-1 predicts token t
     targets = tokens[start:].repeat(batch)
     return token_probabilities(head, softcap, scored, targets).reshape(batch, -1)

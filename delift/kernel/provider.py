@@ -103,15 +103,15 @@ class KernelProvider:
 
     def _fill(self, store: BlockStore, targets: Sequence[Example], candidates: Sequence[Example]) -> dict[str, Any]:
         settings = self.settings
+        store.ensure_manifest()  # checked even when nothing is left to do: a damaged one is rewritten
         mine = [b for b in store.blocks() if shard_of(b, settings.num_shards) == settings.shard]
-        todo = [b for b in mine if not store.has(b)]
+        todo = [b for b in mine if not store.has(b)]  # damaged blocks are reported, removed and redone
         counts: dict[str, Any] = {"blocks_computed": 0, "blocks_skipped": len(mine) - len(todo), "pairs": 0,
                                   "tokens": 0, "seconds": 0.0}
         if not todo:
             log.info("kernel %s: all %d blocks of shard %d/%d already on disk", store.key[:12], len(mine),
                      settings.shard, settings.num_shards)
             return counts
-        store.ensure_manifest()
         tgt = self._tokens(targets)
         cand = tgt if targets is candidates else self._tokens(candidates)
         eos = self.tokenizer.eos_token_id

@@ -10,7 +10,7 @@ Rows are targets, columns are candidates, everywhere.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -41,7 +41,8 @@ class KernelSettings:
 
     @classmethod
     def from_config(cls, cfg: Any) -> "KernelSettings":
-        data = dict(cfg)
+        """From the typed ``kernel`` config (or a mapping of its keys)."""
+        data = {f.name: getattr(cfg, f.name) for f in fields(cfg)} if is_dataclass(cfg) else dict(cfg)
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"kernel config: unknown keys {sorted(unknown)}")
