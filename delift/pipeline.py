@@ -18,6 +18,7 @@ from typing import Any
 from hydra.utils import get_class
 
 from delift.config.schema import ExperimentConfig
+from delift.data.formatters import SYNTHETIC_FORMAT, get_formatter
 from delift.data.prompts import PromptTemplate
 from delift.evaluation.metrics import Metric
 from delift.kernel.cache import KernelCache
@@ -26,7 +27,7 @@ from delift.kernel.utility import KernelSettings, overflowing_targets
 from delift.models.loading import ModelSpec
 from delift.outputs import write_json, write_jsonl
 from delift.protocols import EvalContext, Protocol, Timer
-from delift.provenance import run_record
+from delift.provenance import data_configs, run_record
 from delift.selection.base import Selection, SelectionContext, Selector, budget_from_fraction
 from delift.tracking import make_logger
 from delift.training.finetune import finetune
@@ -55,6 +56,12 @@ class Parts:
 
 def build_parts(cfg: ExperimentConfig) -> Parts:
     """Build (and so check) every configured part; cheap: nothing is loaded."""
+    for key, data in data_configs(cfg).items():
+        if data.format != SYNTHETIC_FORMAT:
+            try:
+                get_formatter(data.format)
+            except ValueError as exc:
+                raise ValueError(f"{key}.format: {exc}") from None
     return Parts(selector=build(cfg.selector), protocols=[build(block) for block in cfg.evaluation.values()],
                  metrics=[build(cfg.metric_library[name]) for name in cfg.metrics.names],
                  model_spec=ModelSpec.from_config(cfg.model, cfg.paths.cache_dir),

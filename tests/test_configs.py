@@ -134,9 +134,16 @@ def test_a_typo_inside_an_experiment_yaml_fails(tmp_path, monkeypatch):
         assert key in f"{caught.value} {caught.value.__cause__}"
 
 
-def test_selector_values_are_checked_when_parts_are_built():
-    with pytest.raises(ValueError, match="selector.postprocess='bad'"):
-        build_parts(compose_config(["experiment=smoke", "selector.postprocess=bad"]))
+@pytest.mark.parametrize("overrides,message", [
+    (["selector.postprocess=bad"], "selector.postprocess='bad'"),
+    (["data=alpaca", "data.format=alpacca"], "data.format: unknown format 'alpacca'; did you mean 'alpaca'?"),
+    (["usecase=task_specific", "usecase.target.format=gsm"], "usecase.target.format: unknown format 'gsm'"),
+])
+def test_part_values_are_checked_when_parts_are_built(overrides, message):
+    cfg = compose_config(["experiment=smoke", *overrides])  # composes: the value has the right type
+    with pytest.raises(ValueError) as caught:
+        build_parts(cfg)
+    assert message in str(caught.value)
 
 
 def test_partial_blocks_of_unchosen_protocols_are_checked_then_dropped():

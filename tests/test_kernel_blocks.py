@@ -10,7 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +63,7 @@ def run_child(root: Path, slow: bool) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow  # a subprocess killed with SIGKILL, then resumed
 def test_killed_run_resumes_from_its_blocks_and_ends_bit_identical(tiny_spec, tmp_path):
     child = run_child(tmp_path, slow=True)
     blocks = lambda: sorted((tmp_path / "kernels").glob("*/tiles2/*.npz"))  # noqa: E731
@@ -118,11 +119,10 @@ def test_two_shards_merge_to_the_single_process_kernel(tiny_spec, tmp_path, monk
     np.testing.assert_allclose(other.utility(targets, candidates).uf, single.uf, atol=1e-6, rtol=0)
 
 
+@pytest.mark.slow  # a CLI multirun in a subprocess
 def test_sharded_pipeline_multirun_then_normal_run_uses_the_merged_kernel(tmp_path):
     """Two shards through the CLI (basic launcher); a merge in-process equals one process's kernel."""
-    from hydra import compose, initialize_config_dir
-
-    from delift.cli import CONFIG_DIR
+    from delift.config.loader import compose_config
     from delift.models.loading import ModelSpec
     from delift.usecases import load_usecase_data
 
@@ -136,17 +136,16 @@ def test_sharded_pipeline_multirun_then_normal_run_uses_the_merged_kernel(tmp_pa
                     for p in (tmp_path / "multirun").glob("*/shard.json"))
     assert len(shards) == 2 and sum(shards) == 3 * (1 + 3)
 
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[*overrides[:3], f"paths.cache_dir={tmp_path / 'cache'}"])
+    cfg = compose_config([*overrides[:3], f"paths.cache_dir={tmp_path / 'cache'}"])
     pool = load_usecase_data(cfg).pool
     spec = ModelSpec.from_config(cfg.model, cfg.paths.cache_dir)
     settings = KernelSettings.from_config(cfg.kernel)
-    merged = KernelProvider(spec, PromptTemplate(**cfg.prompt), settings,
+    merged = KernelProvider(spec, PromptTemplate(**asdict(cfg.prompt)), settings,
                             KernelCache(tmp_path / "cache" / "kernels"), progress=False)
     merged._model = "must not be needed"  # every block is on disk: the merge runs no model
     kernel = merged.utility(pool, pool)
     assert kernel.meta["blocks_computed"] == 0 and kernel.uf.shape == (len(pool), len(pool))
-    single = KernelProvider(spec, PromptTemplate(**cfg.prompt), replace(settings, num_shards=1),
+    single = KernelProvider(spec, PromptTemplate(**asdict(cfg.prompt)), replace(settings, num_shards=1),
                             KernelCache(tmp_path / "single"),
                             progress=False).utility(pool, pool)
     assert np.array_equal(kernel.uf, single.uf)
