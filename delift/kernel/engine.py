@@ -131,7 +131,7 @@ def _cache_keyword(body_type: type) -> str:
     return "cache" if "cache" in parameters else "past_key_values"
 
 
-def _forward_cached(body: torch.nn.Module, cache: DynamicCache, **inputs):
+def forward_cached(body: torch.nn.Module, cache: DynamicCache, **inputs):
     """``body(**inputs)`` on top of ``cache``, which it extends in place."""
     return body(**inputs, **{_cache_keyword(type(body)): cache}, use_cache=True)
 
@@ -262,7 +262,7 @@ def _prefix_cache(setup: ScoringSetup, prefixes: list[list[int]],
         for g, p in enumerate(chunk):
             ids[g, :len(p)] = torch.tensor(p)
         cache = DynamicCache(config=setup.model.config)
-        _forward_cached(body, cache, input_ids=ids.to(setup.device))
+        forward_cached(body, cache, input_ids=ids.to(setup.device))
         return [(torch.nn.functional.pad(layer.keys, (0, 0, 0, width - longest)),
                  torch.nn.functional.pad(layer.values, (0, 0, 0, width - longest))) for layer in cache.layers]
 
@@ -351,7 +351,7 @@ def _continuation_probabilities(body, head, softcap, layers, chosen: list[int], 
     tokens = torch.tensor(ids, device=device)
     mask = torch.cat([valid, torch.ones((batch, length), dtype=torch.bool, device=device)], dim=1)
     positions = starts[:, None] + torch.arange(length, device=device)[None, :]
-    hidden = _forward_cached(body, cache, input_ids=tokens.expand(batch, length), attention_mask=mask.long(),
+    hidden = forward_cached(body, cache, input_ids=tokens.expand(batch, length), attention_mask=mask.long(),
                              position_ids=positions).last_hidden_state
     scored = hidden[:, start - 1:length - 1].reshape(-1, hidden.shape[-1])  # position t-1 predicts token t
     targets = tokens[start:].repeat(batch)

@@ -81,7 +81,7 @@ def model_identity(spec: ModelSpec) -> dict[str, Any]:
     """The fields that determine a model's outputs, for cache keys."""
     ident: dict[str, Any] = {"source": spec.source, "dtype": spec.dtype}
     if spec.source == "hub" and spec.local_path:
-        ident.update(id=str(spec.local_path), content=_folder_fingerprint(Path(spec.local_path).expanduser()))
+        ident.update(id=str(spec.local_path), content=folder_fingerprint(Path(spec.local_path).expanduser()))
     elif spec.source == "hub":
         ident.update(id=spec.hub_id, revision=_resolved_commit(spec))
     elif spec.source == "packaged_gguf":
@@ -92,7 +92,7 @@ def model_identity(spec: ModelSpec) -> dict[str, Any]:
     return ident
 
 
-def _folder_fingerprint(folder: Path) -> str:
+def folder_fingerprint(folder: Path) -> str:
     """sha256 of config.json and of every file's name, size and mtime: a changed checkpoint changes it."""
     if not folder.is_dir():
         raise FileNotFoundError(f"model.local_path is not a folder: {folder}")
