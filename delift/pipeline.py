@@ -74,6 +74,7 @@ def selection_context(cfg: ExperimentConfig, data: UsecaseData, provider: Kernel
     return SelectionContext(pool=data.pool, seed=cfg.seed, kernels=provider, query=data.query, existing=data.existing,
                             eta=cfg.usecase.eta, nu=cfg.usecase.nu, model_spec=provider.model_spec,
                             template=provider.template, progress=cfg.progress, output_dir=output_dir / "selection",
+                            cache_dir=Path(cfg.paths.cache_dir),
                             finetune=finetune)
 
 

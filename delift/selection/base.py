@@ -52,6 +52,7 @@ class SelectionContext:
     template: PromptTemplate | None = None  # the run's prompt template, shared with training and inference
     progress: bool = True  # show progress bars
     output_dir: Path | None = None  # where a selector may write its own artefacts (warm-up adapters...)
+    cache_dir: Path | None = None  # paths.cache_dir: shared caches (per-example scores under scores/, adapters...)
     finetune: Callable[..., Any] | None = None  # delift.training.finetune, injected by the pipeline
     resources: dict[str, Any] = field(default_factory=dict)  # anything else a selector shares across calls
 
