@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from omegaconf import OmegaConf
 
+from delift.config.schema import DataConfig, SizesConfig
 from delift.data import (
-    FORMATTERS, DataFormatError, Example, HubSource, generate_synthetic, get_formatter,
+    FORMATTERS, DataFormatError, Example, HubSource, data_config, generate_synthetic, get_formatter,
     iter_rows, load_examples, load_splits, make_splits,
 )
 from delift.data.readers import row_index
@@ -264,6 +265,54 @@ def test_missing_local_path_and_skip_policy(tmp_path: Path) -> None:
     assert [ex.id for ex in kept] == ["alpaca-0", "alpaca-2"]
 
 
+@pytest.mark.parametrize("suffix, line", [(".jsonl", 3), (".json", 15), (".csv", 4)])
+def test_not_utf8_names_file_line_and_byte(tmp_path: Path, suffix: str, line: int) -> None:
+    rows = [{**ALPACA[0], "input": "x" * 10_000}, ALPACA[1], {**ALPACA[2], "output": "chat, chién"}]
+    path = tmp_path / f"latin1{suffix}"  # the 3rd row's 'é' is one Latin-1 byte, past the decoder's first chunk
+    if suffix == ".csv":
+        with path.open("w", newline="", encoding="latin-1") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["instruction", "input", "output"])
+            writer.writeheader()
+            writer.writerows(rows)
+    elif suffix == ".json":
+        path.write_text(json.dumps(rows, indent=2, ensure_ascii=False), encoding="latin-1")
+    else:
+        path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="latin-1")
+    offset = path.read_bytes().index(b"\xe9")
+    with pytest.raises(DataFormatError) as info:
+        load(path, "alpaca")
+    message = str(info.value)
+    assert message.startswith(f"{path}:{line}: field '<row>': not valid UTF-8"), message
+    assert f"byte 0xe9 at byte offset {offset} of the file" in message and "re-encode the file as UTF-8" in message
+
+
+def test_typed_data_config_or_mapping_give_the_same_data(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "a.jsonl", ALPACA)
+    typed = DataConfig(name="alpaca", format="alpaca", local_path=str(path),
+                       sizes=SizesConfig(train=2, valid=0, test=1))
+    mapping = {"format": "alpaca", "local_path": str(path), "sizes": {"train": 2, "valid": 0, "test": 1}}
+    assert data_config(mapping) == data_config(OmegaConf.create(mapping)) == typed  # name defaults to format
+    assert data_config(typed) is typed
+    splits = load_splits(typed, seed=0)
+    assert splits == load_splits(mapping, seed=0) and splits.source == load_splits(mapping, seed=0).source
+    assert [fields(ex) for ex in load_examples(typed)] == [fields(ex) for ex in load_examples(mapping)]
+    with pytest.raises(ValueError, match=r"data\.format is required"):
+        load_examples({"local_path": str(path)})
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"max_rowz": 1}, r"data\.max_rowz: unknown key; did you mean 'max_rows'"),
+    ({"sizes": {"train": 1, "tset": 1}}, r"data\.sizes\.tset: unknown key; did you mean 'test'"),
+    ({"max_rows": "many"}, r"data\.max_rows: Value 'many' of type 'str' could not be converted to Integer"),
+    ({"format": None}, r"data\.format: "),
+    ({"row_filter": {"include": ["a"]}}, r"data\.row_filter\.key is required"),
+])
+def test_bad_data_config_mapping_names_the_key(tmp_path: Path, extra: dict, message: str) -> None:
+    cfg = {"name": "a", "format": "alpaca", "local_path": str(write_jsonl(tmp_path / "a.jsonl", ALPACA)), **extra}
+    with pytest.raises(ValueError, match=message):
+        load_examples(cfg)
+
+
 # ---------------------------------------------------------------- splits
 
 def test_splits_seeded_disjoint_deterministic() -> None:
@@ -285,6 +334,13 @@ def test_split_size_errors() -> None:
         make_splits(examples, {"train": None, "valid": 0, "test": None}, 0)
     with pytest.raises(DataFormatError, match="field 'id': duplicate id 'synth-0000'"):
         make_splits(examples + examples[:1], {"train": 5}, 0)
+
+
+def test_sizes_beyond_the_loaded_examples_name_the_data_and_counts(tmp_path: Path) -> None:
+    cfg = {"name": "tiny_alpaca", "format": "alpaca", "local_path": str(write_jsonl(tmp_path / "a.jsonl", ALPACA)),
+           "sizes": {"train": 2, "valid": 0, "test": 5}}
+    with pytest.raises(ValueError, match=r"data 'tiny_alpaca': data\.sizes\.test=5 but only 1 of 3 examples remain"):
+        load_splits(cfg, seed=0)
 
 
 # ---------------------------------------------------------------- synthetic

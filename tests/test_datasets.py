@@ -13,8 +13,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from delift.cli import CONFIG_DIR
+from delift.config.schema import DataConfig
 from delift.data import (
-    FIXTURES_DIR, P3_HOTPOTQA_TEMPLATES, DataFormatError, Example, decontaminate, is_fixture,
+    FIXTURES_DIR, P3_HOTPOTQA_TEMPLATES, DataFormatError, Example, data_config, decontaminate, is_fixture,
     load_examples, load_splits, normalise, resolve_source,
 )
 
@@ -208,6 +209,8 @@ def test_resolution_order_local_then_offline_copy_then_hub(tmp_path: Path, monke
     offline = resolve_source(cfg)
     assert offline.kind == "offline_copy" and offline.fixture and is_fixture(cfg)
     assert offline.sources == (FIXTURES_DIR / "mixinstruct_sample.jsonl",)
+    typed = data_config(cfg)  # what the pipeline passes
+    assert isinstance(typed, DataConfig) and resolve_source(typed) == offline and is_fixture(typed)
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "0")
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     hub = resolve_source(cfg)
@@ -216,6 +219,14 @@ def test_resolution_order_local_then_offline_copy_then_hub(tmp_path: Path, monke
     assert [s.config for s in p3.sources] == list(conf("p3").row_filter.include)
     local = write_jsonl(tmp_path / "m.jsonl", [{"id": "a", "instruction": "x", "input": "", "output": "y"}])
     assert resolve_source(OmegaConf.merge(cfg, {"local_path": str(local)})).kind == "local_path"
+
+
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_blank_local_path_is_an_error_naming_the_key(blank: str) -> None:
+    with pytest.raises(ValueError, match=r"data 'alpaca': data\.local_path is empty"):
+        resolve_source(OmegaConf.merge(conf("alpaca"), {"local_path": blank}))
+    with pytest.raises(ValueError, match=r"data 'x': data\.local_path is empty"):
+        load_examples(DataConfig(name="x", format="alpaca", local_path=blank))
 
 
 def test_shared_offline_copy_needs_a_root_and_existing_files(tmp_path: Path, monkeypatch) -> None:

@@ -1,6 +1,7 @@
 """From a ``conf/data/*.yaml`` mapping to examples and splits: one path for hub, local, synthetic.
 
-Data config keys (plain dict or OmegaConf ``DictConfig``):
+Data config keys (a :class:`~delift.config.schema.DataConfig`, or a plain dict / OmegaConf
+``DictConfig`` converted once by :func:`delift.data.sources.data_config`):
 
 - ``name``: dataset name, for logs.
 - ``format``: a formatter name from :data:`delift.data.formatters.FORMATTERS`, or ``synthetic``.
@@ -24,22 +25,25 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
+from omegaconf import MISSING
+
+from delift.config.schema import DataConfig, SyntheticConfig
 from delift.data.formatters import SYNTHETIC_FORMAT, get_formatter
 from delift.data.errors import DataFormatError
 from delift.data.fields import HUB_CONFIG_FIELD
 from delift.data.readers import HubSource, RowLocation, iter_rows
 from delift.data.records import Example
-from delift.data.sources import ResolvedSource, cfg_get, resolve_source
+from delift.data.sources import DataConfigLike, ResolvedSource, data_config, resolve_source
 from delift.data.splits import DataSplits, make_splits
 from delift.data.synthetic import generate_synthetic
 
 log = logging.getLogger(__name__)
 
 
-def _max_rows(data_cfg: Mapping[str, Any]) -> int | None:
-    value = cfg_get(data_cfg, "max_rows")
+def _max_rows(data_cfg: DataConfig) -> int | None:
+    value = data_cfg.max_rows
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -47,20 +51,15 @@ def _max_rows(data_cfg: Mapping[str, Any]) -> int | None:
     return value
 
 
-def _load_synthetic(data_cfg: Mapping[str, Any], max_rows: int | None) -> list[Example]:
-    if cfg_get(data_cfg, "local_path") is not None:
+def _load_synthetic(data_cfg: DataConfig, max_rows: int | None) -> list[Example]:
+    if data_cfg.local_path is not None:
         raise ValueError("data.local_path is set but data.format is 'synthetic'; pick one")
-    synth = cfg_get(data_cfg, "synthetic", {})
-    n = int(cfg_get(synth, "n", 120))
+    synth = data_cfg.synthetic or SyntheticConfig()
+    n = int(synth.n)
     if max_rows is not None:
         n = min(n, max_rows)
-    examples = generate_synthetic(
-        n,
-        seed=int(cfg_get(synth, "seed", 0)),
-        near_duplicate_rate=float(cfg_get(synth, "near_duplicate_rate", 0.2)),
-    )
-    log.info("generated %d SYNTHETIC examples for data '%s'", len(examples),
-             cfg_get(data_cfg, "name", SYNTHETIC_FORMAT))
+    examples = generate_synthetic(n, seed=int(synth.seed), near_duplicate_rate=float(synth.near_duplicate_rate))
+    log.info("generated %d SYNTHETIC examples for data '%s'", len(examples), data_cfg.name)
     return examples
 
 
@@ -78,15 +77,14 @@ def _rows(resolved: ResolvedSource, max_rows: int | None,
         offset += count
 
 
-def _row_filter(data_cfg: Mapping[str, Any]) -> tuple[str, set | None, set] | None:
-    spec = cfg_get(data_cfg, "row_filter")
+def _row_filter(data_cfg: DataConfig) -> tuple[str, set | None, set] | None:
+    spec = data_cfg.row_filter
     if spec is None:
         return None
-    key = cfg_get(spec, "key")
-    if key is None:
+    if spec.key in (None, MISSING):
         raise ValueError("data.row_filter needs a metadata key, e.g. {key: template, include: [...], exclude: [...]}")
-    include = cfg_get(spec, "include")
-    return str(key), None if include is None else {str(v) for v in include}, {str(v) for v in cfg_get(spec, "exclude", [])}
+    include = spec.include
+    return str(spec.key), None if include is None else {str(v) for v in include}, {str(v) for v in spec.exclude or []}
 
 
 def _filtered_value(row_filter: tuple[str, set | None, set], value: Any) -> str | None:
@@ -96,19 +94,19 @@ def _filtered_value(row_filter: tuple[str, set | None, set], value: Any) -> str 
     return value if (include is not None and value not in include) or value in exclude else None
 
 
-def _load(data_cfg: Mapping[str, Any],
+def _load(data_cfg: DataConfig,
           shared_datasets: str | os.PathLike | None) -> tuple[list[Example], dict[str, Any]]:
     """Examples plus the record of where they came from and what was dropped."""
-    fmt = cfg_get(data_cfg, "format")
-    if fmt is None:
+    fmt = data_cfg.format
+    if fmt in (None, MISSING):
         raise ValueError("data.format is required (a formatter name or 'synthetic')")
     max_rows = _max_rows(data_cfg)
-    name = cfg_get(data_cfg, "name", fmt)
+    name = data_cfg.name
     if fmt == SYNTHETIC_FORMAT:
         return _load_synthetic(data_cfg, max_rows), {"kind": "synthetic", "fixture": False, "note": None,
                                                      "sources": [], "skipped_bad_rows": 0, "filtered_out": 0}
     formatter = get_formatter(str(fmt))
-    on_bad_row = str(cfg_get(data_cfg, "on_bad_row", "error"))
+    on_bad_row = str(data_cfg.on_bad_row)
     if on_bad_row not in ("error", "skip"):
         raise ValueError(f"data.on_bad_row must be 'error' or 'skip', got {on_bad_row!r}")
     row_filter = _row_filter(data_cfg)
@@ -123,7 +121,7 @@ def _load(data_cfg: Mapping[str, Any],
     skipped: list[DataFormatError] = []
     filtered: Counter = Counter()
     seen_values: set[str] = set()
-    for location, row in _rows(resolved, max_rows, cfg_get(data_cfg, "hub_split")):
+    for location, row in _rows(resolved, max_rows, data_cfg.hub_split):
         try:
             example = formatter(row, location)
         except DataFormatError as exc:
@@ -164,7 +162,7 @@ def _load(data_cfg: Mapping[str, Any],
     return examples, record
 
 
-def load_examples(data_cfg: Mapping[str, Any],
+def load_examples(data_cfg: DataConfigLike,
                   shared_datasets: str | os.PathLike | None = None) -> list[Example]:
     """All examples the config describes (first ``max_rows`` per source when set), in source order.
 
@@ -172,21 +170,21 @@ def load_examples(data_cfg: Mapping[str, Any],
     ``cfg.paths.shared_datasets`` (it is not read from inside the data config, so nested data
     configs such as ``usecase.target`` work).
     """
-    return _load(data_cfg, shared_datasets)[0]
+    return _load(data_config(data_cfg), shared_datasets)[0]
 
 
-def load_splits(data_cfg: Mapping[str, Any], seed: int,
+def load_splits(data_cfg: DataConfigLike, seed: int,
                 shared_datasets: str | os.PathLike | None = None) -> DataSplits:
     """Examples from :func:`load_examples`, split by ``data.sizes`` with ``seed``.
 
     ``splits.source`` records where the rows came from (``kind``, ``sources``, ``fixture``, ``note``,
     skipped and filtered counts) for run.json and result caveats.
     """
-    sizes = cfg_get(data_cfg, "sizes")
-    if sizes is None:
+    data_cfg = data_config(data_cfg)
+    if data_cfg.sizes is None:
         raise ValueError("data.sizes is required ({train, valid, test})")
     examples, record = _load(data_cfg, shared_datasets)
-    splits = make_splits(examples, sizes, seed)
-    splits.source = {"name": cfg_get(data_cfg, "name", "?"), "loaded": len(examples), **record}
-    log.info("split data '%s' with seed %d: %s", cfg_get(data_cfg, "name", "?"), seed, splits.sizes)
+    splits = make_splits(examples, data_cfg.sizes, seed, data_name=data_cfg.name)
+    splits.source = {"name": data_cfg.name, "loaded": len(examples), **record}
+    log.info("split data '%s' with seed %d: %s", data_cfg.name, seed, splits.sizes)
     return splits

@@ -96,17 +96,45 @@ def _iter_local(path: Path, split: str | None) -> Iterator[tuple[RowLocation, di
         return _iter_saved_dataset(path, split)
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        return _iter_jsonl(path)
+        return _utf8_checked(path, _iter_jsonl(path))
     if suffix == ".json":
-        return _iter_json(path)
+        return _utf8_checked(path, _iter_json(path))
     if suffix == ".csv":
-        return _iter_csv(path)
+        return _utf8_checked(path, _iter_csv(path))
     if suffix == ".parquet":
         return _iter_parquet(path)
     raise ValueError(
         f"unsupported data file type {suffix!r} for {path}; "
         f"supported: {', '.join(LOCAL_SUFFIXES)} or a save_to_disk folder"
     )
+
+
+def _utf8_checked(
+    path: Path, rows: Iterator[tuple[RowLocation, dict[str, Any]]]
+) -> Iterator[tuple[RowLocation, dict[str, Any]]]:
+    """``rows`` of a text file, with a decoding error turned into one naming line and byte."""
+    try:
+        yield from rows
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, exc) from None
+
+
+def _not_utf8(path: Path, exc: UnicodeDecodeError) -> DataFormatError:
+    """Where the first invalid UTF-8 byte of ``path`` is (the text decoder only knows its chunk)."""
+    offset = 0
+    with path.open("rb") as handle:
+        for line_no, line in enumerate(handle, start=1):  # b"\n" never occurs inside a UTF-8 sequence
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                return DataFormatError(
+                    f"{path}:{line_no}", ROW,
+                    f"not valid UTF-8 ({bad.reason}): byte 0x{line[bad.start]:02x} at byte offset "
+                    f"{offset + bad.start} of the file (byte {bad.start + 1} of line {line_no}); re-encode "
+                    "the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 IN > OUT` if it is Latin-1",
+                )
+            offset += len(line)
+    return DataFormatError(str(path), ROW, f"not valid UTF-8 ({exc.reason}); re-encode the file as UTF-8")
 
 
 def _check_object(value: Any, location: str) -> dict[str, Any]:

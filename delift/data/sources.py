@@ -13,17 +13,24 @@ Resolution order (:func:`resolve_source`):
 3. otherwise the hub: ``hub_id`` / ``hub_config`` (one name, or a list read one after the other) /
    ``hub_split`` / ``revision``.
 
-The data config never interpolates a top-level key, so it works nested (``usecase.target``).
+The data config never interpolates a top-level key, so it works nested (``usecase.target``). Every
+public function takes the typed :class:`~delift.config.schema.DataConfig` the pipeline passes, or a
+plain dict / ``DictConfig`` (tests, notebooks), converted once by :func:`data_config`.
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Union
 
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
+
+from delift.config.schema import DataConfig
 from delift.data.readers import HubSource, Source
 
 log = logging.getLogger(__name__)
@@ -33,11 +40,41 @@ OFFLINE_ENV = ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")
 ROOTS = ("shared", "fixtures")
 SHARED_ENV = "DELIFT_SHARED_DATASETS"
 
+DataConfigLike = Union[DataConfig, Mapping[str, Any]]
+"""A typed data config, or a plain dict / ``DictConfig`` in its shape (``conf/data/*.yaml``)."""
 
-def cfg_get(cfg: Mapping[str, Any] | None, key: str, default: Any = None) -> Any:
-    """``cfg[key]`` or ``default``; works for dicts and DictConfigs alike."""
-    value = cfg.get(key, default) if cfg is not None else default
-    return default if value is None else value
+
+def _config_problem(exc: OmegaConfBaseException) -> str:
+    """One line naming the ``data.<key>`` at fault, from OmegaConf's multi-line message."""
+    key = f"data.{exc.full_key}"
+    if isinstance(exc, MissingMandatoryValue):
+        return f"{key} is required"
+    if isinstance(exc, ConfigKeyError) and exc.object_type is not None:
+        known = [item.name for item in fields(exc.object_type)]
+        close = difflib.get_close_matches(str(exc.key), known, n=1)
+        return f"{key}: unknown key{f'; did you mean {close[0]!r}?' if close else ''} (known: {', '.join(known)})"
+    return f"{key}: {str(exc.msg).splitlines()[0]}"
+
+
+def data_config(cfg: DataConfigLike) -> DataConfig:
+    """``cfg`` as a :class:`DataConfig` (returned as is when it already is one).
+
+    A mapping is merged into the schema, so an unknown key or a value of the wrong type raises a
+    ``ValueError`` naming ``data.<key>``; a mapping without ``name`` is named after its ``format``.
+    """
+    if isinstance(cfg, DataConfig):
+        return cfg
+    if not isinstance(cfg, Mapping):
+        raise TypeError(f"a data config is a DataConfig, dict or DictConfig, got {type(cfg).__name__}")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(DataConfig), cfg)
+        if OmegaConf.is_missing(merged, "format"):
+            raise ValueError("data.format is required (a formatter name or 'synthetic')")
+        if OmegaConf.is_missing(merged, "name"):
+            merged.name = merged.format
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise ValueError(_config_problem(exc)) from None
 
 
 def hub_offline() -> bool:
@@ -72,17 +109,20 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
-def _local(data_cfg: Mapping[str, Any]) -> ResolvedSource:
-    path = Path(str(cfg_get(data_cfg, "local_path"))).expanduser()
+def _local(data_cfg: DataConfig) -> ResolvedSource:
+    local = str(data_cfg.local_path)
+    if not local.strip():  # Path("") is the working directory, never what was meant
+        raise ValueError(f"data '{data_cfg.name}': data.local_path is empty; give a file or folder, "
+                         "or null to use the hub / offline copy")
+    path = Path(local).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"data.local_path does not exist: {path}")
     return ResolvedSource("local_path", (path,), fixture=_inside(path, FIXTURES_DIR))
 
 
-def _offline(data_cfg: Mapping[str, Any], copy: Mapping[str, Any], shared_datasets: Any) -> ResolvedSource:
-    name = cfg_get(data_cfg, "name", "?")
-    root_kind = str(cfg_get(copy, "root", "shared"))
-    files = cfg_get(copy, "files")
+def _offline(data_cfg: DataConfig, shared_datasets: Any) -> ResolvedSource:
+    name, copy = data_cfg.name, data_cfg.offline_copy
+    root_kind, files = copy.root, copy.files
     if isinstance(files, str):
         files = [files]
     if root_kind not in ROOTS or not files:
@@ -103,35 +143,35 @@ def _offline(data_cfg: Mapping[str, Any], copy: Mapping[str, Any], shared_datase
         raise FileNotFoundError(f"data '{name}': the hub is offline and the offline copy is missing: {missing}; "
                                 f"set data.local_path=..., point paths.shared_datasets / {SHARED_ENV} at the "
                                 "shared datasets, or unset HF_DATASETS_OFFLINE/HF_HUB_OFFLINE")
-    return ResolvedSource("offline_copy", paths, fixture=root_kind == "fixtures", note=cfg_get(copy, "note"))
+    return ResolvedSource("offline_copy", paths, fixture=root_kind == "fixtures", note=copy.note)
 
 
-def _hub(data_cfg: Mapping[str, Any]) -> ResolvedSource:
-    configs = cfg_get(data_cfg, "hub_config")
+def _hub(data_cfg: DataConfig) -> ResolvedSource:
+    configs = data_cfg.hub_config
     if configs is None or isinstance(configs, str):
         configs = [configs]
-    sources = tuple(HubSource(hub_id=str(cfg_get(data_cfg, "hub_id")), split=str(cfg_get(data_cfg, "hub_split", "train")),
-                              config=None if c is None else str(c), revision=cfg_get(data_cfg, "revision"))
+    split = "train" if data_cfg.hub_split is None else str(data_cfg.hub_split)
+    sources = tuple(HubSource(hub_id=str(data_cfg.hub_id), split=split, config=None if c is None else str(c),
+                              revision=data_cfg.revision)
                     for c in configs)
     return ResolvedSource("hub", sources)
 
 
-def resolve_source(data_cfg: Mapping[str, Any], shared_datasets: str | os.PathLike | None = None) -> ResolvedSource:
+def resolve_source(data_cfg: DataConfigLike, shared_datasets: str | os.PathLike | None = None) -> ResolvedSource:
     """Which files or hub datasets ``data_cfg`` reads here (see the module docstring for the order)."""
-    if cfg_get(data_cfg, "local_path") is not None:
+    data_cfg = data_config(data_cfg)
+    if data_cfg.local_path is not None:
         return _local(data_cfg)
-    copy = cfg_get(data_cfg, "offline_copy")
-    hub_id = cfg_get(data_cfg, "hub_id")
-    if copy is not None and (hub_id is None or hub_offline()):
-        return _offline(data_cfg, copy, shared_datasets)
-    if hub_id is None:
-        raise ValueError(f"data '{cfg_get(data_cfg, 'name', '?')}' sets none of data.local_path, "
-                         "data.offline_copy, data.hub_id")
+    if data_cfg.offline_copy is not None and (data_cfg.hub_id is None or hub_offline()):
+        return _offline(data_cfg, shared_datasets)
+    if data_cfg.hub_id is None:
+        raise ValueError(f"data '{data_cfg.name}' sets none of data.local_path, data.offline_copy, data.hub_id")
     return _hub(data_cfg)
 
 
-def is_fixture(data_cfg: Mapping[str, Any], shared_datasets: str | os.PathLike | None = None) -> bool:
+def is_fixture(data_cfg: DataConfigLike, shared_datasets: str | os.PathLike | None = None) -> bool:
     """True when ``data_cfg`` would read a packaged FIXTURE here rather than the real dataset."""
-    if cfg_get(data_cfg, "format") == "synthetic":
+    data_cfg = data_config(data_cfg)
+    if data_cfg.format == "synthetic":
         return False
     return resolve_source(data_cfg, shared_datasets).fixture

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 
+from delift.config.schema import SizesConfig
 from delift.data.errors import DataFormatError
 from delift.data.records import Example
 
 SPLIT_NAMES = ("train", "valid", "test")
+
+Sizes = Union[SizesConfig, Mapping[str, Union[int, None]]]
 
 
 @dataclass
@@ -40,15 +43,15 @@ def check_unique_ids(examples: Sequence[Example]) -> None:
         first_seen[example.id] = index
 
 
-def _resolve_sizes(sizes: Mapping[str, int | None], available: int) -> dict[str, int]:
-    """Concrete sizes; a ``None`` size takes whatever the fixed sizes leave."""
+def _resolve_sizes(sizes: Mapping[str, int | None], available: int, where: str) -> dict[str, int]:
+    """Concrete sizes; a ``None`` size takes whatever the fixed sizes leave. ``where`` prefixes errors."""
     unknown = sorted(set(sizes) - set(SPLIT_NAMES))
     if unknown:
-        raise ValueError(f"unknown split(s) {unknown} in data.sizes; expected {list(SPLIT_NAMES)}")
+        raise ValueError(f"{where}unknown split(s) {unknown} in data.sizes; expected {list(SPLIT_NAMES)}")
     requested = {name: sizes.get(name, 0) for name in SPLIT_NAMES}
     open_ended = [name for name, size in requested.items() if size is None]
     if len(open_ended) > 1:
-        raise ValueError(f"at most one of data.sizes may be null (all remaining), got {open_ended}")
+        raise ValueError(f"{where}at most one of data.sizes may be null (all remaining), got {open_ended}")
     resolved: dict[str, int] = {}
     used = 0
     for name in SPLIT_NAMES:
@@ -56,10 +59,10 @@ def _resolve_sizes(sizes: Mapping[str, int | None], available: int) -> dict[str,
         if size is None:
             continue
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 0:
-            raise ValueError(f"data.sizes.{name} must be a non-negative int or null, got {size!r}")
+            raise ValueError(f"{where}data.sizes.{name} must be a non-negative int or null, got {size!r}")
         if used + size > available:
             raise ValueError(
-                f"data.sizes.{name}={size} but only {available - used} of {available} examples "
+                f"{where}data.sizes.{name}={size} but only {available - used} of {available} examples "
                 f"remain after {dict(resolved)}; lower data.sizes or load more rows"
             )
         resolved[name] = int(size)
@@ -84,15 +87,19 @@ def near_duplicate_groups(examples: Sequence[Example]) -> list[str]:
 
 
 def make_splits(
-    examples: Sequence[Example], sizes: Mapping[str, int | None], seed: int
+    examples: Sequence[Example], sizes: Sizes, seed: int, *, data_name: str | None = None
 ) -> DataSplits:
     """Permute with ``numpy.random.default_rng(seed)``, then take train, valid, test in order.
 
     Near-duplicates (``metadata["near_duplicate_of"]``) stay in the split of their original, so a
     test example never has a copy in the training pool; without them this is a plain permutation.
+    ``data_name`` (the data config's name) prefixes size errors, so the dataset at fault is named.
     """
     check_unique_ids(examples)
-    resolved = _resolve_sizes(sizes, len(examples))
+    if isinstance(sizes, SizesConfig):
+        sizes = asdict(sizes)
+    where = f"data '{data_name}': " if data_name else ""
+    resolved = _resolve_sizes(sizes, len(examples), where)
     groups = near_duplicate_groups(examples)
     members: dict[str, list[int]] = {}
     for index, group in enumerate(groups):
@@ -107,6 +114,6 @@ def make_splits(
                 break
     short = {name: f"{len(parts[name])}/{resolved[name]}" for name in SPLIT_NAMES if len(parts[name]) < resolved[name]}
     if short:
-        raise ValueError(f"cannot fill data.sizes {short} without splitting near-duplicate groups; "
+        raise ValueError(f"{where}cannot fill data.sizes {short} without splitting near-duplicate groups; "
                          "lower data.sizes or generate more examples")
     return DataSplits(**parts)
