@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,8 @@ from delift.protocols import EvalContext, Protocol, Timer
 from delift.provenance import data_configs, run_record
 from delift.selection.base import Selection, SelectionContext, Selector, budget_from_fraction
 from delift.tracking import make_logger
-from delift.training.finetune import finetune
+from delift.training.adapter_cache import trained_adapter
+from delift.training.finetune import FinetuneConfig, finetune
 from delift.usecases import UsecaseData, load_usecase_data
 
 log = logging.getLogger(__name__)
@@ -68,14 +70,23 @@ def build_parts(cfg: ExperimentConfig) -> Parts:
                  settings=KernelSettings.from_config(cfg.kernel), template=PromptTemplate(**asdict(cfg.prompt)))
 
 
+def reference_training(parts: Parts) -> FinetuneConfig:
+    """The fine-tuning settings a selector's reference adapter uses: the first fine-tuning protocol's
+    (what the Full Data baseline trains with), or the defaults when the run only evaluates by ICL."""
+    found = [p.train for p in parts.protocols if isinstance(getattr(p, "train", None), FinetuneConfig)]
+    return found[0] if found else FinetuneConfig()
+
+
 def selection_context(cfg: ExperimentConfig, data: UsecaseData, provider: KernelProvider,
-                      output_dir: Path) -> SelectionContext:
+                      output_dir: Path, parts: Parts) -> SelectionContext:
     """What a selector may use: the pool, Q or P of the use case, the kernels, the model and template."""
+    train_adapter = partial(trained_adapter, provider.model_spec, template=provider.template,
+                            cfg=reference_training(parts), seed=cfg.seed, cache_dir=cfg.paths.cache_dir,
+                            output_dir=output_dir / "selection" / "reference", progress=cfg.progress)
     return SelectionContext(pool=data.pool, seed=cfg.seed, kernels=provider, query=data.query, existing=data.existing,
                             eta=cfg.usecase.eta, nu=cfg.usecase.nu, model_spec=provider.model_spec,
                             template=provider.template, progress=cfg.progress, output_dir=output_dir / "selection",
-                            cache_dir=Path(cfg.paths.cache_dir),
-                            finetune=finetune)
+                            cache_dir=Path(cfg.paths.cache_dir), finetune=finetune, train_adapter=train_adapter)
 
 
 def drop_overflowing(examples: list, provider: KernelProvider, template: PromptTemplate,
@@ -161,7 +172,7 @@ def run_experiment(cfg: ExperimentConfig, output_dir: str | Path) -> dict[str, A
                 data.counts["query/size"] = len(data.query)
         record["data_sources"] = dict(data.sources)
         write_json(output_dir / "run.json", record)
-        ctx = selection_context(cfg, data, provider, output_dir)
+        ctx = selection_context(cfg, data, provider, output_dir, parts)
         if settings.num_shards > 1:  # sharded kernel mode: fill this shard's blocks; no selection or training
             with timer.stage("kernel_shard"):
                 shard_metrics = fill_kernel_shard(parts.selector, ctx, provider, output_dir)
@@ -177,7 +188,7 @@ def run_experiment(cfg: ExperimentConfig, output_dir: str | Path) -> dict[str, A
                                    "pool/size": len(data.pool), "pool/skipped_overflow": len(skipped), **data.counts}
         train_set = [] if parts.selector.skip_training else data.train_set(subset)
         eval_ctx = EvalContext(parts.model_spec, template, settings.shown_example, parts.metrics, cfg.seed,
-                               output_dir, cfg.progress, timer)
+                               output_dir, cfg.progress, timer, cache_dir=Path(cfg.paths.cache_dir))
         rows: list[dict] = []
         for protocol in parts.protocols:
             found, found_rows = protocol.run(eval_ctx, train_set, data.tests)

@@ -51,6 +51,7 @@ class EvalContext:
     output_dir: Path
     progress: bool = True
     timer: Timer = field(default_factory=Timer)
+    cache_dir: Path | None = None  # paths.cache_dir: trained adapters are stored under adapters/ for reuse
 
 
 class Protocol(ABC):

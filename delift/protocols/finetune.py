@@ -13,6 +13,7 @@ from delift.config.schema import GenerationConfig, TrainConfig
 from delift.data.records import Example
 from delift.models.loading import load_model, load_tokenizer
 from delift.protocols.base import EvalContext, Protocol, generate_all, score_generations
+from delift.training.adapter_cache import AdapterCache, adapter_key
 from delift.training.finetune import FinetuneConfig, finetune
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,9 @@ class FinetuneProtocol(Protocol):
                 result = finetune(ctx.model_spec, train_set, ctx.template, self.train, ctx.output_dir / f"finetune_{name}",
                                   seed=ctx.seed, progress=ctx.progress)
             model, tokenizer = result.model, result.tokenizer
+            if ctx.cache_dir is not None:  # a selector's reference model (LoBaSS) may reuse it
+                key = adapter_key(ctx.model_spec, train_set, ctx.template, self.train, ctx.seed)
+                AdapterCache(ctx.cache_dir).put(key, result.adapter_dir)
             if result.steps < 1:
                 raise RuntimeError(f"evaluation.{name}: training ran 0 optimizer steps on {len(train_set)} examples; "
                                    "its scores would be the base model's. Check train.epochs / max_steps")

@@ -54,6 +54,9 @@ class SelectionContext:
     output_dir: Path | None = None  # where a selector may write its own artefacts (warm-up adapters...)
     cache_dir: Path | None = None  # paths.cache_dir: shared caches (per-example scores under scores/, adapters...)
     finetune: Callable[..., Any] | None = None  # delift.training.finetune, injected by the pipeline
+    # train_adapter(examples) -> adapter folder: a LoRA trained on ``examples`` with the run's fine-tuning
+    # settings and seed (cached by content; shared with the fine-tuning protocol), injected by the pipeline
+    train_adapter: Callable[[Sequence[Example]], Path] | None = None
     resources: dict[str, Any] = field(default_factory=dict)  # anything else a selector shares across calls
 
 
@@ -99,7 +102,13 @@ class Selector(ABC):
 
 
 class ScoreSelector(Selector):
-    """Selectors that score every example independently (SelectIT, LESS, LoBaSS...) and keep the top k."""
+    """Selectors that score every example independently (SelectIT, LESS, LoBaSS...) and keep the top k.
+
+    ``Selection.info`` gets every pool example's score (``scores``: id -> score) and whatever the
+    selector put in ``self.diagnostics`` while scoring.
+    """
+
+    diagnostics: dict[str, Any] = {}
 
     @abstractmethod
     def scores(self, ctx: SelectionContext) -> np.ndarray:
@@ -109,5 +118,12 @@ class ScoreSelector(Selector):
         scores = np.asarray(self.scores(ctx), dtype=np.float64)
         if scores.shape != (len(ctx.pool),):
             raise ValueError(f"{self.name}: {scores.shape} scores for a pool of {len(ctx.pool)}")
-        order = np.argsort(-scores, kind="stable")[:budget]  # highest first, ties by pool order
-        return Selection([int(i) for i in order], [float(scores[i]) for i in order], self.name, budget)
+        order = top_k(scores, budget)
+        info = {**self.diagnostics, "scores": {ex.id: float(s) for ex, s in zip(ctx.pool, scores)}}
+        return Selection(order, [float(scores[i]) for i in order], self.name, budget, info=info)
+
+
+def top_k(scores: np.ndarray, k: int) -> list[int]:
+    """Indices of the ``k`` highest scores, highest first, ties by pool order (NaN last)."""
+    keyed = np.where(np.isnan(scores), -np.inf, scores)
+    return [int(i) for i in np.argsort(-keyed, kind="stable")[:k]]

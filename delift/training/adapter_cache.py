@@ -1,0 +1,72 @@
+"""LoRA adapters on disk, keyed by what they were trained from: ``<cache_dir>/adapters/<key>/``.
+
+The key is the sha256 of the base model's identity, the training examples' fingerprint, the prompt
+template, every training setting and the seed: the same training run always maps to the same
+folder. The fine-tuning protocol stores the adapter it trains; a selector that needs an adapter
+trained on a given set with the run's settings (LoBaSS's reference model: the whole pool, exactly as
+the Full Data baseline trains) reuses it, or trains and stores it. A folder missing its adapter files
+is a miss (reported) and is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+from delift.data.prompts import PromptTemplate
+from delift.data.records import Example, fingerprint
+from delift.fsutil import atomic_folder, discard_folder
+from delift.models.loading import ModelSpec, model_identity
+from delift.training.finetune import FinetuneConfig, finetune
+
+log = logging.getLogger(__name__)
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def adapter_key(spec: ModelSpec, train_set: Sequence[Example], template: PromptTemplate, cfg: FinetuneConfig,
+                seed: int) -> str:
+    """sha256 of everything a trained adapter depends on."""
+    payload = {"model": model_identity(spec), "data": fingerprint(train_set), "template": asdict(template),
+               "train": asdict(cfg), "seed": int(seed)}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class AdapterCache:
+    """Trained adapters by key under ``<cache_dir>/adapters``."""
+
+    def __init__(self, cache_dir: str | Path):
+        self.root = Path(cache_dir).expanduser() / "adapters"
+
+    def get(self, key: str) -> Path | None:
+        folder = self.root / key
+        if not folder.exists():
+            return None
+        missing = [name for name in ADAPTER_FILES if not (folder / name).is_file() or not (folder / name).stat().st_size]
+        if missing:
+            log.warning("adapter cache %s lacks %s; it is retrained", folder, missing)
+            discard_folder(folder)
+            return None
+        return folder
+
+    def put(self, key: str, adapter_dir: str | Path) -> Path:
+        """Copy a trained adapter folder into the cache (atomically; a concurrent writer's copy wins)."""
+        return atomic_folder(self.root / key, lambda tmp: shutil.copytree(adapter_dir, tmp, dirs_exist_ok=True))
+
+
+def trained_adapter(spec: ModelSpec, train_set: Sequence[Example], template: PromptTemplate, cfg: FinetuneConfig,
+                    seed: int, cache_dir: str | Path, output_dir: str | Path, progress: bool = True) -> Path:
+    """The adapter trained on ``train_set`` with ``cfg`` and ``seed``: from the cache, or trained now and stored."""
+    cache, key = AdapterCache(cache_dir), adapter_key(spec, train_set, template, cfg, seed)
+    found = cache.get(key)
+    if found is not None:
+        log.info("adapter cache hit: %s (%d examples, seed %d)", found, len(train_set), seed)
+        return found
+    result = finetune(spec, train_set, template, cfg, output_dir, seed=seed, progress=progress)
+    del result.model
+    return cache.put(key, result.adapter_dir)
