@@ -1,0 +1,79 @@
+"""IFD, instruction-following difficulty (Li et al. 2024, "From Quantity to Quality", Cherry LLM).
+
+``IFD(x) = s(A | Q) / s(A)`` with ``s`` the mean answer NLL: conditioned on the prompt (the training
+layout) and unconditioned (the answer after ``header`` alone; one EOS when the header is empty).
+``form: loss`` (Cherry's code) divides the losses; ``form: ppl`` (Superfiltering) divides the
+perplexities ``exp(s)``. Examples with IFD > 1 (the prompt does not help the answer) are dropped and
+counted; the top k of the rest are kept, highest first. When fewer than k remain, the budget is
+filled from the dropped examples, lowest IFD first (nearest the threshold), and the number is recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from delift.scoring import ExampleScorer
+from delift.selection.base import Selection, SelectionContext, Selector, top_k
+
+FORMS = ("loss", "ppl")
+
+
+def ifd_scores(conditioned: np.ndarray, unconditioned: np.ndarray, form: str = "loss") -> np.ndarray:
+    """IFD per example from the mean answer NLLs with and without the prompt."""
+    conditioned, unconditioned = np.asarray(conditioned, np.float64), np.asarray(unconditioned, np.float64)
+    if form == "loss":
+        return conditioned / unconditioned
+    if form == "ppl":
+        return np.exp(conditioned - unconditioned)
+    raise ValueError(f"selector.form={form!r}: expected one of {FORMS}")
+
+
+def ifd_order(scores: np.ndarray, budget: int, threshold: float = 1.0) -> tuple[list[int], int, int]:
+    """Chosen indices, how many were dropped (IFD > threshold), how many of those filled the budget."""
+    keep = np.where(scores <= threshold, scores, np.nan)
+    chosen = [i for i in top_k(keep, budget) if not np.isnan(keep[i])]
+    dropped = np.flatnonzero(~(scores <= threshold))
+    fill = sorted(dropped.tolist(), key=lambda i: (scores[i], i))[:budget - len(chosen)]
+    return chosen + fill, len(dropped), len(fill)
+
+
+class IFDSelector(Selector):
+    """Top k by IFD below 1 (see the module docstring)."""
+
+    name = "ifd"
+
+    @dataclass
+    class Config:
+        _target_: str = "delift.selection.ifd.IFDSelector"
+        form: str = "loss"  # loss (Cherry) | ppl (Superfiltering)
+        header: str = "### Response:\n"  # what precedes the answer in the unconditioned pass; "" = one EOS
+        threshold: float = 1.0  # drop IFD above it
+        pre_experience: bool = False  # Cherry's pre-experienced model (not built yet)
+        batch_size: int = 8
+        max_length: int = 1024
+
+    def __init__(self, form: str = "loss", header: str = "### Response:\n", threshold: float = 1.0,
+                 pre_experience: bool = False, batch_size: int = 8, max_length: int = 1024):
+        if form not in FORMS:
+            raise ValueError(f"selector.form={form!r}: expected one of {FORMS}")
+        if pre_experience:
+            raise NotImplementedError("selector.pre_experience=true (Cherry's brief pre-experience fine-tuning on a "
+                                      "k-means-diverse sample) is not implemented yet; IFD runs on the base model")
+        self.form, self.header, self.threshold = form, header, float(threshold)
+        self.batch_size, self.max_length = int(batch_size), int(max_length)
+
+    def select(self, ctx: SelectionContext, budget: int) -> Selection:
+        if ctx.model_spec is None or ctx.template is None:
+            raise ValueError("ifd needs the run's model_spec and template in the selection context")
+        scorer = ExampleScorer(ctx.model_spec, ctx.template, ctx.cache_dir, batch_size=self.batch_size,
+                               max_length=self.max_length, progress=ctx.progress)
+        conditioned, unconditioned = scorer.response_nll(ctx.pool), scorer.answer_nll(ctx.pool, self.header)
+        scorer.release()
+        scores = ifd_scores(conditioned, unconditioned, self.form)
+        order, dropped, filled = ifd_order(scores, budget, self.threshold)
+        info = {"form": self.form, "dropped_above_threshold": dropped, "filled_from_dropped": filled,
+                "scored": scorer.computed, "cache_hits": scorer.cache_hits,
+                "scores": {ex.id: float(s) for ex, s in zip(ctx.pool, scores)}}
+        return Selection(order, [float(scores[i]) for i in order], self.name, budget, info=info)

@@ -1,0 +1,155 @@
+"""SelectIT (Liu et al. 2024, Blue-Raincoat/SelectIT): the model rates each example 1-5; uncertainty-aware scores.
+
+For example x and rating prompt k, one pass over ``rating prompt + instruction (+ input) + response +
+"The answer is: "`` gives P_j, the probability of the digit j (j = 1..5) as the next token. Then
+
+- token level: ``P'_j = softmax_j(P_j / sum_l P_l)`` (the official code; ``normalise: sum`` gives the
+  paper's plain ``P_j / sum_l P_l``), ``S_base = argmax_j P'_j`` and
+  ``S_tok = S_base * (1 / (5 - 1)) * sum_j (P'_base - P'_j)``;
+- sentence level over the K prompts: ``S_sent = mean_k S_tok,k / (1 + alpha * std_k S_tok,k)``
+  (population std);
+- model level: ``S = sum_m w_m S_sent,m`` with ``w_m = params_m / sum params`` over ``models``
+  (the run's model alone by default, then S = S_sent).
+
+The top k by S are kept, highest first, ties by pool order. The rating prompts are our own, written in
+the official structure (``delift/selection/prompts/selectit_rating.json``); ``rating_prompts_file``
+loads any other list verbatim (JSON list of strings, or text with prompts separated by lines ``---``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, List, Optional, Sequence
+
+import numpy as np
+
+from delift.data.records import Example
+from delift.models.loading import ModelSpec
+from delift.scoring import ExampleScorer
+from delift.selection.base import SelectionContext, ScoreSelector
+
+DIGITS = ("1", "2", "3", "4", "5")
+DEFAULT_PROMPTS = Path(__file__).resolve().parent / "prompts" / "selectit_rating.json"
+NORMALISE = ("softmax", "sum")
+
+
+def token_level(probs: np.ndarray, normalise: str = "softmax") -> tuple[np.ndarray, np.ndarray]:
+    """``(S_tok, S_base)`` per row of ``probs`` (n, 5): the digit probabilities P_1..P_5."""
+    probs = np.asarray(probs, dtype=np.float64)
+    shares = probs / probs.sum(axis=-1, keepdims=True)
+    if normalise == "softmax":
+        shifted = np.exp(shares - shares.max(axis=-1, keepdims=True))
+        shares = shifted / shifted.sum(axis=-1, keepdims=True)
+    elif normalise != "sum":
+        raise ValueError(f"selector.normalise={normalise!r}: expected one of {NORMALISE}")
+    base = shares.argmax(axis=-1)  # first maximum: ties go to the lower digit
+    top = np.take_along_axis(shares, base[:, None], axis=-1)
+    s_tok = (base + 1) * (top - shares).sum(axis=-1) / (len(DIGITS) - 1)
+    return s_tok, base + 1
+
+
+def sentence_level(s_tok: np.ndarray, alpha: float = 0.2) -> np.ndarray:
+    """``mean_k S_tok / (1 + alpha * std_k S_tok)`` over the prompt axis (axis 0), population std."""
+    s_tok = np.asarray(s_tok, dtype=np.float64)
+    return s_tok.mean(axis=0) / (1.0 + alpha * s_tok.std(axis=0))
+
+
+def load_rating_prompts(path: str | Path | None) -> list[str]:
+    """Rating prompts, verbatim: a JSON list of strings, or text with prompts separated by ``---`` lines."""
+    path = Path(path) if path else DEFAULT_PROMPTS
+    if not path.is_file():
+        raise FileNotFoundError(f"selector.rating_prompts_file: {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        prompts = json.loads(text)
+        if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
+            raise ValueError(f"selector.rating_prompts_file: {path} must hold a JSON list of strings")
+    else:
+        prompts = [part.strip("\n") + "\n\n" for part in text.split("\n---\n") if part.strip()]
+    if not prompts:
+        raise ValueError(f"selector.rating_prompts_file: {path} holds no prompt")
+    return prompts
+
+
+def rated_text(example: Example, suffix: str) -> str:
+    """What each rating prompt is followed by: the instruction, its input, the response, then ``suffix``."""
+    parts = [f"Instruction: {example.instruction.strip()}"]
+    if example.input.strip():
+        parts.append(f"Input: {example.input.strip()}")
+    parts.append(f"Response: {example.output.strip()}")
+    return "\n".join(parts) + "\n" + suffix
+
+
+def digit_ids(tokenizer: Any) -> list[int]:
+    """The token id of each digit 1..5; an error when a digit is not exactly one token."""
+    ids = []
+    for digit in DIGITS:
+        found = tokenizer(digit, add_special_tokens=False)["input_ids"]
+        if len(found) != 1:
+            raise ValueError(f"SelectIT needs each rating digit to be one token; {digit!r} is {found} for this tokenizer")
+        ids.append(int(found[0]))
+    return ids
+
+
+class SelectITSelector(ScoreSelector):
+    """Top k by SelectIT's model-level score (see the module docstring)."""
+
+    name = "selectit"
+
+    @dataclass
+    class Config:
+        _target_: str = "delift.selection.selectit.SelectITSelector"
+        normalise: str = "softmax"  # softmax (official code) | sum (the paper's P_j / sum P)
+        alpha: float = 0.2  # sentence-level uncertainty weight
+        rating_prompts_file: Optional[str] = None  # null = our 5 prompts; K = the number of prompts
+        answer_suffix: str = "The answer is: "
+        models: List[Any] = field(default_factory=list)  # extra model configs (conf/model schema); [] = run's model
+        batch_size: int = 8
+        max_length: int = 1024
+
+    def __init__(self, normalise: str = "softmax", alpha: float = 0.2, rating_prompts_file: str | None = None,
+                 answer_suffix: str = "The answer is: ", models: Sequence[Any] = (), batch_size: int = 8,
+                 max_length: int = 1024):
+        if normalise not in NORMALISE:
+            raise ValueError(f"selector.normalise={normalise!r}: expected one of {NORMALISE}")
+        if alpha < 0:
+            raise ValueError(f"selector.alpha={alpha}: must be >= 0")
+        self.normalise, self.alpha, self.answer_suffix = normalise, float(alpha), answer_suffix
+        self.prompts = load_rating_prompts(rating_prompts_file)
+        self.models, self.batch_size, self.max_length = list(models), int(batch_size), int(max_length)
+        self.diagnostics: dict[str, Any] = {}
+
+    def _specs(self, ctx: SelectionContext) -> list[ModelSpec]:
+        if not self.models:
+            return [ctx.model_spec]
+        cache_dir = ctx.model_spec.cache_dir if ctx.model_spec is not None else ".cache/delift"
+        return [ModelSpec.from_config(dict(m), cache_dir) for m in self.models]
+
+    def _model_scores(self, ctx: SelectionContext, spec: ModelSpec) -> tuple[np.ndarray, dict[str, Any], int]:
+        scorer = ExampleScorer(spec, ctx.template, ctx.cache_dir, batch_size=self.batch_size,
+                               max_length=self.max_length, progress=ctx.progress)
+        ids = digit_ids(scorer.tokenizer)
+        contexts = [(ex.id, rated_text(ex, self.answer_suffix)) for ex in ctx.pool]
+        probs = np.stack([scorer.next_token_probs(contexts, ids, prefix=prompt) for prompt in self.prompts])  # K,n,5
+        s_tok, base = zip(*(token_level(p, self.normalise) for p in probs))
+        base = np.stack(base)
+        params = sum(p.numel() for p in scorer.model().parameters()) if len(self._specs(ctx)) > 1 else 1
+        info = {"model": spec.name, "mean_digit_mass": float(probs.sum(axis=-1).mean()),
+                "prompt_agreement": float((base == base[0]).all(axis=0).mean()),
+                "base_score_counts": {str(j): int((base == j).sum()) for j in range(1, 6)},
+                "scored": scorer.computed, "cache_hits": scorer.cache_hits}
+        scorer.release()
+        return sentence_level(np.stack(s_tok), self.alpha), info, int(params)
+
+    def scores(self, ctx: SelectionContext) -> np.ndarray:
+        if ctx.model_spec is None or ctx.template is None:
+            raise ValueError("selectit needs the run's model_spec and template in the selection context")
+        results = [self._model_scores(ctx, spec) for spec in self._specs(ctx)]
+        total = sum(params for _, _, params in results)
+        weights = [params / total for _, _, params in results]
+        self.diagnostics = {"models": [{**info, "params": params, "weight": weight}
+                                       for (_, info, params), weight in zip(results, weights)],
+                            "prompts": len(self.prompts), "normalise": self.normalise, "alpha": self.alpha}
+        return sum(w * s for w, (s, _, _) in zip(weights, results))
