@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
 
 from delift.data.records import Example
+from delift.evaluation.judge.config import judge_settings
 from delift.evaluation.judge.prompt import instruction_text
 from delift.evaluation.judge.runner import run_judge
 from delift.evaluation.metrics import Metric, MetricScores
@@ -35,12 +36,13 @@ class JudgeMetric(Metric):
     def __init__(self, judge: Any = None, cache_dir: str = ".cache/delift/judge", progress: bool = True):
         if judge is None:
             raise ValueError("metric judge: no judge settings; choose a backend with judge=hf or judge=openai")
-        settings = asdict(judge) if is_dataclass(judge) else dict(judge)
-        self.settings = {**settings, "cache_dir": str(cache_dir), "progress": bool(progress)}
+        self.settings = judge_settings(asdict(judge) if is_dataclass(judge) else judge)
+        self.cache_dir, self.progress = str(cache_dir), bool(progress)
 
     def score(self, generations: Sequence[str], examples: Sequence[Example]) -> MetricScores:
         prompts = [instruction_text(ex.instruction, ex.input) for ex in examples]
-        result = run_judge(prompts, list(generations), [ex.output for ex in examples], self.settings)
+        result = run_judge(prompts, list(generations), [ex.output for ex in examples], self.settings,
+                           cache_dir=self.cache_dir, progress=self.progress)
         counts = result.counts
         failed = counts["judge_n"] - counts["judge_valid"]
         if failed:

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from delift.evaluation.judge.cache import VerdictCache, verdict_key
-from delift.evaluation.judge.config import HFJudgeSettings, OpenAIJudgeSettings, is_plumbing_model, judge_settings
+from delift.evaluation.judge.config import (RUN_KEYS, HFJudgeSettings, OpenAIJudgeSettings, is_plumbing_model,
+                                            judge_settings)
 from delift.evaluation.judge.parsing import ERROR, OK, OUT_OF_RANGE, PARSE_FAILURE, Verdict, parse_verdict
 from delift.evaluation.judge.prompt import build_messages
 
@@ -74,10 +75,12 @@ class JudgeResult:
 
 
 def run_judge(instructions: Sequence[str], responses: Sequence[str], references: Sequence[str],
-              cfg: Mapping[str, Any], backend: Any = None) -> JudgeResult:
-    """Judge every example with the judge configured by ``cfg`` (``conf/judge/*.yaml`` as a dict).
+              cfg: HFJudgeSettings | OpenAIJudgeSettings | Mapping[str, Any], backend: Any = None, *,
+              cache_dir: str | Path | None = None, progress: bool = False) -> JudgeResult:
+    """Judge every example with the judge ``cfg``: its typed settings, or a ``conf/judge/*.yaml`` mapping
+    (which may also carry ``cache_dir`` and ``progress``; it is checked and converted here).
 
-    ``cfg["cache_dir"]`` (optional) is the judge's cache folder: replies are cached under
+    ``cache_dir`` (optional) is the judge's cache folder: replies are cached under
     ``<cache_dir>/verdicts`` (without it nothing is cached; failures never are), a tiny test judge is
     built under ``<cache_dir>/models``. ``backend`` replaces the configured one (tests). Identical
     prompts are sent once.
@@ -85,11 +88,16 @@ def run_judge(instructions: Sequence[str], responses: Sequence[str], references:
     if not len(instructions) == len(responses) == len(references):
         raise ValueError(f"judge inputs differ in length: {len(instructions)} instructions, "
                          f"{len(responses)} responses, {len(references)} references")
-    settings = judge_settings(cfg)
-    cache_root = cfg.get("cache_dir")
+    if isinstance(cfg, (HFJudgeSettings, OpenAIJudgeSettings)):
+        settings = cfg
+    else:
+        settings = judge_settings(cfg)
+        run_keys = {key: cfg[key] for key in RUN_KEYS if key in cfg}
+        cache_dir = cache_dir if cache_dir is not None else run_keys.get("cache_dir")
+        progress = progress or bool(run_keys.get("progress", False))
+    cache_root = None if cache_dir is None else str(cache_dir)
     if backend is None:
-        backend = BACKENDS[settings.backend](settings, str(cache_root or DEFAULT_CACHE_ROOT),
-                                             bool(cfg.get("progress", False)))
+        backend = BACKENDS[settings.backend](settings, str(cache_root or DEFAULT_CACHE_ROOT), bool(progress))
     identity = backend.identity()
     generation = backend.generation_settings()
     cache = VerdictCache(Path(cache_root) / "verdicts" if cache_root else None)
