@@ -36,6 +36,7 @@ class UsecaseData:
     pool: list[Example]
     query: list[Example] | None = None  # Q, use case 2
     existing: list[Example] | None = None  # P, use case 3
+    valid: list[Example] = field(default_factory=list)  # the pool's own valid split (``data.sizes.valid``)
     tests: dict[str, list[Example]] = field(default_factory=dict)  # HEADLINE -> main test split
     counts: dict[str, int] = field(default_factory=dict)  # sizes and decontamination counts, logged as metrics
     sources: dict[str, Any] = field(default_factory=dict)  # config key -> where its rows came from (run.json)
@@ -64,7 +65,7 @@ def load_usecase_data(cfg: ExperimentConfig) -> UsecaseData:
     name = cfg.usecase.name
     shared = cfg.paths.shared_datasets
     main = load_splits(cfg.data, cfg.seed, shared)
-    data = UsecaseData(name=name, pool=list(main.train), sources={"data": main.source})
+    data = UsecaseData(name=name, pool=list(main.train), valid=list(main.valid), sources={"data": main.source})
     if name == "task_specific":
         target = load_splits(cfg.usecase.target, cfg.seed, shared)
         data.sources["usecase.target"] = target.source
@@ -81,9 +82,9 @@ def load_usecase_data(cfg: ExperimentConfig) -> UsecaseData:
         raise ValueError(f"use case {name}: the test split is empty; set its data.sizes.test")
 
     tests = list(data.tests.values())
-    for part in (("pool", "query", "existing") if cfg.decontaminate else ()):
+    for part in (("pool", "query", "existing", "valid") if cfg.decontaminate else ()):
         examples = getattr(data, part)
-        if examples is None:
+        if not examples:
             continue
         kept, dropped = decontaminate(examples, [ex for split in tests for ex in split], name=part)
         setattr(data, part, kept)

@@ -46,6 +46,7 @@ class SelectionContext:
     kernels: KernelProvider | None = None  # utility(targets, candidates) -> UtilityKernel, cached on disk
     query: Sequence[Example] | None = None  # use case 2: examples of the target task
     existing: Sequence[Example] | None = None  # use case 3: data the model was already tuned on
+    valid: Sequence[Example] = ()  # the pool dataset's own valid split (data.sizes.valid; may be empty)
     eta: float = 1.0  # use case 2: FLMI magnification, min(max_A s, eta * max_Q s_Q) (usecase.eta)
     nu: float = 1.0  # use case 3: FLCG privacy hardness, max(max_A s - nu * max_P s_P, 0) (usecase.nu)
     model_spec: ModelSpec | None = None  # the run's model, for selectors that score with the model itself
