@@ -209,3 +209,155 @@ def test_cache_keyword_follows_the_forward_signature(trained_tiny_model):
     assert _cache_keyword(Older) == "past_key_values" and _cache_keyword(Newer) == "cache"
     body = trained_tiny_model.base_model
     assert _cache_keyword(type(body)) in inspect.signature(body.forward).parameters
+
+
+# ------------------------------------------------------------------ the logprob_sum aggregate (Nuggets)
+def naive_logprob_sum(model, tok, shown: str | None, query: str, response: str, max_length: int,
+                      eos_after_prompt: bool = True) -> float:
+    """One forward of one whole sequence; sum of the fp32 log-softmax at the response tokens and final EOS.
+
+    Written apart from the engine: strings -> ids, shown example then query cut from the left.
+    """
+    import torch
+
+    eos = tok.eos_token_id
+    enc = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    shown_ids = enc(shown) if shown is not None else []
+    query_ids, answer = enc(query), enc(response) + [eos]
+    head = [eos] if eos_after_prompt else []
+    while shown_ids and len(shown_ids) + len(query_ids) + len(head) + len(answer) > max_length:
+        shown_ids = shown_ids[1:]
+    while len(query_ids) + len(head) + len(answer) > max_length:
+        query_ids = query_ids[1:]
+    ids = shown_ids + query_ids + head + answer
+    first = len(ids) - len(answer)
+    with torch.no_grad():
+        log_probs = torch.log_softmax(model(torch.tensor([ids], device=model.device)).logits[0].float(), dim=-1)
+    return float(sum(log_probs[t - 1, ids[t]].double() for t in range(first, len(ids))))
+
+
+def naive_logprob_kernel(model, tok, targets, candidates, max_length, eos_after_prompt=True):
+    zero = np.array([naive_logprob_sum(model, tok, None, TEMPLATE.render(t), t.output, max_length, eos_after_prompt)
+                     for t in targets])
+    one = np.array([[naive_logprob_sum(model, tok, TEMPLATE.render(c) + c.output + "\n\n", TEMPLATE.render(t),
+                                       t.output, max_length, eos_after_prompt) for c in candidates] for t in targets])
+    return zero, one
+
+
+@pytest.mark.parametrize("max_length,eos_after_prompt,tokens_per_batch,workers", [
+    (1024, True, 8192, 1),  # nothing truncated: every pair through the cached prefixes
+    (1024, True, 300, 2),  # several prefix groups and continuation passes, two workers
+    (150, True, 8192, 2),  # every shown example cut: the per-sequence path
+    (90, False, 500, 1),  # shown examples dropped, queries cut, no EOS after the prompt
+])
+def test_logprob_sum_engine_equals_naive_per_pair(trained_tiny_model, tiny_tokenizer, max_length, eos_after_prompt,
+                                                  tokens_per_batch, workers):
+    targets, candidates = make_examples(5), make_examples(8, "c")[1:]
+    settings = KernelSettings(max_length=max_length, eos_after_prompt=eos_after_prompt, batch_size=3,
+                              tokens_per_batch=tokens_per_batch, workers=workers)
+    tokens = lambda exs: tokenize_examples(exs, tiny_tokenizer, TEMPLATE, settings)  # noqa: E731
+    setup = ScoringSetup(trained_tiny_model, tiny_tokenizer.eos_token_id, tiny_tokenizer.pad_token_id,
+                         eos_after_prompt, max_length, settings.batch_size, tokens_per_batch, workers=workers,
+                         aggregate="logprob_sum")
+    zero, _ = score_zero_shot(setup, tokens(targets))
+    one, stats = score_one_shot(setup, tokens(targets), tokens(candidates))
+    ref_zero, ref_one = naive_logprob_kernel(trained_tiny_model, tiny_tokenizer, targets, candidates, max_length,
+                                             eos_after_prompt)
+    np.testing.assert_allclose(zero, ref_zero, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(one, ref_one, atol=1e-5, rtol=0)
+    gain = ref_one - ref_zero[:, None]
+    assert np.all(ref_one < 0) and np.std(gain) > 1e-2  # real log-likelihoods, and far from vacuous at 1e-5
+    if max_length == 1024:
+        assert stats.per_sequence == 0 and (gain > 0).any() and (gain < 0).any()  # wins and losses both occur
+    if max_length == 90:
+        assert stats.shown_dropped > 0  # such a pair is the zero-shot sequence itself
+        dropped = np.isclose(one, zero[:, None], atol=1e-5, rtol=0)
+        assert dropped.any()
+
+
+def test_logprob_sum_comes_from_log_softmax_not_log_of_p():
+    """A token of p ~ e^-120 (0 in fp32): log p stays finite and exact; log(p) would be -inf."""
+    import torch
+
+    head = torch.nn.Linear(2, 3, bias=False)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[60.0, 0.0], [-60.0, 0.0], [0.0, 0.0]]))
+    hidden, targets = torch.tensor([[1.0, 0.0]]), torch.tensor([1])
+    with torch.no_grad():
+        log_p = token_probabilities(head, None, hidden, targets, log=True)
+        p = token_probabilities(head, None, hidden, targets)
+    expected = -120.0 - np.log1p(np.exp(-60.0) + np.exp(-120.0))  # logits (60, -60, 0), target -60
+    assert float(log_p[0]) == pytest.approx(expected, abs=1e-4)
+    assert float(p[0]) == 0.0  # p underflows in fp32
+
+
+def test_provider_logprob_kernel_orientation_key_and_cache(tiny_spec, trained_tiny_model, tiny_tokenizer, tmp_path):
+    from delift.kernel.cache import kernel_cache_key
+
+    targets, candidates = make_examples(3, "g"), make_examples(5, "c")
+    provider = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(block_size=2), KernelCache(tmp_path),
+                              progress=False)
+    provider._model = trained_tiny_model  # the trained weights, so the numbers are not all alike
+    kernel = provider.utility(targets, candidates, aggregate="logprob_sum")
+    zero, one = naive_logprob_kernel(trained_tiny_model, tiny_tokenizer, targets, candidates, 1024)
+    np.testing.assert_allclose(kernel.d_zero, zero, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(kernel.d_one, one, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(kernel.uf, one - zero[:, None], atol=1e-5, rtol=0)  # UF = l_one - l_zero: gain
+    assert kernel.meta["aggregate"] == "logprob_sum" and kernel.meta["blocks_computed"] == 2 * (1 + 3)
+    distance_key = provider.block_store(targets, candidates).key
+    payload = provider.cache_payload(targets, candidates)
+    assert "aggregate" not in payload and kernel.meta["key"] == kernel_cache_key({**payload, "aggregate": "logprob_sum"})
+    assert kernel.meta["key"] != distance_key
+    again = provider.utility(targets, candidates, aggregate="logprob_sum")  # from the merged cache file
+    assert again.meta["cached"] is True and again.meta["aggregate"] == "logprob_sum"
+    np.testing.assert_array_equal(again.uf, kernel.uf)
+    distance = provider.utility(targets, candidates)  # the distance kernel is its own file, unaffected
+    assert distance.meta["cached"] is False and distance.meta["key"] == distance_key
+    assert distance.meta["aggregate"] == "distance" and np.all(distance.d_one >= 0) and np.all(kernel.d_one < 0)
+    with pytest.raises(ValueError, match="aggregate 'mean'"):
+        provider.utility(targets, candidates, aggregate="mean")
+
+
+def test_sharded_fill_of_a_logprob_kernel_request(tiny_spec, trained_tiny_model, tmp_path):
+    """``provider.fill(*request)`` with a KernelRequest fills the logprob kernel's blocks, shard by shard."""
+    from delift.kernel.utility import KernelRequest
+
+    targets, candidates = make_examples(2, "g"), make_examples(3, "c")
+    request = KernelRequest(targets, candidates, "logprob_sum")
+    filled = []
+    for shard in (0, 1):
+        provider = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(block_size=2, num_shards=2, shard=shard),
+                                  KernelCache(tmp_path), progress=False)
+        provider._model = trained_tiny_model
+        filled.append(provider.fill(*request))
+    assert [f["aggregate"] for f in filled] == ["logprob_sum"] * 2 and filled[1]["complete"] is True
+    assert filled[0]["key"] == filled[1]["key"] == provider.block_store(*request).key
+    assert filled[0]["blocks_computed"] + filled[1]["blocks_computed"] == 1 + 2  # zero-shot + 2 column tiles
+    merged = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(block_size=2), KernelCache(tmp_path), progress=False)
+    merged._model = trained_tiny_model
+    kernel = merged.utility(*request)
+    assert kernel.meta["blocks_computed"] == 0 and kernel.meta["aggregate"] == "logprob_sum"
+    np.testing.assert_allclose(kernel.uf, kernel.d_one - kernel.d_zero[:, None])
+
+
+def test_default_distance_cache_keys_are_unchanged(tiny_spec, tmp_path):
+    """The aggregate enters the key only when it is not the default: DELIFT's kernels keep their keys."""
+    from delift.data.records import fingerprint
+    from delift.kernel.cache import kernel_cache_key
+    from delift.kernel.utility import KERNEL_CODE_VERSION
+    from delift.models.loading import model_identity
+
+    examples = make_examples(5)
+    provider = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(), KernelCache(tmp_path), progress=False)
+    before = {  # the payload exactly as it was built before aggregates existed
+        "model": model_identity(tiny_spec), "targets": fingerprint(examples[:2]), "candidates": fingerprint(examples),
+        "prompt_template": [TEMPLATE.with_input, TEMPLATE.without_input],
+        "kernel": {"shown_example": "{prompt}{response}\n\n", "eos_after_prompt": True, "max_length": 1024,
+                   "code_version": KERNEL_CODE_VERSION}}
+    key = provider.block_store(examples[:2], examples).key
+    assert key == provider.block_store(examples[:2], examples, "distance").key == kernel_cache_key(before)
+    # computed with the code before the aggregate was added; changes only with KERNEL_CODE_VERSION (3 then)
+    # or the tiny model's identity
+    if KERNEL_CODE_VERSION == 3:
+        assert key == "71035faedd2da3f45536b0b4cc4f6ab5188b947c5c6c2969ec9725aed2c92077"
+    assert provider.block_store(examples[:2], examples, "logprob_sum").key != key

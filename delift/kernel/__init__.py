@@ -2,10 +2,12 @@
 
 from delift.kernel.cache import KernelCache, kernel_cache_key
 from delift.kernel.postprocess import postprocess_kernel
-from delift.kernel.utility import KernelSettings, UtilityKernel, overflowing_targets
+from delift.kernel.utility import AGGREGATES, KernelRequest, KernelSettings, UtilityKernel, overflowing_targets
 
 __all__ = [
+    "AGGREGATES",
     "KernelCache",
+    "KernelRequest",
     "KernelSettings",
     "UtilityKernel",
     "kernel_cache_key",

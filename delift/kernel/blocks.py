@@ -4,6 +4,7 @@ Layout under the kernel cache root, one folder per kernel key and tiling:
     <root>/<key>/tiles<block_size>/manifest.json      shapes, ids, tiling, the cache payload
     <root>/<key>/tiles<block_size>/zero_r<R>.npz      d_zero of row tile R   (+ its counts)
     <root>/<key>/tiles<block_size>/one_r<R>_c<C>.npz  d_one of tile (R, C)   (+ its counts)
+(d = distances, or sums of log-probabilities for a ``logprob_sum`` kernel: its own key and folder.)
 Row tile R holds targets [R*b, (R+1)*b), column tile C candidates [C*b, (C+1)*b), b = block_size.
 Every file is written atomically (temporary sibling + rename), so a killed run leaves only whole
 blocks; a restart skips them. A block counts as done only when its file reads back whole, with the
@@ -24,7 +25,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from delift.fsutil import atomic_write
-from delift.kernel.utility import UtilityKernel
+from delift.kernel.utility import DEFAULT_AGGREGATE, UtilityKernel, check_aggregate, utility_matrix
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +109,11 @@ class BlockStore:
     """The block files of one kernel (one key, one tiling)."""
 
     def __init__(self, root: str | Path, key: str, block_size: int, target_ids: Sequence[str],
-                 candidate_ids: Sequence[str], payload: dict[str, Any] | None = None):
+                 candidate_ids: Sequence[str], payload: dict[str, Any] | None = None,
+                 aggregate: str = DEFAULT_AGGREGATE):
         if block_size < 1:
             raise ValueError(f"kernel.block_size={block_size}: must be at least 1")
+        self.aggregate = check_aggregate(aggregate)  # what the blocks hold; decides UF's formula in merge
         self.key = key
         self.block_size = block_size
         self.folder = Path(root).expanduser() / key / f"tiles{block_size}"
@@ -149,7 +152,8 @@ class BlockStore:
         """
         path = self.folder / "manifest.json"
         manifest = {"key": self.key, "block_size": self.block_size, "shape": list(self.shape),
-                    "target_ids": self.target_ids, "candidate_ids": self.candidate_ids, "payload": self.payload}
+                    "aggregate": self.aggregate, "target_ids": self.target_ids, "candidate_ids": self.candidate_ids,
+                    "payload": self.payload}
         if path.exists():
             old, problem = _read_manifest(path)
             if old is not None:
@@ -219,7 +223,7 @@ class BlockStore:
                 d_one[rows.start:rows.stop, cols.start:cols.stop] = d
                 for name in COUNT_KEYS:
                     totals[name] += counts[name]
-        return UtilityKernel(uf=d_zero[:, None] - d_one, d_zero=d_zero, d_one=d_one, target_ids=self.target_ids,
-                             candidate_ids=self.candidate_ids,
+        return UtilityKernel(uf=utility_matrix(d_zero, d_one, self.aggregate), d_zero=d_zero, d_one=d_one,
+                             target_ids=self.target_ids, candidate_ids=self.candidate_ids,
                              meta={"sequences": self.shape[0] * (self.shape[1] + 1), **totals,
-                                   "block_size": self.block_size})
+                                   "block_size": self.block_size, "aggregate": self.aggregate})

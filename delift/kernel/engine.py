@@ -15,11 +15,13 @@ The prefix ``shown_j`` is the same for every target, so the engine
    work over a few keys, never a linear layer). Position ids start at each candidate's own
    prefix length, so RoPE positions equal those of the full sequence;
 4. projects with the output head only at the positions that predict the scored tokens
-   (response + final EOS), log-softmax in fp32, then d = sqrt(mean_t (1 - p_t)^2) in fp64.
+   (response + final EOS), log-softmax in fp32, then reduces the tokens of each sequence with the
+   setup's ``aggregate``: d = sqrt(mean_t (1 - p_t)^2) (``distance``, DELIFT) or sum_t log p_t
+   (``logprob_sum``, from the fp32 log-softmax values themselves), in fp64.
 
 Pairs whose shown example would be truncated (positions shift), and zero-shot sequences, go
 through the per-sequence path ``score_sequences`` instead, batched by sorted length.
-Compute runs in the model's dtype; probabilities and distances are accumulated in fp32/fp64.
+Compute runs in the model's dtype; probabilities / log-probabilities in fp32, their reduction in fp64.
 On a CPU, passes run side by side on ``workers`` threads, freed buffers are reused
 (``host_memory``) and grouped-query attention stays grouped (``attention``).
 """
@@ -40,7 +42,14 @@ from transformers import DynamicCache
 from delift.kernel.attention import grouped_sdpa
 from delift.kernel.host_memory import heap_reuse
 from delift.kernel.sequences import ScoredSequence, build_sequence
-from delift.kernel.utility import TokenizedExample, _decoder_and_head, score_sequences, token_probabilities
+from delift.kernel.utility import (
+    DEFAULT_AGGREGATE,
+    TokenizedExample,
+    _decoder_and_head,
+    check_aggregate,
+    score_sequences,
+    token_probabilities,
+)
 
 
 @dataclass
@@ -75,8 +84,10 @@ class ScoringSetup:
     tokens_per_batch: int = 8192  # token budget of one prefix pass / one continuation pass
     on_pairs: Callable[[int], None] | None = field(default=None, repr=False)  # progress callback
     workers: int = 0  # CPU: passes run at once, each on (torch threads // workers) threads; 0 = auto
+    aggregate: str = DEFAULT_AGGREGATE  # distance | logprob_sum: what one sequence's scored tokens reduce to
 
     def __post_init__(self) -> None:
+        check_aggregate(self.aggregate)
         if self.workers < 0:
             raise ValueError(f"kernel.workers={self.workers}: must be 0 (auto) or more")
         if self.device.type != "cpu":
@@ -141,9 +152,14 @@ def _distance(p: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(((1.0 - p.double()) ** 2).mean(dim=-1))
 
 
+def _logprob_sum(log_p: torch.Tensor) -> torch.Tensor:
+    """sum_t log p_t over the last axis, in fp64."""
+    return log_p.double().sum(dim=-1)
+
+
 def _score_per_sequence(setup: ScoringSetup, count: int, build: Callable[[int], ScoredSequence],
                         stats: BlockStats, pairs: bool, run: Callable = map) -> np.ndarray:
-    """Distances of ``count`` sequences ``build(k)``, batches of ``batch_size`` sorted by length.
+    """Values (``setup.aggregate``) of ``count`` sequences ``build(k)``, batches of ``batch_size`` sorted by length.
 
     Sequences are built batch by batch (only their lengths are kept for all), so memory holds the
     token ids of the batches in flight; truncations and tokens are added to ``stats``.
@@ -155,7 +171,7 @@ def _score_per_sequence(setup: ScoringSetup, count: int, build: Callable[[int], 
 
     def score(batch: list[int]) -> tuple[list[int], list[ScoredSequence], np.ndarray]:
         seqs = [build(k) for k in batch]
-        return batch, seqs, score_sequences(setup.model, seqs, setup.pad_id)
+        return batch, seqs, score_sequences(setup.model, seqs, setup.pad_id, setup.aggregate)
 
     for batch, seqs, values in run(score, batches):
         stats.shown_truncated += sum(s.shown_cut > 0 for s in seqs)
@@ -170,7 +186,7 @@ def _score_per_sequence(setup: ScoringSetup, count: int, build: Callable[[int], 
 
 
 def score_zero_shot(setup: ScoringSetup, targets: Sequence[TokenizedExample]) -> tuple[np.ndarray, BlockStats]:
-    """d_zero of each target: ``[query] EOS [response] EOS`` through the per-sequence path."""
+    """d_zero (or l_zero) of each target: ``[query] EOS [response] EOS`` through the per-sequence path."""
     stats = BlockStats()
     with grouped_sdpa(setup.model), setup.pool() as run:  # passes finish before attention is reset
         d = _score_per_sequence(setup, len(targets), lambda k: build_sequence(
@@ -276,7 +292,7 @@ def _prefix_cache(setup: ScoringSetup, prefixes: list[list[int]],
 @torch.inference_mode()
 def score_one_shot(setup: ScoringSetup, targets: Sequence[TokenizedExample],
                    candidates: Sequence[TokenizedExample]) -> tuple[np.ndarray, BlockStats]:
-    """d_one (len(targets) x len(candidates)) of every (target, candidate) pair of a block."""
+    """d_one (or l_one, ``setup.aggregate``) (len(targets) x len(candidates)) of every pair of a block."""
     with grouped_sdpa(setup.model), setup.pool() as run:  # passes finish before attention is reset
         return _score_one_shot(setup, targets, candidates, run)
 
@@ -313,7 +329,8 @@ def _score_one_shot(setup: ScoringSetup, targets: Sequence[TokenizedExample],
             step = max(1, setup.tokens_per_batch // len(continuations[i][0]))
             passes += [(i, rows[first:first + step]) for first in range(0, len(rows), step)]
 
-        score = partial(_pass_distances, body, head, softcap, layers, lengths, prefix_valid, continuations, device)
+        score = partial(_pass_values, setup.aggregate, body, head, softcap, layers, lengths, prefix_valid,
+                        continuations, device)
         for (i, chosen), values in zip(passes, run(score, passes)):
             d[i, [group[g] for g in chosen]] = values
             stats.tokens += len(continuations[i][0]) * len(chosen)
@@ -323,19 +340,22 @@ def _score_one_shot(setup: ScoringSetup, targets: Sequence[TokenizedExample],
     return d, stats
 
 
-def _pass_distances(body, head, softcap, layers, lengths, prefix_valid, continuations, device,
-                    task: tuple[int, list[int]]) -> np.ndarray:
-    """d of one continuation pass: target ``task[0]`` after the group's prefixes ``task[1]``."""
+def _pass_values(aggregate, body, head, softcap, layers, lengths, prefix_valid, continuations, device,
+                 task: tuple[int, list[int]]) -> np.ndarray:
+    """d (or sum log p) of one continuation pass: target ``task[0]`` after the group's prefixes ``task[1]``."""
     ids, start = continuations[task[0]]
-    p = _continuation_probabilities(body, head, softcap, layers, task[1], lengths, prefix_valid, ids, start, device)
-    return _distance(p).cpu().numpy()
+    log = aggregate == "logprob_sum"
+    values = _continuation_probabilities(body, head, softcap, layers, task[1], lengths, prefix_valid, ids, start,
+                                         device, log=log)
+    return (_logprob_sum(values) if log else _distance(values)).cpu().numpy()
 
 
 @torch.inference_mode()
 def _continuation_probabilities(body, head, softcap, layers, chosen: list[int], lengths: torch.Tensor,
                                 prefix_valid: torch.Tensor, ids: list[int], start: int,
-                                device: torch.device) -> torch.Tensor:
-    """p_t (B, T) of the scored tokens of one continuation after the cached prefixes ``chosen``.
+                                device: torch.device, log: bool = False) -> torch.Tensor:
+    """p_t (B, T) of the scored tokens of one continuation after the cached prefixes ``chosen``
+    (``log=True``: log p_t, straight from the fp32 log-softmax).
 
     When every prefix of the group is chosen, its cache is used as it is (the cache's update
     concatenates into new tensors, so the group's cache stays intact for the next target).
@@ -355,4 +375,4 @@ def _continuation_probabilities(body, head, softcap, layers, chosen: list[int], 
                              position_ids=positions).last_hidden_state
     scored = hidden[:, start - 1:length - 1].reshape(-1, hidden.shape[-1])  # position t-1 predicts token t
     targets = tokens[start:].repeat(batch)
-    return token_probabilities(head, softcap, scored, targets).reshape(batch, -1)
+    return token_probabilities(head, softcap, scored, targets, log=log).reshape(batch, -1)

@@ -3,6 +3,12 @@
 ``utility`` returns a complete kernel (computing whatever this shard still owes); ``fill`` only
 computes this shard's missing blocks (``kernel.num_shards`` / ``kernel.shard``), for sharded runs
 whose blocks are merged later by any process once every shard has finished.
+
+Both take an optional ``aggregate`` (``delift.kernel.utility.AGGREGATES``): ``distance`` (default,
+DELIFT's d and UF = d_zero - d_one) or ``logprob_sum`` (sums of log p; UF = l_one - l_zero). It is part
+of the cache key only when it is not the default, so the keys of DELIFT kernels are those of before.
+A selector names it in a :class:`KernelRequest` from ``kernel_requests``; ``provider.fill(*request)``
+and ``provider.utility(*request)`` accept both such a request and a plain (targets, candidates) pair.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from delift.kernel.blocks import Block, BlockStore, shard_of
 from delift.kernel.cache import KernelCache, kernel_cache_key
 from delift.kernel.engine import BlockStats, ScoringSetup, score_one_shot, score_zero_shot
 from delift.kernel.sequences import build_sequence
-from delift.kernel.utility import (KernelSettings, TokenizedExample, UtilityKernel, check_head_matches_forward,
+from delift.kernel.utility import (DEFAULT_AGGREGATE, KernelRequest, KernelSettings,  # noqa: F401 (re-export)
+                                   TokenizedExample, UtilityKernel, check_aggregate, check_head_matches_forward,
                                    tokenize_examples)
 from delift.models.loading import ModelSpec, load_model, load_tokenizer, model_identity
 
@@ -55,25 +62,33 @@ class KernelProvider:
             self._model = load_model(self.model_spec)
         return self._model
 
-    def cache_payload(self, targets: Sequence[Example], candidates: Sequence[Example]) -> dict[str, Any]:
-        return {
+    def cache_payload(self, targets: Sequence[Example], candidates: Sequence[Example],
+                      aggregate: str = DEFAULT_AGGREGATE) -> dict[str, Any]:
+        """What the kernel's key hashes; ``aggregate`` is added only when it is not the default."""
+        payload = {
             "model": model_identity(self.model_spec),
             "targets": fingerprint(targets),
             "candidates": fingerprint(candidates),
             "prompt_template": [self.template.with_input, self.template.without_input],
             "kernel": self.settings.identity(),
         }
+        if check_aggregate(aggregate) != DEFAULT_AGGREGATE:
+            payload["aggregate"] = aggregate
+        return payload
 
-    def block_store(self, targets: Sequence[Example], candidates: Sequence[Example]) -> BlockStore:
-        payload = self.cache_payload(targets, candidates)
+    def block_store(self, targets: Sequence[Example], candidates: Sequence[Example],
+                    aggregate: str = DEFAULT_AGGREGATE) -> BlockStore:
+        payload = self.cache_payload(targets, candidates, aggregate)
         return BlockStore(self.cache.root, kernel_cache_key(payload), self.settings.block_size,
-                          [e.id for e in targets], [e.id for e in candidates], payload)
+                          [e.id for e in targets], [e.id for e in candidates], payload, aggregate)
 
-    def utility(self, targets: Sequence[Example], candidates: Sequence[Example]) -> UtilityKernel:
+    def utility(self, targets: Sequence[Example], candidates: Sequence[Example],
+                aggregate: str = DEFAULT_AGGREGATE) -> UtilityKernel:
         """The complete kernel: from the cache, else this shard's blocks are computed and all are merged."""
-        store = self.block_store(targets, candidates)
+        store = self.block_store(targets, candidates, aggregate)
         kernel = self.cache.load(store.key)
         if kernel is not None:
+            kernel.meta.setdefault("aggregate", store.aggregate)  # kernels cached before it was recorded
             kernel.meta.update(cached=True, key=store.key)
             return kernel
         counts = self._fill(store, targets, candidates)
@@ -91,14 +106,15 @@ class KernelProvider:
         kernel.meta["key"] = store.key
         return kernel
 
-    def fill(self, targets: Sequence[Example], candidates: Sequence[Example]) -> dict[str, Any]:
+    def fill(self, targets: Sequence[Example], candidates: Sequence[Example],
+             aggregate: str = DEFAULT_AGGREGATE) -> dict[str, Any]:
         """Compute only this shard's missing blocks; never fails because other shards are unfinished."""
-        store = self.block_store(targets, candidates)
+        store = self.block_store(targets, candidates, aggregate)
         if self.cache.path(store.key).exists():
-            return {"key": store.key, "complete": True, "blocks_computed": 0, "blocks_skipped": 0,
-                    "pairs": 0, "tokens": 0, "seconds": 0.0}
+            return {"key": store.key, "aggregate": store.aggregate, "complete": True, "blocks_computed": 0,
+                    "blocks_skipped": 0, "pairs": 0, "tokens": 0, "seconds": 0.0}
         counts = self._fill(store, targets, candidates)
-        counts.update(key=store.key, complete=next(store.missing(), None) is None)
+        counts.update(key=store.key, aggregate=store.aggregate, complete=next(store.missing(), None) is None)
         return counts
 
     def _fill(self, store: BlockStore, targets: Sequence[Example], candidates: Sequence[Example]) -> dict[str, Any]:
@@ -123,7 +139,7 @@ class KernelProvider:
         bar = tqdm(total=total_pairs, desc="utility kernel", unit="pair", disable=not self.progress)
         setup = ScoringSetup(self.model, eos, self.tokenizer.pad_token_id, settings.eos_after_prompt,
                              settings.max_length, settings.batch_size, settings.tokens_per_batch, on_pairs=bar.update,
-                             workers=settings.workers)
+                             workers=settings.workers, aggregate=store.aggregate)
         started = time.perf_counter()
         stats = BlockStats()
         try:
@@ -135,8 +151,9 @@ class KernelProvider:
         finally:
             bar.close()
         counts.update(pairs=stats.pairs, tokens=stats.tokens, seconds=time.perf_counter() - started)
-        log.info("utility kernel %s (%dx%d, shard %d/%d): %d pairs, %d tokens in %.1f s (%.1f pairs/s); "
-                 "blocks computed %d, skipped %d", store.key[:12], *store.shape, settings.shard, settings.num_shards,
+        log.info("utility kernel %s (%dx%d, %s, shard %d/%d): %d pairs, %d tokens in %.1f s (%.1f pairs/s); "
+                 "blocks computed %d, skipped %d", store.key[:12], *store.shape, store.aggregate, settings.shard,
+                 settings.num_shards,
                  stats.pairs, stats.tokens, counts["seconds"], stats.pairs / max(counts["seconds"], 1e-9),
                  counts["blocks_computed"], counts["blocks_skipped"])
         cuts = {k: getattr(stats, k) for k in ("shown_truncated", "shown_dropped", "query_truncated")}

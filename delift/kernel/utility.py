@@ -6,12 +6,22 @@ y_i (final EOS included):
     UF[i, j] = d_zero(i) - d_one(i, j)
 where the zero-shot sequence shows only x_i and the one-shot sequence shows (x_j, y_j) first.
 Rows are targets, columns are candidates, everywhere.
+
+The per-token probabilities can be reduced another way (``aggregate``, per kernel request):
+
+- ``distance`` (default, DELIFT): d = sqrt(mean_t (1 - p_t)^2) in fp64; UF = d_zero - d_one;
+- ``logprob_sum`` (Nuggets' golden score): l = sum_t log p_t, log p_t taken from the same fp32
+  log-softmax (never the log of a rounded p), summed in fp64. The arrays called ``d_zero`` /
+  ``d_one`` then hold l_zero / l_one, and UF = l_one - l_zero: the log-likelihood gain of showing
+  the candidate.
+
+Either way UF is "positive when showing candidate j helps target i" (``utility_matrix``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -22,6 +32,33 @@ from delift.kernel.sequences import ScoredSequence, response_fits
 
 
 KERNEL_CODE_VERSION = 3  # bump whenever the numbers a kernel holds would change
+DEFAULT_AGGREGATE = "distance"
+AGGREGATES = ("distance", "logprob_sum")  # how a sequence's scored-token probabilities become one number
+
+
+def check_aggregate(aggregate: str) -> str:
+    """``aggregate`` when it is one of ``AGGREGATES``, else a ValueError naming the choices."""
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"kernel aggregate {aggregate!r}: expected one of {', '.join(AGGREGATES)}")
+    return aggregate
+
+
+class KernelRequest(NamedTuple):
+    """One kernel a selector needs (``Selector.kernel_requests``): ``provider.utility(*request)`` and
+    ``provider.fill(*request)``; a plain (targets, candidates) pair means the default aggregate."""
+
+    targets: list[Example]
+    candidates: list[Example]
+    aggregate: str = DEFAULT_AGGREGATE
+
+
+def utility_matrix(d_zero: np.ndarray, d_one: np.ndarray, aggregate: str = DEFAULT_AGGREGATE) -> np.ndarray:
+    """UF (targets x candidates), positive when the candidate helps: d_zero - d_one for distances,
+    l_one - l_zero for log-probability sums."""
+    d_zero, d_one = np.asarray(d_zero), np.asarray(d_one)
+    if check_aggregate(aggregate) == "distance":
+        return d_zero[:, None] - d_one
+    return d_one - d_zero[:, None]
 
 
 @dataclass(frozen=True)
@@ -68,7 +105,11 @@ class KernelSettings:
 
 @dataclass
 class UtilityKernel:
-    """UF (targets x candidates) with the distances it came from."""
+    """UF (targets x candidates) with the per-sequence values it came from (``utility_matrix``).
+
+    With the default aggregate ``d_zero`` / ``d_one`` are distances; with ``logprob_sum``
+    (``meta["aggregate"]``) they are sums of log-probabilities of the scored tokens.
+    """
 
     uf: np.ndarray
     d_zero: np.ndarray  # (n_targets,)
@@ -138,19 +179,24 @@ def check_head_matches_forward(model, sequence: ScoredSequence, atol: float = 1e
             "logits in a way delift.kernel does not replicate yet")
 
 
-def _token_probabilities(model, input_ids, attention, rows, cols, targets, exact_target: bool = True) -> torch.Tensor:
-    """p of each target token, from the hidden state at (row, col), projected by the output head."""
+def _token_probabilities(model, input_ids, attention, rows, cols, targets, exact_target: bool = True,
+                         log: bool = False) -> torch.Tensor:
+    """p (or log p) of each target token, from the hidden state at (row, col), projected by the output head."""
     body, head = _decoder_and_head(model)
     device = input_ids.device
     hidden = body(input_ids=input_ids, attention_mask=attention).last_hidden_state
     scored = hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)]
     softcap = getattr(model.config, "final_logit_softcapping", None)
-    return token_probabilities(head, softcap, scored, torch.tensor(targets, device=device), exact_target=exact_target)
+    return token_probabilities(head, softcap, scored, torch.tensor(targets, device=device), exact_target=exact_target,
+                               log=log)
 
 
 def token_probabilities(head, softcap, hidden: torch.Tensor, targets: torch.Tensor, rows: int = 256,
-                        exact_target: bool = True) -> torch.Tensor:
+                        exact_target: bool = True, log: bool = False) -> torch.Tensor:
     """p (S,) of ``targets`` (S,) from the hidden states (S, H) of the positions that predict them.
+
+    ``log=True`` returns log p instead: the fp32 log-softmax value itself, not the log of p (which
+    would lose the tail of small probabilities and cost an extra rounding).
 
     The head runs at most ``rows`` positions at a time in the model's dtype, in chunks of equal size
     (a small last chunk would re-read the whole head's weights for a few rows). On a CPU each 32-row slice of
@@ -175,16 +221,20 @@ def token_probabilities(head, softcap, hidden: torch.Tensor, targets: torch.Tens
                 part.scatter_(-1, t[:, None], exact[:, None])
             if softcap:
                 part = torch.tanh(part / softcap) * softcap
-            out[where] = torch.log_softmax(part, dim=-1).gather(-1, t[:, None]).squeeze(-1).exp()
+            values = torch.log_softmax(part, dim=-1).gather(-1, t[:, None]).squeeze(-1)
+            out[where] = values if log else values.exp()
     return out
 
 
 @torch.inference_mode()
-def score_sequences(model, sequences: Sequence[ScoredSequence], pad_id: int) -> np.ndarray:
-    """d = sqrt(mean_t (1 - p_t)^2) for each sequence, one padded forward pass for the batch.
+def score_sequences(model, sequences: Sequence[ScoredSequence], pad_id: int,
+                    aggregate: str = DEFAULT_AGGREGATE) -> np.ndarray:
+    """One value per sequence, one padded forward pass for the batch: d = sqrt(mean_t (1 - p_t)^2)
+    (``distance``) or sum_t log p_t (``logprob_sum``), over the scored tokens, in fp64.
 
     The output projection runs only at the positions that predict scored tokens.
     """
+    log = check_aggregate(aggregate) == "logprob_sum"
     device = next(model.parameters()).device
     width = max(len(s.input_ids) for s in sequences)
     input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
@@ -198,9 +248,11 @@ def score_sequences(model, sequences: Sequence[ScoredSequence], pad_id: int) -> 
         rows.extend([b] * len(positions))
         cols.extend(positions)
         targets.extend(seq.input_ids[seq.response_start:])
-    p = _token_probabilities(model, input_ids.to(device), attention.to(device), rows, cols, targets)
-    sq = (1.0 - p.double()) ** 2
+    values = _token_probabilities(model, input_ids.to(device), attention.to(device), rows, cols, targets, log=log)
+    terms = values.double() if log else (1.0 - values.double()) ** 2
     row_index = torch.tensor(rows, device=device)
-    sums = torch.zeros(len(sequences), dtype=torch.float64, device=device).index_add_(0, row_index, sq)
+    sums = torch.zeros(len(sequences), dtype=torch.float64, device=device).index_add_(0, row_index, terms)
+    if log:
+        return sums.cpu().numpy()
     counts = torch.tensor([s.num_scored for s in sequences], dtype=torch.float64, device=device)
     return torch.sqrt(sums / counts).cpu().numpy()
