@@ -1,4 +1,4 @@
-"""experiments/collect_metrics.py turns job folders into one table, caveats first."""
+"""experiments/collect_metrics.py (delift.report.listing) turns job folders into one table, caveats first."""
 
 from __future__ import annotations
 
@@ -39,3 +39,16 @@ def test_default_columns_follow_the_evaluation_prefix(tmp_path):
     header, _, row = done.stdout.splitlines()[:3]
     assert header.split(" | ")[1:3] == ["lora/rouge1", "lora/bge"]
     assert "| 0.1250 | 0.5000 | 2 |" in row
+
+
+def test_null_values_are_missing_and_the_listing_module_is_the_same_table(tmp_path):
+    from delift.report.listing import collect, expand_columns, to_markdown
+
+    job = tmp_path / "sweep" / "0_seed=0"
+    job.mkdir(parents=True)
+    (job / "metrics.json").write_text(json.dumps({"qlora/rouge1": 0.25, "qlora/judge": None}))
+    done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "sweep"), "--columns", "qlora/rouge1",
+                           "qlora/judge"], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[2] == "|  | 0.2500 | – |"
+    rows = collect(tmp_path / "sweep")
+    assert to_markdown(rows, expand_columns(["*/rouge1", "*/judge"], rows)) == done.stdout

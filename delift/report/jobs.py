@@ -1,0 +1,191 @@
+"""Run folders -> jobs -> groups: which jobs are seeds of one setting, and which settings differ.
+
+A job is a folder holding ``metrics.json``, ``subset.json`` and ``run.json`` (a single run or one
+job of a multirun). Jobs are grouped by every resolved config value (``run.json["config"]``,
+flattened to dotted keys) that differs between them, except ``seed`` and the values that do not
+change results (:data:`IGNORED`). Within a group jobs differ only in seed, so their scores may be
+averaged. ``selector.*`` values belong to the method: they differ between selectors by construction,
+so only those that differ between jobs of the *same* selector count (a method variant, e.g.
+``selector.postprocess``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+IGNORED = ("seed", "paths.*", "*.local_path", "progress", "logger.*", "kernel.workers", "kernel.block_size",
+           "kernel.num_shards", "kernel.shard", "kernel.tokens_per_batch", "kernel.batch_size", "*.device",
+           "selector.batch_size")  # fnmatch patterns of config keys that do not change results
+MISSING = "–"  # the value of a key a job's config does not have
+
+
+def number(value: Any) -> float | None:
+    """A score as a float, or None: JSON null (a mean over nothing), NaN, inf and non-numbers are missing."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as ``{"a.b.c": leaf}``; lists become their JSON text (hashable, comparable)."""
+    if isinstance(tree, dict) and tree:
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    if isinstance(tree, (list, tuple)):
+        tree = json.dumps(tree)
+    return {prefix[:-1]: tree} if prefix else {}
+
+
+def is_ignored(key: str, extra: tuple[str, ...] = ()) -> bool:
+    """Whether ``key`` matches :data:`IGNORED` or one of ``extra`` (fnmatch patterns or exact keys)."""
+    return any(fnmatch.fnmatchcase(key, pattern) for pattern in (*IGNORED, *extra))
+
+
+@dataclass
+class Job:
+    """One run folder: its result files, read once; predictions on demand."""
+
+    path: Path
+    run: dict
+    metrics: dict
+    subset: dict
+    config: dict[str, Any] = field(default_factory=dict)  # flattened resolved config
+    _predictions: list[dict] | None = None
+
+    @property
+    def selector(self) -> str:
+        return self.subset["selector"]
+
+    @property
+    def seed(self) -> Any:
+        return self.config.get("seed")
+
+    def score(self, key: str) -> float | None:
+        return number(self.metrics.get(key))
+
+    def predictions(self) -> list[dict]:
+        """The rows of predictions.jsonl ([] when the file is absent)."""
+        if self._predictions is None:
+            path = self.path / "predictions.jsonl"
+            lines = path.read_text().splitlines() if path.exists() else []
+            self._predictions = [json.loads(line) for line in lines if line.strip()]
+        return self._predictions
+
+
+def read_job(folder: Path) -> Job:
+    """The job in ``folder`` (it holds metrics.json); an error names a folder that is not a delift run."""
+    subset_path, run_path = folder / "subset.json", folder / "run.json"
+    if not subset_path.exists() or not run_path.exists():
+        raise SystemExit(f"{folder}: metrics.json without subset.json/run.json; not a delift run folder")
+    run = json.loads(run_path.read_text())
+    return Job(path=folder, run=run, metrics=json.loads((folder / "metrics.json").read_text()),
+               subset=json.loads(subset_path.read_text()), config=flatten(run.get("config") or {}))
+
+
+def load_jobs(roots: list[Path]) -> list[Job]:
+    """Every job under the given run or multirun folders, in path order (no duplicates). A metrics.json
+    without a run.json beside it (not written by delift) or inside another job's folder is skipped."""
+    folders: dict[Path, None] = {}
+    for root in roots:
+        if not Path(root).exists():
+            raise SystemExit(f"{root}: no such folder")
+        for metrics_path in sorted(Path(root).rglob("metrics.json"), key=lambda p: (len(p.parts), p)):
+            folder = metrics_path.parent.resolve()  # outer folders first, so a nested one is seen inside them
+            if not (folder / "run.json").exists():
+                log.warning("%s: metrics.json without run.json, not a delift run folder; skipped", folder)
+            elif not any(parent in folders for parent in folder.parents):
+                folders[folder] = None
+    if not folders:
+        raise SystemExit(f"no delift run folder (metrics.json with run.json) under {', '.join(map(str, roots))}")
+    return [read_job(folder) for folder in sorted(folders)]
+
+
+def varying_keys(jobs: list[Job], ignore: tuple[str, ...] = ()) -> list[str]:
+    """Config keys (outside ``selector.*``) whose value differs between jobs, in first-seen order."""
+    keys = dict.fromkeys(k for job in jobs for k in job.config if not k.startswith("selector."))
+    return [k for k in keys if not is_ignored(k, ignore)
+            and len({json.dumps(job.config.get(k, MISSING)) for job in jobs}) > 1]
+
+
+def variant_keys(jobs: list[Job], ignore: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    """Per selector, the ``selector.*`` keys whose value differs between that selector's jobs."""
+    by_selector: dict[str, list[Job]] = {}
+    for job in jobs:
+        by_selector.setdefault(job.selector, []).append(job)
+    out = {}
+    for selector, group in by_selector.items():
+        keys = dict.fromkeys(k for job in group for k in job.config if k.startswith("selector."))
+        out[selector] = [k for k in keys if not is_ignored(k, ignore)
+                         and len({json.dumps(job.config.get(k, MISSING)) for job in group}) > 1]
+    return out
+
+
+@dataclass
+class Group:
+    """The jobs of one setting and one method (variant): seeds of the same experiment."""
+
+    setting: dict[str, Any]  # varying key -> value (shared by every method of a table row block)
+    selector: str
+    variant: dict[str, Any]  # varying selector.* key -> value
+    jobs: list[Job]
+    duplicates: list[Path] = field(default_factory=list)  # jobs dropped: the same seed ran twice
+
+    @property
+    def seeds(self) -> list:
+        return [job.seed for job in self.jobs]
+
+    def values(self, key: str) -> list[float]:
+        """The non-missing values of a metrics.json key over the group's seeds."""
+        return [v for v in (job.score(key) for job in self.jobs) if v is not None]
+
+    def mean(self, key: str) -> float | None:
+        values = self.values(key)
+        return math.fsum(values) / len(values) if values else None
+
+
+def group_jobs(jobs: list[Job], ignore: tuple[str, ...] = ()) -> tuple[list[str], list[Group]]:
+    """The varying keys and one group per (setting, selector, variant); a seed that ran twice is kept once."""
+    keys = varying_keys(jobs, ignore)
+    variants = variant_keys(jobs, ignore)
+    groups: dict[str, Group] = {}
+    for job in jobs:
+        setting = {k: job.config.get(k, MISSING) for k in keys}
+        variant = {k: job.config.get(k, MISSING) for k in variants[job.selector]}
+        ident = json.dumps([setting, job.selector, variant], sort_keys=True, default=str)
+        group = groups.setdefault(ident, Group(setting, job.selector, variant, []))
+        if any(json.dumps(other.seed) == json.dumps(job.seed) for other in group.jobs):
+            group.duplicates.append(job.path)
+            continue
+        group.jobs.append(job)
+    for group in groups.values():
+        group.jobs.sort(key=lambda job: (str(type(job.seed)), job.seed if job.seed is not None else 0))
+    return keys, list(groups.values())
+
+
+def display_keys(groups: list[Group], keys: list[str]) -> list[str]:
+    """The fewest varying keys that still tell every setting apart, for labels and table columns (grouping
+    always uses every key). Tried in order: ``budget_fraction``, ``name``, ``*.name`` (shortest first), the rest.
+    Switching the use case, say, changes dozens of nested keys; its name alone tells the settings apart."""
+    def signature(chosen: list[str], group: Group) -> str:
+        return json.dumps([group.setting.get(k, MISSING) for k in chosen], default=str)
+
+    target = len({signature(keys, g) for g in groups})
+    priority = sorted(keys, key=lambda k: (k != "budget_fraction", k != "name",
+                                           not k.endswith(".name"), k.count("."), keys.index(k)))
+    chosen: list[str] = []
+    for key in priority:
+        if len({signature(chosen, g) for g in groups}) == target:
+            break
+        if len({signature([*chosen, key], g) for g in groups}) > len({signature(chosen, g) for g in groups}):
+            chosen.append(key)
+    return [k for k in keys if k in chosen]

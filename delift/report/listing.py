@@ -1,0 +1,79 @@
+"""One row per job: the Hydra overrides of every run under a folder and chosen metrics.json values.
+
+Unlike the results table this never groups or averages; it is the raw listing behind it (and the
+``jobs.csv`` a report writes). A folder with a metrics.json is a job; ``.hydra/overrides.yaml`` and
+``run.json`` (caveats) are read when present.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+DEFAULT_COLUMNS = ["*/rouge1", "*/rouge2", "*/rougeL", "*/bge", "subset/size", "pool/size", "time/selection_s",
+                   "time/total_s"]  # "*/x" expands to every evaluation prefix present (qlora/x, lora/x...)
+
+
+def job_order(path: Path) -> list:
+    """Sort key of a job folder: "10_..." after "9_..." (digit runs compare as numbers)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.as_posix())]
+
+
+def collect(root: Path) -> list[dict]:
+    """One row per job folder holding a metrics.json: its Hydra overrides plus its metrics."""
+    rows = []
+    for metrics_path in sorted(Path(root).rglob("metrics.json"), key=lambda p: job_order(p.parent)):
+        job = metrics_path.parent
+        overrides_path = job / ".hydra" / "overrides.yaml"
+        overrides = yaml.safe_load(overrides_path.read_text()) if overrides_path.exists() else []
+        run_path = job / "run.json"
+        caveats = json.loads(run_path.read_text()).get("caveats", []) if run_path.exists() else []
+        rows.append({"job": job.relative_to(root).as_posix() or ".", "overrides": " ".join(overrides or []),
+                     "caveats": "; ".join(caveats), **json.loads(metrics_path.read_text())})
+    if not rows:
+        raise SystemExit(f"no metrics.json under {root}")
+    return rows
+
+
+def expand_columns(columns: list[str], rows: list[dict]) -> list[str]:
+    """Replace each ``*/name`` by the ``<prefix>/name`` keys the rows have, in first-seen order."""
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    out: list[str] = []
+    for column in columns:
+        if column.startswith("*/"):
+            out.extend(k for k in keys if k.endswith(column[1:]) and k.count("/") == 1)
+        else:
+            out.append(column)
+    return out
+
+
+def cell(value) -> str:
+    """4 decimals for floats; a missing value (JSON null) is ``–``."""
+    if value is None:
+        return "–"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def to_markdown(rows: list[dict], columns: list[str]) -> str:
+    """The caveats, then one table row per job (first column: its overrides)."""
+    header = ["overrides", *columns]
+    caveats = sorted({c for row in rows for c in row["caveats"].split("; ") if c})
+    lines = [f"> caveat: {c}" for c in caveats] + ([""] if caveats else [])
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in header) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(rows: list[dict], path: Path) -> Path:
+    """Every metrics.json key of every job (sorted after job, overrides, caveats); null stays empty."""
+    fields = ["job", "overrides", "caveats", *sorted({k for row in rows for k in row} - {"job", "overrides", "caveats"})]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path

@@ -1,0 +1,134 @@
+"""delift.report figures on a tiny synthetic sweep: files written, axes labelled, one line or bar per method."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_report_support import rows, write_job
+
+from delift.kernel.cache import KernelCache
+from delift.kernel.utility import UtilityKernel
+from delift.report import figures, kernel_figures
+from delift.report.frame import build_frame, columns
+from delift.report.jobs import group_jobs, load_jobs
+from delift.report.survey import load_survey, survey_rows
+
+
+@pytest.fixture
+def frame(tmp_path):
+    """Random and DELIFT at budgets 0.25 and 0.5 (two seeds), Full Data and Initial once; QLoRA BGE and
+    ROUGE-1 on the new task and on the existing task (use case 3)."""
+    base = {"random": 0.30, "delift": 0.40, "full": 0.50, "initial": 0.10}
+    for selector, score in base.items():
+        budgets = (0.25, 0.5) if selector in ("random", "delift") else (0.25,)
+        for budget in budgets:
+            for seed in (0, 1):
+                size = {"full": 16, "initial": 0}.get(selector, int(16 * budget))
+                value = score + budget / 10 + seed / 100
+                write_job(tmp_path / "sweep", f"{selector}_{budget}_{seed}", selector, seed,
+                          {"qlora/bge": value, "qlora/rouge1": value / 2, "qlora/existing/bge": 0.6 - value / 4,
+                           "subset/size": size, "pool/size": 16}, config={"budget_fraction": budget},
+                          predictions=rows("qlora", {"bge": [value] * 2, "rouge1": [value / 2] * 2}))
+    jobs = load_jobs([tmp_path / "sweep"])
+    keys, groups = group_jobs(jobs)
+    return build_frame(groups, keys, columns(jobs), resamples=200)
+
+
+def plotted_labels(ax):
+    return [line.get_label() for line in ax.get_lines() if len(line.get_xdata()) > 2 or line.get_marker() == "o"]
+
+
+def test_budget_curves_one_line_per_method_and_reference_lines(frame, tmp_path):
+    path = tmp_path / "fig" / "budget.png"
+    fig = figures.budget_curves(frame, path, "qlora")
+    assert path.stat().st_size > 1000
+    assert [ax.get_title() for ax in fig.axes] == ["ROUGE-1", "BGE"]
+    ax = fig.axes[1]
+    assert ax.get_xlabel() == "budget fraction (subset / pool)" and ax.get_ylabel() == "QLoRA BGE"
+    curves = {line.get_label(): line for line in ax.get_lines() if line.get_marker() == "o"}
+    assert sorted(curves) == ["DELIFT", "Random"]
+    # DELIFT at 0.25: mean of 0.425 and 0.435; at 0.5: 0.45 and 0.46
+    assert list(curves["DELIFT"].get_xdata()) == [0.25, 0.5]
+    assert list(curves["DELIFT"].get_ydata()) == pytest.approx([0.43, 0.455])
+    flat = {line.get_label(): line.get_ydata()[0] for line in ax.get_lines() if line.get_marker() != "o"}
+    assert flat == pytest.approx({"Full Data": 0.53, "Initial": 0.13})  # horizontal lines at their means
+    assert len(ax.collections) == 2  # one seed band per method
+
+
+def test_bars_one_bar_per_method_with_interval_whiskers(frame, tmp_path):
+    path = tmp_path / "bars.png"
+    fig = figures.method_bars(frame, path, "qlora", setting="budget_fraction=0.25")
+    assert path.exists()
+    ax = fig.axes[1]
+    bars = ax.patches
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels == ["Initial", "Random", "DELIFT", "Full Data"] and len(bars) == 4
+    assert [b.get_height() for b in bars] == pytest.approx([0.13, 0.33, 0.43, 0.53])
+    assert ax.get_ylabel() == "QLoRA BGE" and ax.get_xlabel() == "method"
+    # the whisker of Random spans its t-interval: 0.33 +- 12.7062 * 0.00707107 / sqrt(2)
+    segments = ax.collections[0].get_segments()
+    assert (segments[1][0][1], segments[1][1][1]) == pytest.approx((0.33 - 0.0635310, 0.33 + 0.0635310), abs=1e-6)
+
+
+def test_forgetting_plots_new_task_against_existing_task(frame, tmp_path):
+    path = tmp_path / "forget.png"
+    fig = figures.forgetting(frame, path, "qlora", "bge", setting="budget_fraction=0.25")
+    assert path.exists()
+    ax = fig.axes[0]
+    assert ax.get_xlabel().startswith("existing task BGE") and ax.get_ylabel().startswith("new task BGE")
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["Initial", "Random", "DELIFT", "Full Data"]
+    points = {c.get_label(): (c.lines[0].get_xdata()[0], c.lines[0].get_ydata()[0]) for c in ax.containers}
+    assert points["DELIFT"] == pytest.approx((0.6 - 0.43 / 4, 0.43))
+    assert figures.forgetting(frame, tmp_path / "none.png", "qlora", "rouge1") is None  # no existing/rouge1
+
+
+def test_survey_scatter_with_the_line_and_literature_points(frame, tmp_path):
+    spec = load_survey()
+    path = tmp_path / "survey.png"
+    fig = figures.survey_scatter(survey_rows(frame, spec), spec, path, "qlora")
+    ax = fig.axes[0]
+    assert path.exists() and ax.get_xlabel().startswith("SDF") and ax.get_ylabel().startswith("PIR")
+    notes = {t.get_text() for t in ax.texts}
+    assert notes == {f"{name} (lit.)" for name in spec["points"]} and len(notes) == 7
+    line = ax.get_lines()[0]
+    assert line.get_ydata()[0] == pytest.approx(1.4 - 1.30303 * 0.025)
+    mine = [t.get_text() for t in ax.get_legend().get_texts() if t.get_text().endswith("(this run)")]
+    assert mine == ["Initial (this run)", "Random (this run)", "DELIFT (this run)"]
+
+
+def delift_run(tmp_path):
+    """A DELIFT job whose kernel is in the cache: UF[i, j] = 10 i + j, selection order c, a, then b."""
+    ids = ["a", "b", "c", "d"]
+    uf = np.array([[10.0 * i + j for j in range(4)] for i in range(4)])
+    KernelCache(tmp_path / "cache" / "kernels").save(
+        "k" * 64, UtilityKernel(uf=uf, d_zero=np.zeros(4), d_one=np.zeros((4, 4)), target_ids=ids,
+                                candidate_ids=ids), {"test": True})
+    return write_job(tmp_path, "job", "delift", 0, {"qlora/bge": 0.5},
+                     subset={"kernel_hash": "k" * 64, "selected_ids": ["c", "a", "b"], "gains": [3.0, 1.0, 0.0],
+                             "info": {"positive_gain_picks": 2}})
+
+
+def test_kernel_heatmap_follows_the_selection_order(tmp_path):
+    job = delift_run(tmp_path)
+    path = tmp_path / "kernel.png"
+    fig = kernel_figures.kernel_heatmap(job, path)
+    assert path.exists()
+    ax = fig.axes[0]
+    shown = np.asarray(ax.images[0].get_array())
+    order = [2, 0, 1, 3]  # c, a, b selected in that order, then d
+    assert shown.tolist() == [[10.0 * i + j for j in order] for i in order]
+    assert np.diag(shown).tolist() == [22.0, 0.0, 11.0, 33.0]  # the self-pairs stay on the diagonal
+    assert ax.get_xlabel().startswith("candidate (shown example), selection order; first 3 selected")
+    assert "diagonal" in ax.get_ylabel()
+    assert kernel_figures.kernel_heatmap(job, tmp_path / "x.png", cache_dir=tmp_path / "elsewhere") is None
+
+
+def test_gain_curve_marks_the_positive_gain_picks(tmp_path):
+    job = delift_run(tmp_path)
+    fig = kernel_figures.gain_curve(job, tmp_path / "gains.png")
+    ax = fig.axes[0]
+    gains, marker = ax.get_lines()
+    assert list(gains.get_ydata()) == [3.0, 1.0, 0.0] and list(gains.get_xdata()) == [1, 2, 3]
+    assert marker.get_label() == "positive_gain_picks = 2" and list(marker.get_xdata()) == [2.5, 2.5]
+    assert ax.get_xlabel() == "greedy pick" and ax.get_ylabel() == "marginal gain of the objective"
