@@ -17,6 +17,7 @@ import os
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
@@ -67,9 +68,9 @@ def main() -> None:
                 ctx = SelectionContext(
                     pool=pool, seed=0, kernels=provider, model_spec=spec, template=template, progress=False,
                     cache_dir=Path(cache_dir), output_dir=Path(cache_dir) / "out",
-                    train_adapter=lambda examples: trained_adapter(
-                        spec, examples, template, reference_training(parts), 0, cache_dir,
-                        Path(cache_dir) / "out" / "reference", progress=False))
+                    train_adapter=partial(trained_adapter, spec, template=template, cfg=reference_training(parts),
+                                          seed=0, cache_dir=cache_dir, output_dir=Path(cache_dir) / "out" / "reference",
+                                          progress=False))
                 selector = build(cfg.selector)
                 start = time.perf_counter()
                 selection = selector.select(ctx, max(1, len(pool) * 3 // 10))
