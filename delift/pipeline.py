@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from functools import partial
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,9 @@ from delift.outputs import write_json, write_jsonl
 from delift.protocols import EvalContext, Protocol, Timer
 from delift.provenance import data_configs, run_record
 from delift.selection.base import Selection, SelectionContext, Selector, budget_from_fraction
-from delift.tracking import make_logger
+from delift.tracking import ExperimentLogger, LaunchInfo, artifact_name, make_logger, run_identity
 from delift.training.adapter_cache import trained_adapter
-from delift.training.finetune import FinetuneConfig, finetune
+from delift.training.finetune import FinetuneConfig, finetune, training_callbacks
 from delift.usecases import UsecaseData, load_usecase_data
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ def selection_context(cfg: ExperimentConfig, data: UsecaseData, provider: Kernel
                             cfg=reference_training(parts), seed=cfg.seed, cache_dir=cfg.paths.cache_dir,
                             output_dir=output_dir / "selection" / "reference", progress=cfg.progress)
     return SelectionContext(pool=data.pool, seed=cfg.seed, kernels=provider, query=data.query, existing=data.existing,
+                            valid=data.valid,
                             eta=cfg.usecase.eta, nu=cfg.usecase.nu, model_spec=provider.model_spec,
                             template=provider.template, progress=cfg.progress, output_dir=output_dir / "selection",
                             cache_dir=Path(cfg.paths.cache_dir), finetune=finetune, train_adapter=train_adapter)
@@ -112,7 +113,7 @@ def fill_kernel_shard(selector: Selector, ctx: SelectionContext, provider: Kerne
     Run every kernel.shard (e.g. a Hydra multirun ``kernel.shard=0,1,...``), then a normal run merges.
     """
     settings = provider.settings
-    kernels = [provider.fill(targets, candidates) for targets, candidates in selector.kernel_requests(ctx)]
+    kernels = [provider.fill(*request) for request in selector.kernel_requests(ctx)]
     metrics: dict[str, Any] = {
         "kernel/shard": settings.shard, "kernel/num_shards": settings.num_shards, "kernel/kernels": len(kernels),
         "kernel/shard_blocks_computed": sum(k["blocks_computed"] for k in kernels),
@@ -139,71 +140,116 @@ def subset_record(cfg: ExperimentConfig, selection: Selection, pool: list) -> di
             "selected_ids": selection.ids(pool), "gains": selection.gains, "info": selection.info}
 
 
-def run_experiment(cfg: ExperimentConfig, output_dir: str | Path) -> dict[str, Any]:
-    """Run one configured experiment and write its result files into ``output_dir``."""
-    from transformers import set_seed
+def subset_rows(selection: Selection, pool: list) -> list[dict[str, Any]]:
+    """The subset as a table: pick order (1 = first pick), id, instruction, input, gain (or score)."""
+    return [{"pick": rank, "id": pool[i].id, "instruction": pool[i].instruction, "input": pool[i].input, "gain": gain}
+            for rank, (i, gain) in enumerate(zip(selection.indices, selection.gains), start=1)]
 
+
+def _stage_seconds(timer: Timer, before: dict[str, float]) -> dict[str, float]:
+    """The ``time/*`` entries a stage added or changed."""
+    return {k: v for k, v in timer.seconds.items() if before.get(k) != v}
+
+
+def run_experiment(cfg: ExperimentConfig, output_dir: str | Path, launch: LaunchInfo | None = None) -> dict[str, Any]:
+    """Run one configured experiment and write its result files into ``output_dir``.
+
+    ``launch`` (from ``delift.cli``: the Hydra overrides, group choices and sweep folder) names the
+    W&B run, groups it with its sweep and goes into the logged config; in-process callers may omit it.
+    With ``logger=wandb`` each stage's metrics are logged when the stage ends, and a run that raises
+    finishes its W&B run with exit code 1 (what was logged so far stays) before the error propagates.
+    """
     if not isinstance(cfg, ExperimentConfig):
         raise TypeError("run_experiment takes the typed config: delift.config.loader.load_config(cfg) or "
                         "compose_config(overrides)")
     parts = build_parts(cfg)  # every part is checked before any data or model is loaded
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    set_seed(cfg.seed)
     resolved = asdict(cfg)
-    tracker = make_logger(asdict(cfg.logger), defaults={"group": cfg.name, "job_type": cfg.usecase.name})
-    tracker.start(resolved, str(output_dir))
+    identity = run_identity(cfg, parts.selector.name, launch)
+    tracker = make_logger({**asdict(cfg.logger), "run_name": identity.name, "group": identity.group,
+                           "job_type": identity.job_type, "tags": identity.tags})
+    tracker.start({**resolved, "hydra": launch.as_config()} if launch is not None else resolved, str(output_dir))
+    try:
+        metrics = _run(cfg, parts, output_dir, resolved, tracker)
+    except BaseException as exc:
+        tracker.log_summary({"error": f"{type(exc).__name__}: {exc}"[:2000]})
+        tracker.finish(exit_code=1)
+        raise
+    tracker.finish()
+    return metrics
+
+
+def _run(cfg: ExperimentConfig, parts: Parts, output_dir: Path, resolved: dict[str, Any],
+         tracker: ExperimentLogger) -> dict[str, Any]:
+    from transformers import set_seed
+
+    set_seed(cfg.seed)
     timer = Timer()
     started = time.perf_counter()
-    try:
-        template, settings = parts.template, parts.settings
-        record = run_record(cfg, parts.model_spec, resolved)
-        write_json(output_dir / "run.json", record)
-        for caveat in record["caveats"]:
-            log.warning("results caveat: %s", caveat)
-        provider = KernelProvider(parts.model_spec, template, settings,
-                                  KernelCache(Path(cfg.paths.cache_dir) / "kernels"), progress=cfg.progress)
-        with timer.stage("data"):
-            data = load_usecase_data(cfg)
-            data.pool, skipped = drop_overflowing(data.pool, provider, template, settings)
-            if data.query is not None:
-                data.query, skipped_query = drop_overflowing(data.query, provider, template, settings, "query")
-                data.counts["query/skipped_overflow"] = len(skipped_query)
-                data.counts["query/size"] = len(data.query)
-        record["data_sources"] = dict(data.sources)
-        write_json(output_dir / "run.json", record)
-        ctx = selection_context(cfg, data, provider, output_dir, parts)
-        if settings.num_shards > 1:  # sharded kernel mode: fill this shard's blocks; no selection or training
-            with timer.stage("kernel_shard"):
-                shard_metrics = fill_kernel_shard(parts.selector, ctx, provider, output_dir)
-            return {**shard_metrics, **timer.seconds}
-        with timer.stage("selection"):
-            budget = budget_from_fraction(cfg.budget_fraction, len(data.pool), _why_small(data, skipped))
-            selection = parts.selector.select(ctx, budget)
-            log.info("selected %d of %d examples with %s", len(selection.indices), len(data.pool), selection.selector)
-            provider.release()
-        subset = [data.pool[i] for i in selection.indices]
-        subset_path = write_json(output_dir / "subset.json", subset_record(cfg, selection, data.pool))
-        metrics: dict[str, Any] = {"subset/size": len(subset), "subset/budget": selection.budget,
-                                   "pool/size": len(data.pool), "pool/skipped_overflow": len(skipped), **data.counts}
-        train_set = [] if parts.selector.skip_training else data.train_set(subset)
-        eval_ctx = EvalContext(parts.model_spec, template, settings.shown_example, parts.metrics, cfg.seed,
-                               output_dir, cfg.progress, timer, cache_dir=Path(cfg.paths.cache_dir))
-        rows: list[dict] = []
-        for protocol in parts.protocols:
+    template, settings = parts.template, parts.settings
+    record = run_record(cfg, parts.model_spec, resolved)
+    write_json(output_dir / "run.json", record)
+    for caveat in record["caveats"]:
+        log.warning("results caveat: %s", caveat)
+    provider = KernelProvider(parts.model_spec, template, settings,
+                              KernelCache(Path(cfg.paths.cache_dir) / "kernels"), progress=cfg.progress)
+    with timer.stage("data"):
+        data = load_usecase_data(cfg)
+        data.pool, skipped = drop_overflowing(data.pool, provider, template, settings)
+        if data.query is not None:
+            data.query, skipped_query = drop_overflowing(data.query, provider, template, settings, "query")
+            data.counts["query/skipped_overflow"] = len(skipped_query)
+            data.counts["query/size"] = len(data.query)
+    record["data_sources"] = dict(data.sources)
+    write_json(output_dir / "run.json", record)
+    data_metrics = {"pool/size": len(data.pool), "pool/skipped_overflow": len(skipped), **data.counts}
+    tracker.log_metrics({**data_metrics, **timer.seconds})
+    ctx = selection_context(cfg, data, provider, output_dir, parts)
+    if settings.num_shards > 1:  # sharded kernel mode: fill this shard's blocks; no selection or training
+        with timer.stage("kernel_shard"):
+            shard_metrics = fill_kernel_shard(parts.selector, ctx, provider, output_dir)
+        tracker.log_metrics({**shard_metrics, **timer.seconds})
+        return {**shard_metrics, **timer.seconds}
+    with timer.stage("selection"):
+        budget = budget_from_fraction(cfg.budget_fraction, len(data.pool), _why_small(data, skipped))
+        selection = parts.selector.select(ctx, budget)
+        log.info("selected %d of %d examples with %s", len(selection.indices), len(data.pool), selection.selector)
+        provider.release()
+    subset = [data.pool[i] for i in selection.indices]
+    subset_path = write_json(output_dir / "subset.json", subset_record(cfg, selection, data.pool))
+    metrics: dict[str, Any] = {"subset/size": len(subset), "subset/budget": selection.budget, **data_metrics}
+    tracker.log_metrics({"subset/size": len(subset), "subset/budget": selection.budget,
+                         "time/selection_s": timer.seconds["time/selection_s"],
+                         **{f"selection/{k}": v for k, v in selection.info.items()}})
+    tracker.log_table("subset", subset_rows(selection, data.pool))
+    tracker.log_artifact(artifact_name("subset", cfg, selection.selector, selection.budget, resolved), "subset",
+                         [str(subset_path)], {"selector": selection.selector, "budget": selection.budget,
+                                              "budget_fraction": cfg.budget_fraction, "usecase": cfg.usecase.name,
+                                              "seed": cfg.seed, "kernel_hash": selection.info.get("kernel_key")})
+    train_set = [] if parts.selector.skip_training else data.train_set(subset)
+    eval_ctx = EvalContext(parts.model_spec, template, settings.shown_example, parts.metrics, cfg.seed,
+                           output_dir, cfg.progress, timer, cache_dir=Path(cfg.paths.cache_dir))
+    rows: list[dict] = []
+    for protocol in parts.protocols:
+        before = dict(timer.seconds)
+        loss_curve = partial(tracker.log_series, f"{protocol.name}/train")
+        with training_callbacks(loss_curve):  # the fine-tuning loss, per logged step
             found, found_rows = protocol.run(eval_ctx, train_set, data.tests)
-            metrics.update(found)
-            rows.extend(found_rows)
-        write_jsonl(output_dir / "predictions.jsonl", rows)
-        metrics.update(timer.seconds)
-        metrics["time/total_s"] = round(time.perf_counter() - started, 3)
-        write_json(output_dir / "metrics.json", metrics)
-        tracker.log_metrics(metrics)
-        for evaluation in dict.fromkeys(row["evaluation"] for row in rows):
-            tracker.log_table(f"{evaluation}/predictions", [r for r in rows if r["evaluation"] == evaluation])
-        tracker.log_artifact(f"subset-{cfg.name}-{selection.selector}-seed{cfg.seed}", "subset", [str(subset_path)],
-                             {"selector": selection.selector, "budget": selection.budget})
-        log.info("metrics: %s", {k: v for k, v in metrics.items() if not k.startswith("time/")})
-        return metrics
-    finally:
-        tracker.finish()
+        metrics.update(found)
+        rows.extend(found_rows)
+        tracker.log_metrics({**found, **_stage_seconds(timer, before)})
+        tracker.log_table(f"{protocol.name}/predictions", found_rows)
+        adapter = output_dir / f"finetune_{protocol.name}" / "adapter"
+        if cfg.logger.log_adapter and train_set and adapter.is_dir():
+            tracker.log_artifact(artifact_name(f"adapter-{protocol.name}", cfg, selection.selector, selection.budget,
+                                               resolved), "model", [str(adapter)],
+                                 {"evaluation": protocol.name, "base_model": parts.model_spec.name,
+                                  "selector": selection.selector, "budget": selection.budget, "seed": cfg.seed})
+    write_jsonl(output_dir / "predictions.jsonl", rows)
+    metrics.update(timer.seconds)
+    metrics["time/total_s"] = round(time.perf_counter() - started, 3)
+    write_json(output_dir / "metrics.json", metrics)
+    tracker.log_summary(metrics)
+    log.info("metrics: %s", {k: v for k, v in metrics.items() if not k.startswith("time/")})
+    return metrics

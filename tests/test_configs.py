@@ -29,7 +29,7 @@ def check_parts(cfg: ExperimentConfig) -> None:
     assert isinstance(parts.selector, Selector)
     assert parts.protocols and all(isinstance(p, Protocol) for p in parts.protocols)
     assert [m.name for m in parts.metrics] == cfg.metrics.names
-    parts.model_spec.torch_dtype
+    assert parts.model_spec.torch_dtype is not None
 
 
 def test_expected_groups_exist():

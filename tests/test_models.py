@@ -58,7 +58,7 @@ def test_missing_sources_fail_with_the_config_key(tmp_path):
     with pytest.raises(ValueError, match="model.source"):
         resolve_model_path(ModelSpec(name="m", source="ftp"))
     with pytest.raises(ValueError, match="model.dtype"):
-        ModelSpec(name="m", dtype="float8").torch_dtype
+        _ = ModelSpec(name="m", dtype="float8").torch_dtype
     with pytest.raises(ValueError, match="unknown keys"):
         ModelSpec.from_config({"name": "m", "hub": "x"}, tmp_path)
 

@@ -1,4 +1,5 @@
-"""The smoke experiment end to end (tiny model): result files, determinism, CLI multirun."""
+"""The smoke experiment end to end (tiny model): result files, determinism, CLI multiruns (job folder names,
+the budget curve), W&B runs decoded from their offline files; plus fast checks of the budget-curve sweep."""
 
 from __future__ import annotations
 
@@ -9,16 +10,53 @@ import sys
 from pathlib import Path
 
 import pytest
-from delift.config.loader import compose_config
+from omegaconf import OmegaConf
+
+from delift.cli import duplicate_reference_job, is_budget_independent, swept_fractions, swept_keys
+from delift.config.loader import CONFIG_DIR, compose_config
 from delift.pipeline import run_experiment
 from delift.selection.base import budget_from_fraction
+from delift.tracking import LaunchInfo
+from delift.tracking.identity import sweep_group
+from delift.tracking.naming import NAME_MAX_BYTES
+from delift.tracking.offline import offline_runs
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow  # end-to-end runs and CLI subprocesses
+slow = pytest.mark.slow  # end-to-end runs and CLI subprocesses
+TINY_QUICKSTART = ["model=tiny_llama", "data.sizes.train=16", "data.sizes.test=4", "kernel.max_length=512",
+                   "kernel.on_overflow=skip", "evaluation.qlora.train.max_steps=1", "evaluation.qlora.train.max_length=512",
+                   "evaluation.qlora.generation.max_new_tokens=4", "progress=false"]
 
 
 def smoke_config(cache_dir: Path, *overrides: str):
     return compose_config(["experiment=smoke", f"paths.cache_dir={cache_dir}", "progress=false", *overrides])
+
+
+def isolated_env(tmp_path: Path) -> dict[str, str]:
+    """Offline, every cache and W&B file under ``tmp_path``."""
+    env = dict(os.environ, DELIFT_CACHE_DIR=str(tmp_path / "cache"), HF_HUB_OFFLINE="1", WANDB_SILENT="true",
+               WANDB_CONSOLE="off", WANDB_DISABLE_GIT="true", WANDB_DISABLE_CODE="true")
+    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+        env[var] = str(tmp_path / "wandb_home" / var.lower())
+    for var in ("WANDB_MODE", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_RUN_GROUP", "WANDB_JOB_TYPE"):
+        env.pop(var, None)
+    return env
+
+
+@pytest.fixture
+def wandb_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in isolated_env(tmp_path).items():
+        if key.startswith("WANDB_"):
+            monkeypatch.setenv(key, value)
+    for var in ("WANDB_MODE", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_RUN_GROUP", "WANDB_JOB_TYPE"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def delift_cli(tmp_path: Path, *arguments: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "delift", "-m", *arguments, f"hydra.sweep.dir={tmp_path / 'multirun'}"]
+    done = subprocess.run(cmd, cwd=tmp_path, env=isolated_env(tmp_path), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +67,7 @@ def smoke_run(tmp_path_factory):
     return cfg, metrics, root
 
 
+@slow
 def test_smoke_writes_the_three_result_files(smoke_run):
     cfg, metrics, root = smoke_run
     out = root / "run"
@@ -63,6 +102,7 @@ def test_smoke_writes_the_three_result_files(smoke_run):
     assert saved["qlora/rouge1"] == pytest.approx(mean_rouge1)
 
 
+@slow
 def test_same_config_gives_the_same_subset(smoke_run, tmp_path):
     cfg, _, root = smoke_run
     first = json.loads((root / "run" / "subset.json").read_text())
@@ -78,6 +118,7 @@ def test_same_config_gives_the_same_subset(smoke_run, tmp_path):
     assert third["info"]["kernel_cached"] is True and third["selected_ids"] == first["selected_ids"]
 
 
+@slow
 def test_cli_multirun_runs_four_jobs(tmp_path):
     env = dict(os.environ, DELIFT_CACHE_DIR=str(tmp_path / "cache"), HF_HUB_OFFLINE="1", WANDB_MODE="disabled")
     cmd = [sys.executable, "-m", "delift", "-m", "experiment=smoke", "selector=delift,random", "seed=0,1",
@@ -90,13 +131,7 @@ def test_cli_multirun_runs_four_jobs(tmp_path):
     assert selectors == ["delift", "delift", "random", "random"]
 
 
-def test_wandb_offline_leaves_a_run_folder(tmp_path):
-    cfg = smoke_config(tmp_path / "cache", "logger=wandb", "logger.mode=offline", "evaluation.qlora.train.max_steps=1")
-    run_experiment(cfg, tmp_path / "run")
-    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
-
-
+@slow
 def test_paper_metrics_with_a_plumbing_judge_are_counted_and_labelled(tmp_path):
     cfg = smoke_config(tmp_path / "cache", "metrics=paper", "judge.model_source=tiny_random", "judge.model=tiny-judge",
                        "judge.max_new_tokens=8", "evaluation=[icl,qlora]", "evaluation.qlora.train.max_steps=1",
@@ -109,3 +144,187 @@ def test_paper_metrics_with_a_plumbing_judge_are_counted_and_labelled(tmp_path):
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["judge"]["plumbing_only"] is True
     assert any("LLM judge" in c and "plumbing" in c for c in record["caveats"])
+
+
+# ------------------------------------------------------------------ the budget curve: the sweep itself (fast)
+def budget_curve_sweep() -> dict:
+    from hydra import compose, initialize_config_dir
+
+    from delift.config.loader import register
+
+    register()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["experiment=budget_curve"], return_hydra_config=True)
+    return cfg
+
+
+def test_budget_curve_sweeps_every_selector_and_runs_reference_lines_once(tmp_path):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    cfg = budget_curve_sweep()
+    assert cfg.name == "budget_curve" and cfg.data.name == "quickstart"
+    params = dict(cfg.hydra.sweeper.params)
+    parse = OverridesParser.create().parse_override
+    options = sorted(p.stem for p in (Path(CONFIG_DIR) / "selector").glob("*.yaml"))
+    selectors = parse(f"selector={params['selector']}").value().filter(options)  # glob(*), as Hydra expands it
+    assert set(selectors) == set(options) and {"random", "delift_se", "delift", "initial", "full"} <= set(selectors)
+    assert [float(v) for v in parse(f"budget_fraction={params['budget_fraction']}").sweep_string_iterator()] == [
+        0.05, 0.1, 0.2, 0.3, 0.5]
+    assert list(parse(f"seed={params['seed']}").sweep_string_iterator()) == ["0", "1", "2"]
+
+    OmegaConf.save(cfg, tmp_path / "multirun.yaml")  # what the basic sweeper saves before it launches the jobs
+    assert swept_fractions(tmp_path) == [0.05, 0.1, 0.2, 0.3, 0.5]
+    def budget_free(name: str) -> bool:
+        return is_budget_independent(OmegaConf.load(Path(CONFIG_DIR) / "selector" / f"{name}.yaml")._target_)
+
+    assert budget_free("initial") and budget_free("full")
+    assert not any(budget_free(name) for name in ("random", "delift_se", "delift"))
+    # 5 budgets x 3 seeds per curve selector, 1 x 3 seeds per reference line
+    runs = sum(1 if name in ("initial", "full") else 5 for name in selectors) * 3
+    assert runs == 3 * (5 * (len(selectors) - 2) + 2)
+
+
+@pytest.mark.parametrize("selector, fraction, swept, skipped", [
+    ("full", 0.1, True, 0.05), ("initial", 0.5, True, 0.05), ("full", 0.05, True, None),
+    ("delift", 0.1, True, None), ("random", 0.5, True, None), ("full", 0.1, False, None),
+])
+def test_reference_selectors_run_at_the_first_swept_fraction_only(tmp_path, selector, fraction, swept, skipped):
+    OmegaConf.save({"hydra": {"sweeper": {"params": {"budget_fraction": "0.05,0.1,0.5", "seed": "0,1"}},
+                              "overrides": {"task": ["experiment=smoke"]}}}, tmp_path / "multirun.yaml")
+    cfg = compose_config(["experiment=smoke", f"selector={selector}", f"budget_fraction={fraction}"])
+    launch = LaunchInfo(overrides=[f"budget_fraction={fraction}"], sweep_dir=str(tmp_path) if swept else None)
+    assert duplicate_reference_job(cfg, launch) == skipped
+
+
+def test_swept_keys_come_from_sweeper_params_and_command_line_sweeps(tmp_path):
+    assert swept_keys(tmp_path, {"seed": "0,1"}) == ["seed"]  # no multirun.yaml: the params' keys
+    OmegaConf.save({"hydra": {"sweeper": {"params": {"budget_fraction": "0.1,0.5", "seed": "0,1"}},
+                              "overrides": {"task": ["experiment=smoke", "selector=delift,random", "kernel.max_length=512",
+                                                     "data@usecase.target=gsm8k,squad", "seed=0,1,2"]}}},
+                   tmp_path / "multirun.yaml")
+    assert swept_keys(tmp_path) == ["budget_fraction", "seed", "selector", "usecase.target"]
+
+
+def test_a_command_line_budget_replaces_the_swept_list(tmp_path):
+    for task, expected in ((["budget_fraction=0.3"], [0.3]), (["budget_fraction=0.2,0.4"], [0.2, 0.4]), ([], [0.1, 0.5])):
+        OmegaConf.save({"hydra": {"sweeper": {"params": {"budget_fraction": "0.1,0.5"}}, "overrides": {"task": task}}},
+                       tmp_path / "multirun.yaml")
+        assert swept_fractions(tmp_path) == expected
+    cfg = compose_config(["experiment=smoke", "selector=full", "budget_fraction=0.3"])
+    OmegaConf.save({"hydra": {"sweeper": {"params": {"budget_fraction": "0.1,0.5"}},
+                              "overrides": {"task": ["budget_fraction=0.3"]}}}, tmp_path / "multirun.yaml")
+    assert duplicate_reference_job(cfg, LaunchInfo(sweep_dir=str(tmp_path))) is None  # one fraction: it runs
+
+
+# ------------------------------------------------------------------ CLI multiruns (slow)
+@slow
+def test_cli_job_folders_leave_out_paths_and_fit_a_file_name(tmp_path):
+    """A sweep with a path-valued override and a long override list (the use case 2 crash): flat job folders,
+    no path in their names, each under 255 bytes, job number first; the W&B runs are grouped by the sweep."""
+    deep = tmp_path / ("datasets-" + "d" * 40) / "shared"
+    overrides = ["experiment=smoke", "usecase.target.local_path=/x/test.jsonl", f"paths.shared_datasets={deep}",
+                 "selector=delift", "selector.exclude_self_pairs=true", "selector.postprocess=clip,minmax",
+                 "kernel.block_size=64", "kernel.tokens_per_batch=8192", "evaluation.qlora.train.max_steps=1",
+                 "evaluation.qlora.train.logging_steps=1", "evaluation.qlora.train.weight_decay=0.0",
+                 "evaluation.qlora.train.warmup_ratio=0.0", "evaluation.qlora.generation.max_new_tokens=4",
+                 "evaluation.qlora.generation.batch_size=4", "decontaminate=true", "progress=false",
+                 "logger=wandb", "logger.mode=offline"]
+    delift_cli(tmp_path, *overrides)
+    sweep = tmp_path / "multirun"
+    jobs = sorted((p for p in sweep.iterdir() if p.is_dir()), key=lambda p: int(p.name.split("_")[0]))
+    assert [p.name.split("_", 1)[0] for p in jobs] == ["0", "1"]
+    for job in jobs:
+        assert (job / "metrics.json").is_file()  # the job folder is a direct child of the sweep folder
+        assert len(job.name.encode()) <= NAME_MAX_BYTES and "/" not in job.name
+        assert "local_path" not in job.name and "test.jsonl" not in job.name and "shared_datasets" not in job.name
+        assert "usecase.target.local_path=/x/test.jsonl" in (job / ".hydra" / "overrides.yaml").read_text()
+    assert all(job.name[-11] == "~" for job in jobs)  # over 255 bytes in full: shortened with a hash tail
+    # the swept key leads, so the value that tells the jobs apart survives the cut
+    assert [job.name.split(",", 1)[0] for job in jobs] == ["0_selector.postprocess=clip", "1_selector.postprocess=minmax"]
+
+    runs = [offline_runs(job, wait_s=30)[0] for job in jobs]
+    assert {run.group for run in runs} == {sweep_group(str(sweep))}
+    assert [run.name.split(",", 1)[0] for run in runs] == ["selector.postprocess=clip", "selector.postprocess=minmax"]
+    assert all("local_path" not in run.name and run.job_type == "instruction_tuning" for run in runs)
+    hydra = runs[1].config["hydra"]
+    assert "selector.postprocess=minmax" in hydra["overrides"] and hydra["choices"]["selector"] == "delift"
+    assert hydra["job_num"] == 1 and hydra["sweep_dir"] == str(sweep) and hydra["swept"] == ["selector.postprocess"]
+    assert runs[1].tags == ["selector:delift", "data:quickstart", "model:tiny_llama", "usecase:instruction_tuning",
+                            "seed:0"]
+
+
+@slow
+def test_budget_curve_computes_the_kernel_once_across_budgets(tmp_path):
+    delift_cli(tmp_path, "experiment=budget_curve", *TINY_QUICKSTART, "hydra.sweeper.params.selector='delift,full'",
+               "hydra.sweeper.params.seed=0", "hydra.sweeper.params.budget_fraction='0.25,0.5'")
+    sweep = tmp_path / "multirun"
+    jobs = {p.name.split("_", 1)[0]: p for p in sweep.iterdir() if p.is_dir()}
+    assert sorted(jobs) == ["0", "1", "2", "3"]
+    assert jobs["0"].name.startswith("0_budget_fraction=0.25,selector=delift,data.")  # swept values lead (seed=0 is
+    # narrowed to one value here, so it is no longer swept)
+    small, full, large = (json.loads((jobs[n] / "subset.json").read_text()) for n in ("0", "1", "2"))
+    assert (small["selector"], full["selector"], large["selector"]) == ("delift", "full", "delift")
+    assert (small["budget"], large["budget"], full["budget"]) == (4, 8, 16)
+    # one kernel computation for both budgets: the second DELIFT job reads it back from the cache
+    assert small["info"]["kernel_cached"] is False and large["info"]["kernel_cached"] is True
+    assert small["kernel_hash"] == large["kernel_hash"]
+    assert len(list((tmp_path / "cache" / "kernels").glob("*.npz"))) == 1
+    assert large["selected_ids"][:4] == small["selected_ids"]  # greedy: the larger budget extends the smaller
+    # Full ignores the budget: it runs at the first fraction only
+    skipped = json.loads((jobs["3"] / "skipped.json").read_text())
+    assert skipped["runs_at_budget_fraction"] == 0.25 and not (jobs["3"] / "metrics.json").exists()
+
+
+# ------------------------------------------------------------------ W&B runs of the pipeline (slow)
+@slow
+def test_wandb_run_logs_each_stage_the_loss_curve_and_named_artifacts(tmp_path, wandb_env):
+    cfg = smoke_config(tmp_path / "cache", "logger=wandb", "logger.mode=offline", "logger.log_adapter=true",
+                       "evaluation.qlora.train.max_steps=3", "evaluation.qlora.train.logging_steps=1")
+    launch = LaunchInfo(overrides=["experiment=smoke", "logger=wandb", f"paths.cache_dir={tmp_path / 'cache'}"],
+                        choices={"selector": "delift", "data": "quickstart", "model": "tiny_llama"})
+    metrics = run_experiment(cfg, tmp_path / "run", launch=launch)
+    (run,) = offline_runs(tmp_path / "run", wait_s=30)
+    assert run.exit_code == 0
+    assert (run.name, run.group, run.job_type) == ("experiment=smoke,logger=wandb", "smoke", "instruction_tuning")
+    assert run.tags == ["selector:delift", "data:quickstart", "model:tiny_llama", "usecase:instruction_tuning", "seed:0"]
+    assert run.config["hydra"]["overrides"] == launch.overrides and run.config["selector"]["postprocess"] == "clip"
+
+    # each stage when it ends: data, then selection, then the evaluation
+    first = {key: index for index, row in reversed(list(enumerate(run.history))) for key in row}
+    assert first["pool/size"] < first["subset/size"] < first["qlora/train/loss"] < first["qlora/rouge1"]
+    assert run.series("pool/size") == [16] and run.series("selection/kernel_cached") == [False]
+    assert run.series("qlora/rouge1") == [metrics["qlora/rouge1"]]
+    # the fine-tuning loss, one point per optimiser step on its own axis
+    losses = run.series("qlora/train/loss")
+    assert len(losses) == 3 and all(isinstance(v, float) for v in losses)
+    assert [row["qlora/train/step"] for row in run.history if "qlora/train/loss" in row] == [1, 2, 3]
+    assert run.summary["qlora/train/loss"]["min"] == min(losses)
+    assert run.summary["qlora/train_loss"] == metrics["qlora/train_loss"]  # the summary holds metrics.json
+    # the subset table in pick order, the predictions table, and artifacts named by use case and budget
+    subset = json.loads((tmp_path / "run" / "subset.json").read_text())
+    (table,) = run.series("subset")
+    assert (table["_type"], table["nrows"], table["ncols"]) == ("table-file", subset["budget"], 5)
+    assert run.series("qlora/predictions")[0]["nrows"] == metrics["test/size"]
+    artifacts = {a["type"]: a for a in run.artifacts if a["type"] in ("subset", "model")}
+    assert artifacts["subset"]["name"].startswith(f"subset-smoke-instruction_tuning-delift-f0.3-k{subset['budget']}-seed0-")
+    assert artifacts["model"]["name"].startswith("adapter-qlora-smoke-instruction_tuning-delift-f0.3-k")
+    assert artifacts["subset"]["metadata"]["kernel_hash"] == subset["kernel_hash"]
+
+
+@slow
+def test_a_crashed_run_finishes_its_wandb_run_with_exit_code_1(tmp_path, wandb_env, monkeypatch):
+    from delift.selection.delift import DeliftSelector
+
+    def fail(self, ctx, budget):
+        raise RuntimeError("selection exploded")
+
+    monkeypatch.setattr(DeliftSelector, "select", fail)
+    cfg = smoke_config(tmp_path / "cache", "logger=wandb", "logger.mode=offline")
+    with pytest.raises(RuntimeError, match="selection exploded"):
+        run_experiment(cfg, tmp_path / "run")
+    (run,) = offline_runs(tmp_path / "run", wait_s=30)
+    assert run.exit_code == 1
+    assert run.series("pool/size") == [16]  # what was logged before the crash is kept
+    assert not run.series("subset/size")
+    assert run.summary["error"] == "RuntimeError: selection exploded"
+    assert not (tmp_path / "run" / "metrics.json").exists()

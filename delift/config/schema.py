@@ -283,15 +283,25 @@ class LoggerConfig:
     project: str = "delift"
     mode: str = "offline"  # online | offline | disabled
     entity: Optional[str] = None
-    group: Optional[str] = None  # null = the experiment name
+    group: Optional[str] = None  # null = the sweep (multirun folder) in a multirun, else the experiment name
     job_type: Optional[str] = None  # null = the use case
-    tags: List[str] = field(default_factory=list)
-    run_name: Optional[str] = None
+    tags: List[str] = field(default_factory=list)  # added after the selector/data/model/usecase/seed tags
+    run_name: Optional[str] = None  # null = the job's overrides (path-valued ones left out), else the experiment
+    log_adapter: bool = False  # also log each trained LoRA adapter as a W&B model artifact
 
     def problems(self) -> Problems:
         found: Problems = {}
         choice(found, "name", self.name, ("none", "wandb"))
         choice(found, "mode", self.mode, ("online", "offline", "disabled"))
+        if not str(self.project).strip():
+            found["project"] = "empty: W&B needs a project name"
+        for key in ("group", "job_type", "run_name"):
+            value = getattr(self, key)
+            if value is not None and not str(value).strip():
+                found[key] = "empty: use null for the default"
+        for index, tag in enumerate(self.tags):
+            if not str(tag).strip() or len(str(tag)) > 64:
+                found[f"tags[{index}]"] = f"{tag!r}: W&B tags are 1 to 64 characters"
         return found
 
 

@@ -6,10 +6,15 @@
     project: delift
     mode: offline      # online | offline | disabled
     entity: null
-    group: null        # experiment; filled from ``defaults`` when null
-    job_type: null     # stage; filled from ``defaults`` when null
-    tags: []
-    run_name: null     # optional W&B run name
+    group: null        # null: the sweep, or the experiment (delift.tracking.identity)
+    job_type: null     # null: the use case
+    tags: []           # added after selector:, data:, model:, usecase:, seed: tags
+    run_name: null     # null: from the job's overrides
+    log_adapter: false # also log each trained LoRA adapter as a model artifact
+
+Also here: :mod:`~delift.tracking.naming` (sweep folder and run names from overrides),
+:mod:`~delift.tracking.identity` (run name, group, tags, artifact names) and
+:mod:`~delift.tracking.offline` (reading an offline run's ``.wandb`` file).
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from delift.tracking.base import ExperimentLogger, NullLogger
+from delift.tracking.identity import LaunchInfo, RunIdentity, artifact_name, run_identity
 from delift.tracking.wandb_logger import WandbLogger
 
 LOGGER_NAMES = ("none", "wandb")
-_WANDB_KEYS = frozenset({"name", "project", "mode", "entity", "group", "job_type", "tags", "run_name"})
+_WANDB_KEYS = frozenset({"name", "project", "mode", "entity", "group", "job_type", "tags", "run_name", "log_adapter"})
 
 
 def make_logger(cfg: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> ExperimentLogger:
@@ -59,4 +65,5 @@ def make_logger(cfg: Mapping[str, Any], defaults: Mapping[str, Any] | None = Non
     )
 
 
-__all__ = ["ExperimentLogger", "LOGGER_NAMES", "NullLogger", "WandbLogger", "make_logger"]
+__all__ = ["ExperimentLogger", "LOGGER_NAMES", "LaunchInfo", "NullLogger", "RunIdentity", "WandbLogger",
+           "artifact_name", "make_logger", "run_identity"]

@@ -1,13 +1,16 @@
 """Experiment-logger interface and the do-nothing logger.
 
-A pipeline stage calls, in order: ``start(config, output_dir)``, any number of ``log_metrics``,
-``log_table`` and ``log_artifact``, then ``finish()``. Implementations must never raise from
-these calls because of a tracking-backend failure: tracking is auxiliary to the run.
+A run calls, in order: ``start(config, output_dir)``, any number of ``log_metrics`` (one call when a
+stage ends), ``log_series`` (per-step curves such as the training loss), ``log_table``,
+``log_artifact`` and ``log_summary``, then ``finish(exit_code)`` (non-zero when the run crashed).
+Implementations must never raise from these calls because of a tracking-backend failure: tracking
+is auxiliary to the run.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
@@ -23,6 +26,15 @@ class ExperimentLogger(ABC):
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         """Record scalar ``metrics`` (optionally at ``step``)."""
 
+    def log_series(self, prefix: str, step: int, values: Mapping[str, Any]) -> None:
+        """One point of a per-step curve: ``<prefix>/<key>`` for each number in ``values``, against
+        the x-axis ``<prefix>/step`` = ``step``. Default: not recorded."""
+        return None
+
+    def log_summary(self, values: Mapping[str, Any]) -> None:
+        """Set the run's final values (its summary). Default: not recorded."""
+        return None
+
     @abstractmethod
     def log_table(self, name: str, rows: list[dict[str, Any]]) -> None:
         """Record per-example ``rows`` (one dict per example) as a table called ``name``."""
@@ -32,10 +44,10 @@ class ExperimentLogger(ABC):
         """Record ``files`` as a versioned artifact ``name`` of kind ``type`` with ``metadata``."""
 
     @abstractmethod
-    def finish(self) -> None:
-        """End the run; calling it again is a no-op."""
+    def finish(self, exit_code: int = 0) -> None:
+        """End the run (``exit_code`` non-zero: it failed); calling it again is a no-op."""
 
-    def __enter__(self) -> "ExperimentLogger":
+    def __enter__(self) -> ExperimentLogger:
         return self
 
     def __exit__(
@@ -44,7 +56,7 @@ class ExperimentLogger(ABC):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.finish()
+        self.finish(exit_code=0 if exc_type is None else 1)
 
 
 class NullLogger(ExperimentLogger):
@@ -62,5 +74,5 @@ class NullLogger(ExperimentLogger):
     def log_artifact(self, name: str, type: str, files: list[str], metadata: dict[str, Any]) -> None:
         return None
 
-    def finish(self) -> None:
+    def finish(self, exit_code: int = 0) -> None:
         return None

@@ -4,6 +4,11 @@ Run files are written inside the run's output folder (``wandb.init(dir=output_di
 ``<output_dir>/wandb/<mode>-run-*``). Every W&B call is guarded: an exception is reported with
 ``logging.warning`` (naming the call and the error) and swallowed. After a failed ``start`` the
 logger is inactive and all later calls are no-ops; ``finish`` is idempotent.
+
+Per-step curves (:meth:`WandbLogger.log_series`, e.g. ``qlora/train/loss``) get their own x-axis with
+``define_metric``: ``<prefix>/step``, and the loss keeps its minimum and last value in the summary.
+Stage metrics are logged without a step (W&B's ``_step`` counts calls), so curves and stages never
+fight over a monotonic step. Only W&B API within the 0.19.10 floor is used.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 from delift.tracking.base import ExperimentLogger
@@ -38,6 +44,11 @@ def _table_cell(value: Any) -> Any:
         return json.dumps(value, ensure_ascii=False, default=str)
     except (TypeError, ValueError):
         return str(value)
+
+
+def history_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries W&B can chart: numbers and booleans (None, strings and containers are left out)."""
+    return {str(k): v for k, v in values.items() if isinstance(v, (bool, int, float))}
 
 
 def rows_to_columns(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
@@ -82,6 +93,7 @@ class WandbLogger(ExperimentLogger):
         self.tags = list(tags) if tags else []
         self.name = name
         self._run: Any = None
+        self._series: set[str] = set()  # prefixes whose step axis is defined
 
     @property
     def active(self) -> bool:
@@ -119,16 +131,45 @@ class WandbLogger(ExperimentLogger):
                 reinit="create_new",
             )
 
+        self._series = set()
         self._run = self._guard("init", _init)
         if self._run is None:
             log.warning("W&B logging is disabled for this run after the failed init")
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        """``run.log(metrics, step=step)``."""
+        """``run.log`` of the numbers in ``metrics`` (``step`` only when given)."""
+        if self._run is None:
+            return
+        run, values = self._run, history_values(metrics)
+        if values:
+            self._guard("log (metrics)", lambda: run.log(values) if step is None else run.log(values, step=step))
+
+    def log_series(self, prefix: str, step: int, values: Mapping[str, Any]) -> None:
+        """``<prefix>/<key>`` against ``<prefix>/step``; the first call defines the axis and the loss summary."""
+        if self._run is None:
+            return
+        run, prefix = self._run, prefix.rstrip("/")
+        axis = f"{prefix}/step"
+
+        def _define() -> None:
+            run.define_metric(axis)
+            run.define_metric(f"{prefix}/*", step_metric=axis)
+            run.define_metric(f"{prefix}/loss", step_metric=axis, summary="min,last")
+
+        if prefix not in self._series:
+            self._series.add(prefix)
+            self._guard(f"define_metric ({prefix})", _define)
+        point = {f"{prefix}/{key}": value for key, value in history_values(values).items() if key != "step"}
+        if point:
+            self._guard(f"log ({prefix})", lambda: run.log({axis: int(step), **point}))
+
+    def log_summary(self, values: Mapping[str, Any]) -> None:
+        """``run.summary.update(values)`` (JSON scalars; containers as JSON text)."""
         if self._run is None:
             return
         run = self._run
-        self._guard("log (metrics)", lambda: run.log(dict(metrics), step=step))
+        cleaned = {str(k): _table_cell(v) for k, v in values.items()}
+        self._guard("summary", lambda: run.summary.update(cleaned))
 
     def log_table(self, name: str, rows: list[dict[str, Any]]) -> None:
         """Log ``rows`` as a ``wandb.Table`` under key ``name``."""
@@ -145,7 +186,7 @@ class WandbLogger(ExperimentLogger):
         self._guard(f"log_table ({name})", _log)
 
     def log_artifact(self, name: str, type: str, files: list[str], metadata: dict[str, Any]) -> None:
-        """Log ``files`` as a ``wandb.Artifact`` (name sanitised for W&B) with ``metadata``."""
+        """Log ``files`` (files or folders) as a ``wandb.Artifact`` (name sanitised for W&B) with ``metadata``."""
         if self._run is None:
             return
         run = self._run
@@ -155,13 +196,16 @@ class WandbLogger(ExperimentLogger):
 
             artifact = wandb.Artifact(sanitize_artifact_name(name), type=type, metadata=dict(metadata))
             for path in files:
-                artifact.add_file(str(path))
+                if Path(path).is_dir():
+                    artifact.add_dir(str(path), name=Path(path).name)
+                else:
+                    artifact.add_file(str(path))
             run.log_artifact(artifact)
 
         self._guard(f"log_artifact ({name})", _log)
 
-    def finish(self) -> None:
-        """``run.finish()`` once; later calls do nothing."""
+    def finish(self, exit_code: int = 0) -> None:
+        """``run.finish(exit_code=...)`` once (non-zero marks the run failed); later calls do nothing."""
         run, self._run = self._run, None
         if run is not None:
-            self._guard("finish", run.finish)
+            self._guard("finish", lambda: run.finish(exit_code=int(exit_code)))

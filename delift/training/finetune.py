@@ -13,7 +13,9 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,25 @@ from delift.models.loading import DTYPES, ModelSpec, load_model, load_tokenizer
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100  # the label value that torch's cross-entropy (and HF models) skip
+
+# Callbacks that every finetune() call made inside ``training_callbacks(...)`` adds to its Trainer.
+_SCOPED_CALLBACKS: ContextVar[tuple[Any, ...]] = ContextVar("delift_training_callbacks", default=())
+
+
+@contextmanager
+def training_callbacks(*callbacks: Any) -> Iterator[None]:
+    """Add ``callbacks`` to every :func:`finetune` run inside the block (also runs started by code that
+    calls ``finetune`` without a ``callbacks`` argument, e.g. an evaluation protocol).
+
+    Each callback is a ``transformers.TrainerCallback`` (instance or class) or a plain function
+    ``on_log(step, logs)`` called with the global step and the numbers Trainer logs (loss, learning
+    rate, grad norm, epoch; the run's totals at the end).
+    """
+    token = _SCOPED_CALLBACKS.set(_SCOPED_CALLBACKS.get() + tuple(callbacks))
+    try:
+        yield
+    finally:
+        _SCOPED_CALLBACKS.reset(token)
 
 
 @dataclass
@@ -214,12 +235,33 @@ def _callbacks():
     return QuietProgress, LogToLogger
 
 
+def _trainer_callback(callback: Any) -> Any:
+    """A TrainerCallback as it is; a plain ``on_log(step, logs)`` function wrapped in one."""
+    from transformers import TrainerCallback
+
+    if isinstance(callback, TrainerCallback) or (isinstance(callback, type) and issubclass(callback, TrainerCallback)):
+        return callback
+    if not callable(callback):
+        raise TypeError(f"finetune callbacks: expected a TrainerCallback or a function (step, logs); got {callback!r}")
+    on_log_fn: Callable[[int, dict[str, Any]], Any] = callback
+
+    class OnLog(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and logs:
+                on_log_fn(int(state.global_step), dict(logs))
+
+    return OnLog()
+
+
 def finetune(model_spec: ModelSpec, train_examples: Sequence[Example], template: PromptTemplate,
-             cfg: FinetuneConfig, output_dir: str | Path, seed: int, progress: bool = True) -> FinetuneResult:
+             cfg: FinetuneConfig, output_dir: str | Path, seed: int, progress: bool = True,
+             callbacks: Sequence[Any] | None = None) -> FinetuneResult:
     """Train LoRA adapters on ``train_examples`` and save them to ``output_dir/adapter``.
 
     Seeding happens before the adapters are created, so the LoRA initialisation and the data order
-    are both determined by ``seed``.
+    are both determined by ``seed``. ``callbacks`` (TrainerCallbacks or ``on_log(step, logs)``
+    functions, see :func:`training_callbacks`) are added to the Trainer, after those of any enclosing
+    ``training_callbacks`` block; they see every log every ``cfg.logging_steps`` steps.
     """
     if not train_examples:
         raise ValueError("finetune: the training set is empty")
@@ -270,6 +312,8 @@ def finetune(model_spec: ModelSpec, train_examples: Sequence[Example], template:
     if progress:
         trainer.add_callback(quiet_progress())
     trainer.add_callback(to_logger())
+    for callback in (*_SCOPED_CALLBACKS.get(), *(callbacks or ())):
+        trainer.add_callback(_trainer_callback(callback))
 
     start = time.perf_counter()
     output = trainer.train()
