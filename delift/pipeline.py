@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from delift.config.schema import ExperimentConfig
 from delift.data.formatters import SYNTHETIC_FORMAT, get_formatter
 from delift.data.prompts import PromptTemplate
 from delift.evaluation.metrics import Metric
+from delift.kernel.approximate import ApproximationSettings
 from delift.kernel.cache import KernelCache
 from delift.kernel.provider import KernelProvider
 from delift.kernel.utility import KernelSettings, overflowing_targets
@@ -54,6 +55,7 @@ class Parts:
     model_spec: ModelSpec
     settings: KernelSettings
     template: PromptTemplate
+    approximation: ApproximationSettings = field(default_factory=ApproximationSettings)  # kernel.approximation
 
 
 def build_parts(cfg: ExperimentConfig) -> Parts:
@@ -67,7 +69,8 @@ def build_parts(cfg: ExperimentConfig) -> Parts:
     return Parts(selector=build(cfg.selector), protocols=[build(block) for block in cfg.evaluation.values()],
                  metrics=[build(cfg.metric_library[name]) for name in cfg.metrics.names],
                  model_spec=ModelSpec.from_config(cfg.model, cfg.paths.cache_dir),
-                 settings=KernelSettings.from_config(cfg.kernel), template=PromptTemplate(**asdict(cfg.prompt)))
+                 settings=KernelSettings.from_config(cfg.kernel), template=PromptTemplate(**asdict(cfg.prompt)),
+                 approximation=ApproximationSettings.from_config(cfg.kernel))
 
 
 def reference_training(parts: Parts) -> FinetuneConfig:
@@ -193,7 +196,8 @@ def _run(cfg: ExperimentConfig, parts: Parts, output_dir: Path, resolved: dict[s
     for caveat in record["caveats"]:
         log.warning("results caveat: %s", caveat)
     provider = KernelProvider(parts.model_spec, template, settings,
-                              KernelCache(Path(cfg.paths.cache_dir) / "kernels"), progress=cfg.progress)
+                              KernelCache(Path(cfg.paths.cache_dir) / "kernels"), progress=cfg.progress,
+                              approximation=parts.approximation)
     with timer.stage("data"):
         data = load_usecase_data(cfg)
         data.pool, skipped = drop_overflowing(data.pool, provider, template, settings)

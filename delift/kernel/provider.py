@@ -9,6 +9,11 @@ DELIFT's d and UF = d_zero - d_one) or ``logprob_sum`` (sums of log p; UF = l_on
 of the cache key only when it is not the default, so the keys of DELIFT kernels are those of before.
 A selector names it in a :class:`KernelRequest` from ``kernel_requests``; ``provider.fill(*request)``
 and ``provider.utility(*request)`` accept both such a request and a plain (targets, candidates) pair.
+
+``approximation`` (``kernel.approximation``, :mod:`delift.kernel.approximate`): ``exact`` (default)
+computes every entry as above; ``learned`` and ``knn`` make ``utility`` return an approximate kernel
+under its own cache key (the exact kernel's key is unchanged). ``exact_utility`` / ``exact_fill``
+always compute the exact kernel.
 """
 
 from __future__ import annotations
@@ -17,10 +22,12 @@ import logging
 import time
 from typing import Any, Sequence
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from delift.data.prompts import PromptTemplate
 from delift.data.records import Example, fingerprint
+from delift.kernel.approximate import ApproximationSettings, approximate_fill, approximate_utility, embed_examples
 from delift.kernel.blocks import Block, BlockStore, shard_of
 from delift.kernel.cache import KernelCache, kernel_cache_key
 from delift.kernel.engine import BlockStats, ScoringSetup, score_one_shot, score_zero_shot
@@ -41,12 +48,13 @@ class KernelProvider:
     """Computes utility kernels for any (targets, candidates) pair of example lists, cached on disk."""
 
     def __init__(self, model_spec: ModelSpec, template: PromptTemplate, settings: KernelSettings,
-                 cache: KernelCache, progress: bool = True):
+                 cache: KernelCache, progress: bool = True, approximation: ApproximationSettings | None = None):
         self.model_spec = model_spec
         self.template = template
         self.settings = settings
         self.cache = cache
         self.progress = progress
+        self.approximation = approximation or ApproximationSettings()
         self._model = None
         self._tokenizer = None
 
@@ -84,7 +92,14 @@ class KernelProvider:
 
     def utility(self, targets: Sequence[Example], candidates: Sequence[Example],
                 aggregate: str = DEFAULT_AGGREGATE) -> UtilityKernel:
-        """The complete kernel: from the cache, else this shard's blocks are computed and all are merged."""
+        """The complete kernel (approximate under ``kernel.approximation`` learned / knn), cached."""
+        if not self.approximation.exact:
+            return approximate_utility(self, targets, candidates, aggregate)
+        return self.exact_utility(targets, candidates, aggregate)
+
+    def exact_utility(self, targets: Sequence[Example], candidates: Sequence[Example],
+                      aggregate: str = DEFAULT_AGGREGATE) -> UtilityKernel:
+        """The complete exact kernel: from the cache, else this shard's blocks are computed and all are merged."""
         store = self.block_store(targets, candidates, aggregate)
         kernel = self.cache.load(store.key)
         if kernel is not None:
@@ -108,7 +123,15 @@ class KernelProvider:
 
     def fill(self, targets: Sequence[Example], candidates: Sequence[Example],
              aggregate: str = DEFAULT_AGGREGATE) -> dict[str, Any]:
-        """Compute only this shard's missing blocks; never fails because other shards are unfinished."""
+        """Compute only this shard's missing blocks (``learned``: of its exact sample kernel; ``knn``:
+        NotImplementedError); never fails because other shards are unfinished."""
+        if not self.approximation.exact:
+            return approximate_fill(self, targets, candidates, aggregate)
+        return self.exact_fill(targets, candidates, aggregate)
+
+    def exact_fill(self, targets: Sequence[Example], candidates: Sequence[Example],
+                   aggregate: str = DEFAULT_AGGREGATE) -> dict[str, Any]:
+        """Compute only this shard's missing blocks of the exact kernel."""
         store = self.block_store(targets, candidates, aggregate)
         if self.cache.path(store.key).exists():
             return {"key": store.key, "aggregate": store.aggregate, "complete": True, "blocks_computed": 0,
@@ -168,6 +191,10 @@ class KernelProvider:
         if block.col is None:
             return score_zero_shot(setup, rows)
         return score_one_shot(setup, rows, [cand[j] for j in store.cols(block)])
+
+    def embeddings(self, examples: Sequence[Example]) -> np.ndarray:
+        """(n, d) L2-normalised sentence embeddings (``kernel.embedder``) of the approximations."""
+        return embed_examples(examples, self.approximation.embedder)
 
     def _tokens(self, examples: Sequence[Example]) -> list[TokenizedExample]:
         return tokenize_examples(examples, self.tokenizer, self.template, self.settings)

@@ -80,6 +80,8 @@ class KernelSettings:
     def from_config(cls, cfg: Any) -> "KernelSettings":
         """From the typed ``kernel`` config (or a mapping of its keys)."""
         data = {f.name: getattr(cfg, f.name) for f in fields(cfg)} if is_dataclass(cfg) else dict(cfg)
+        for key in ("approximation", "embedder", "learned", "knn"):  # delift.kernel.approximate reads these
+            data.pop(key, None)
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"kernel config: unknown keys {sorted(unknown)}")

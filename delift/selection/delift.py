@@ -29,12 +29,27 @@ KERNEL_ROLES = {"facility_location": ("pool_pool",), "flmi": ("pool_pool", "quer
                 "flcg": ("pool_pool", "pool_existing")}
 KERNEL_META = ("key", "cached", "seconds", "shown_truncated", "shown_dropped", "query_truncated")
 TRUNCATION_COUNTS = ("shown_truncated", "shown_dropped", "query_truncated")
-UTILITY_POSTPROCESS = ("clip", "minmax")  # raw utilities can be negative: "none" is not an option here
+UTILITY_POSTPROCESS = ("clip", "minmax")
+# what an approximate kernel (kernel.approximation learned | knn) records, copied into the selection's info
+APPROXIMATION_META = ("approximation", "sample_size", "sample_size_candidates", "sample_fraction", "sample_key",
+                      "holdout_examples", "holdout_pairs", "holdout_mse", "holdout_spearman", "holdout_variance",
+                      "train_pairs", "train_mse", "diagonal_exact", "neighbors", "exact_pairs", "predicted_pairs",
+                      "zero_pairs", "embedder")  # raw utilities can be negative: "none" is not an option here
 
 
 def _check_ids(kernel, targets: Sequence[Example], candidates: Sequence[Example], role: str) -> None:
     if list(kernel.target_ids) != [e.id for e in targets] or list(kernel.candidate_ids) != [e.id for e in candidates]:
         raise ValueError(f"the {role} kernel's rows/columns do not match the requested targets/candidates")
+
+
+def approximation_info(kernels: dict) -> dict[str, dict[str, Any]]:
+    """Per role, what an approximate kernel recorded (APPROXIMATION_META present in its meta); exact ones are left out."""
+    out = {}
+    for role, kernel in kernels.items():
+        method = kernel.meta.get("approximation")
+        if method not in (None, "exact"):
+            out[role] = {key: kernel.meta[key] for key in APPROXIMATION_META if key in kernel.meta}
+    return out
 
 
 class DeliftSelector(Selector):
@@ -102,6 +117,10 @@ class DeliftSelector(Selector):
         }
         if uf_aux is not None:
             info["uf_aux_mean"] = float(np.mean(uf_aux))
+        approximated = approximation_info(kernels)
+        if approximated:  # only approximate kernels add keys: exact runs record what they did before
+            info["approximation"] = approximated["pool_pool"]["approximation"] if "pool_pool" in approximated else None
+            info["kernel_approximation"] = approximated
         return s, s_aux, info
 
     def select(self, ctx: SelectionContext, budget: int) -> Selection:

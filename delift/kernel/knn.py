@@ -1,0 +1,128 @@
+"""``kernel.approximation=knn``: each target scored exactly against its m nearest candidates only.
+
+Neighbours: the ``knn.neighbors`` candidates of highest embedding cosine with the target (the target
+itself excluded, ties to the lower index), plus the target itself when it is among the candidates:
+at most n (m + 1) pairs, scored through the per-sequence path (:mod:`delift.kernel.pairs`). Every
+other entry is UF = 0 (d_one = d_zero: "showing it changes nothing"); note that
+``selector.postprocess=minmax`` then maps those zeros to the same value as exact zeros.
+
+Targets are scored in blocks of ``kernel.block_size``; each block's values are written atomically to
+``<cache root>/<key>/knn/rows<start>.npz`` as soon as it is done, so a killed run resumes there.
+The returned kernel is dense (n_t x n_c float64, as an exact kernel): fine up to ~20k examples.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from delift.data.records import Example
+from delift.fsutil import atomic_write
+from delift.kernel.engine import BlockStats
+from delift.kernel.pairs import score_pairs, score_zero, scoring_setup
+from delift.kernel.utility import UtilityKernel, utility_matrix
+
+if TYPE_CHECKING:
+    from delift.kernel.provider import KernelProvider
+
+log = logging.getLogger(__name__)
+
+
+def nearest_candidates(e_targets: np.ndarray, e_candidates: np.ndarray, target_ids: Sequence[str],
+                       candidate_ids: Sequence[str], neighbors: int, rows: range | None = None) -> list[np.ndarray]:
+    """Per target (of ``rows``) the sorted candidate columns it is scored against: its ``neighbors``
+    nearest other candidates by cosine (ties to the lower index), and itself when it is a candidate."""
+    rows = range(len(e_targets)) if rows is None else rows
+    where = {cid: j for j, cid in enumerate(candidate_ids)}
+    sims = np.asarray(e_targets[rows.start:rows.stop], dtype=np.float64) @ np.asarray(e_candidates, np.float64).T
+    out = []
+    for k, i in enumerate(rows):
+        row = sims[k].copy()
+        own = where.get(target_ids[i])
+        if own is not None:
+            row[own] = -np.inf
+        m = min(neighbors, len(row) - (own is not None))
+        if m < len(row):
+            part = np.argpartition(-row, m - 1)[:m] if m > 0 else np.empty(0, dtype=np.int64)
+            threshold = row[part].min() if m > 0 else np.inf
+            tied = np.flatnonzero(row >= threshold)  # keep ties deterministic: lowest indices first
+            chosen = tied[np.lexsort((tied, -row[tied]))][:m]
+        else:
+            chosen = np.flatnonzero(np.isfinite(row))
+        if own is not None:
+            chosen = np.append(chosen, own)
+        out.append(np.sort(chosen.astype(np.int64)))
+    return out
+
+
+def _load_block(path: Path, cols: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray] | None:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            saved_cols, d_one, d_zero = data["cols"], data["d_one"], data["d_zero"]
+    except FileNotFoundError:
+        return None
+    except Exception as exc:
+        log.warning("knn block %s is unreadable (%s); computing it again", path, exc)
+        return None
+    if (saved_cols.shape != cols.shape or not np.array_equal(saved_cols, cols) or d_one.shape != cols.shape
+            or d_zero.shape != (n_rows,) or not np.all(np.isfinite(d_one)) or not np.all(np.isfinite(d_zero))):
+        log.warning("knn block %s does not fit this kernel's pairs; computing it again", path)
+        return None
+    return d_one, d_zero
+
+
+def knn_kernel(provider: KernelProvider, targets: Sequence[Example], candidates: Sequence[Example],
+               aggregate: str, key: str) -> UtilityKernel:
+    neighbors = provider.approximation.knn.neighbors
+    t_ids, c_ids = [e.id for e in targets], [e.id for e in candidates]
+    square = t_ids == c_ids
+    e_t = provider.embeddings(targets)
+    e_c = e_t if square else provider.embeddings(candidates)
+    folder = provider.cache.root / key / "knn"
+    block = provider.settings.block_size
+    d_zero = np.empty(len(targets))
+    d_one = None
+    setup, t_tok, c_tok = None, None, None
+    stats, resumed, scored = BlockStats(), 0, 0
+    bar = tqdm(total=len(targets), desc="knn kernel", unit="target", disable=not provider.progress)
+    for start in range(0, len(targets), block):
+        rows = range(start, min(start + block, len(targets)))
+        chosen = nearest_candidates(e_t, e_c, t_ids, c_ids, neighbors, rows)
+        pair_rows = np.concatenate([np.full(len(c), i) for i, c in zip(rows, chosen)]).astype(np.int64)
+        pair_cols = np.concatenate(chosen).astype(np.int64)
+        path = folder / f"rows{start}.npz"
+        found = _load_block(path, pair_cols, len(rows))
+        if found is None:
+            if setup is None:
+                setup = scoring_setup(provider, aggregate)
+                t_tok = provider._tokens(targets)
+                c_tok = t_tok if square else provider._tokens(candidates)
+            zero, zero_stats = score_zero(setup, [t_tok[i] for i in rows])
+            values, pair_stats = score_pairs(setup, t_tok, c_tok, pair_rows, pair_cols)
+            stats.add(zero_stats)
+            stats.add(pair_stats)
+            atomic_write(path, lambda handle, c=pair_cols, v=values, z=zero: np.savez(handle, cols=c, d_one=v,
+                                                                                      d_zero=z))
+        else:
+            values, zero = found
+            resumed += 1
+        d_zero[rows.start:rows.stop] = zero
+        if d_one is None:
+            d_one = np.empty((len(targets), len(candidates)))
+        d_one[rows.start:rows.stop] = zero[:, None]  # unscored: UF = 0
+        d_one[pair_rows, pair_cols] = values
+        scored += len(pair_rows)
+        bar.update(len(rows))
+    bar.close()
+    if d_one is None:
+        d_one = np.empty((0, len(candidates)))
+    uf = utility_matrix(d_zero, d_one, aggregate)  # unscored: d_zero - d_zero, exactly 0
+    meta = {"neighbors": neighbors, "scored_pairs": scored, "exact_pairs": scored,
+            "predicted_pairs": 0, "zero_pairs": uf.size - scored, "blocks_resumed": resumed,
+            "embedder": provider.approximation.embedder, "pairs": stats.pairs, "tokens": stats.tokens,
+            **{name: getattr(stats, name) for name in ("shown_truncated", "shown_dropped", "query_truncated")}}
+    return UtilityKernel(uf=uf, d_zero=d_zero, d_one=d_one, target_ids=t_ids, candidate_ids=c_ids, meta=meta)

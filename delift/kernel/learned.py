@@ -1,0 +1,132 @@
+"""``kernel.approximation=learned``: exact UF on a seeded sample, a pair network predicts the rest.
+
+See :mod:`delift.kernel.approximate` for the method and :mod:`delift.kernel.pairnet` for the network.
+The hold-out is by example: ``holdout_fraction`` of the sampled examples are held out and every
+sampled pair touching one of them is scored against the network trained on the other pairs, which
+is the situation of the predicted entries (each touches at least one unsampled example).
+Self-pairs are never training or hold-out pairs (showing an example its own answer is a different
+regime); they are scored exactly (``exact_diagonal``), else predicted like any pair.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from delift.data.records import Example
+from delift.kernel.approximate import LearnedSettings, d_one_of, self_pairs, uf_of_entries
+from delift.kernel.pairnet import fit_pair_network, spearman
+from delift.kernel.pairs import score_pairs, score_zero, scoring_setup
+from delift.kernel.utility import UtilityKernel
+
+if TYPE_CHECKING:
+    from delift.kernel.provider import KernelProvider
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LearnedSample:
+    """Sorted sampled target rows and candidate columns, and the held-out ones among them."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    held_rows: np.ndarray
+    held_cols: np.ndarray
+    square: bool  # targets and candidates are the same list: one sample, one hold-out
+
+
+def learned_sample(target_ids: Sequence[str], candidate_ids: Sequence[str], settings: LearnedSettings) -> LearnedSample:
+    """The seeded sample: ceil(f n) examples (at least 2, at most n) of each side, then the hold-out."""
+    rng = np.random.default_rng(settings.seed)
+    square = list(target_ids) == list(candidate_ids)
+
+    def draw(n: int) -> np.ndarray:
+        k = min(n, max(2, math.ceil(settings.sample_fraction * n - 1e-9)))
+        return np.sort(rng.choice(n, size=k, replace=False))
+
+    def hold(index: np.ndarray) -> np.ndarray:
+        if settings.holdout_fraction <= 0 or len(index) < 2:
+            return np.empty(0, dtype=np.int64)
+        k = min(len(index) - 1, max(1, round(settings.holdout_fraction * len(index))))
+        return np.sort(rng.choice(index, size=k, replace=False))
+
+    rows = draw(len(target_ids))
+    cols = rows if square else draw(len(candidate_ids))
+    held_rows = hold(rows)
+    held_cols = held_rows if square else hold(cols)
+    return LearnedSample(rows, cols, held_rows, held_cols, square)
+
+
+def learned_kernel(provider: KernelProvider, targets: Sequence[Example], candidates: Sequence[Example],
+                   aggregate: str) -> UtilityKernel:
+    settings = provider.approximation.learned
+    t_ids, c_ids = [e.id for e in targets], [e.id for e in candidates]
+    sample = learned_sample(t_ids, c_ids, settings)
+    sub = provider.exact_utility([targets[i] for i in sample.rows], [candidates[j] for j in sample.cols], aggregate)
+
+    # every sampled pair in sub-kernel coordinates (a, b) and pool coordinates (gi, gj)
+    a, b = (g.ravel() for g in np.meshgrid(np.arange(len(sample.rows)), np.arange(len(sample.cols)), indexing="ij"))
+    gi, gj = sample.rows[a], sample.cols[b]
+    is_self = np.array(t_ids, dtype=object)[gi] == np.array(c_ids, dtype=object)[gj]
+    held = np.isin(gi, sample.held_rows) | np.isin(gj, sample.held_cols)
+    train, holdout = ~is_self & ~held, ~is_self & held
+    if not train.any():
+        raise ValueError(f"kernel.learned.sample_fraction={settings.sample_fraction}: a sample of "
+                         f"{len(sample.rows)} x {len(sample.cols)} examples leaves no training pairs after the "
+                         f"hold-out (kernel.learned.holdout_fraction={settings.holdout_fraction}); raise it")
+
+    e_t = provider.embeddings(targets)
+    e_c = e_t if sample.square else provider.embeddings(candidates)
+    net, fit = fit_pair_network(e_t, e_c, gi[train], gj[train], sub.uf[a[train], b[train]], hidden=settings.hidden,
+                                lr=settings.lr, batch_size=settings.batch_size, epochs=settings.epochs,
+                                seed=settings.seed)
+    meta = {"sample_size": len(sample.rows), "sample_size_candidates": len(sample.cols),
+            "sample_fraction": settings.sample_fraction, "sample_key": sub.meta.get("key"),
+            "sample_cached": sub.meta.get("cached"), "train_pairs": fit.train_pairs,
+            "train_mse": fit.train_mse, "train_seconds": fit.seconds, "epochs": fit.epochs,
+            "holdout_examples": len(sample.held_rows) + (0 if sample.square else len(sample.held_cols)),
+            "holdout_pairs": int(holdout.sum()), "holdout_mse": None, "holdout_spearman": None,
+            "holdout_variance": None}
+    if holdout.any():
+        exact = sub.uf[a[holdout], b[holdout]]
+        predicted = net.predict_pairs(e_t, e_c, gi[holdout], gj[holdout])
+        meta.update(holdout_mse=float(np.mean((predicted - exact) ** 2)), holdout_spearman=spearman(predicted, exact),
+                    holdout_variance=float(np.var(exact)))  # the MSE of predicting the mean, for scale
+        log.info("learned kernel: held-out MSE %.3g (variance %.3g), Spearman %s over %d pairs",
+                 meta["holdout_mse"], meta["holdout_variance"], meta["holdout_spearman"], meta["holdout_pairs"])
+
+    uf = net.predict_matrix(e_t, e_c)
+    del net
+    setup = scoring_setup(provider, aggregate)
+    t_tok = provider._tokens(targets)
+    d_zero = np.empty(len(targets))
+    d_zero[sample.rows] = sub.d_zero
+    others = np.setdiff1d(np.arange(len(targets)), sample.rows)
+    d_zero[others] = score_zero(setup, [t_tok[i] for i in others])[0]
+    d_one = d_one_of(uf, d_zero, aggregate)
+    uf[np.ix_(sample.rows, sample.cols)] = sub.uf  # sampled entries: their exact values
+    d_one[np.ix_(sample.rows, sample.cols)] = sub.d_one
+    exact_mask_count = len(sample.rows) * len(sample.cols)
+
+    diag_rows, diag_cols = self_pairs(t_ids, c_ids)
+    meta["diagonal_exact"] = bool(settings.exact_diagonal and len(diag_rows))
+    if settings.exact_diagonal and len(diag_rows):
+        sampled = np.isin(diag_rows, sample.rows) & np.isin(diag_cols, sample.cols)
+        rows, cols = diag_rows[~sampled], diag_cols[~sampled]
+        c_tok = t_tok if sample.square else provider._tokens(candidates)
+        values, stats = score_pairs(setup, t_tok, c_tok, rows, cols)
+        d_one[rows, cols] = values
+        uf[rows, cols] = uf_of_entries(d_zero[rows], values, aggregate)
+        exact_mask_count += len(rows)
+        for name in ("shown_truncated", "shown_dropped", "query_truncated"):
+            meta[name] = int(sub.meta.get(name, 0) or 0) + getattr(stats, name)
+    else:
+        meta.update({name: sub.meta.get(name) for name in ("shown_truncated", "shown_dropped", "query_truncated")})
+    meta.update(exact_pairs=exact_mask_count, predicted_pairs=uf.size - exact_mask_count,
+                embedder=provider.approximation.embedder)
+    return UtilityKernel(uf=uf, d_zero=d_zero, d_one=d_one, target_ids=t_ids, candidate_ids=c_ids, meta=meta)

@@ -1,0 +1,262 @@
+"""Approximate utility kernels (kernel.approximation learned | knn): numbers, cache keys, config, selection."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_examples
+
+from delift.data.prompts import PromptTemplate
+from delift.kernel.approximate import ApproximationSettings, KnnSettings, LearnedSettings
+from delift.kernel.cache import KernelCache
+from delift.kernel.knn import nearest_candidates
+from delift.kernel.learned import learned_sample
+from delift.kernel.pairnet import PairNetwork, fit_pair_network
+from delift.kernel.provider import KernelProvider
+from delift.kernel.utility import KernelSettings
+
+TEMPLATE = PromptTemplate()
+
+
+def fake_embeddings(examples, dim: int = 8) -> np.ndarray:
+    """Deterministic unit vectors per example id (no sentence embedder to load)."""
+    rows = []
+    for e in examples:
+        seed = int(hashlib.sha256(e.id.encode()).hexdigest()[:8], 16)
+        v = np.random.default_rng(seed).normal(size=dim)
+        rows.append(v / np.linalg.norm(v))
+    return np.asarray(rows, dtype=np.float32)
+
+
+def provider_for(tiny_spec, model, root, approximation: ApproximationSettings | None = None, block_size: int = 2):
+    provider = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(block_size=block_size), KernelCache(root),
+                              progress=False, approximation=approximation)
+    provider._model = model
+    provider.embeddings = fake_embeddings
+    return provider
+
+
+LEARNED = ApproximationSettings("learned", learned=LearnedSettings(sample_fraction=0.5, holdout_fraction=0.25,
+                                                                   hidden=16, lr=1e-2, epochs=5))
+KNN = ApproximationSettings("knn", knn=KnnSettings(neighbors=2))
+
+
+def test_block_evaluated_network_equals_a_per_pair_loop():
+    torch.manual_seed(0)
+    net = PairNetwork(dim=5, hidden=16)
+    rng = np.random.default_rng(0)
+    e_t, e_c = rng.normal(size=(7, 5)).astype(np.float32), rng.normal(size=(9, 5)).astype(np.float32)
+    blocked = net.predict_matrix(e_t, e_c, block_elements=50)  # several row and column blocks
+    with torch.no_grad():
+        naive = np.array([[float(net(torch.tensor(e_t[i]), torch.tensor(e_c[j]))) for j in range(9)]
+                          for i in range(7)])
+    np.testing.assert_allclose(blocked, naive, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(net.predict_matrix(e_t, e_c), blocked, atol=1e-6, rtol=0)  # one block
+    rows, cols = np.array([0, 6, 3]), np.array([8, 0, 4])
+    np.testing.assert_allclose(net.predict_pairs(e_t, e_c, rows, cols), naive[rows, cols], atol=1e-6, rtol=0)
+
+
+def test_pair_network_fits_a_learnable_kernel():
+    rng = np.random.default_rng(1)
+    e = rng.normal(size=(30, 4)).astype(np.float32)
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    target = 0.05 * (e @ e.T) + 0.01  # small values, as UF's are: the standardisation must fold back
+    rows, cols = (g.ravel() for g in np.meshgrid(np.arange(30), np.arange(30), indexing="ij"))
+    net, report = fit_pair_network(e, e, rows, cols, target[rows, cols], hidden=32, lr=1e-2, epochs=30, seed=0)
+    predicted = net.predict_matrix(e, e)
+    assert report.train_pairs == 900
+    assert np.mean((predicted - target) ** 2) < 0.1 * np.var(target)
+
+
+def test_learned_sample_is_seeded_and_holds_out_examples():
+    ids = [f"x{i}" for i in range(20)]
+    a = learned_sample(ids, ids, LearnedSettings(sample_fraction=0.25, holdout_fraction=0.2, seed=3))
+    b = learned_sample(ids, ids, LearnedSettings(sample_fraction=0.25, holdout_fraction=0.2, seed=3))
+    c = learned_sample(ids, ids, LearnedSettings(sample_fraction=0.25, holdout_fraction=0.2, seed=4))
+    assert a.square and len(a.rows) == 5 and np.array_equal(a.rows, a.cols) and len(a.held_rows) == 1
+    assert np.array_equal(a.rows, b.rows) and np.array_equal(a.held_rows, b.held_rows)
+    assert not np.array_equal(a.rows, c.rows)
+    assert set(a.held_rows) <= set(a.rows)
+    rect = learned_sample(ids[:4], ids, LearnedSettings(sample_fraction=0.1, holdout_fraction=0.0))
+    assert not rect.square and len(rect.rows) == 2 and len(rect.cols) == 2 and len(rect.held_rows) == 0
+
+
+def test_learned_kernel_keeps_sampled_entries_exact_and_predicts_the_rest(tiny_spec, trained_tiny_model, tmp_path):
+    pool = make_examples(8)
+    provider = provider_for(tiny_spec, trained_tiny_model, tmp_path, LEARNED)
+    kernel = provider.utility(pool, pool)
+    sample = learned_sample([e.id for e in pool], [e.id for e in pool], LEARNED.learned)
+    sub = provider.exact_utility([pool[i] for i in sample.rows], [pool[i] for i in sample.rows])
+    exact = provider.exact_utility(pool, pool)
+    rows = sample.rows
+    np.testing.assert_array_equal(kernel.uf[np.ix_(rows, rows)], sub.uf)  # bit for bit
+    np.testing.assert_array_equal(kernel.d_one[np.ix_(rows, rows)], sub.d_one)
+    np.testing.assert_allclose(kernel.d_zero, exact.d_zero, atol=1e-5, rtol=0)  # exact for every target
+    np.testing.assert_allclose(np.diag(kernel.uf), np.diag(exact.uf), atol=1e-5, rtol=0)  # diagonal exact
+    np.testing.assert_allclose(kernel.uf, kernel.d_zero[:, None] - kernel.d_one, atol=1e-12)
+    predicted = np.ones((8, 8), dtype=bool)
+    predicted[np.ix_(rows, rows)] = False
+    np.fill_diagonal(predicted, False)
+    assert np.all(np.isfinite(kernel.uf)) and not np.allclose(kernel.uf[predicted], exact.uf[predicted], atol=1e-9)
+    meta = kernel.meta
+    assert meta["approximation"] == "learned" and meta["sample_size"] == 4 and meta["cached"] is False
+    assert meta["exact_pairs"] == 16 + 4 and meta["predicted_pairs"] == 64 - 20 and meta["diagonal_exact"] is True
+    assert meta["holdout_examples"] == 1 and meta["holdout_pairs"] == 2 * 3  # one held example x 3 others, both ways
+    assert meta["train_pairs"] == 3 * 2 and meta["holdout_mse"] >= 0 and meta["sample_key"] == sub.meta["key"]
+    again = provider.utility(pool, pool)
+    assert again.meta["cached"] is True and again.meta["holdout_mse"] == meta["holdout_mse"]
+    np.testing.assert_array_equal(again.uf, kernel.uf)
+
+
+def test_learned_kernel_fill_computes_the_sample_kernel(tiny_spec, trained_tiny_model, tmp_path):
+    pool = make_examples(6)
+    provider = provider_for(tiny_spec, trained_tiny_model, tmp_path, LEARNED)
+    filled = provider.fill(pool, pool)
+    assert filled["approximation"] == "learned" and filled["complete"] is True
+    sample = learned_sample([e.id for e in pool], [e.id for e in pool], LEARNED.learned)
+    assert filled["sample_key"] == provider.block_store([pool[i] for i in sample.rows],
+                                                        [pool[i] for i in sample.rows]).key
+    with pytest.raises(NotImplementedError, match="kernel.approximation=knn"):
+        provider_for(tiny_spec, trained_tiny_model, tmp_path, KNN).fill(pool, pool)
+
+
+def test_nearest_candidates_with_ties_and_self():
+    e = np.array([[1, 0], [1, 0], [0, 1], [1, 0], [-1, 0]], dtype=np.float32)
+    ids = list("abcde")
+    chosen = nearest_candidates(e, e, ids, ids, neighbors=1)
+    assert [c.tolist() for c in chosen] == [[0, 1], [0, 1], [0, 2], [0, 3], [2, 4]]  # ties to the lower index
+    wide = nearest_candidates(e, e, ids, ids, neighbors=10)
+    assert all(c.tolist() == list(range(5)) for c in wide)
+    rect = nearest_candidates(e[:2], e[2:], ids[:2], ids[2:], neighbors=2)
+    assert [c.tolist() for c in rect] == [[0, 1], [0, 1]]  # candidates c, d: no self
+
+
+@pytest.mark.parametrize("rectangular", [False, True])
+def test_knn_kernel_equals_exact_on_its_pairs_and_zero_elsewhere(tiny_spec, trained_tiny_model, tmp_path,
+                                                                rectangular):
+    pool = make_examples(6)
+    targets, candidates = (make_examples(3, "t"), pool) if rectangular else (pool, pool)
+    provider = provider_for(tiny_spec, trained_tiny_model, tmp_path, KNN, block_size=4)
+    kernel = provider.utility(targets, candidates)
+    exact = provider.exact_utility(targets, candidates)
+    chosen = nearest_candidates(fake_embeddings(targets), fake_embeddings(candidates), [e.id for e in targets],
+                                [e.id for e in candidates], 2)
+    scored = np.zeros(kernel.uf.shape, dtype=bool)
+    for i, cols in enumerate(chosen):
+        scored[i, cols] = True
+    np.testing.assert_allclose(kernel.uf[scored], exact.uf[scored], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(kernel.d_zero, exact.d_zero, atol=1e-5, rtol=0)
+    assert np.all(kernel.uf[~scored] == 0.0)
+    per_target = 2 if rectangular else 3  # neighbours, plus itself in the pool x pool kernel
+    assert scored.sum() == len(targets) * per_target == kernel.meta["scored_pairs"]
+    assert kernel.meta["approximation"] == "knn" and kernel.meta["neighbors"] == 2
+    # resume: the per-block files are reused when the merged kernel is gone
+    provider.cache.path(kernel.meta["key"]).unlink()
+    resumed = provider.utility(targets, candidates)
+    assert resumed.meta["blocks_resumed"] == (1 if rectangular else 2)
+    np.testing.assert_array_equal(resumed.uf, kernel.uf)
+
+
+def test_cache_keys_differ_by_settings_and_the_exact_key_is_unchanged(tiny_spec, tmp_path):
+    from delift.kernel.approximate import approximation_payload
+    from delift.kernel.cache import kernel_cache_key
+
+    pool = make_examples(5)
+    plain = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(), KernelCache(tmp_path), progress=False)
+    exact_key = plain.block_store(pool, pool).key
+    keys = {}
+    for name, approx in {
+        "learned": LEARNED, "knn": KNN,
+        "learned_seed": ApproximationSettings("learned", learned=LearnedSettings(sample_fraction=0.5, seed=1)),
+        "learned_fraction": ApproximationSettings("learned", learned=LearnedSettings(sample_fraction=0.3)),
+        "knn_m": ApproximationSettings("knn", knn=KnnSettings(neighbors=3)),
+        "knn_embedder": ApproximationSettings("knn", embedder="BAAI/bge-large-en-v1.5", knn=KnnSettings(neighbors=2)),
+    }.items():
+        provider = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(), KernelCache(tmp_path), progress=False,
+                                  approximation=approx)
+        assert provider.block_store(pool, pool).key == exact_key  # the exact kernel keeps its key
+        assert provider.cache_payload(pool, pool) == plain.cache_payload(pool, pool)
+        keys[name] = kernel_cache_key(approximation_payload(provider, pool, pool, "distance"))
+    assert len(set(keys.values())) == len(keys) and exact_key not in keys.values()
+    # the knn key ignores the learned settings (and vice versa)
+    knn_other = ApproximationSettings("knn", learned=LearnedSettings(seed=9), knn=KnnSettings(neighbors=2))
+    assert knn_other.identity() == KNN.identity()
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["kernel.learned.sample_fraction=0"], "kernel.learned.sample_fraction: 0.0: must be in (0, 1]"),
+    (["kernel.learned.holdout_fraction=1"], "kernel.learned.holdout_fraction"),
+    (["kernel.learned.epochs=0"], "kernel.learned.epochs: 0: must be >= 1"),
+    (["kernel.learned.lr=0"], "kernel.learned.lr"),
+    (["kernel.knn.neighbors=0"], "kernel.knn.neighbors: 0: must be >= 1"),
+    (["kernel.approximation=sketch"], "kernel.approximation: 'sketch': expected one of exact, learned, knn"),
+    (["+kernel.knn.typo=1"], "kernel.knn.typo"),
+])
+def test_typed_config_rejects_bad_approximation_values(overrides, message):
+    from delift.config.checks import ConfigError
+    from delift.config.loader import compose_config
+
+    with pytest.raises(ConfigError) as caught:
+        compose_config(["experiment=smoke", *overrides])
+    assert message in f"{caught.value} {caught.value.__cause__}"
+
+
+def test_typed_config_reaches_the_approximation_settings():
+    from delift.config.loader import compose_config
+
+    cfg = compose_config(["experiment=smoke", "kernel.approximation=knn", "kernel.knn.neighbors=7",
+                          "kernel.learned.seed=3"])
+    approx = ApproximationSettings.from_config(cfg.kernel)
+    assert approx.method == "knn" and approx.knn.neighbors == 7 and approx.learned.seed == 3
+    assert ApproximationSettings.from_config(compose_config(["experiment=smoke"]).kernel).exact
+    with pytest.raises(ValueError, match="kernel.learned.sample_fraction=0"):
+        ApproximationSettings("learned", learned=LearnedSettings(sample_fraction=0))
+    with pytest.raises(ValueError, match="kernel.knn.neighbors=0"):
+        ApproximationSettings.from_config({"approximation": "knn", "knn": {"neighbors": 0}})
+
+
+@pytest.mark.parametrize("approx", [LEARNED, KNN], ids=["learned", "knn"])
+def test_delift_selector_end_to_end_with_an_approximate_kernel(tiny_spec, trained_tiny_model, tmp_path, approx):
+    from delift.selection.base import SelectionContext
+    from delift.selection.delift import DeliftSelector
+
+    pool = make_examples(8)
+    provider = provider_for(tiny_spec, trained_tiny_model, tmp_path, approx)
+    selection = DeliftSelector().select(SelectionContext(pool=pool, seed=0, kernels=provider), 3)
+    assert len(selection.indices) == 3 and len(set(selection.indices)) == 3
+    info = selection.info
+    assert info["approximation"] == approx.method
+    recorded = info["kernel_approximation"]["pool_pool"]
+    if approx.method == "learned":
+        assert recorded["sample_size"] == 4 and "holdout_mse" in recorded and "holdout_spearman" in recorded
+    else:
+        assert recorded["neighbors"] == 2 and recorded["zero_pairs"] == 64 - 8 * 3
+    # FLMI: the query x pool kernel is approximated too, and recorded under its role
+    query = make_examples(3, "q")
+    flmi = DeliftSelector().select(SelectionContext(pool=pool, seed=0, kernels=provider, query=query), 2)
+    assert set(flmi.info["kernel_approximation"]) == {"pool_pool", "query_pool"}
+
+
+def test_exact_selection_info_is_unchanged(tiny_spec, trained_tiny_model, tmp_path):
+    from delift.selection.base import SelectionContext
+    from delift.selection.delift import DeliftSelector
+
+    provider = provider_for(tiny_spec, trained_tiny_model, tmp_path)
+    info = DeliftSelector().select(SelectionContext(pool=make_examples(5), seed=0, kernels=provider), 2).info
+    assert "approximation" not in info and "kernel_approximation" not in info
+
+
+@pytest.mark.parametrize("aggregate", ["distance", "logprob_sum"])
+def test_entry_helpers_invert_utility_matrix(aggregate):
+    from delift.kernel.approximate import d_one_of, uf_of_entries
+    from delift.kernel.utility import utility_matrix
+
+    rng = np.random.default_rng(0)
+    d_zero, d_one = rng.random(3), rng.random((3, 4))
+    uf = utility_matrix(d_zero, d_one, aggregate)
+    np.testing.assert_allclose(d_one_of(uf, d_zero, aggregate), d_one, atol=1e-12)
+    rows, cols = np.array([0, 2, 1]), np.array([3, 0, 1])
+    np.testing.assert_allclose(uf_of_entries(d_zero[rows], d_one[rows, cols], aggregate), uf[rows, cols], atol=1e-12)
