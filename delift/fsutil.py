@@ -8,7 +8,7 @@ import tempfile
 import threading
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Callable, IO
+from typing import IO, Callable
 
 _UMASK_LOCK = threading.Lock()
 _PROC_STATUS = Path("/proc/self/status")  # Linux >= 4.7 shows the umask there

@@ -14,8 +14,17 @@ from omegaconf import OmegaConf
 
 from delift.config.schema import DataConfig, SizesConfig
 from delift.data import (
-    FORMATTERS, DataFormatError, Example, HubSource, data_config, generate_synthetic, get_formatter,
-    iter_rows, load_examples, load_splits, make_splits,
+    FORMATTERS,
+    DataFormatError,
+    Example,
+    HubSource,
+    data_config,
+    generate_synthetic,
+    get_formatter,
+    iter_rows,
+    load_examples,
+    load_splits,
+    make_splits,
 )
 from delift.data.readers import row_index
 

@@ -15,8 +15,17 @@ from omegaconf import OmegaConf
 from delift.cli import CONFIG_DIR
 from delift.config.schema import DataConfig
 from delift.data import (
-    FIXTURES_DIR, P3_HOTPOTQA_TEMPLATES, DataFormatError, Example, data_config, decontaminate, is_fixture,
-    load_examples, load_splits, normalise, resolve_source,
+    FIXTURES_DIR,
+    P3_HOTPOTQA_TEMPLATES,
+    DataFormatError,
+    Example,
+    data_config,
+    decontaminate,
+    is_fixture,
+    load_examples,
+    load_splits,
+    normalise,
+    resolve_source,
 )
 
 REPO = Path(__file__).resolve().parents[1]

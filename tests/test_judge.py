@@ -14,8 +14,16 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from delift.evaluation.judge import (DIMENSIONS, build_messages, build_prompt, instruction_text, judge_identity,
-                                     judge_settings, parse_verdict, run_judge)
+from delift.evaluation.judge import (
+    DIMENSIONS,
+    build_messages,
+    build_prompt,
+    instruction_text,
+    judge_identity,
+    judge_settings,
+    parse_verdict,
+    run_judge,
+)
 from delift.evaluation.judge.cache import VerdictCache, verdict_key
 from delift.evaluation.judge.prompt import SYSTEM_TEXT
 

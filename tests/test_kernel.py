@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from conftest import make_examples
+
 from delift.data.prompts import PromptTemplate
 from delift.kernel.cache import KernelCache, kernel_cache_key
 from delift.kernel.postprocess import postprocess_kernel

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import make_examples
+
 from delift.data.prompts import PromptTemplate
 from delift.kernel.cache import KernelCache
 from delift.kernel.provider import IncompleteKernelError, KernelProvider

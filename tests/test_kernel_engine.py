@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import make_examples
+from test_kernel import naive_kernel
+
 from delift.data.prompts import PromptTemplate
 from delift.kernel.blocks import BlockStore
 from delift.kernel.cache import KernelCache
 from delift.kernel.engine import CALL_COST, KEY_COST, ScoringSetup, _prefix_groups, score_one_shot, score_zero_shot
 from delift.kernel.provider import KernelProvider
 from delift.kernel.utility import KernelSettings, token_probabilities, tokenize_examples
-from test_kernel import naive_kernel
 
 TEMPLATE = PromptTemplate()
 

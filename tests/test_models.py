@@ -12,8 +12,16 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from delift.models.loading import (MANIFEST, ModelSpec, check_safetensors, folder_problem, load_model,
-                                   load_tokenizer, model_identity, resolve_model_path)
+from delift.models.loading import (
+    MANIFEST,
+    ModelSpec,
+    check_safetensors,
+    folder_problem,
+    load_model,
+    load_tokenizer,
+    model_identity,
+    resolve_model_path,
+)
 
 
 def test_tiny_model_is_seeded_and_cached_once(tmp_path):

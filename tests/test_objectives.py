@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import make_examples
+
 from delift.kernel.postprocess import postprocess_joint
 from delift.selection.base import SelectionContext
 from delift.selection.objectives import context_objective, resolve_objective, run_objective
-from delift.selection.submodular import (facility_location_greedy, flcg_greedy, flcg_submodlib, flcg_value,
-                                         flmi_greedy, flmi_submodlib, flmi_value)
+from delift.selection.submodular import (
+    facility_location_greedy,
+    flcg_greedy,
+    flcg_submodlib,
+    flcg_value,
+    flmi_greedy,
+    flmi_submodlib,
+    flmi_value,
+)
 
 HAND = np.array([[1.0, 0.2, 0.0],
                  [0.3, 0.9, 0.1],

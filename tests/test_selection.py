@@ -8,8 +8,8 @@ import importlib.util
 
 import numpy as np
 import pytest
-
 from conftest import make_examples
+
 from delift.data.prompts import PromptTemplate
 from delift.kernel.postprocess import postprocess_joint
 from delift.kernel.utility import UtilityKernel
@@ -17,8 +17,13 @@ from delift.selection.base import ScoreSelector, SelectionContext, budget_from_f
 from delift.selection.baselines import FullSelector, InitialSelector, RandomSelector
 from delift.selection.delift import DeliftSelector
 from delift.selection.delift_se import DeliftSESelector, example_text
-from delift.selection.submodular import (facility_location_greedy, facility_location_submodlib,
-                                         facility_location_value, flcg_greedy, flmi_greedy)
+from delift.selection.submodular import (
+    facility_location_greedy,
+    facility_location_submodlib,
+    facility_location_value,
+    flcg_greedy,
+    flmi_greedy,
+)
 
 HAND = np.array([[1.0, 0.2, 0.0],
                  [0.3, 0.9, 0.1],

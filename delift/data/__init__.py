@@ -7,7 +7,13 @@ from delift.data.loading import load_examples, load_splits
 from delift.data.readers import HubSource, RowLocation, iter_rows
 from delift.data.records import Example, fingerprint
 from delift.data.sources import (
-    FIXTURES_DIR, DataConfigLike, ResolvedSource, data_config, hub_offline, is_fixture, resolve_source,
+    FIXTURES_DIR,
+    DataConfigLike,
+    ResolvedSource,
+    data_config,
+    hub_offline,
+    is_fixture,
+    resolve_source,
 )
 from delift.data.splits import DataSplits, make_splits
 from delift.data.synthetic import generate_synthetic

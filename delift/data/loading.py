@@ -30,9 +30,9 @@ from typing import Any, Iterator
 from omegaconf import MISSING
 
 from delift.config.schema import DataConfig, SyntheticConfig
-from delift.data.formatters import SYNTHETIC_FORMAT, get_formatter
 from delift.data.errors import DataFormatError
 from delift.data.fields import HUB_CONFIG_FIELD
+from delift.data.formatters import SYNTHETIC_FORMAT, get_formatter
 from delift.data.readers import HubSource, RowLocation, iter_rows
 from delift.data.records import Example
 from delift.data.sources import DataConfigLike, ResolvedSource, data_config, resolve_source

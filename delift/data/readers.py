@@ -28,7 +28,7 @@ class RowLocation(str):
 
     row: int
 
-    def __new__(cls, text: str, row: int) -> "RowLocation":
+    def __new__(cls, text: str, row: int) -> RowLocation:
         obj = super().__new__(cls, text)
         obj.row = row
         return obj

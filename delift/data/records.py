@@ -23,7 +23,7 @@ class Example:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, row: dict[str, Any]) -> "Example":
+    def from_dict(cls, row: dict[str, Any]) -> Example:
         return cls(
             id=str(row["id"]),
             instruction=row["instruction"],

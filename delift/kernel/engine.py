@@ -32,7 +32,7 @@ import inspect
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache, partial
+from functools import cache, partial
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -63,7 +63,7 @@ class BlockStats:
     query_truncated: int = 0
     per_sequence: int = 0  # pairs scored by the per-sequence (no prefix reuse) path
 
-    def add(self, other: "BlockStats") -> None:
+    def add(self, other: BlockStats) -> None:
         for name in self.__dataclass_fields__:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
@@ -130,7 +130,7 @@ class ScoringSetup:
         return next(self.model.parameters()).device
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cache_keyword(body_type: type) -> str:
     """The name the decoder body's forward gives its key/value cache argument.
 

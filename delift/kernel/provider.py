@@ -32,9 +32,16 @@ from delift.kernel.blocks import Block, BlockStore, shard_of
 from delift.kernel.cache import KernelCache, kernel_cache_key
 from delift.kernel.engine import BlockStats, ScoringSetup, score_one_shot, score_zero_shot
 from delift.kernel.sequences import build_sequence
-from delift.kernel.utility import (DEFAULT_AGGREGATE, KernelRequest, KernelSettings,  # noqa: F401 (re-export)
-                                   TokenizedExample, UtilityKernel, check_aggregate, check_head_matches_forward,
-                                   tokenize_examples)
+from delift.kernel.utility import (  # noqa: F401 (re-export)
+    DEFAULT_AGGREGATE,
+    KernelRequest,
+    KernelSettings,
+    TokenizedExample,
+    UtilityKernel,
+    check_aggregate,
+    check_head_matches_forward,
+    tokenize_examples,
+)
 from delift.models.loading import ModelSpec, load_model, load_tokenizer, model_identity
 
 log = logging.getLogger(__name__)

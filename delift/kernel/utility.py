@@ -30,7 +30,6 @@ from delift.data.prompts import PromptTemplate
 from delift.data.records import Example
 from delift.kernel.sequences import ScoredSequence, response_fits
 
-
 KERNEL_CODE_VERSION = 3  # bump whenever the numbers a kernel holds would change
 DEFAULT_AGGREGATE = "distance"
 AGGREGATES = ("distance", "logprob_sum")  # how a sequence's scored-token probabilities become one number
@@ -77,7 +76,7 @@ class KernelSettings:
     shard: int = 0  # which of them this process is
 
     @classmethod
-    def from_config(cls, cfg: Any) -> "KernelSettings":
+    def from_config(cls, cfg: Any) -> KernelSettings:
         """From the typed ``kernel`` config (or a mapping of its keys)."""
         data = {f.name: getattr(cfg, f.name) for f in fields(cfg)} if is_dataclass(cfg) else dict(cfg)
         for key in ("approximation", "embedder", "learned", "knn"):  # delift.kernel.approximate reads these

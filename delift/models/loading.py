@@ -59,7 +59,7 @@ class ModelSpec:
     cache_dir: str = ".cache/delift"
 
     @classmethod
-    def from_config(cls, cfg: Any, cache_dir: str | os.PathLike) -> "ModelSpec":
+    def from_config(cls, cfg: Any, cache_dir: str | os.PathLike) -> ModelSpec:
         """From the typed ``model`` config (or a mapping of its keys)."""
         data = asdict(cfg) if is_dataclass(cfg) else dict(cfg)
         data["tiny"] = dict(data.get("tiny") or {})

@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from delift.config.schema import GenerationConfig
-from delift.config.schema import Problems, at_least
+from delift.config.schema import GenerationConfig, Problems, at_least
 from delift.data.records import Example
 from delift.evaluation.icl import icl_prompts, retrieval_text
 from delift.models.loading import load_model, load_tokenizer

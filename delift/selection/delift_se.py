@@ -34,8 +34,7 @@ from delift.data.records import Example
 from delift.kernel.postprocess import POSTPROCESS, postprocess_joint
 from delift.models.embeddings import embed, embedder_identity, load_sentence_embedder
 from delift.selection.base import Selection, SelectionContext, Selector
-from delift.selection.objectives import (auxiliary_set, check_objective_name, resolve_objective,
-                                         select_with_objective)
+from delift.selection.objectives import auxiliary_set, check_objective_name, resolve_objective, select_with_objective
 
 TEXT_MODES = ("fields", "template")
 

@@ -28,7 +28,7 @@ import numpy as np
 from delift.data.records import Example
 from delift.models.loading import ModelSpec
 from delift.scoring import ExampleScorer
-from delift.selection.base import SelectionContext, ScoreSelector
+from delift.selection.base import ScoreSelector, SelectionContext
 
 DIGITS = ("1", "2", "3", "4", "5")
 DEFAULT_PROMPTS = Path(__file__).resolve().parent / "prompts" / "selectit_rating.json"

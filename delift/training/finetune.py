@@ -67,7 +67,7 @@ class FinetuneConfig(TrainConfig):
 
     @classmethod
     def from_config(cls, config: TrainConfig | Mapping[str, Any] | None,
-                    prefix: str = "evaluation.train") -> "FinetuneConfig":
+                    prefix: str = "evaluation.train") -> FinetuneConfig:
         """From the typed ``train`` block (or a mapping: unknown keys are an error naming the key)."""
         data = ({f.name: getattr(config, f.name) for f in fields(config)} if is_dataclass(config)
                 else dict(config or {}))

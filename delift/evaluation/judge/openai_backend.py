@@ -24,7 +24,6 @@ import http.client
 import json
 import logging
 import os
-import socket
 import time
 import urllib.error
 import urllib.parse
@@ -106,7 +105,7 @@ class OpenAIJudgeBackend:
             if exc.code == 429 or exc.code >= 500:
                 raise _Retryable(f"HTTP {exc.code}", _retry_after(exc.headers)) from None
             raise _Fatal(f"HTTP {exc.code}: {detail!r}") from None
-        except (urllib.error.URLError, http.client.HTTPException, socket.timeout, TimeoutError, ConnectionError) as exc:
+        except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as exc:
             reason = getattr(exc, "reason", exc)
             raise _Retryable(f"{type(exc).__name__}: {reason}") from None
         return extract_reply(payload)

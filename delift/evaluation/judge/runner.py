@@ -22,8 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from delift.evaluation.judge.cache import VerdictCache, verdict_key
-from delift.evaluation.judge.config import (RUN_KEYS, HFJudgeSettings, OpenAIJudgeSettings, is_plumbing_model,
-                                            judge_settings)
+from delift.evaluation.judge.config import (
+    RUN_KEYS,
+    HFJudgeSettings,
+    OpenAIJudgeSettings,
+    is_plumbing_model,
+    judge_settings,
+)
 from delift.evaluation.judge.parsing import ERROR, OK, OUT_OF_RANGE, PARSE_FAILURE, Verdict, parse_verdict
 from delift.evaluation.judge.prompt import build_messages
 

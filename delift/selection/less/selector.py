@@ -1,0 +1,204 @@
+"""LESS (Xia et al. 2024, princeton-nlp/LESS): keep the pool examples whose Adam-preconditioned LoRA gradients
+best match the target task's gradients.
+
+1. warm-up (:mod:`.warmup`): LoRA on a seeded random ``warmup_fraction`` of the pool for ``epochs`` epochs;
+   LoRA weights and Adam moments after every epoch; cached by model, template, pool, settings and seed;
+2. features (:mod:`.features`, :mod:`.gradients`, :mod:`.projection`): per checkpoint, per-example gradients
+   of the LoRA weights in eval mode; pool examples get ``m' / sqrt(v' + eps)``, targets the plain gradient;
+   a seeded Rademacher projection to ``proj_dim`` (or exact full-dimension cosines), L2-normalised;
+3. matching (:mod:`.matching`): ``score(z) = max_subtask mean_{z'} sum_i w_i cos(G_i(z), g_i(z'))`` with
+   ``w_i`` the epochs' mean learning rates, normalised; the top k, highest first, ties by pool order.
+
+Targets: use case 2, the query set Q; use cases 1 and 3, the pool dataset's own valid split.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from delift.config.schema import Problems, at_least, choice
+from delift.data.records import Example, fingerprint
+from delift.models.loading import model_identity
+from delift.scoring.cache import content_key
+from delift.selection.base import ScoreSelector, SelectionContext
+from delift.selection.less.features import FeatureEngine, FeatureStore
+from delift.selection.less.matching import best_subtask, checkpoint_weights, subtask_groups, subtask_means
+from delift.selection.less.projection import UNIT_ROWS
+from delift.selection.less.warmup import WarmupPlan, WarmupSettings, warm_up
+
+log = logging.getLogger(__name__)
+
+LESS_CODE_VERSION = 1
+GRADIENT_PATHS = ("fast", "reference")
+DEVIATIONS = [
+    "LoRA r=8, alpha=32 on all linear layers by default (LESS: r=128, alpha=512 on q,k,v,o; set lora_r, "
+    "lora_alpha, target_modules)",
+    "warm-up lr 2e-4 and batch 8 by default for short runs (LESS: 2e-5, batch 32 over 5% of ~270k examples)",
+    "a warm-up floor of min_warmup_steps optimizer steps (the set grows, then cycles) so small pools still train",
+    "Rademacher matrix from numpy Philox per 128-row unit (LESS: TRAK's projector; another random matrix)",
+    "features in fp32 (LESS projects fp16 gradients)",
+]
+
+
+class LESSSelector(ScoreSelector):
+    """Top k by LESS's influence score (see the module docstring)."""
+
+    name = "less"
+
+    @dataclass
+    class Config:
+        _target_: str = "delift.selection.less.LESSSelector"
+        warmup_fraction: float = 0.05
+        min_warmup_steps: int = 20
+        epochs: int = 4
+        lr: float = 2.0e-4
+        warmup_ratio: float = 0.03
+        weight_decay: float = 0.0
+        batch_size: int = 8
+        max_grad_norm: Optional[float] = 1.0
+        lora_r: int = 8
+        lora_alpha: int = 32
+        lora_dropout: float = 0.1
+        target_modules: Any = "all-linear"
+        max_length: int = 1024
+        dtype: Optional[str] = None
+        gradient_path: str = "fast"
+        forward_batch_size: int = 4
+        proj_dim: Optional[int] = 8192
+        proj_seed: Optional[int] = None
+        proj_block: int = 1024
+        chunk_size: int = 256
+        subtask_field: Optional[str] = None
+
+        def problems(self) -> Problems:
+            found: Problems = {}
+            if not 0.0 < self.warmup_fraction <= 1.0:
+                found["warmup_fraction"] = f"{self.warmup_fraction!r}: must be in (0, 1]"
+            for key in ("min_warmup_steps", "epochs", "batch_size", "lora_r", "lora_alpha", "max_length",
+                        "forward_batch_size", "chunk_size"):
+                at_least(found, key, getattr(self, key), 1)
+            at_least(found, "lr", self.lr, 0.0, strict=True)
+            at_least(found, "weight_decay", self.weight_decay, 0.0)
+            at_least(found, "proj_dim", self.proj_dim, 1)
+            at_least(found, "max_grad_norm", self.max_grad_norm, 0.0, strict=True)
+            for key in ("warmup_ratio", "lora_dropout"):
+                if not 0.0 <= getattr(self, key) < 1.0:
+                    found[key] = f"{getattr(self, key)!r}: must be in [0, 1)"
+            if self.proj_block < UNIT_ROWS or self.proj_block % UNIT_ROWS:
+                found["proj_block"] = f"{self.proj_block!r}: must be a positive multiple of {UNIT_ROWS}"
+            choice(found, "gradient_path", self.gradient_path, GRADIENT_PATHS)
+            if self.dtype is not None:
+                choice(found, "dtype", self.dtype, ("float32", "bfloat16", "float16"))
+            return found
+
+    def __init__(self, **settings: Any):
+        config = self.Config(**settings)
+        problems = config.problems()
+        if problems:
+            raise ValueError("; ".join(f"selector.{k}: {v}" for k, v in sorted(problems.items())))
+        self.config = config
+        self.diagnostics: dict[str, Any] = {}
+
+    def warmup_settings(self) -> WarmupSettings:
+        c = self.config
+        modules = c.target_modules if isinstance(c.target_modules, str) else [str(m) for m in c.target_modules]
+        return WarmupSettings(fraction=c.warmup_fraction, min_steps=c.min_warmup_steps, epochs=c.epochs, lr=c.lr,
+                              warmup_ratio=c.warmup_ratio, weight_decay=c.weight_decay, batch_size=c.batch_size,
+                              max_grad_norm=c.max_grad_norm,
+                              r=c.lora_r, alpha=c.lora_alpha, dropout=c.lora_dropout,
+                              target_modules=modules if isinstance(modules, str) else tuple(modules),
+                              max_length=c.max_length, dtype=c.dtype)
+
+    @staticmethod
+    def targets(ctx: SelectionContext) -> tuple[str, list[Example]]:
+        """(name, examples) of the target set: Q in use case 2, else the pool dataset's valid split."""
+        if ctx.query is not None:
+            return "query", list(ctx.query)
+        if not ctx.valid:
+            where = "the new task's" if ctx.existing is not None else "the pool dataset's"
+            raise ValueError(f"selector=less matches the pool against {where} valid split, which is empty: "
+                             "give data.sizes.valid a size (e.g. data.sizes.valid=50)")
+        return "valid", list(ctx.valid)
+
+    def scores(self, ctx: SelectionContext) -> np.ndarray:
+        if ctx.model_spec is None or ctx.template is None:
+            raise ValueError("less needs the run's model_spec and template in the selection context")
+        c, pool = self.config, list(ctx.pool)
+        target_name, targets = self.targets(ctx)
+        groups = subtask_groups(targets, c.subtask_field)
+        settings, seed = self.warmup_settings(), int(ctx.seed)
+        proj_seed = seed if c.proj_seed is None else int(c.proj_seed)
+        root = Path(ctx.cache_dir or ctx.output_dir or tempfile.mkdtemp(prefix="less-")) / "less"
+        warmup_key = content_key({"model": model_identity(ctx.model_spec), "template": asdict(ctx.template),
+                                  "pool": fingerprint(pool), "settings": asdict(settings), "seed": seed,
+                                  "code": LESS_CODE_VERSION})
+        started = time.perf_counter()
+        checkpoints = warm_up(ctx.model_spec, ctx.template, pool, settings, seed, root / "warmup" / warmup_key,
+                              progress=ctx.progress, micro_batch=c.forward_batch_size)
+        warmup_seconds = time.perf_counter() - started
+        weights = checkpoint_weights([ckpt.mean_lr for ckpt in checkpoints])
+        engine = FeatureEngine(ctx.model_spec, ctx.template, settings, FeatureStore(root / "features"),
+                               {"warmup": warmup_key}, proj_dim=c.proj_dim, proj_seed=proj_seed,
+                               proj_block=c.proj_block, batch_size=c.forward_batch_size,
+                               gradient_path=c.gradient_path, scratch_dir=root / "scratch")
+        per_subtask = np.zeros((len(pool), len(groups)))
+        chunks = [(s, pool[s:s + c.chunk_size]) for s in range(0, len(pool), c.chunk_size)]
+        target_chunks = [targets[s:s + c.chunk_size] for s in range(0, len(targets), c.chunk_size)]
+        for ckpt, weight in zip(checkpoints, weights):
+            for side, examples in (("target", targets), ("train", pool)):
+                bars = self._bars(ctx, ckpt.epoch, side, len(examples), c.proj_dim is not None)
+                if side == "target" and c.proj_dim is None:
+                    means, means_key = engine.exact_means(ckpt, targets, groups, bars[0])
+                elif side == "target":
+                    rows = np.concatenate([engine.projected(ckpt, chunk, False, bars) for chunk in target_chunks])
+                    means = subtask_means(rows, groups)
+                else:
+                    for start, chunk in chunks:
+                        cos = (engine.exact_cosines(ckpt, chunk, means, means_key, bars[0]) if c.proj_dim is None
+                               else engine.projected(ckpt, chunk, True, bars) @ means.T)
+                        per_subtask[start:start + len(chunk)] += weight * cos
+                for bar in bars:
+                    if bar is not None:
+                        bar.close()
+        engine.release()
+        scores, best = best_subtask(per_subtask)
+        self.diagnostics = self._diagnostics(ctx, target_name, targets, groups, checkpoints, weights, proj_seed,
+                                             best, engine, warmup_seconds, time.perf_counter() - started, root,
+                                             warmup_key, settings)
+        return scores
+
+    @staticmethod
+    def _bars(ctx: SelectionContext, epoch: int, side: str, n: int, projected: bool) -> tuple[Any, Any]:
+        bar = lambda what: tqdm(total=n, desc=f"LESS {what} epoch {epoch} {side}", unit="ex",  # noqa: E731
+                                disable=not ctx.progress)
+        return bar("gradients"), (bar("projection") if projected else None)
+
+    def _diagnostics(self, ctx, target_name, targets, groups, checkpoints, weights, proj_seed, best, engine,
+                     warmup_seconds, seconds, root, warmup_key, settings) -> dict[str, Any]:
+        plan = WarmupPlan.build(len(ctx.pool), settings, int(ctx.seed))
+        wins = np.bincount(best, minlength=len(groups))
+        return {
+            "target": {"name": target_name, "ids": [ex.id for ex in targets], "subtask_field": self.config.subtask_field,
+                       "subtasks": {name: len(idx) for name, idx in groups},
+                       "best_subtask_counts": {name: int(w) for (name, _), w in zip(groups, wins)}},
+            "checkpoints": [{"epoch": ck.epoch, "step": ck.step, "mean_lr": ck.mean_lr, "weight": float(w),
+                             "mean_loss": ck.loss, "folder": str(ck.folder)} for ck, w in zip(checkpoints, weights)],
+            "weights": [float(w) for w in weights],
+            "projection": ({"dim": self.config.proj_dim, "seed": proj_seed, "kind": "rademacher",
+                            "generator": f"numpy Philox keyed (seed, {UNIT_ROWS}-row unit)"} if self.config.proj_dim
+                           else {"dim": None, "seed": proj_seed, "kind": "none: exact full-dimension cosines"}),
+            "warmup": {"size": len(plan.indices), "ids": [ctx.pool[i].id for i in plan.indices],
+                       "steps_per_epoch": plan.steps_per_epoch, "total_steps": plan.total_steps,
+                       "key": warmup_key, "seconds": warmup_seconds},
+            "gradient_path": self.config.gradient_path, "lora_parameters": getattr(engine, "n_params", None),
+            "computed": engine.computed, "cache_hits": engine.cache_hits, "seconds": seconds, "cache": str(root),
+            "deviations": DEVIATIONS,
+        }

@@ -1,0 +1,166 @@
+"""Benchmark LESS's feature stage: seconds per 100 Alpaca examples for per-example gradients and projection.
+
+    python experiments/bench_less.py [--model smollm2|tiny] [--n 100] [--proj-dim 8192] [--batch-size 4]
+                                     [--n-check 3] [--threads N]
+
+On the first ``--n`` examples of the offline Alpaca copy (../shared/datasets/alpaca/train.jsonl, rows
+that fail the formatter skipped), with the run's model config (``model=smollm2_135m``: SmolLM2-135M-Instruct,
+bf16) wrapped in LESS's default LoRA (r=8, alpha=32, all linear layers) whose weights are set to seeded
+random values (a warm-up's result would do; B = 0 would make every A gradient zero), it times for ONE
+checkpoint (a LESS selection does this once per epoch, for pool and targets):
+
+- gradients: the fast path (one backward per batch of ``--batch-size``, exact per-example gradients from
+  hooks), the Adam feature with seeded random moments, each batch written to the block-column scratch file;
+- projection: the chunk projected block by block to ``--proj-dim`` with the seeded Rademacher matrix.
+
+It prints seconds and seconds per 100 examples for each, the peak RSS after each stage (ru_maxrss), the
+LoRA parameter count, and the agreement of the fast path with one backward per example on the first
+``--n-check`` examples, in the model's dtype and (a separate float32 load) in float32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    os.environ.setdefault(_name, "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+
+
+def lora_model(spec, dtype):
+    """The default LESS LoRA on ``spec``, every LoRA weight a seeded random value (std 0.02)."""
+    import torch
+
+    from delift.selection.less import LESSSelector
+    from delift.selection.less.gradients import lora_parameters
+    from delift.selection.less.warmup import build_lora_model
+
+    settings = LESSSelector().warmup_settings()
+    model = build_lora_model(spec, settings, seed=0).eval()
+    if dtype is not None:
+        model = model.to(dtype)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for _, p in lora_parameters(model):
+            p.copy_((torch.randn(p.shape, generator=generator) * 0.02).to(p.dtype))
+    return model
+
+
+def agreement(model, items, pad_id) -> tuple[float, float]:
+    """(max |fast - reference|, that over max |reference|) on ``items`` batched together."""
+    from delift.selection.less.gradients import fast_gradients, reference_gradients
+
+    fast = fast_gradients(model, items, pad_id)
+    reference = reference_gradients(model, items, pad_id)
+    error = float((fast - reference).abs().max())
+    return error, error / max(float(reference.abs().max()), 1e-30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="smollm2", choices=("smollm2", "tiny"))
+    parser.add_argument("--n", type=int, default=100)
+    parser.add_argument("--proj-dim", type=int, default=8192)
+    parser.add_argument("--proj-block", type=int, default=1024)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--n-check", type=int, default=3)
+    parser.add_argument("--max-length", type=int, default=0,
+                        help="tokens per example (0: 1024; 2048 for the byte-level tiny model)")
+    parser.add_argument("--dtype", default=None, choices=("float32", "bfloat16"),
+                        help="base model dtype (default: the model config's; use float32 on a CPU without "
+                             "AVX512-BF16/AMX, where bf16 matmuls are emulated and ~100x slower)")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "alpaca" / "train.jsonl"))
+    args = parser.parse_args()
+    if not Path(args.data).is_file():
+        sys.exit(f"{args.data} does not exist: point --data at an Alpaca JSONL file")
+
+    import numpy as np
+    import torch
+
+    from delift.config.loader import compose_config
+    from delift.data.loading import load_examples
+    from delift.data.prompts import PromptTemplate
+    from delift.models.loading import load_tokenizer
+    from delift.pipeline import build_parts
+    from delift.scoring.layout import training_items
+    from delift.selection.less.gradients import adam_feature, lora_parameters, per_example_gradients
+    from delift.selection.less.projection import BlockedScratch, RademacherProjection, normalise_rows
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model_name = {"smollm2": "smollm2_135m", "tiny": "tiny_llama"}[args.model]
+    cfg = compose_config([f"model={model_name}"])
+    spec = build_parts(cfg).model_spec
+    if args.dtype:
+        spec = dataclasses.replace(spec, dtype=args.dtype)
+    pool = load_examples({"name": "alpaca", "format": "alpaca", "local_path": args.data, "on_bad_row": "skip",
+                          "max_rows": args.n * 2})[: args.n]
+    tokenizer = load_tokenizer(spec)
+    max_length = args.max_length or (2048 if args.model == "tiny" else 1024)
+    items = training_items(pool, tokenizer, PromptTemplate(), max_length)
+    pad = int(tokenizer.pad_token_id)
+    tokens = [len(it.context) + len(it.scored) for it in items]
+    print(f"model {spec.name} ({spec.dtype}), {torch.get_num_threads()} threads; {len(items)} Alpaca examples, "
+          f"{np.mean(tokens):.0f} tokens on average (max {max(tokens)}); batch {args.batch_size}; "
+          f"proj_dim {args.proj_dim}, block {args.proj_block}")
+    rss = {"start": peak_rss_mb()}
+
+    model = lora_model(spec, None)
+    n_params = sum(p.numel() for _, p in lora_parameters(model))
+    rss["model loaded"] = peak_rss_mb()
+    generator = torch.Generator().manual_seed(1)
+    m = torch.randn(n_params, generator=generator) * 1e-4
+    v = torch.rand(n_params, generator=generator) * 1e-8
+
+    order = sorted(range(len(items)), key=lambda i: -tokens[i])
+    with tempfile.TemporaryDirectory(prefix="bench-less-") as scratch_dir:
+        scratch = BlockedScratch(Path(scratch_dir) / "grads.bin", len(items), n_params, args.proj_block)
+        start = time.perf_counter()
+        for first in range(0, len(order), args.batch_size):
+            batch = [items[i] for i in order[first:first + args.batch_size]]
+            rows = adam_feature(per_example_gradients(model, batch, pad, "fast"), m, v)
+            scratch.write_rows(first, rows.float().numpy())
+        gradient_s = time.perf_counter() - start
+        rss["gradients"] = peak_rss_mb()
+        projection = RademacherProjection(n_params, args.proj_dim, seed=0, block_rows=args.proj_block)
+        start = time.perf_counter()
+        out = projection.project(lambda a, b: torch.from_numpy(scratch.read_cols(a, b)), len(items))
+        normalise_rows(out)
+        projection_s = time.perf_counter() - start
+        rss["projection"] = peak_rss_mb()
+        scratch.close()
+
+    check = [items[i] for i in range(min(args.n_check, len(items)))]
+    in_dtype = agreement(model, check, pad)
+    del model
+    in_fp32 = agreement(lora_model(spec, torch.float32), check, pad) if spec.dtype != "float32" else in_dtype
+
+    per100 = 100 / len(items)
+    print(f"LoRA parameters: {n_params:,} (gradient row {n_params * 4 / 2**20:.1f} MiB in fp32)")
+    print(f"gradients (fast path + Adam feature + scratch write): {gradient_s:.1f} s, "
+          f"{gradient_s * per100:.1f} s per 100 examples, {len(items) / gradient_s:.2f} ex/s")
+    print(f"projection to {args.proj_dim} ({projection.n_blocks} blocks): {projection_s:.1f} s, "
+          f"{projection_s * per100:.1f} s per 100 examples, {len(items) / projection_s:.2f} ex/s")
+    print("peak RSS (MiB): " + ", ".join(f"{k} {v:.0f}" for k, v in rss.items()))
+    line = f"fast vs reference on {len(check)} examples: float32 max abs {in_fp32[0]:.2e} (relative {in_fp32[1]:.2e})"
+    if spec.dtype != "float32":
+        line += f"; {spec.dtype} max abs {in_dtype[0]:.2e} (relative {in_dtype[1]:.2e})"
+    print(line)
+
+
+if __name__ == "__main__":
+    main()
