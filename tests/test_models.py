@@ -141,3 +141,15 @@ def test_check_safetensors_reads_the_header_only(tmp_path):
         path.write_bytes(data)
         with pytest.raises(ValueError, match=message):
             check_safetensors(path)
+
+
+def test_auto_dtype_follows_native_bf16_support(monkeypatch):
+    from delift.models import loading
+
+    monkeypatch.setattr(loading, "native_bf16", lambda: True)
+    assert loading.ModelSpec(name="m", dtype="auto").dtype == "bfloat16"
+    monkeypatch.setattr(loading, "native_bf16", lambda: False)
+    spec = loading.ModelSpec(name="m", dtype="auto")
+    assert spec.dtype == "float32" and spec.torch_dtype is torch.float32
+    assert loading.ModelSpec(name="m", dtype="bfloat16").dtype == "bfloat16"  # an explicit choice stays
+    assert loading.resolve_dtype("float16") == "float16"

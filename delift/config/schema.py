@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional
 from omegaconf import MISSING
 
 Problems = Dict[str, str]
-DTYPES = ("float32", "float16", "bfloat16")
+DTYPES = ("float32", "float16", "bfloat16", "auto")  # auto: bfloat16 on hardware with native bf16, else float32
 
 
 def choice(problems: Problems, key: str, value: Any, allowed: tuple) -> None:
@@ -133,7 +133,7 @@ class ModelConfig:
     local_path: Optional[str] = None
     gguf_package: Optional[str] = None
     gguf_file: Optional[str] = None
-    dtype: str = "bfloat16"
+    dtype: str = "auto"  # auto: bfloat16 on native-bf16 hardware, else float32
     seed: int = 0
     tiny: Optional[TinyModelConfig] = None
 
@@ -286,7 +286,7 @@ class TrainConfig:
     max_steps: int = -1  # > 0 caps optimizer steps
     weight_decay: float = 0.0
     warmup_ratio: float = 0.0
-    bnb_4bit_compute_dtype: str = "bfloat16"
+    bnb_4bit_compute_dtype: str = "auto"
     double_quant: bool = True
     gradient_checkpointing: bool = False
     logging_steps: int = 10

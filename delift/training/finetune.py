@@ -26,7 +26,7 @@ from delift.config.checks import ConfigError, raise_problems
 from delift.config.schema import TrainConfig
 from delift.data.prompts import PromptTemplate
 from delift.data.records import Example
-from delift.models.loading import DTYPES, ModelSpec, load_model, load_tokenizer
+from delift.models.loading import DTYPES, ModelSpec, load_model, load_tokenizer, resolve_dtype
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ def build_peft_model(model_spec: ModelSpec, cfg: FinetuneConfig):
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=cfg.double_quant,
-            bnb_4bit_compute_dtype=DTYPES[cfg.bnb_4bit_compute_dtype],
+            bnb_4bit_compute_dtype=DTYPES[resolve_dtype(cfg.bnb_4bit_compute_dtype)],
         )
         model = load_model(model_spec, quantization_config=quantization)
         # Casts the non-quantised parameters (norms, embeddings, head) to fp32 for stable training.
@@ -199,7 +199,7 @@ def _mixed_precision(cfg: FinetuneConfig, model_spec: ModelSpec) -> dict[str, bo
     """
     if not torch.cuda.is_available():
         return {"bf16": False, "fp16": False}
-    dtype = DTYPES[cfg.bnb_4bit_compute_dtype] if cfg.method == "qlora" else model_spec.torch_dtype
+    dtype = DTYPES[resolve_dtype(cfg.bnb_4bit_compute_dtype)] if cfg.method == "qlora" else model_spec.torch_dtype
     if dtype == torch.bfloat16 and torch.cuda.is_bf16_supported():
         return {"bf16": True, "fp16": False}
     return {"bf16": False, "fp16": dtype == torch.float16}
