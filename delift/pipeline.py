@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -170,8 +170,8 @@ def run_experiment(cfg: ExperimentConfig, output_dir: str | Path, launch: Launch
     output_dir.mkdir(parents=True, exist_ok=True)
     resolved = asdict(cfg)
     identity = run_identity(cfg, parts.selector.name, launch)
-    tracker = make_logger({**asdict(cfg.logger), "run_name": identity.name, "group": identity.group,
-                           "job_type": identity.job_type, "tags": identity.tags})
+    tracker = make_logger(replace(cfg.logger, run_name=identity.name, group=identity.group,
+                                  job_type=identity.job_type, tags=list(identity.tags)))
     tracker.start({**resolved, "hydra": launch.as_config()} if launch is not None else resolved, str(output_dir))
     try:
         metrics = _run(cfg, parts, output_dir, resolved, tracker)

@@ -20,50 +20,54 @@ Also here: :mod:`~delift.tracking.naming` (sweep folder and run names from overr
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import fields, replace
 from typing import Any
 
+from delift.config.schema import LoggerConfig
 from delift.tracking.base import ExperimentLogger, NullLogger
 from delift.tracking.identity import LaunchInfo, RunIdentity, artifact_name, run_identity
 from delift.tracking.wandb_logger import WandbLogger
 
 LOGGER_NAMES = ("none", "wandb")
-_WANDB_KEYS = frozenset({"name", "project", "mode", "entity", "group", "job_type", "tags", "run_name", "log_adapter"})
 
 
-def make_logger(cfg: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> ExperimentLogger:
-    """Build the logger named by ``cfg["name"]`` (``none`` or ``wandb``).
-
-    ``defaults`` supplies values for W&B fields that are null/missing in ``cfg`` (the pipeline
-    passes ``group`` per experiment and ``job_type`` per stage). Unknown names or keys raise
-    ``ValueError`` naming ``logger.<key>``.
-    """
+def logger_config(cfg: LoggerConfig | Mapping[str, Any]) -> LoggerConfig:
+    """The typed logger config; a mapping (a ``conf/logger/*.yaml``) is checked and converted once here."""
+    if isinstance(cfg, LoggerConfig):
+        return cfg
     data = {str(k): v for k, v in cfg.items()}
-    name = data.get("name")
-    if name == "none":
-        return NullLogger()
-    if name != "wandb":
-        raise ValueError(f"logger.name must be one of {', '.join(LOGGER_NAMES)}; got {name!r}")
-
-    unknown = set(data) - _WANDB_KEYS
+    known = {f.name for f in fields(LoggerConfig)}
+    unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"logger: unknown keys {sorted(unknown)} for logger.name=wandb; "
-                         f"expected a subset of {sorted(_WANDB_KEYS)}")
+        raise ValueError(f"logger: unknown keys {unknown}; expected a subset of {sorted(known)}")
+    if data.get("name") not in LOGGER_NAMES:
+        raise ValueError(f"logger.name must be one of {', '.join(LOGGER_NAMES)}; got {data.get('name')!r}")
+    typed = LoggerConfig(**{**data, "tags": list(data.get("tags") or [])})
+    problems = typed.problems()
+    if problems:
+        key, message = next(iter(problems.items()))
+        raise ValueError(f"logger.{key}: {message}")
+    return typed
+
+
+def make_logger(cfg: LoggerConfig | Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> ExperimentLogger:
+    """Build the logger ``cfg.name`` names (``none`` or ``wandb``) from the typed config (or a mapping).
+
+    ``defaults`` supplies values for W&B fields that are null in ``cfg`` (the pipeline passes the run's
+    name, group, job type and tags). Unknown names or keys raise ``ValueError`` naming ``logger.<key>``.
+    """
+    cfg = logger_config(cfg)
+    if cfg.name == "none":
+        return NullLogger()
+    settable = {f.name for f in fields(LoggerConfig)} - {"name"}
     for key, value in (defaults or {}).items():
-        if key not in _WANDB_KEYS - {"name"}:
+        if key not in settable:
             raise ValueError(f"logger defaults: unknown key {key!r}")
-        if data.get(key) is None:
-            data[key] = value
-    tags = data.get("tags")
-    return WandbLogger(
-        project=str(data.get("project") or "delift"),
-        mode=str(data.get("mode") or "offline"),
-        group=data.get("group"),
-        job_type=data.get("job_type"),
-        entity=data.get("entity"),
-        tags=[str(t) for t in tags] if tags else None,
-        name=data.get("run_name"),
-    )
+        if getattr(cfg, key) in (None, []):
+            cfg = replace(cfg, **{key: value})
+    return WandbLogger(project=cfg.project, mode=cfg.mode, group=cfg.group, job_type=cfg.job_type,
+                       entity=cfg.entity, tags=[str(t) for t in cfg.tags] or None, name=cfg.run_name)
 
 
 __all__ = ["ExperimentLogger", "LOGGER_NAMES", "LaunchInfo", "NullLogger", "RunIdentity", "WandbLogger",
-           "artifact_name", "make_logger", "run_identity"]
+           "artifact_name", "logger_config", "make_logger", "run_identity"]
