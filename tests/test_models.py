@@ -38,7 +38,7 @@ def test_tiny_model_is_seeded_and_cached_once(tmp_path):
 
 def test_identity_separates_what_changes_outputs(tmp_path):
     commit = "0123456789abcdef0123456789abcdef01234567"
-    base = ModelSpec(name="m", source="hub", hub_id="org/model", revision=commit)
+    base = ModelSpec(name="m", source="hub", hub_id="org/model", revision=commit, dtype="bfloat16")
     assert model_identity(base)["revision"] == commit
     assert model_identity(base) != model_identity(ModelSpec(name="m", source="hub", hub_id="org/model",
                                                             revision="f" * 40))
