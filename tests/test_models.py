@@ -45,7 +45,7 @@ def test_identity_separates_what_changes_outputs(tmp_path):
     assert model_identity(base) != model_identity(ModelSpec(name="m", source="hub", hub_id="org/model",
                                                             revision=commit, dtype="float32"))
     assert model_identity(base) == model_identity(ModelSpec(name="renamed", source="hub", hub_id="org/model",
-                                                            revision=commit))
+                                                            revision=commit, dtype="bfloat16"))
     folder = tmp_path / "checkpoint"
     folder.mkdir()
     (folder / "config.json").write_text('{"hidden_size": 8}')
