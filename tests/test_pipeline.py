@@ -328,3 +328,45 @@ def test_a_crashed_run_finishes_its_wandb_run_with_exit_code_1(tmp_path, wandb_e
     assert not run.series("subset/size")
     assert run.summary["error"] == "RuntimeError: selection exploded"
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+SHARED = Path(os.environ.get("DELIFT_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))
+
+
+@slow
+@pytest.mark.parametrize("usecase", ["task_specific", "continual"])
+def test_smoke_runs_under_every_usecase(tmp_path, usecase):
+    """experiment=smoke stays small under use cases 2 and 3 (a few GSM8K / SQuAD rows, skip overlong ones)."""
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} is absent: the default target (GSM8K) and existing data (SQuAD) are read from it")
+    cfg = smoke_config(tmp_path / "cache", f"usecase={usecase}", f"paths.shared_datasets={SHARED}",
+                       "evaluation=[icl,qlora]")
+    metrics = run_experiment(cfg, tmp_path / "run")
+    assert metrics["subset/size"] == budget_from_fraction(cfg.budget_fraction, metrics["pool/size"])
+    key = "query/size" if usecase == "task_specific" else "existing/size"
+    assert 0 < metrics[key] <= 6 and metrics["test/size"] == 6
+    rows = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    shown = [len(r["shown_ids"]) for r in rows if r["evaluation"] == "icl"]  # every test split
+    assert metrics["icl/k"] == pytest.approx(sum(shown) / len(shown)) and metrics["icl/k_setting"] == 5
+    assert max(shown) <= min(5, metrics["subset/size"] + metrics["existing/size"])
+
+
+def test_an_emptied_pool_names_what_emptied_it():
+    from delift.pipeline import _why_small
+    from delift.usecases import UsecaseData
+
+    data = UsecaseData(name="instruction_tuning", pool=[], counts={"pool/decontaminated": 48})
+    with pytest.raises(ValueError, match=r"a pool of 0 selects nothing; the pool lost 48 dropped by decontamination"):
+        budget_from_fraction(0.3, 0, _why_small(data, []))
+    with pytest.raises(ValueError, match=r"3 dropped by kernel.on_overflow=skip"):
+        budget_from_fraction(0.3, 2, _why_small(UsecaseData(name="x", pool=[]), ["a", "b", "c"]))
+
+
+def test_result_files_are_strict_json(tmp_path):
+    from delift.outputs import write_json, write_jsonl
+
+    write_json(tmp_path / "m.json", {"judge": float("nan"), "n": [1.0, float("inf")], "ok": 0.5})
+    write_jsonl(tmp_path / "p.jsonl", [{"judge": float("nan")}])
+    assert json.loads((tmp_path / "m.json").read_text(), parse_constant=lambda c: pytest.fail(c)) == {
+        "judge": None, "n": [1.0, None], "ok": 0.5}
+    assert json.loads((tmp_path / "p.jsonl").read_text()) == {"judge": None}
