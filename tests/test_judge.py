@@ -295,6 +295,10 @@ class FakeServer:
                 try:
                     status, payload, delay = server.script(n, body)
                     time.sleep(delay)
+                finally:  # done before the reply is sent: the client may send its next request right after it
+                    with server.lock:
+                        server.active -= 1
+                try:
                     data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
@@ -303,9 +307,6 @@ class FakeServer:
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout test)
-                finally:
-                    with server.lock:
-                        server.active -= 1
 
             def log_message(self, *args):
                 pass
