@@ -78,7 +78,9 @@ def main() -> None:
                 info = selection.info
                 hits = info.get("cache_hits", sum(m.get("cache_hits", 0) for m in info.get("models", [])))
                 scored = info.get("scored", sum(m.get("scored", 0) for m in info.get("models", [])))
-                line.append(f"{attempt} {seconds:.1f} s (scored {scored}, cache hits {hits})")
+                reuse = (f"kernel from the cache: {info['kernel_cached']}" if "kernel_cached" in info
+                         else f"scored {scored}, cache hits {hits}")
+                line.append(f"{attempt} {seconds:.1f} s ({reuse})")
                 if attempt == "first":
                     line.append(f"{seconds * 100 / len(pool):.1f} s per 100 examples")
                 provider.release()
