@@ -18,6 +18,16 @@ from delift.data.records import Example  # noqa: E402
 from delift.models.loading import ModelSpec, load_model, load_tokenizer  # noqa: E402
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``): on a
+    shared 2-core machine a second thread waits on a busy core (about 10x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_spec(tmp_path_factory) -> ModelSpec:
     return ModelSpec(name="tiny", source="tiny_random", seed=0, dtype="float32",

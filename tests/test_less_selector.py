@@ -25,13 +25,7 @@ SETTINGS = dict(epochs=2, min_warmup_steps=4, batch_size=2, lora_r=4, lora_alpha
                 chunk_size=4, proj_block=128)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine a second thread waits on a busy core (10x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def pool_with_duplicate() -> list[Example]:

@@ -16,13 +16,7 @@ from tests.conftest import make_examples
 TEMPLATE = PromptTemplate()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine a second thread waits on a busy core (10x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_plan_takes_the_fraction_with_a_floor_of_steps():

@@ -10,6 +10,20 @@ from __future__ import annotations
 from dataclasses import fields, is_dataclass
 from typing import Any
 
+Problems = dict  # {local key: message}, what a schema's ``problems()`` returns
+
+
+def choice(problems: Problems, key: str, value: Any, allowed: tuple) -> None:
+    """Record a problem when ``value`` is not one of ``allowed``."""
+    if value not in allowed:
+        problems[key] = f"{value!r}: expected one of {', '.join(map(str, allowed))}"
+
+
+def at_least(problems: Problems, key: str, value: Any, low: float, *, strict: bool = False) -> None:
+    """Record a problem when ``value`` (if set) is below ``low`` (or not above it, ``strict``)."""
+    if value is not None and (value <= low if strict else value < low):
+        problems[key] = f"{value!r}: must be {'>' if strict else '>='} {low}"
+
 
 class ConfigError(ValueError):
     """A config value that is missing, of the wrong type, unknown or out of range; names the key."""
