@@ -182,16 +182,26 @@ def useful_flops(model, tokens, max_length) -> tuple[float, dict]:
     return flops, {"non_embedding_params": params, "tokens": linear_tokens, "scored_positions": scored}
 
 
-def matmul_peak(dtype=torch.bfloat16, size=2048, repeats=5) -> float:
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+def matmul_peak(dtype=torch.bfloat16, size=2048, repeats=5, device="cpu") -> float:
+    if device != "cpu":
+        size *= 4  # a GPU needs a larger product to reach its peak
+    a = torch.randn(size, size, dtype=dtype, device=device)
+    b = torch.randn(size, size, dtype=dtype, device=device)
     a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    best = min(_timed(lambda: a @ b, device) for _ in range(repeats))
     return 2 * size ** 3 / best / 1e9
 
 
-def _timed(fn) -> float:
+def _sync(device: str) -> None:
+    if device != "cpu" and torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _timed(fn, device: str = "cpu") -> float:
+    _sync(device)
     start = time.perf_counter()
     fn()
+    _sync(device)
     return time.perf_counter() - start
 
 
@@ -249,7 +259,7 @@ def main() -> None:
     n_pairs = args.n * args.n
 
     # 1. speed
-    peak = matmul_peak()
+    peak = matmul_peak(device=args.device)
     engine_kernel(model, tok, tokens[:2], settings)  # warm-up
     print(f"\n[speed] {args.dtype}, n={args.n} ({n_pairs} pairs + {args.n} zero-shot sequences)", flush=True)
     with PeakRSS() as rss_engine:

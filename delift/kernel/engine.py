@@ -157,7 +157,7 @@ def _logprob_sum(log_p: torch.Tensor) -> torch.Tensor:
     return log_p.double().sum(dim=-1)
 
 
-def _score_per_sequence(setup: ScoringSetup, count: int, build: Callable[[int], ScoredSequence],
+def score_per_sequence(setup: ScoringSetup, count: int, build: Callable[[int], ScoredSequence],
                         stats: BlockStats, pairs: bool, run: Callable = map) -> np.ndarray:
     """Values (``setup.aggregate``) of ``count`` sequences ``build(k)``, batches of ``batch_size`` sorted by length.
 
@@ -189,7 +189,7 @@ def score_zero_shot(setup: ScoringSetup, targets: Sequence[TokenizedExample]) ->
     """d_zero (or l_zero) of each target: ``[query] EOS [response] EOS`` through the per-sequence path."""
     stats = BlockStats()
     with grouped_sdpa(setup.model), setup.pool() as run:  # passes finish before attention is reset
-        d = _score_per_sequence(setup, len(targets), lambda k: build_sequence(
+        d = score_per_sequence(setup, len(targets), lambda k: build_sequence(
             [], targets[k].query, targets[k].response, setup.eos_id, setup.eos_after_prompt, setup.max_length,
             targets[k].id),
             stats, pairs=False, run=run)
@@ -309,7 +309,7 @@ def _score_one_shot(setup: ScoringSetup, targets: Sequence[TokenizedExample],
     # Pairs that would be truncated lose the shared prefix: score them one sequence at a time.
     cut = [(i, j) for i, t in enumerate(targets) for j in range(len(candidates)) if not _fits(setup, shown[j], t)]
     if cut:
-        values = _score_per_sequence(setup, len(cut), lambda k: build_sequence(
+        values = score_per_sequence(setup, len(cut), lambda k: build_sequence(
             shown[cut[k][1]], targets[cut[k][0]].query, targets[cut[k][0]].response, setup.eos_id,
             setup.eos_after_prompt, setup.max_length, targets[cut[k][0]].id), stats, pairs=True, run=run)
         for (i, j), value in zip(cut, values):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from delift.kernel.attention import grouped_sdpa
-from delift.kernel.engine import BlockStats, ScoringSetup, _score_per_sequence, score_zero_shot
+from delift.kernel.engine import BlockStats, ScoringSetup, score_per_sequence, score_zero_shot
 from delift.kernel.sequences import build_sequence
 from delift.kernel.utility import TokenizedExample
 
@@ -43,7 +43,7 @@ def score_pairs(setup: ScoringSetup, targets: Sequence[TokenizedExample], candid
                               setup.max_length, t.id)
 
     with grouped_sdpa(setup.model), setup.pool() as run:
-        values = _score_per_sequence(setup, len(rows), build, stats, pairs=True, run=run)
+        values = score_per_sequence(setup, len(rows), build, stats, pairs=True, run=run)
     return values, stats
 
 

@@ -25,7 +25,7 @@ import os
 import struct
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -295,11 +295,24 @@ def resolve_model_path(spec: ModelSpec) -> str:
     raise ValueError(f"model.source={spec.source!r}: expected hub, packaged_gguf or tiny_random")
 
 
+def _from_hub(spec: ModelSpec, path: str, load: Callable[[], Any]) -> Any:
+    """``load()``, with an OSError from the hub (offline, gated, missing) re-raised naming the model config."""
+    try:
+        return load()
+    except OSError as exc:
+        if spec.source != "hub" or spec.local_path:
+            raise
+        raise OSError(f"model {spec.name!r}: could not load {path!r} from the hub or its cache ({exc}). Offline, "
+                      "download it on a machine with hub access and set model.local_path to that folder; a gated "
+                      "model (e.g. Llama 3) needs its licence accepted and HF_TOKEN set") from exc
+
+
 def load_tokenizer(spec: ModelSpec):
     from transformers import AutoTokenizer
 
     path = resolve_model_path(spec)
-    tokenizer = AutoTokenizer.from_pretrained(path, revision=spec.revision if spec.source == "hub" else None)
+    tokenizer = _from_hub(spec, path, lambda: AutoTokenizer.from_pretrained(
+        path, revision=spec.revision if spec.source == "hub" else None))
     if tokenizer.eos_token_id is None:
         raise ValueError(f"tokenizer of {path} has no EOS token; DELIFT scores a final EOS")
     if tokenizer.pad_token_id is None:
@@ -318,7 +331,7 @@ def load_model(spec: ModelSpec, quantization_config: Any = None, dtype: torch.dt
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
         kwargs["device_map"] = {"": 0} if torch.cuda.is_available() else "cpu"
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    model = _from_hub(spec, path, lambda: AutoModelForCausalLM.from_pretrained(path, **kwargs))
     if quantization_config is None and torch.cuda.is_available():
         model = model.to("cuda")
     model.eval()

@@ -78,7 +78,10 @@ def _per_row(values: np.ndarray, like: np.ndarray) -> np.ndarray:
 
 
 def _check_pool_kernel(s: np.ndarray, what: str) -> np.ndarray:
-    s = np.asarray(s, dtype=np.float64)
+    """``s`` checked, in its own floating dtype (no float64 copy of a 10k x 10k float32 kernel)."""
+    s = np.asarray(s)
+    if not np.issubdtype(s.dtype, np.floating):
+        s = s.astype(np.float64)
     if s.ndim != 2 or s.shape[0] != s.shape[1]:
         raise ValueError(f"{what} needs a square kernel over the pool, got shape {s.shape}")
     if s.size and s.min() < 0:

@@ -1,0 +1,233 @@
+"""Benchmark: the approximate utility kernels (learned, knn) against the exact one, and their cost at scale.
+
+    python experiments/bench_scale.py [--n-exact 200] [--fractions 0.1,0.2,0.3] [--neighbors 8,16,32]
+                                      [--scale-sizes 1000,10000] [--scale-methods learned,knn]
+
+Part 1, on one pool (the first ``--n-exact`` rows of ``--data``, default the offline Alpaca copy):
+the exact kernel, then ``learned`` at each ``--fractions`` and ``knn`` at each ``--neighbors``. Per
+method it prints the wall time of the kernel, the model passes it ran (zero-shot sequences + scored
+pairs), Spearman's rank correlation of its off-diagonal UF with the exact one, and the DELIFT
+selection on it (facility location on clip(UF), self-pairs kept, budget ``--budget-fraction``, submodlib's
+lazy greedy as the delift selector runs it): ``fl_ratio`` = f(A_method) / f(A_exact) with both values on
+the EXACT kernel, and ``overlap`` = |A_method ∩ A_exact| / k.
+
+Part 2, pools of each ``--scale-sizes`` (the first n rows of ``--scale-data``): the wall time of each
+``--scale-methods`` kernel and of the facility-location selection on it, no exact reference. ``learned``
+at scale samples ``--scale-sample`` examples (sample_fraction = that / n: the sample kernel's cost stays
+fixed while n grows); ``knn`` uses the largest ``--neighbors``.
+
+The last line: ``n<largest> learned: <kernel + selection seconds>s fl_ratio@<n_exact>: <ratio>``, the
+ratio being that of the smallest ``--fractions`` (the sparsest sample compared with the exact kernel).
+
+Every kernel is computed in a fresh cache folder (``--cache-dir`` reuses one: cached kernels then show
+their load time, marked ``cached``). Model: the run config's (``--model``: a conf/model name), dtype
+``auto`` (bfloat16 on CUDA or bf16-capable CPUs, else float32), ``--device`` cpu or cuda (the model loader
+puts models on CUDA whenever torch sees a GPU; ``--device cpu`` hides it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    os.environ.setdefault(_name, "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "datasets"
+
+
+def peak_rss_mb() -> float:
+    """VmHWM of this process: its peak resident memory so far."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def similarity(kernel) -> np.ndarray:
+    """clip(UF) with self-pairs kept: the delift selector's defaults."""
+    from delift.kernel.postprocess import postprocess_joint
+
+    mask = np.equal.outer(np.array(kernel.target_ids), np.array(kernel.candidate_ids))
+    return postprocess_joint(kernel.uf, None, "clip", False, mask)[0]
+
+
+def select(s: np.ndarray, budget: int) -> tuple[list[int], float]:
+    from delift.selection.submodular import facility_location_submodlib
+
+    start = time.perf_counter()
+    picks, _ = facility_location_submodlib(s, budget)
+    return picks, time.perf_counter() - start
+
+
+class Bench:
+    def __init__(self, args):
+        from delift.config.loader import compose_config
+        from delift.data.prompts import PromptTemplate
+        from delift.kernel.utility import KernelSettings
+        from delift.pipeline import build_parts
+
+        cfg = compose_config([f"model={args.model}", "progress=true"])
+        self.spec = build_parts(cfg).model_spec
+        self.template = PromptTemplate(**asdict(cfg.prompt))
+        self.settings = KernelSettings.from_config(cfg.kernel)
+        self.kernel_cfg = cfg.kernel
+        self.args = args
+
+    def read_pool(self, path: str, fmt: str, n: int):
+        """The first n rows of the file whose responses fit in kernel.max_length (as kernel.on_overflow=skip)."""
+        from delift.data.loading import load_examples
+        from delift.pipeline import drop_overflowing
+
+        rows = load_examples({"name": Path(path).parent.name, "format": fmt, "local_path": path,
+                              "on_bad_row": "skip", "max_rows": n + n // 10 + 20})
+        fits, dropped = drop_overflowing(rows, self.provider(Path(tempfile.gettempdir())), self.template,
+                                         replace(self.settings, on_overflow="skip"))
+        if len(fits) < n:
+            sys.exit(f"{path} has {len(fits)} usable rows, fewer than the {n} asked for: pass --scale-data / --data "
+                     f"with a larger file (the offline Alpaca copy has 9,229 rows; Dolly-15k has 15,015)")
+        print(f"pool: first {n} rows of {path} whose responses fit ({len(dropped)} longer ones skipped)")
+        return fits[:n]
+
+    def provider(self, cache_dir: Path, method: str = "exact", **extra):
+        from delift.kernel.approximate import ApproximationSettings, KnnSettings, LearnedSettings
+        from delift.kernel.cache import KernelCache
+        from delift.kernel.provider import KernelProvider
+
+        approx = ApproximationSettings.from_config(self.kernel_cfg)
+        approx = replace(approx, method=method,
+                         learned=replace(approx.learned, **extra.get("learned", {})) if "learned" in extra
+                         else approx.learned,
+                         knn=KnnSettings(**extra["knn"]) if "knn" in extra else approx.knn)
+        assert isinstance(approx.learned, LearnedSettings)
+        return KernelProvider(self.spec, self.template, self.settings, KernelCache(cache_dir / "kernels"),
+                              progress=True, approximation=approx)
+
+    def kernel(self, cache_dir: Path, pool, method: str = "exact", **extra):
+        provider = self.provider(cache_dir, method, **extra)
+        start = time.perf_counter()
+        kernel = provider.utility(pool, pool)
+        seconds = time.perf_counter() - start
+        provider.release()
+        return kernel, seconds
+
+
+def passes(kernel, method: str, n: int) -> str:
+    meta = kernel.meta
+    if method == "exact":
+        return f"{n} zero-shot + {n * n} pairs"
+    return f"{n} zero-shot + {meta.get('exact_pairs', 0)} pairs"
+
+
+def off_diagonal(m: np.ndarray) -> np.ndarray:
+    return np.asarray(m)[~np.eye(*np.shape(m), dtype=bool)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="smollm2_135m", help="a conf/model name")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda")
+    parser.add_argument("--data", default=str(SHARED / "alpaca" / "train.jsonl"))
+    parser.add_argument("--format", default="alpaca", help="data format of --data and --scale-data")
+    parser.add_argument("--n-exact", type=int, default=200, help="pool of the exact comparison (n^2 exact pairs)")
+    parser.add_argument("--fractions", default="0.1,0.2,0.3", help="learned: sample fractions compared")
+    parser.add_argument("--neighbors", default="8,16,32", help="knn: neighbours compared")
+    parser.add_argument("--budget-fraction", type=float, default=0.3)
+    parser.add_argument("--scale-sizes", default="1000,10000", help="pools timed without a reference ('' skips)")
+    parser.add_argument("--scale-methods", default="learned,knn")
+    parser.add_argument("--scale-data", default=None, help="file of the scale pools (default: --data)")
+    parser.add_argument("--scale-sample", type=int, default=200, help="learned at scale: examples sampled")
+    parser.add_argument("--cache-dir", default=None, help="reuse this cache folder (default: a fresh one)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = parser.parse_args()
+    if args.device not in ("cpu", "cuda"):
+        sys.exit(f"--device {args.device}: expected cpu or cuda")
+    if args.device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the model loader moves models to CUDA whenever it sees one
+    if not Path(args.data).is_file():
+        sys.exit(f"{args.data} does not exist: point --data at an instruction JSONL file")
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda: torch sees no CUDA device (a CPU-only torch build? see README, 'On a GPU machine')")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    fractions = [float(f) for f in args.fractions.split(",") if f]
+    neighbors = [int(m) for m in args.neighbors.split(",") if m]
+    sizes = [int(n) for n in args.scale_sizes.split(",") if n]
+    methods = [m for m in args.scale_methods.split(",") if m]
+    bench = Bench(args)
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as scratch:
+        cache_dir = Path(args.cache_dir or scratch)
+        print(f"model {bench.spec.name} ({bench.spec.dtype}), device {args.device}, threads "
+              f"{torch.get_num_threads()}, cache {cache_dir}")
+        ratio_line = compare(bench, cache_dir, args, fractions, neighbors)
+        last = None
+        for n in sizes:
+            pool = bench.read_pool(args.scale_data or args.data, args.format, n)
+            budget = max(1, int(args.budget_fraction * n))
+            for method in methods:
+                extra = ({"learned": {"sample_fraction": min(1.0, args.scale_sample / n)}} if method == "learned"
+                         else {"knn": {"neighbors": max(neighbors)}})
+                kernel, seconds = bench.kernel(cache_dir, pool, method, **extra)
+                picks, select_seconds = select(similarity(kernel), budget)
+                cached = " (cached)" if kernel.meta.get("cached") else ""
+                held = kernel.meta.get("holdout_spearman")
+                held = f", held-out Spearman {held:.3f}" if isinstance(held, float) else ""
+                print(f"n={n} {method} {extra}: kernel {seconds:.1f} s{cached} ({passes(kernel, method, n)}{held}), "
+                      f"selection of {len(picks)} {select_seconds:.1f} s, peak RSS {peak_rss_mb():.0f} MB")
+                if method == "learned":
+                    last = (n, seconds + select_seconds)
+                del kernel
+        if last is not None:
+            print(f"n{last[0]} learned: {last[1]:.0f}s fl_ratio@{args.n_exact}: {ratio_line:.4f}")
+        else:
+            print(f"fl_ratio@{args.n_exact} learned: {ratio_line:.4f}")
+
+
+def compare(bench: Bench, cache_dir: Path, args, fractions: list[float], neighbors: list[int]) -> float:
+    """Part 1; returns the learned FL ratio at the smallest fraction."""
+    from delift.kernel.pairnet import spearman
+    from delift.selection.submodular import facility_location_value
+
+    pool = bench.read_pool(args.data, args.format, args.n_exact)
+    n, budget = len(pool), max(1, int(args.budget_fraction * args.n_exact))
+    exact, seconds = bench.kernel(cache_dir, pool)
+    s_exact = similarity(exact)
+    exact_picks, _ = select(s_exact, budget)
+    best = facility_location_value(s_exact, exact_picks)
+    cached = " (cached)" if exact.meta.get("cached") else ""
+    print(f"n={n}, budget {budget}: exact kernel {seconds:.1f} s{cached} ({passes(exact, 'exact', n)}), "
+          f"f(A_exact) = {best:.4f}")
+    header = f"{'method':<22} {'seconds':>8} {'passes':>28} {'spearman':>9} {'fl_ratio':>9} {'overlap':>8}"
+    print(header)
+    print(f"{'exact':<22} {seconds:>8.1f} {passes(exact, 'exact', n):>28} {1.0:>9.3f} {1.0:>9.4f} {1.0:>8.3f}")
+    ratios = {}
+    runs = [("learned", {"learned": {"sample_fraction": f}}, f"learned f={f:g}") for f in sorted(fractions)]
+    runs += [("knn", {"knn": {"neighbors": m}}, f"knn m={m}") for m in neighbors]
+    for method, extra, label in runs:
+        kernel, seconds = bench.kernel(cache_dir, pool, method, **extra)
+        rho = spearman(off_diagonal(kernel.uf), off_diagonal(exact.uf))
+        picks, _ = select(similarity(kernel), budget)
+        ratio = facility_location_value(s_exact, picks) / best if best > 0 else float("nan")
+        overlap = len(set(picks) & set(exact_picks)) / budget
+        ratios[label] = ratio
+        rho_text = f"{rho:.3f}" if rho is not None else "n/a"
+        print(f"{label:<22} {seconds:>8.1f} {passes(kernel, method, n):>28} {rho_text:>9} {ratio:>9.4f} "
+              f"{overlap:>8.3f}" + (" (cached)" if kernel.meta.get("cached") else ""))
+    return ratios[f"learned f={min(fractions):g}"] if fractions else float("nan")
+
+
+if __name__ == "__main__":
+    main()
