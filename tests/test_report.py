@@ -104,6 +104,20 @@ def test_selector_settings_that_vary_within_a_method_are_variants(tmp_path):
     assert [e["mean"] for e in frame] == pytest.approx([0.3, 0.1, 0.2])
 
 
+def test_wall_seconds_per_job_is_a_last_column_when_the_runs_recorded_it(tmp_path):
+    for seed, (bge, seconds) in enumerate([(0.2, 100.0), (0.4, 130.0)]):
+        write_job(tmp_path, f"r{seed}", "random", seed, {"qlora/bge": bge, "time/total_s": seconds})
+    write_job(tmp_path, "d0", "delift", 0, {"qlora/bge": 0.5})  # no time recorded: a dash
+    out = build_report([tmp_path], out=tmp_path / "rep", draw=False)
+    lines = table_lines(out["table"].read_text())
+    assert lines[0] == "| method | n | QLoRA BGE | s/job |"
+    assert lines[1].startswith("| Random | 2 | 0.3000 ± ") and lines[1].endswith(" | 115 |")
+    assert lines[2].endswith(" | – |")
+    with (tmp_path / "rep" / "table.csv").open() as handle:
+        found = {r["method"]: r for r in csv.DictReader(handle)}
+    assert float(found["Random"]["total_s"]) == pytest.approx(115.0) and found["DELIFT"]["total_s"] == ""
+
+
 def test_a_seed_that_ran_twice_is_counted_once(tmp_path):
     write_job(tmp_path / "a", "0", "random", 0, {"qlora/bge": 0.2})
     write_job(tmp_path / "b", "0", "random", 0, {"qlora/bge": 0.6})

@@ -93,7 +93,7 @@ def group_summary(group: Group, shown: list[str]) -> dict[str, Any]:
     return {"setting": group.setting, "setting_label": setting_label(label), "panel": setting_label(panel),
             "selector": group.selector, "variant": group.variant, "method": method_label(group.selector, group.variant), "budget_fraction": budget,
             "sdf": math.fsum(sdf) / len(sdf) if sdf else None, "selection_s": group.mean("time/selection_s"),
-            "seeds": group.seeds, "jobs": [str(job.path) for job in group.jobs]}
+            "total_s": group.mean("time/total_s"), "seeds": group.seeds, "jobs": [str(job.path) for job in group.jobs]}
 
 
 def build_frame(groups: list[Group], keys: list[str], cols: list[tuple[str, str, str]],

@@ -5,7 +5,8 @@ A row is one method of one setting; its setting keys come first (one column per 
 ``mean ± std [ci_low, ci_high]`` over seeds (std and the t-interval need two seeds), followed by
 ``(n=k)`` when fewer seeds than the row's had the score, and by a marker per baseline (``†`` Random,
 then ``‡``, ``§``, ``¶`` for ``--baseline`` names) when the paired bootstrap interval of the
-difference to that baseline excludes 0.
+difference to that baseline excludes 0. A last column ``s/job`` gives the row's mean wall seconds per
+job (``time/total_s``: selection, training, generation, scoring) when the runs recorded it.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def legend(baselines: tuple[str, ...]) -> str:
     names = ", ".join(f"{mark} {method_label(b)}" for b, mark in marks(baselines).items())
     return ("Cells: mean ± sample std over seeds [95 % t-interval over seeds], n = seeds; (n=k) when only k seeds "
             f"have the score. Marker ({names}): the paired bootstrap 95 % interval of the per-example difference "
-            "to that baseline (same setting and seed; 10,000 resamples of test examples within seeds) excludes 0.")
+            "to that baseline (same setting and seed; 10,000 resamples of test examples within seeds) excludes 0. "
+            "s/job: mean wall seconds per job (time/total_s), when recorded.")
 
 
 def cell(entry: dict[str, Any], row_n: int, baseline_marks: dict[str, str]) -> str:
@@ -83,15 +85,18 @@ def split_table(frame: list[dict], keys: list[str], split: str, baselines: tuple
     col_labels = [f"{protocol_label(e['evaluation'])} {metric_label(e['metric'])}" for e in first_row]
     key_header = ["setting"] if len(keys) > MAX_KEY_COLUMNS else list(keys)
     baseline_marks = marks(baselines)
+    timed = any(entries[0].get("total_s") is not None for entries in rows.values())
     body = []
     for entries in rows.values():
         row_n = len(entries[0]["seeds"])
+        seconds = entries[0].get("total_s")
         body.append([*key_cells(entries[0], keys, settings), entries[0]["method"], str(row_n),
-                     *(cell(e, row_n, baseline_marks) for e in entries)])
+                     *(cell(e, row_n, baseline_marks) for e in entries),
+                     *([f"{seconds:.0f}" if seconds is not None else "–"] if timed else [])])
     lines = [f"## {SPLITS.get(split, split)}", ""]
     if len(keys) > MAX_KEY_COLUMNS:
         lines += [f"- S{i + 1}: {label}" for i, label in enumerate(settings)] + [""]
-    lines += markdown_rows([*key_header, "method", "n", *col_labels], body) + [""]
+    lines += markdown_rows([*key_header, "method", "n", *col_labels, *(["s/job"] if timed else [])], body) + [""]
     diff_body = []
     for entries in rows.values():
         for name, mark in baseline_marks.items():
@@ -127,7 +132,7 @@ def write_csv(frame: list[dict], keys: list[str], baselines: tuple[str, ...], pa
     ``_mean``, ``_std``, ``_n``, ``_ci_low``, ``_ci_high`` and per baseline ``_diff_vs_<b>`` (+ ``_low``,
     ``_high``, ``_pairs``); empty = missing."""
     rows = rows_of(frame)
-    fields = [*keys, "method", "selector", "n", "seeds", "sdf", "selection_s"]
+    fields = [*keys, "method", "selector", "n", "seeds", "sdf", "selection_s", "total_s"]
     score_keys = list(dict.fromkeys(e["key"] for e in frame))
     for key in score_keys:
         fields += [f"{key}_{s}" for s in ("mean", "std", "n", "ci_low", "ci_high")]
@@ -142,7 +147,8 @@ def write_csv(frame: list[dict], keys: list[str], baselines: tuple[str, ...], pa
             first = entries[0]
             out: dict[str, Any] = {k: show(first["setting"][k]) for k in keys}
             out.update(method=first["method"], selector=first["selector"], n=len(first["seeds"]),
-                       seeds=" ".join(map(str, first["seeds"])), sdf=first["sdf"], selection_s=first["selection_s"])
+                       seeds=" ".join(map(str, first["seeds"])), sdf=first["sdf"], selection_s=first["selection_s"],
+                       total_s=first.get("total_s"))
             for e in entries:
                 key = e["key"]
                 out.update({f"{key}_mean": e["mean"], f"{key}_std": e["std"], f"{key}_n": e["n"],
