@@ -42,7 +42,7 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "datasets"
+SHARED = Path(os.environ.get("DELIFT_SHARED_DATASETS", ROOT.parent / "shared" / "datasets"))
 
 
 def peak_rss_mb() -> float:

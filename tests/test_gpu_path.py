@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -44,10 +45,16 @@ def test_setup_rejects_an_unknown_torch_choice_before_installing_anything():
 
 @pytest.mark.slow
 def test_bench_scale_runs_and_prints_its_last_line(tmp_path):
+    data = tmp_path / "alpaca.jsonl"
+    words = ["red", "green", "blue", "cyan", "black", "white", "amber", "olive", "pink", "grey", "gold", "teal",
+             "navy", "plum", "rust", "sand"]
+    data.write_text("".join(json.dumps({"instruction": f"Name a colour like {w}.", "input": "",
+                                        "output": f"{w} and {words[(k + 3) % len(words)]}"}) + "\n"
+                            for k, w in enumerate(words)))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "DELIFT_CACHE_DIR": str(tmp_path / "models")}
     out = subprocess.run([sys.executable, str(ROOT / "experiments" / "bench_scale.py"), "--model", "tiny_llama",
                           "--n-exact", "10", "--fractions", "0.5", "--neighbors", "3", "--scale-sizes", "14",
-                          "--scale-sample", "6", "--threads", "1", "--cache-dir", str(tmp_path / "cache")],
+                          "--scale-sample", "6", "--threads", "1", "--data", str(data), "--cache-dir", str(tmp_path / "cache")],
                          env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.strip().splitlines()
