@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from delift.config.loader import compose_config
-from delift.models.loading import load_tokenizer, resolve_model_path
+from delift.models.loading import load_tokenizer, model_identity, resolve_model_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,6 +34,8 @@ def test_paper_scale_model_offline_names_the_missing_download(tmp_path):
     assert resolve_model_path(spec) == "Qwen/Qwen2-7B-Instruct"
     with pytest.raises(OSError, match="(?s)qwen2-7b-instruct.*Qwen2-7B-Instruct.*model.local_path"):  # offline here
         load_tokenizer(spec)
+    with pytest.raises(OSError, match="(?s)qwen2-7b-instruct.*model.local_path"):  # the run record's identity
+        model_identity(spec)
 
 
 def test_setup_rejects_an_unknown_torch_choice_before_installing_anything():

@@ -135,7 +135,8 @@ def _resolved_commit(spec: ModelSpec) -> str:
         return spec.revision
     from transformers.utils import cached_file
 
-    config_path = Path(cached_file(spec.hub_id, "config.json", revision=spec.revision))
+    config_path = Path(_from_hub(spec, spec.hub_id, lambda: cached_file(spec.hub_id, "config.json",
+                                                                       revision=spec.revision)))
     # hub cache layout: .../models--org--name/snapshots/<commit>/config.json
     return config_path.parent.name if config_path.parent.parent.name == "snapshots" else spec.revision
 
