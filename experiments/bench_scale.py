@@ -92,7 +92,7 @@ class Bench:
 
         rows = load_examples({"name": Path(path).parent.name, "format": fmt, "local_path": path,
                               "on_bad_row": "skip", "max_rows": n + n // 10 + 20})
-        fits, dropped = drop_overflowing(rows, self.provider(Path(tempfile.gettempdir())), self.template,
+        fits, dropped = drop_overflowing(rows, self.provider(Path(tempfile.gettempdir())), self.template,  # tokenizer only
                                          replace(self.settings, on_overflow="skip"))
         if len(fits) < n:
             sys.exit(f"{path} has {len(fits)} usable rows, fewer than the {n} asked for: pass --scale-data / --data "
@@ -101,7 +101,7 @@ class Bench:
         return fits[:n]
 
     def provider(self, cache_dir: Path, method: str = "exact", **extra):
-        from delift.kernel.approximate import ApproximationSettings, KnnSettings, LearnedSettings
+        from delift.kernel.approximate import ApproximationSettings, KnnSettings
         from delift.kernel.cache import KernelCache
         from delift.kernel.provider import KernelProvider
 
@@ -110,7 +110,6 @@ class Bench:
                          learned=replace(approx.learned, **extra.get("learned", {})) if "learned" in extra
                          else approx.learned,
                          knn=KnnSettings(**extra["knn"]) if "knn" in extra else approx.knn)
-        assert isinstance(approx.learned, LearnedSettings)
         return KernelProvider(self.spec, self.template, self.settings, KernelCache(cache_dir / "kernels"),
                               progress=True, approximation=approx)
 
