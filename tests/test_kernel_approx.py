@@ -15,7 +15,7 @@ from delift.kernel.cache import KernelCache
 from delift.kernel.knn import nearest_candidates
 from delift.kernel.learned import learned_sample
 from delift.kernel.pairnet import PairNetwork, fit_pair_network
-from delift.kernel.provider import KernelProvider
+from delift.kernel.provider import IncompleteKernelError, KernelProvider
 from delift.kernel.utility import KernelSettings
 
 TEMPLATE = PromptTemplate()
@@ -119,8 +119,30 @@ def test_learned_kernel_fill_computes_the_sample_kernel(tiny_spec, trained_tiny_
     sample = learned_sample([e.id for e in pool], [e.id for e in pool], LEARNED.learned)
     assert filled["sample_key"] == provider.block_store([pool[i] for i in sample.rows],
                                                         [pool[i] for i in sample.rows]).key
-    with pytest.raises(NotImplementedError, match="kernel.approximation=knn"):
-        provider_for(tiny_spec, trained_tiny_model, tmp_path, KNN).fill(pool, pool)
+
+
+def test_sharded_knn_fills_its_row_blocks_and_merges_to_the_unsharded_kernel(tiny_spec, trained_tiny_model,
+                                                                             tmp_path):
+    from dataclasses import replace
+
+    pool = make_examples(5)  # block_size 2: row blocks 0, 1, 2 -> shard 0 owns 0 and 2, shard 1 owns 1
+    whole = provider_for(tiny_spec, trained_tiny_model, tmp_path / "whole", KNN).utility(pool, pool)
+    shards = [provider_for(tiny_spec, trained_tiny_model, tmp_path / "sharded", KNN) for _ in range(2)]
+    for k, provider in enumerate(shards):
+        provider.settings = replace(provider.settings, num_shards=2, shard=k)
+    first = shards[0].fill(pool, pool)
+    assert (first["approximation"], first["complete"], first["blocks_computed"]) == ("knn", False, 2)
+    assert first["pairs"] == 3 * 3  # targets 0, 1 and 4, each x (2 neighbours + itself)
+    with pytest.raises(IncompleteKernelError, match=r"1 row blocks of other shards are missing \(\['rows2.npz'\]"):
+        shards[0].utility(pool, pool)
+    second = shards[1].fill(pool, pool)
+    assert (second["complete"], second["blocks_computed"], second["pairs"]) == (True, 1, 2 * 3)
+    again = shards[0].fill(pool, pool)
+    assert (again["blocks_computed"], again["blocks_skipped"], again["pairs"]) == (0, 2, 0)
+    merged = shards[1].utility(pool, pool)
+    assert merged.meta["blocks_resumed"] == 3 and merged.meta["pairs"] == 0
+    np.testing.assert_array_equal(merged.uf, whole.uf)
+    np.testing.assert_array_equal(merged.d_zero, whole.d_zero)
 
 
 def test_nearest_candidates_with_ties_and_self():

@@ -206,7 +206,8 @@ def approximate_utility(provider: KernelProvider, targets: Sequence[Example], ca
 
 def approximate_fill(provider: KernelProvider, targets: Sequence[Example], candidates: Sequence[Example],
                      aggregate: str) -> dict[str, Any]:
-    """Sharded precomputation: ``learned`` fills this shard's blocks of its exact sample kernel."""
+    """Sharded precomputation: ``learned`` fills this shard's blocks of its exact sample kernel, ``knn`` this
+    shard's row blocks."""
     approx = provider.approximation
     key = kernel_cache_key(approximation_payload(provider, targets, candidates, aggregate))
     if provider.cache.path(key).exists():
@@ -220,5 +221,8 @@ def approximate_fill(provider: KernelProvider, targets: Sequence[Example], candi
                                      aggregate)
         counts.update(sample_key=counts["key"], key=key, approximation="learned")
         return counts  # "complete" is the sample kernel's: the network is trained by the merging run
-    raise NotImplementedError(f"kernel.approximation={approx.method} cannot be filled in shards yet "
-                              f"(kernel.num_shards={provider.settings.num_shards}); run it with kernel.num_shards=1")
+    if approx.method == "knn":
+        from delift.kernel.knn import knn_fill
+
+        return knn_fill(provider, targets, candidates, aggregate, key)
+    raise ValueError(f"kernel.approximation={approx.method!r}: not an approximation")

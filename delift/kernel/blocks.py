@@ -64,6 +64,10 @@ def shard_of(block: Block, num_shards: int) -> int:
     return block.index % num_shards
 
 
+class IncompleteKernelError(RuntimeError):
+    """Blocks of other shards are still missing."""
+
+
 class CorruptBlockError(ValueError):
     """A block file that cannot be used: unreadable, or not the arrays its tile needs."""
 

@@ -158,7 +158,8 @@ def _logprob_sum(log_p: torch.Tensor) -> torch.Tensor:
 
 
 def score_per_sequence(setup: ScoringSetup, count: int, build: Callable[[int], ScoredSequence],
-                        stats: BlockStats, pairs: bool, run: Callable = map) -> np.ndarray:
+                        stats: BlockStats, pairs: bool, run: Callable = map,
+                        on_batch: Callable[[int], None] | None = None) -> np.ndarray:
     """Values (``setup.aggregate``) of ``count`` sequences ``build(k)``, batches of ``batch_size`` sorted by length.
 
     Sequences are built batch by batch (only their lengths are kept for all), so memory holds the
@@ -182,17 +183,21 @@ def score_per_sequence(setup: ScoringSetup, count: int, build: Callable[[int], S
         out[batch] = values
         if pairs and setup.on_pairs is not None:
             setup.on_pairs(len(batch))
+        if on_batch is not None:  # progress of non-pair sequences (zero-shot)
+            on_batch(len(batch))
     return out
 
 
-def score_zero_shot(setup: ScoringSetup, targets: Sequence[TokenizedExample]) -> tuple[np.ndarray, BlockStats]:
-    """d_zero (or l_zero) of each target: ``[query] EOS [response] EOS`` through the per-sequence path."""
+def score_zero_shot(setup: ScoringSetup, targets: Sequence[TokenizedExample],
+                    on_batch: Callable[[int], None] | None = None) -> tuple[np.ndarray, BlockStats]:
+    """d_zero (or l_zero) of each target: ``[query] EOS [response] EOS`` through the per-sequence path
+    (``on_batch(count)`` after each batch, for progress)."""
     stats = BlockStats()
     with grouped_sdpa(setup.model), setup.pool() as run:  # passes finish before attention is reset
         d = score_per_sequence(setup, len(targets), lambda k: build_sequence(
             [], targets[k].query, targets[k].response, setup.eos_id, setup.eos_after_prompt, setup.max_length,
             targets[k].id),
-            stats, pairs=False, run=run)
+            stats, pairs=False, run=run, on_batch=on_batch)
     return d, stats
 
 

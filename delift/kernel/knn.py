@@ -8,20 +8,24 @@ other entry is UF = 0 (d_one = d_zero: "showing it changes nothing"); note that
 
 Targets are scored in blocks of ``kernel.block_size``; each block's values are written atomically to
 ``<cache root>/<key>/knn/rows<start>.npz`` as soon as it is done, so a killed run resumes there.
+Sharding (``kernel.num_shards`` > 1): row block number b belongs to shard b % num_shards; a shard run
+(:func:`knn_fill`) computes only its blocks, and a normal run then reads them all.
 The returned kernel is dense (n_t x n_c float64, as an exact kernel): fine up to ~20k examples.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from delift.data.records import Example
 from delift.fsutil import atomic_write
+from delift.kernel.blocks import IncompleteKernelError
 from delift.kernel.engine import BlockStats
 from delift.kernel.pairs import score_pairs, score_zero, scoring_setup
 from delift.kernel.utility import UtilityKernel, utility_matrix
@@ -75,28 +79,35 @@ def _load_block(path: Path, cols: np.ndarray, n_rows: int) -> tuple[np.ndarray, 
     return d_one, d_zero
 
 
-def knn_kernel(provider: KernelProvider, targets: Sequence[Example], candidates: Sequence[Example],
-               aggregate: str, key: str) -> UtilityKernel:
+def _knn_blocks(provider: KernelProvider, targets: Sequence[Example], candidates: Sequence[Example],
+                aggregate: str, key: str, assemble: bool) -> tuple[UtilityKernel | None, dict[str, Any]]:
+    """Compute this shard's missing row blocks (block number % ``kernel.num_shards`` == ``kernel.shard``);
+    with ``assemble``, also read every block and return the dense kernel (IncompleteKernelError when
+    blocks of other shards are missing)."""
+    settings = provider.settings
     neighbors = provider.approximation.knn.neighbors
     t_ids, c_ids = [e.id for e in targets], [e.id for e in candidates]
     square = t_ids == c_ids
     e_t = provider.embeddings(targets)
     e_c = e_t if square else provider.embeddings(candidates)
     folder = provider.cache.root / key / "knn"
-    block = provider.settings.block_size
+    block = settings.block_size
     d_zero = np.empty(len(targets))
-    d_one = None
+    d_one = np.empty((len(targets), len(candidates))) if assemble else None
     setup, t_tok, c_tok = None, None, None
-    stats, resumed, scored = BlockStats(), 0, 0
+    stats, missing = BlockStats(), []
+    counts: dict[str, Any] = {"blocks_computed": 0, "blocks_skipped": 0, "blocks_resumed": 0, "scored": 0}
+    started = time.perf_counter()
     bar = tqdm(total=len(targets), desc="knn kernel", unit="target", disable=not provider.progress)
-    for start in range(0, len(targets), block):
+    for number, start in enumerate(range(0, len(targets), block)):
         rows = range(start, min(start + block, len(targets)))
+        mine = number % settings.num_shards == settings.shard
         chosen = nearest_candidates(e_t, e_c, t_ids, c_ids, neighbors, rows)
         pair_rows = np.concatenate([np.full(len(c), i) for i, c in zip(rows, chosen)]).astype(np.int64)
         pair_cols = np.concatenate(chosen).astype(np.int64)
         path = folder / f"rows{start}.npz"
-        found = _load_block(path, pair_cols, len(rows))
-        if found is None:
+        found = _load_block(path, pair_cols, len(rows)) if (mine or assemble) else None
+        if found is None and mine:
             if setup is None:
                 setup = scoring_setup(provider, aggregate)
                 t_tok = provider._tokens(targets)
@@ -107,22 +118,54 @@ def knn_kernel(provider: KernelProvider, targets: Sequence[Example], candidates:
             stats.add(pair_stats)
             atomic_write(path, lambda handle, c=pair_cols, v=values, z=zero: np.savez(handle, cols=c, d_one=v,
                                                                                       d_zero=z))
-        else:
+            found = values, zero
+            counts["blocks_computed"] += 1
+        elif found is not None:
+            counts["blocks_resumed" if assemble else "blocks_skipped"] += 1
+        elif not mine and not assemble:
+            bar.update(len(rows))
+            continue
+        if found is None:
+            missing.append(path.name)
+        elif assemble:
             values, zero = found
-            resumed += 1
-        d_zero[rows.start:rows.stop] = zero
-        if d_one is None:
-            d_one = np.empty((len(targets), len(candidates)))
-        d_one[rows.start:rows.stop] = zero[:, None]  # unscored: UF = 0
-        d_one[pair_rows, pair_cols] = values
-        scored += len(pair_rows)
+            d_zero[rows.start:rows.stop] = zero
+            d_one[rows.start:rows.stop] = zero[:, None]  # unscored: UF = 0
+            d_one[pair_rows, pair_cols] = values
+            counts["scored"] += len(pair_rows)
         bar.update(len(rows))
     bar.close()
-    if d_one is None:
-        d_one = np.empty((0, len(candidates)))
+    counts.update(pairs=stats.pairs, tokens=stats.tokens, seconds=time.perf_counter() - started)
+    if not assemble:
+        return None, counts
+    if missing:
+        raise IncompleteKernelError(
+            f"knn kernel {key}: {len(missing)} row blocks of other shards are missing ({missing[:8]}"
+            f"{' ...' if len(missing) > 8 else ''} in {folder}); finish the runs of every kernel.shard in "
+            f"[0, kernel.num_shards={settings.num_shards}) first")
     uf = utility_matrix(d_zero, d_one, aggregate)  # unscored: d_zero - d_zero, exactly 0
+    scored = counts["scored"]
     meta = {"neighbors": neighbors, "scored_pairs": scored, "exact_pairs": scored,
-            "predicted_pairs": 0, "zero_pairs": uf.size - scored, "blocks_resumed": resumed,
+            "predicted_pairs": 0, "zero_pairs": uf.size - scored, "blocks_resumed": counts["blocks_resumed"],
             "embedder": provider.approximation.embedder, "pairs": stats.pairs, "tokens": stats.tokens,
             **{name: getattr(stats, name) for name in ("shown_truncated", "shown_dropped", "query_truncated")}}
-    return UtilityKernel(uf=uf, d_zero=d_zero, d_one=d_one, target_ids=t_ids, candidate_ids=c_ids, meta=meta)
+    return UtilityKernel(uf=uf, d_zero=d_zero, d_one=d_one, target_ids=t_ids, candidate_ids=c_ids, meta=meta), counts
+
+
+def knn_kernel(provider: KernelProvider, targets: Sequence[Example], candidates: Sequence[Example],
+               aggregate: str, key: str) -> UtilityKernel:
+    """The dense knn kernel: this shard's missing row blocks computed, every block read back."""
+    kernel, _ = _knn_blocks(provider, targets, candidates, aggregate, key, assemble=True)
+    return kernel
+
+
+def knn_fill(provider: KernelProvider, targets: Sequence[Example], candidates: Sequence[Example],
+             aggregate: str, key: str) -> dict[str, Any]:
+    """Sharded precomputation: only this shard's missing row blocks; ``complete`` when no block of any
+    shard is left."""
+    _, counts = _knn_blocks(provider, targets, candidates, aggregate, key, assemble=False)
+    folder = provider.cache.root / key / "knn"
+    starts = range(0, len(targets), provider.settings.block_size)
+    complete = all((folder / f"rows{start}.npz").exists() for start in starts)
+    return {"key": key, "aggregate": aggregate, "complete": complete, "approximation": "knn",
+            **{name: counts[name] for name in ("blocks_computed", "blocks_skipped", "pairs", "tokens", "seconds")}}

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from delift.data.records import Example
 from delift.kernel.approximate import LearnedSettings, d_one_of, self_pairs, uf_of_entries
@@ -62,11 +64,25 @@ def learned_sample(target_ids: Sequence[str], candidate_ids: Sequence[str], sett
     return LearnedSample(rows, cols, held_rows, held_cols, square)
 
 
+class _Clock:
+    """Wall seconds per named stage, each lap measured from the previous one."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self._last, 3)
+        self._last = now
+
+
 def learned_kernel(provider: KernelProvider, targets: Sequence[Example], candidates: Sequence[Example],
                    aggregate: str) -> UtilityKernel:
     settings = provider.approximation.learned
     t_ids, c_ids = [e.id for e in targets], [e.id for e in candidates]
     sample = learned_sample(t_ids, c_ids, settings)
+    clock = _Clock()
     sub = provider.exact_utility([targets[i] for i in sample.rows], [candidates[j] for j in sample.cols], aggregate)
 
     # every sampled pair in sub-kernel coordinates (a, b) and pool coordinates (gi, gj)
@@ -80,8 +96,10 @@ def learned_kernel(provider: KernelProvider, targets: Sequence[Example], candida
                          f"{len(sample.rows)} x {len(sample.cols)} examples leaves no training pairs after the "
                          f"hold-out (kernel.learned.holdout_fraction={settings.holdout_fraction}); raise it")
 
+    clock.lap("sample_kernel")
     e_t = provider.embeddings(targets)
     e_c = e_t if sample.square else provider.embeddings(candidates)
+    clock.lap("embed")
     net, fit = fit_pair_network(e_t, e_c, gi[train], gj[train], sub.uf[a[train], b[train]], hidden=settings.hidden,
                                 lr=settings.lr, batch_size=settings.batch_size, epochs=settings.epochs,
                                 seed=settings.seed)
@@ -100,14 +118,18 @@ def learned_kernel(provider: KernelProvider, targets: Sequence[Example], candida
         log.info("learned kernel: held-out MSE %.3g (variance %.3g), Spearman %s over %d pairs",
                  meta["holdout_mse"], meta["holdout_variance"], meta["holdout_spearman"], meta["holdout_pairs"])
 
+    clock.lap("fit")
     uf = net.predict_matrix(e_t, e_c)
     del net
-    setup = scoring_setup(provider, aggregate)
+    clock.lap("predict")
     t_tok = provider._tokens(targets)
     d_zero = np.empty(len(targets))
     d_zero[sample.rows] = sub.d_zero
     others = np.setdiff1d(np.arange(len(targets)), sample.rows)
-    d_zero[others] = score_zero(setup, [t_tok[i] for i in others])[0]
+    with tqdm(total=len(others), desc="learned kernel: zero-shot", unit="ex", disable=not provider.progress) as bar:
+        d_zero[others] = score_zero(scoring_setup(provider, aggregate), [t_tok[i] for i in others],
+                                    on_batch=bar.update)[0]
+    clock.lap("zero_shot")
     d_one = d_one_of(uf, d_zero, aggregate)
     uf[np.ix_(sample.rows, sample.cols)] = sub.uf  # sampled entries: their exact values
     d_one[np.ix_(sample.rows, sample.cols)] = sub.d_one
@@ -119,7 +141,9 @@ def learned_kernel(provider: KernelProvider, targets: Sequence[Example], candida
         sampled = np.isin(diag_rows, sample.rows) & np.isin(diag_cols, sample.cols)
         rows, cols = diag_rows[~sampled], diag_cols[~sampled]
         c_tok = t_tok if sample.square else provider._tokens(candidates)
-        values, stats = score_pairs(setup, t_tok, c_tok, rows, cols)
+        with tqdm(total=len(rows), desc="learned kernel: diagonal", unit="pair", disable=not provider.progress) as bar:
+            values, stats = score_pairs(scoring_setup(provider, aggregate, on_pairs=bar.update), t_tok, c_tok,
+                                        rows, cols)
         d_one[rows, cols] = values
         uf[rows, cols] = uf_of_entries(d_zero[rows], values, aggregate)
         exact_mask_count += len(rows)
@@ -127,6 +151,8 @@ def learned_kernel(provider: KernelProvider, targets: Sequence[Example], candida
             meta[name] = int(sub.meta.get(name, 0) or 0) + getattr(stats, name)
     else:
         meta.update({name: sub.meta.get(name) for name in ("shown_truncated", "shown_dropped", "query_truncated")})
+    clock.lap("diagonal")
     meta.update(exact_pairs=exact_mask_count, predicted_pairs=uf.size - exact_mask_count,
-                embedder=provider.approximation.embedder)
+                embedder=provider.approximation.embedder, stage_seconds=clock.seconds)
+    log.info("learned kernel %dx%d, seconds per stage: %s", len(t_ids), len(c_ids), clock.seconds)
     return UtilityKernel(uf=uf, d_zero=d_zero, d_one=d_one, target_ids=t_ids, candidate_ids=c_ids, meta=meta)

@@ -47,8 +47,9 @@ def score_pairs(setup: ScoringSetup, targets: Sequence[TokenizedExample], candid
     return values, stats
 
 
-def score_zero(setup: ScoringSetup, targets: Sequence[TokenizedExample]) -> tuple[np.ndarray, BlockStats]:
-    """d_zero (or l_zero) of each target (the engine's zero-shot path)."""
+def score_zero(setup: ScoringSetup, targets: Sequence[TokenizedExample],
+               on_batch=None) -> tuple[np.ndarray, BlockStats]:
+    """d_zero (or l_zero) of each target (the engine's zero-shot path; ``on_batch(count)`` for progress)."""
     if not len(targets):
         return np.empty(0), BlockStats()
-    return score_zero_shot(setup, targets)
+    return score_zero_shot(setup, targets, on_batch=on_batch)

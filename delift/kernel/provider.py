@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from delift.data.prompts import PromptTemplate
 from delift.data.records import Example, fingerprint
 from delift.kernel.approximate import ApproximationSettings, approximate_fill, approximate_utility, embed_examples
-from delift.kernel.blocks import Block, BlockStore, shard_of
+from delift.kernel.blocks import Block, BlockStore, IncompleteKernelError, shard_of  # noqa: F401 (re-export)
 from delift.kernel.cache import KernelCache, kernel_cache_key
 from delift.kernel.engine import BlockStats, ScoringSetup, score_one_shot, score_zero_shot
 from delift.kernel.sequences import build_sequence
@@ -45,10 +45,6 @@ from delift.kernel.utility import (  # noqa: F401 (re-export)
 from delift.models.loading import ModelSpec, load_model, load_tokenizer, model_identity
 
 log = logging.getLogger(__name__)
-
-
-class IncompleteKernelError(RuntimeError):
-    """Blocks of other shards are still missing."""
 
 
 class KernelProvider:
@@ -131,7 +127,7 @@ class KernelProvider:
     def fill(self, targets: Sequence[Example], candidates: Sequence[Example],
              aggregate: str = DEFAULT_AGGREGATE) -> dict[str, Any]:
         """Compute only this shard's missing blocks (``learned``: of its exact sample kernel; ``knn``:
-        NotImplementedError); never fails because other shards are unfinished."""
+        its row blocks); never fails because other shards are unfinished."""
         if not self.approximation.exact:
             return approximate_fill(self, targets, candidates, aggregate)
         return self.exact_fill(targets, candidates, aggregate)
