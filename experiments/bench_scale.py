@@ -9,7 +9,9 @@ method it prints the wall time of the kernel, the model passes it ran (zero-shot
 pairs), Spearman's rank correlation of its off-diagonal UF with the exact one, and the DELIFT
 selection on it (facility location on clip(UF), self-pairs kept, budget ``--budget-fraction``, submodlib's
 lazy greedy as the delift selector runs it): ``fl_ratio`` = f(A_method) / f(A_exact) with both values on
-the EXACT kernel, and ``overlap`` = |A_method ∩ A_exact| / k.
+the EXACT kernel, ``fl_off`` the same ratio with the self-pairs of the exact kernel set to 0 (with self-pairs
+kept, the exact diagonal dominates f), and ``overlap`` = |A_method ∩ A_exact| / k. A ``random`` row gives the
+chance level: the mean of each column over 100 seeded random subsets of the budget.
 
 Part 2, pools of each ``--scale-sizes`` (the first n rows of ``--scale-data``): the wall time of each
 ``--scale-methods`` kernel and of the facility-location selection on it, no exact reference. ``learned``
@@ -195,6 +197,9 @@ def main() -> None:
             print(f"fl_ratio@{args.n_exact} learned: {ratio_line:.4f}")
 
 
+RANDOM_DRAWS = 100  # seeded random subsets of the budget: the chance level of fl_ratio and overlap
+
+
 def compare(bench: Bench, cache_dir: Path, args, fractions: list[float], neighbors: list[int]) -> float:
     """Part 1; returns the learned FL ratio at the smallest fraction."""
     from delift.kernel.pairnet import spearman
@@ -209,9 +214,25 @@ def compare(bench: Bench, cache_dir: Path, args, fractions: list[float], neighbo
     cached = " (cached)" if exact.meta.get("cached") else ""
     print(f"n={n}, budget {budget}: exact kernel {seconds:.1f} s{cached} ({passes(exact, 'exact', n)}), "
           f"f(A_exact) = {best:.4f}")
-    header = f"{'method':<22} {'seconds':>8} {'passes':>28} {'spearman':>9} {'fl_ratio':>9} {'overlap':>8}"
+    s_off = s_exact.copy()
+    np.fill_diagonal(s_off, 0.0)  # square pool kernel: self-pairs on the diagonal
+    best_off = facility_location_value(s_off, exact_picks)
+
+    def scores(picks) -> tuple[float, float, float]:
+        return (facility_location_value(s_exact, picks) / best if best > 0 else float("nan"),
+                facility_location_value(s_off, picks) / best_off if best_off > 0 else float("nan"),
+                len(set(picks) & set(exact_picks)) / budget)
+
+    header = (f"{'method':<22} {'seconds':>8} {'passes':>28} {'spearman':>9} {'fl_ratio':>9} {'fl_off':>8} "
+              f"{'overlap':>8}")
     print(header)
-    print(f"{'exact':<22} {seconds:>8.1f} {passes(exact, 'exact', n):>28} {1.0:>9.3f} {1.0:>9.4f} {1.0:>8.3f}")
+    print(f"{'exact':<22} {seconds:>8.1f} {passes(exact, 'exact', n):>28} {1.0:>9.3f} {1.0:>9.4f} {1.0:>8.4f} "
+          f"{1.0:>8.3f}")
+    rng = np.random.default_rng(0)
+    chance = np.mean([scores(rng.choice(n, size=budget, replace=False).tolist()) for _ in range(RANDOM_DRAWS)],
+                     axis=0)
+    print(f"{f'random ({RANDOM_DRAWS} draws)':<22} {0.0:>8.1f} {'none':>28} {'n/a':>9} {chance[0]:>9.4f} "
+          f"{chance[1]:>8.4f} {chance[2]:>8.3f}")
     ratios = {}
     runs = [("learned", {"learned": {"sample_fraction": f}}, f"learned f={f:g}") for f in sorted(fractions)]
     runs += [("knn", {"knn": {"neighbors": m}}, f"knn m={m}") for m in neighbors]
@@ -219,12 +240,11 @@ def compare(bench: Bench, cache_dir: Path, args, fractions: list[float], neighbo
         kernel, seconds = bench.kernel(cache_dir, pool, method, **extra)
         rho = spearman(off_diagonal(kernel.uf), off_diagonal(exact.uf))
         picks, _ = select(similarity(kernel), budget)
-        ratio = facility_location_value(s_exact, picks) / best if best > 0 else float("nan")
-        overlap = len(set(picks) & set(exact_picks)) / budget
+        ratio, ratio_off, overlap = scores(picks)
         ratios[label] = ratio
         rho_text = f"{rho:.3f}" if rho is not None else "n/a"
         print(f"{label:<22} {seconds:>8.1f} {passes(kernel, method, n):>28} {rho_text:>9} {ratio:>9.4f} "
-              f"{overlap:>8.3f}" + (" (cached)" if kernel.meta.get("cached") else ""))
+              f"{ratio_off:>8.4f} {overlap:>8.3f}" + (" (cached)" if kernel.meta.get("cached") else ""))
     return ratios[f"learned f={min(fractions):g}"] if fractions else float("nan")
 
 
