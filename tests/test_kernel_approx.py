@@ -254,6 +254,9 @@ def test_delift_selector_end_to_end_with_an_approximate_kernel(tiny_spec, traine
     recorded = info["kernel_approximation"]["pool_pool"]
     if approx.method == "learned":
         assert recorded["sample_size"] == 4 and "holdout_mse" in recorded and "holdout_spearman" in recorded
+        stages = recorded["stage_seconds"]
+        assert list(stages) == ["sample_kernel", "embed", "fit", "predict", "zero_shot", "diagonal"]
+        assert all(value >= 0 for value in stages.values())
     else:
         assert recorded["neighbors"] == 2 and recorded["zero_pairs"] == 64 - 8 * 3
     # FLMI: the query x pool kernel is approximated too, and recorded under its role
