@@ -101,13 +101,20 @@ def _knn_blocks(provider: KernelProvider, targets: Sequence[Example], candidates
     bar = tqdm(total=len(targets), desc="knn kernel", unit="target", disable=not provider.progress)
     for number, start in enumerate(range(0, len(targets), block)):
         rows = range(start, min(start + block, len(targets)))
+        path = folder / f"rows{start}.npz"
+        bar.update(len(rows))
         mine = number % settings.num_shards == settings.shard
+        if not (mine or assemble):  # another shard's block: only whether it is there yet
+            if not path.exists():
+                missing.append(path.name)
+            continue
         chosen = nearest_candidates(e_t, e_c, t_ids, c_ids, neighbors, rows)
         pair_rows = np.concatenate([np.full(len(c), i) for i, c in zip(rows, chosen)]).astype(np.int64)
         pair_cols = np.concatenate(chosen).astype(np.int64)
-        path = folder / f"rows{start}.npz"
-        found = _load_block(path, pair_cols, len(rows)) if (mine or assemble) else None
-        if found is None and mine:
+        found = _load_block(path, pair_cols, len(rows))
+        if found is not None:
+            counts["blocks_resumed" if assemble else "blocks_skipped"] += 1
+        elif mine:
             if setup is None:
                 setup = scoring_setup(provider, aggregate)
                 t_tok = provider._tokens(targets)
@@ -120,22 +127,17 @@ def _knn_blocks(provider: KernelProvider, targets: Sequence[Example], candidates
                                                                                       d_zero=z))
             found = values, zero
             counts["blocks_computed"] += 1
-        elif found is not None:
-            counts["blocks_resumed" if assemble else "blocks_skipped"] += 1
-        elif not mine and not assemble:
-            bar.update(len(rows))
-            continue
-        if found is None:
+        else:
             missing.append(path.name)
-        elif assemble:
+            continue
+        if assemble:
             values, zero = found
             d_zero[rows.start:rows.stop] = zero
             d_one[rows.start:rows.stop] = zero[:, None]  # unscored: UF = 0
             d_one[pair_rows, pair_cols] = values
             counts["scored"] += len(pair_rows)
-        bar.update(len(rows))
     bar.close()
-    counts.update(pairs=stats.pairs, tokens=stats.tokens, seconds=time.perf_counter() - started)
+    counts.update(pairs=stats.pairs, tokens=stats.tokens, seconds=time.perf_counter() - started, missing=missing)
     if not assemble:
         return None, counts
     if missing:
@@ -164,8 +166,5 @@ def knn_fill(provider: KernelProvider, targets: Sequence[Example], candidates: S
     """Sharded precomputation: only this shard's missing row blocks; ``complete`` when no block of any
     shard is left."""
     _, counts = _knn_blocks(provider, targets, candidates, aggregate, key, assemble=False)
-    folder = provider.cache.root / key / "knn"
-    starts = range(0, len(targets), provider.settings.block_size)
-    complete = all((folder / f"rows{start}.npz").exists() for start in starts)
-    return {"key": key, "aggregate": aggregate, "complete": complete, "approximation": "knn",
+    return {"key": key, "aggregate": aggregate, "complete": not counts["missing"], "approximation": "knn",
             **{name: counts[name] for name in ("blocks_computed", "blocks_skipped", "pairs", "tokens", "seconds")}}
