@@ -19,7 +19,9 @@ at scale samples ``--scale-sample`` examples (sample_fraction = that / n: the sa
 fixed while n grows); ``knn`` uses the largest ``--neighbors``.
 
 The last line: ``n<largest> learned: <kernel + selection seconds>s fl_ratio@<n_exact>: <ratio>``, the
-ratio being that of the smallest ``--fractions`` (the sparsest sample compared with the exact kernel).
+ratio being that of the smallest ``--fractions`` (the sparsest sample compared with the exact kernel) with the
+self-pairs as the timed scale runs have them (``--scale-diagonal``: exact, or predicted, which skips the n
+self-pair passes and, with them, every zero-shot pass outside the sample).
 
 Every kernel is computed in a fresh cache folder (``--cache-dir`` reuses one: cached kernels then show
 their load time, marked ``cached``). Model: the run config's (``--model``: a conf/model name), dtype
@@ -128,7 +130,7 @@ def passes(kernel, method: str, n: int) -> str:
     meta = kernel.meta
     if method == "exact":
         return f"{n} zero-shot + {n * n} pairs"
-    return f"{n} zero-shot + {meta.get('exact_pairs', 0)} pairs"
+    return f"{meta.get('zero_shot_rows', n)} zero-shot + {meta.get('exact_pairs', 0)} pairs"
 
 
 def off_diagonal(m: np.ndarray) -> np.ndarray:
@@ -149,6 +151,9 @@ def main() -> None:
     parser.add_argument("--scale-methods", default="learned,knn")
     parser.add_argument("--scale-data", default=None, help="file of the scale pools (default: --data)")
     parser.add_argument("--scale-sample", type=int, default=200, help="learned at scale: examples sampled")
+    parser.add_argument("--scale-diagonal", default="exact", choices=("exact", "predicted"),
+                        help="learned at scale: self-pairs scored exactly (n passes) or predicted (none); with "
+                             "'predicted' part 1 adds a row of the smallest fraction with predicted self-pairs")
     parser.add_argument("--cache-dir", default=None, help="reuse this cache folder (default: a fresh one)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
@@ -179,7 +184,8 @@ def main() -> None:
             pool = bench.read_pool(args.scale_data or args.data, args.format, n)
             budget = max(1, int(args.budget_fraction * n))
             for method in methods:
-                extra = ({"learned": {"sample_fraction": min(1.0, args.scale_sample / n)}} if method == "learned"
+                extra = ({"learned": {"sample_fraction": min(1.0, args.scale_sample / n),
+                                      "exact_diagonal": args.scale_diagonal == "exact"}} if method == "learned"
                          else {"knn": {"neighbors": max(neighbors)}})
                 kernel, seconds = bench.kernel(cache_dir, pool, method, **extra)
                 picks, select_seconds = select(similarity(kernel), budget)
@@ -201,7 +207,7 @@ RANDOM_DRAWS = 100  # seeded random subsets of the budget: the chance level of f
 
 
 def compare(bench: Bench, cache_dir: Path, args, fractions: list[float], neighbors: list[int]) -> float:
-    """Part 1; returns the learned FL ratio at the smallest fraction."""
+    """Part 1; returns the learned FL ratio at the smallest fraction (self-pairs as ``--scale-diagonal``)."""
     from delift.kernel.pairnet import spearman
     from delift.selection.submodular import facility_location_value
 
@@ -235,6 +241,9 @@ def compare(bench: Bench, cache_dir: Path, args, fractions: list[float], neighbo
           f"{chance[1]:>8.4f} {chance[2]:>8.3f}")
     ratios = {}
     runs = [("learned", {"learned": {"sample_fraction": f}}, f"learned f={f:g}") for f in sorted(fractions)]
+    if fractions and args.scale_diagonal == "predicted":
+        runs.append(("learned", {"learned": {"sample_fraction": min(fractions), "exact_diagonal": False}},
+                     f"learned f={min(fractions):g} pred-diag"))
     runs += [("knn", {"knn": {"neighbors": m}}, f"knn m={m}") for m in neighbors]
     for method, extra, label in runs:
         kernel, seconds = bench.kernel(cache_dir, pool, method, **extra)
@@ -245,7 +254,9 @@ def compare(bench: Bench, cache_dir: Path, args, fractions: list[float], neighbo
         rho_text = f"{rho:.3f}" if rho is not None else "n/a"
         print(f"{label:<22} {seconds:>8.1f} {passes(kernel, method, n):>28} {rho_text:>9} {ratio:>9.4f} "
               f"{ratio_off:>8.4f} {overlap:>8.3f}" + (" (cached)" if kernel.meta.get("cached") else ""))
-    return ratios[f"learned f={min(fractions):g}"] if fractions else float("nan")
+    if not fractions:
+        return float("nan")
+    return ratios[f"learned f={min(fractions):g}" + (" pred-diag" if args.scale_diagonal == "predicted" else "")]
 
 
 if __name__ == "__main__":

@@ -54,10 +54,10 @@ def test_bench_scale_runs_and_prints_its_last_line(tmp_path):
                                         "output": f"{w} and {words[(k + 3) % len(words)]}"}) + "\n"
                             for k, w in enumerate(words)))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "DELIFT_CACHE_DIR": str(tmp_path / "models")}
-    out = subprocess.run([sys.executable, str(ROOT / "experiments" / "bench_scale.py"), "--model", "tiny_llama",
-                          "--n-exact", "10", "--fractions", "0.5", "--neighbors", "3", "--scale-sizes", "14",
-                          "--scale-sample", "6", "--threads", "1", "--data", str(data), "--cache-dir", str(tmp_path / "cache")],
-                         env=env, capture_output=True, text=True, timeout=600)
+    command = [sys.executable, str(ROOT / "experiments" / "bench_scale.py"), "--model", "tiny_llama",
+               "--n-exact", "10", "--fractions", "0.5", "--neighbors", "3", "--scale-sizes", "14",
+               "--scale-sample", "6", "--threads", "1", "--data", str(data), "--cache-dir", str(tmp_path / "cache")]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.strip().splitlines()
     rows = {line.split()[0]: line for line in lines if line.startswith(("exact ", "learned f=", "knn m="))}
@@ -67,3 +67,12 @@ def test_bench_scale_runs_and_prints_its_last_line(tmp_path):
     last = re.fullmatch(r"n14 learned: (\d+)s fl_ratio@10: ([0-9.]+)", lines[-1])
     assert last, lines[-1]
     assert 0 < float(last.group(2)) <= 1.5
+    # predicted self-pairs: a part-1 row of its own (5 sampled examples: 5 zero-shot, 25 pairs), which the
+    # last line's ratio is then taken from
+    out = subprocess.run(command + ["--scale-diagonal", "predicted", "--scale-sizes", ""], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.strip().splitlines()
+    (row,) = [line for line in lines if line.startswith("learned f=0.5 pred-diag")]
+    assert "5 zero-shot + 25 pairs" in row
+    assert lines[-1] == f"fl_ratio@10 learned: {float(row.split()[10]):.4f}"

@@ -111,6 +111,61 @@ def test_learned_kernel_keeps_sampled_entries_exact_and_predicts_the_rest(tiny_s
     np.testing.assert_array_equal(again.uf, kernel.uf)
 
 
+def test_learned_kernel_without_exact_diagonal_runs_no_per_example_pass(tiny_spec, trained_tiny_model, tmp_path,
+                                                                        monkeypatch):
+    import delift.kernel.learned as learned_module
+
+    scored = []
+    real_zero, real_pairs = learned_module.score_zero, learned_module.score_pairs
+    monkeypatch.setattr(learned_module, "score_zero", lambda setup, t, **kw: scored.append(len(t)) or real_zero(setup, t, **kw))
+    monkeypatch.setattr(learned_module, "score_pairs",
+                        lambda setup, t, c, r, col: scored.append(len(r)) or real_pairs(setup, t, c, r, col))
+    approx = ApproximationSettings("learned", learned=LearnedSettings(
+        sample_fraction=0.5, holdout_fraction=0.25, hidden=16, lr=1e-2, epochs=5, exact_diagonal=False))
+    pool = make_examples(8)
+    provider = provider_for(tiny_spec, trained_tiny_model, tmp_path, approx)
+    kernel = provider.utility(pool, pool)
+    assert sum(scored) == 0  # no zero-shot and no self-pair pass outside the sample kernel
+    rows = learned_sample([e.id for e in pool], [e.id for e in pool], approx.learned).rows
+    exact = provider.exact_utility(pool, pool)
+    others = np.setdiff1d(np.arange(8), rows)
+    np.testing.assert_allclose(kernel.d_zero[rows], exact.d_zero[rows], atol=1e-5, rtol=0)
+    assert np.isnan(kernel.d_zero[others]).all() and np.isnan(kernel.d_one[others]).all()
+    assert np.isfinite(kernel.d_one[rows]).all() and np.isfinite(kernel.uf).all()
+    meta = kernel.meta
+    assert meta["d_zero_missing"] == 4 and meta["zero_shot_rows"] == 4 and meta["diagonal_exact"] is False
+    assert meta["exact_pairs"] == 16 and list(meta["stage_seconds"])[-1] == "zero_shot"
+    again = provider.utility(pool, pool)  # the NaN rows pass the cache's damage check
+    assert again.meta["cached"] is True
+    np.testing.assert_array_equal(again.uf, kernel.uf)
+    # a query x pool kernel has no self-pairs: the sampled query rows only, whatever exact_diagonal says
+    provider_diag = provider_for(tiny_spec, trained_tiny_model, tmp_path / "diag", LEARNED)
+    scored.clear()
+    query = provider_diag.utility(make_examples(4, "q"), pool)
+    assert sum(scored) == 0 and query.meta["d_zero_missing"] == 2 and query.meta["diagonal_exact"] is False
+
+
+def test_cache_damage_check_allows_only_the_declared_missing_rows():
+    from delift.kernel.cache import kernel_problem
+    from delift.kernel.utility import UtilityKernel
+
+    def kernel(d_zero, d_one, missing=0):
+        d_zero, d_one = np.array(d_zero, dtype=float), np.array(d_one, dtype=float)
+        return UtilityKernel(uf=np.zeros((2, 2)), d_zero=d_zero, d_one=d_one, target_ids=["a", "b"],
+                             candidate_ids=["a", "b"], meta={"d_zero_missing": missing})
+
+    nan = np.nan
+    assert kernel_problem(kernel([1, 2], [[1, 2], [3, 4]])) is None
+    assert kernel_problem(kernel([1, nan], [[1, 2], [nan, nan]], missing=1)) is None
+    assert "expected 0 NaN" in kernel_problem(kernel([1, nan], [[1, 2], [nan, nan]]))
+    assert "outside the rows" in kernel_problem(kernel([1, nan], [[1, nan], [nan, nan]], missing=1))
+    assert "outside the rows" in kernel_problem(kernel([1, nan], [[1, 2], [nan, 4]], missing=1))
+    assert "d_zero holds" in kernel_problem(kernel([1, np.inf], [[1, 2], [3, 4]]))
+    bad_uf = kernel([1, 2], [[1, 2], [3, 4]])
+    bad_uf.uf[0, 1] = nan
+    assert "uf holds 1 non-finite" in kernel_problem(bad_uf)
+
+
 def test_learned_kernel_fill_computes_the_sample_kernel(tiny_spec, trained_tiny_model, tmp_path):
     pool = make_examples(6)
     provider = provider_for(tiny_spec, trained_tiny_model, tmp_path, LEARNED)

@@ -7,7 +7,8 @@
   (:mod:`delift.kernel.pairnet`) trained on it predicts every other entry. A held-out part of the
   sample (``learned.holdout_fraction`` of its examples: every sampled pair touching one of them) reports
   the network's error. Sampled entries keep their exact values; self-pairs are scored exactly
-  (``learned.exact_diagonal``); d_zero is exact for every target.
+  (``learned.exact_diagonal``); d_zero is scored only for the rows that need it (sampled rows, exact
+  self-pairs' rows) and is NaN elsewhere, as is d_one there.
 - ``knn`` (:mod:`delift.kernel.knn`): each target is scored exactly against only its ``knn.neighbors``
   nearest candidates by embedding cosine (and itself); every other entry has UF = 0 (d_one = d_zero).
 

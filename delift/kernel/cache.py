@@ -23,16 +23,28 @@ def kernel_cache_key(payload: dict[str, Any]) -> str:
 
 
 def kernel_problem(kernel: UtilityKernel) -> str | None:
-    """Why a kernel read from disk cannot be used (shapes that do not fit its ids, NaN or inf), or None."""
+    """Why a kernel read from disk cannot be used (shapes that do not fit its ids, NaN or inf), or None.
+
+    UF must be finite. d_zero may be NaN on exactly ``meta["d_zero_missing"]`` rows (a learned kernel's
+    predicted rows, never scored zero-shot), and d_one then on exactly those rows; anything else non-finite
+    is damage.
+    """
     n, m = len(kernel.target_ids), len(kernel.candidate_ids)
     for name, shape in (("uf", (n, m)), ("d_zero", (n,)), ("d_one", (n, m))):
         array = getattr(kernel, name)
         if array.dtype.kind != "f" or array.shape != shape:
             return (f"{name} has shape {array.shape} and dtype {array.dtype}, expected float of shape {shape} "
                     f"for {n} targets x {m} candidates")
-        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
-        if bad:
-            return f"{name} holds {bad} non-finite values (NaN or inf)"
+    if not np.all(np.isfinite(kernel.uf)):
+        return f"uf holds {int(kernel.uf.size - np.count_nonzero(np.isfinite(kernel.uf)))} non-finite values"
+    missing = ~np.isfinite(kernel.d_zero)
+    expected = int(kernel.meta.get("d_zero_missing", 0) or 0)
+    if int(missing.sum()) != expected or np.isinf(kernel.d_zero).any():
+        return f"d_zero holds {int(missing.sum())} non-finite values (NaN or inf), expected {expected} NaN"
+    wrong = int(np.count_nonzero(~np.isfinite(kernel.d_one) != missing[:, None]))
+    if wrong:
+        return (f"d_one holds {wrong} non-finite values (NaN or inf) outside the rows whose d_zero is missing "
+                f"(or finite values inside them)")
     return None
 
 

@@ -6,6 +6,10 @@ sampled pair touching one of them is scored against the network trained on the o
 is the situation of the predicted entries (each touches at least one unsampled example).
 Self-pairs are never training or hold-out pairs (showing an example its own answer is a different
 regime); they are scored exactly (``exact_diagonal``), else predicted like any pair.
+d_zero (zero-shot passes) is computed only for the rows whose UF needs it: the sampled rows and the
+rows of exactly scored self-pairs. Every other row's UF is predicted whole, so its d_zero and d_one are
+NaN (``meta["d_zero_missing"]`` counts them): with ``exact_diagonal=false`` the kernel costs the
+sample kernel and no per-example pass at all.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ if TYPE_CHECKING:
     from delift.kernel.provider import KernelProvider
 
 log = logging.getLogger(__name__)
+
+LOW_SPEARMAN = 0.3  # a held-out rank correlation below this gets a warning
 
 
 @dataclass(frozen=True)
@@ -117,29 +123,42 @@ def learned_kernel(provider: KernelProvider, targets: Sequence[Example], candida
                     holdout_variance=float(np.var(exact)))  # the MSE of predicting the mean, for scale
         log.info("learned kernel: held-out MSE %.3g (variance %.3g), Spearman %s over %d pairs",
                  meta["holdout_mse"], meta["holdout_variance"], meta["holdout_spearman"], meta["holdout_pairs"])
+        if meta["holdout_spearman"] is not None and meta["holdout_spearman"] < LOW_SPEARMAN:
+            log.warning("learned kernel: the network ranks the held-out pairs poorly (Spearman %.2f < %.1f): the "
+                        "predicted entries are close to noise; raise kernel.learned.sample_fraction (now %g, %d "
+                        "examples sampled)", meta["holdout_spearman"], LOW_SPEARMAN, settings.sample_fraction,
+                        len(sample.rows))
 
     clock.lap("fit")
     uf = net.predict_matrix(e_t, e_c)
     del net
     clock.lap("predict")
     t_tok = provider._tokens(targets)
-    d_zero = np.empty(len(targets))
+    diag_rows, diag_cols = self_pairs(t_ids, c_ids)
+    if settings.exact_diagonal:  # the self-pairs outside the sample are scored exactly below
+        outside = ~(np.isin(diag_rows, sample.rows) & np.isin(diag_cols, sample.cols))
+        diag_rows, diag_cols = diag_rows[outside], diag_cols[outside]
+    else:
+        diag_rows = diag_cols = np.empty(0, dtype=np.int64)
+    # d_zero is exact where UF was computed exactly (the sample rows, the exact self-pairs' rows); elsewhere
+    # UF is predicted whole, so a zero-shot pass would only fill d_zero and d_one: they are left NaN
+    d_zero = np.full(len(targets), np.nan)
     d_zero[sample.rows] = sub.d_zero
-    others = np.setdiff1d(np.arange(len(targets)), sample.rows)
+    others = np.setdiff1d(np.unique(diag_rows), sample.rows)
     with tqdm(total=len(others), desc="learned kernel: zero-shot", unit="ex", disable=not provider.progress) as bar:
         d_zero[others] = score_zero(scoring_setup(provider, aggregate), [t_tok[i] for i in others],
                                     on_batch=bar.update)[0]
+    meta.update(zero_shot_rows=int(np.count_nonzero(np.isfinite(d_zero))),
+                d_zero_missing=int(np.count_nonzero(np.isnan(d_zero))))
     clock.lap("zero_shot")
     d_one = d_one_of(uf, d_zero, aggregate)
     uf[np.ix_(sample.rows, sample.cols)] = sub.uf  # sampled entries: their exact values
     d_one[np.ix_(sample.rows, sample.cols)] = sub.d_one
     exact_mask_count = len(sample.rows) * len(sample.cols)
 
-    diag_rows, diag_cols = self_pairs(t_ids, c_ids)
-    meta["diagonal_exact"] = bool(settings.exact_diagonal and len(diag_rows))
-    if settings.exact_diagonal and len(diag_rows):
-        sampled = np.isin(diag_rows, sample.rows) & np.isin(diag_cols, sample.cols)
-        rows, cols = diag_rows[~sampled], diag_cols[~sampled]
+    meta["diagonal_exact"] = bool(settings.exact_diagonal and len(self_pairs(t_ids, c_ids)[0]))
+    if len(diag_rows):
+        rows, cols = diag_rows, diag_cols
         c_tok = t_tok if sample.square else provider._tokens(candidates)
         with tqdm(total=len(rows), desc="learned kernel: diagonal", unit="pair", disable=not provider.progress) as bar:
             values, stats = score_pairs(scoring_setup(provider, aggregate, on_pairs=bar.update), t_tok, c_tok,
@@ -151,7 +170,8 @@ def learned_kernel(provider: KernelProvider, targets: Sequence[Example], candida
             meta[name] = int(sub.meta.get(name, 0) or 0) + getattr(stats, name)
     else:
         meta.update({name: sub.meta.get(name) for name in ("shown_truncated", "shown_dropped", "query_truncated")})
-    clock.lap("diagonal")
+    if meta["diagonal_exact"]:
+        clock.lap("diagonal")
     meta.update(exact_pairs=exact_mask_count, predicted_pairs=uf.size - exact_mask_count,
                 embedder=provider.approximation.embedder, stage_seconds=clock.seconds)
     log.info("learned kernel %dx%d, seconds per stage: %s", len(t_ids), len(c_ids), clock.seconds)

@@ -225,14 +225,17 @@ class NuggetsSelector(ScoreSelector):
             raise ValueError("the golden x pool kernel's rows/columns do not match the golden set / pool")
         if kernel.meta.get("aggregate", AGGREGATE) != AGGREGATE:
             raise ValueError(f"nuggets needs a {AGGREGATE} kernel, got {kernel.meta.get('aggregate')!r}")
-        scores = golden_scores(kernel.d_zero, kernel.d_one)
+        # l_one > l_zero exactly when UF = l_one - l_zero > 0 (fp64, finite): reading UF also serves
+        # approximate kernels, whose predicted rows have no l_zero / l_one
+        scores = golden_scores(np.zeros(len(kernel.target_ids)), kernel.uf)
         info: dict[str, Any] = {
             "golden": self.golden, "golden_size": len(request.targets), "golden_size_setting": self.golden_size,
             "golden_ids": [e.id for e in request.targets],
             "golden_scores": {ex.id: float(s) for ex, s in zip(ctx.pool, scores)},
             "kernel_key": kernel.meta.get("key"), "kernel_cached": kernel.meta.get("cached"),
             "kernel_seconds": kernel.meta.get("seconds"), "kernel_aggregate": AGGREGATE,
-            "zero_shot_logprob_mean": float(np.mean(kernel.d_zero)),
+            "zero_shot_logprob_mean": (float(np.nanmean(kernel.d_zero)) if np.isfinite(kernel.d_zero).any()
+                                       else None),
             "win_fraction": float(np.mean(scores)),
             **{key: kernel.meta.get(key) for key in KERNEL_META},
         }
