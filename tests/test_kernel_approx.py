@@ -309,6 +309,7 @@ def test_delift_selector_end_to_end_with_an_approximate_kernel(tiny_spec, traine
     recorded = info["kernel_approximation"]["pool_pool"]
     if approx.method == "learned":
         assert recorded["sample_size"] == 4 and "holdout_mse" in recorded and "holdout_spearman" in recorded
+        assert recorded["zero_shot_rows"] == 8 and recorded["d_zero_missing"] == 0  # exact diagonal: every row
         stages = recorded["stage_seconds"]
         assert list(stages) == ["sample_kernel", "embed", "fit", "predict", "zero_shot", "diagonal"]
         assert all(value >= 0 for value in stages.values())

@@ -34,7 +34,7 @@ UTILITY_POSTPROCESS = ("clip", "minmax")
 APPROXIMATION_META = ("approximation", "sample_size", "sample_size_candidates", "sample_fraction", "sample_key",
                       "holdout_examples", "holdout_pairs", "holdout_mse", "holdout_spearman", "holdout_variance",
                       "train_pairs", "train_mse", "diagonal_exact", "neighbors", "exact_pairs", "predicted_pairs",
-                      "zero_pairs", "embedder", "stage_seconds")  # raw utilities can be negative: "none" is not an option here
+                      "zero_pairs", "zero_shot_rows", "d_zero_missing", "embedder", "stage_seconds")  # raw utilities can be negative: "none" is not an option here
 
 
 def _check_ids(kernel, targets: Sequence[Example], candidates: Sequence[Example], role: str) -> None:
