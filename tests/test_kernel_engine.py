@@ -79,6 +79,26 @@ def _brute_force_groups(lengths, widths, budget):
     return best[1]
 
 
+@pytest.mark.parametrize("max_length", [1024, 185])  # all pairs on the prefix path; about half cut
+def test_engine_with_a_wanted_mask_scores_only_those_pairs(trained_tiny_model, tiny_tokenizer, max_length):
+    targets, candidates = make_examples(7), make_examples(9, "c")[2:]
+    settings = KernelSettings(max_length=max_length, batch_size=3, tokens_per_batch=300, workers=2)
+    tokens = lambda exs: tokenize_examples(exs, tiny_tokenizer, TEMPLATE, settings)  # noqa: E731
+    setup = ScoringSetup(trained_tiny_model, tiny_tokenizer.eos_token_id, tiny_tokenizer.pad_token_id,
+                         settings.eos_after_prompt, settings.max_length, settings.batch_size,
+                         settings.tokens_per_batch, workers=settings.workers)
+    wanted = np.random.default_rng(3).random((7, 7)) < 0.3
+    wanted[:, 4] = False  # a candidate nobody wants: its prefix is never run
+    _, ref_one, _ = naive_kernel(trained_tiny_model, tiny_tokenizer, targets, candidates, max_length, True)
+    one, stats = score_one_shot(setup, tokens(targets), tokens(candidates), wanted)
+    np.testing.assert_allclose(one[wanted], ref_one[wanted], atol=1e-5, rtol=0)
+    assert np.isnan(one[~wanted]).all() and stats.pairs == wanted.sum()
+    _, full = score_one_shot(setup, tokens(targets), tokens(candidates))
+    assert stats.tokens < full.tokens  # fewer continuations and prefixes than the whole block
+    with pytest.raises(ValueError, match="wanted has shape"):
+        score_one_shot(setup, tokens(targets), tokens(candidates), wanted[:3])
+
+
 @pytest.mark.parametrize("lengths,widths,budget", [
     ([26, 26, 31, 41, 48, 69, 78, 112, 125, 241], [30, 80, 120], 8192),  # Alpaca-like spread
     ([20, 20, 21, 22, 22, 23], [50, 60], 8192),  # near-equal: one group

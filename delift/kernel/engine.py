@@ -296,23 +296,33 @@ def _prefix_cache(setup: ScoringSetup, prefixes: list[list[int]],
 
 @torch.inference_mode()
 def score_one_shot(setup: ScoringSetup, targets: Sequence[TokenizedExample],
-                   candidates: Sequence[TokenizedExample]) -> tuple[np.ndarray, BlockStats]:
-    """d_one (or l_one, ``setup.aggregate``) (len(targets) x len(candidates)) of every pair of a block."""
+                   candidates: Sequence[TokenizedExample],
+                   wanted: np.ndarray | None = None) -> tuple[np.ndarray, BlockStats]:
+    """d_one (or l_one, ``setup.aggregate``) (len(targets) x len(candidates)) of every pair of a block, or
+    only of the pairs where the boolean mask ``wanted`` is True (the others stay NaN): each candidate's
+    prefix is still run once, for all the targets that want it."""
     with grouped_sdpa(setup.model), setup.pool() as run:  # passes finish before attention is reset
-        return _score_one_shot(setup, targets, candidates, run)
+        return _score_one_shot(setup, targets, candidates, run, wanted)
 
 
 def _score_one_shot(setup: ScoringSetup, targets: Sequence[TokenizedExample],
-                    candidates: Sequence[TokenizedExample], run: Callable) -> tuple[np.ndarray, BlockStats]:
+                    candidates: Sequence[TokenizedExample], run: Callable,
+                    wanted: np.ndarray | None = None) -> tuple[np.ndarray, BlockStats]:
     body, head = _decoder_and_head(setup.model)
     softcap = getattr(setup.model.config, "final_logit_softcapping", None)
     device = setup.device
     shown = [c.shown for c in candidates]
     d = np.full((len(targets), len(candidates)), np.nan)
-    stats = BlockStats(pairs=len(targets) * len(candidates))
+    if wanted is None:
+        wanted = np.ones((len(targets), len(candidates)), dtype=bool)
+    wanted = np.asarray(wanted, dtype=bool)
+    if wanted.shape != d.shape:
+        raise ValueError(f"wanted has shape {wanted.shape}, expected {d.shape} (targets x candidates)")
+    stats = BlockStats(pairs=int(wanted.sum()))
 
     # Pairs that would be truncated lose the shared prefix: score them one sequence at a time.
-    cut = [(i, j) for i, t in enumerate(targets) for j in range(len(candidates)) if not _fits(setup, shown[j], t)]
+    cut = [(i, j) for i, t in enumerate(targets) for j in np.flatnonzero(wanted[i]).tolist()
+           if not _fits(setup, shown[j], t)]
     if cut:
         values = score_per_sequence(setup, len(cut), lambda k: build_sequence(
             shown[cut[k][1]], targets[cut[k][0]].query, targets[cut[k][0]].response, setup.eos_id,
@@ -321,7 +331,8 @@ def _score_one_shot(setup: ScoringSetup, targets: Sequence[TokenizedExample],
             d[i, j] = value
 
     continuations = [_continuation(setup, t) for t in targets]
-    columns = [j for j in range(len(candidates)) if any(_fits(setup, shown[j], t) for t in targets)]
+    columns = [j for j in range(len(candidates))
+               if any(wanted[i, j] and _fits(setup, shown[j], t) for i, t in enumerate(targets))]
     for group in _prefix_groups(setup, columns, shown, [len(ids) for ids, _ in continuations]):
         layers = _prefix_cache(setup, [shown[j] for j in group], run)
         stats.tokens += sum(len(shown[j]) for j in group)
@@ -330,7 +341,7 @@ def _score_one_shot(setup: ScoringSetup, targets: Sequence[TokenizedExample],
         prefix_valid = torch.arange(width, device=device)[None, :] < lengths[:, None]  # (G, P_max)
         passes = []  # (target, rows of the group): one continuation pass each
         for i, target in enumerate(targets):
-            rows = [g for g, j in enumerate(group) if _fits(setup, shown[j], target)]
+            rows = [g for g, j in enumerate(group) if wanted[i, j] and _fits(setup, shown[j], target)]
             step = max(1, setup.tokens_per_batch // len(continuations[i][0]))
             passes += [(i, rows[first:first + step]) for first in range(0, len(rows), step)]
 

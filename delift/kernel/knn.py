@@ -2,7 +2,9 @@
 
 Neighbours: the ``knn.neighbors`` candidates of highest embedding cosine with the target (the target
 itself excluded, ties to the lower index), plus the target itself when it is among the candidates:
-at most n (m + 1) pairs, scored through the per-sequence path (:mod:`delift.kernel.pairs`). Every
+at most n (m + 1) pairs, scored by the exact engine with prefix reuse: per row block, every candidate
+that some target of the block wants is run once as a prefix (KV cache) for all those targets, and only
+the wanted pairs run a continuation (``score_one_shot(..., wanted=mask)``). Every
 other entry is UF = 0 (d_one = d_zero: "showing it changes nothing"); note that
 ``selector.postprocess=minmax`` then maps those zeros to the same value as exact zeros.
 
@@ -26,8 +28,8 @@ from tqdm.auto import tqdm
 from delift.data.records import Example
 from delift.fsutil import atomic_write
 from delift.kernel.blocks import IncompleteKernelError
-from delift.kernel.engine import BlockStats
-from delift.kernel.pairs import score_pairs, score_zero, scoring_setup
+from delift.kernel.engine import BlockStats, score_one_shot
+from delift.kernel.pairs import score_zero, scoring_setup
 from delift.kernel.utility import UtilityKernel, utility_matrix
 
 if TYPE_CHECKING:
@@ -79,6 +81,17 @@ def _load_block(path: Path, cols: np.ndarray, n_rows: int) -> tuple[np.ndarray, 
     return d_one, d_zero
 
 
+def _score_wanted(setup, t_tok, c_tok, pair_rows: np.ndarray, pair_cols: np.ndarray) -> tuple[np.ndarray, BlockStats]:
+    """d_one of the pairs (pair_rows[k], pair_cols[k]) of one row block: the block's targets against the union
+    of their wanted candidates, each candidate's prefix run once (the engine's prefix-cached path)."""
+    rows, local_rows = np.unique(pair_rows, return_inverse=True)
+    cols, local_cols = np.unique(pair_cols, return_inverse=True)
+    wanted = np.zeros((len(rows), len(cols)), dtype=bool)
+    wanted[local_rows, local_cols] = True
+    d, stats = score_one_shot(setup, [t_tok[i] for i in rows], [c_tok[j] for j in cols], wanted)
+    return d[local_rows, local_cols], stats
+
+
 def _knn_blocks(provider: KernelProvider, targets: Sequence[Example], candidates: Sequence[Example],
                 aggregate: str, key: str, assemble: bool) -> tuple[UtilityKernel | None, dict[str, Any]]:
     """Compute this shard's missing row blocks (block number % ``kernel.num_shards`` == ``kernel.shard``);
@@ -120,7 +133,7 @@ def _knn_blocks(provider: KernelProvider, targets: Sequence[Example], candidates
                 t_tok = provider._tokens(targets)
                 c_tok = t_tok if square else provider._tokens(candidates)
             zero, zero_stats = score_zero(setup, [t_tok[i] for i in rows])
-            values, pair_stats = score_pairs(setup, t_tok, c_tok, pair_rows, pair_cols)
+            values, pair_stats = _score_wanted(setup, t_tok, c_tok, pair_rows, pair_cols)
             stats.add(zero_stats)
             stats.add(pair_stats)
             atomic_write(path, lambda handle, c=pair_cols, v=values, z=zero: np.savez(handle, cols=c, d_one=v,
