@@ -82,6 +82,8 @@ def test_learned_sample_is_seeded_and_holds_out_examples():
     assert set(a.held_rows) <= set(a.rows)
     rect = learned_sample(ids[:4], ids, LearnedSettings(sample_fraction=0.1, holdout_fraction=0.0))
     assert not rect.square and len(rect.rows) == 2 and len(rect.cols) == 2 and len(rect.held_rows) == 0
+    tiny = learned_sample(ids[:8], ids[:8], LearnedSettings(sample_fraction=0.1, holdout_fraction=0.1))
+    assert len(tiny.rows) == 3 and len(tiny.held_rows) == 1  # two left to train on: 2 pairs, not 0
 
 
 def test_learned_kernel_keeps_sampled_entries_exact_and_predicts_the_rest(tiny_spec, trained_tiny_model, tmp_path):
@@ -142,7 +144,7 @@ def test_learned_kernel_without_exact_diagonal_runs_no_per_example_pass(tiny_spe
     provider_diag = provider_for(tiny_spec, trained_tiny_model, tmp_path / "diag", LEARNED)
     scored.clear()
     query = provider_diag.utility(make_examples(4, "q"), pool)
-    assert sum(scored) == 0 and query.meta["d_zero_missing"] == 2 and query.meta["diagonal_exact"] is False
+    assert sum(scored) == 0 and query.meta["d_zero_missing"] == 1  # 3 of 4 sampled and query.meta["diagonal_exact"] is False
 
 
 def test_cache_damage_check_allows_only_the_declared_missing_rows():

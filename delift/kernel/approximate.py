@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 APPROXIMATIONS = ("exact", "learned", "knn")
 APPROXIMATION_KEYS = ("approximation", "embedder", "learned", "knn")  # kernel config keys read here, not by KernelSettings
-APPROX_CODE_VERSION = 1  # bump whenever an approximation's numbers would change
+APPROX_CODE_VERSION = 2  # bump whenever an approximation's numbers would change
 EMBEDDING_TEXT = "fields"
 
 

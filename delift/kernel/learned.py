@@ -49,12 +49,14 @@ class LearnedSample:
 
 
 def learned_sample(target_ids: Sequence[str], candidate_ids: Sequence[str], settings: LearnedSettings) -> LearnedSample:
-    """The seeded sample: ceil(f n) examples (at least 2, at most n) of each side, then the hold-out."""
+    """The seeded sample: ceil(f n) examples of each side (at least 2, or 3 with a hold-out so that 2 are left to
+    train on; at most n), then the hold-out."""
     rng = np.random.default_rng(settings.seed)
     square = list(target_ids) == list(candidate_ids)
+    least = 3 if settings.holdout_fraction > 0 else 2
 
     def draw(n: int) -> np.ndarray:
-        k = min(n, max(2, math.ceil(settings.sample_fraction * n - 1e-9)))
+        k = min(n, max(least, math.ceil(settings.sample_fraction * n - 1e-9)))
         return np.sort(rng.choice(n, size=k, replace=False))
 
     def hold(index: np.ndarray) -> np.ndarray:
