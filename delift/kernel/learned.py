@@ -137,19 +137,20 @@ def learned_kernel(provider: KernelProvider, targets: Sequence[Example], candida
     clock.lap("predict")
     t_tok = provider._tokens(targets)
     diag_rows, diag_cols = self_pairs(t_ids, c_ids)
-    if settings.exact_diagonal:  # the self-pairs outside the sample are scored exactly below
-        outside = ~(np.isin(diag_rows, sample.rows) & np.isin(diag_cols, sample.cols))
-        diag_rows, diag_cols = diag_rows[outside], diag_cols[outside]
-    else:
-        diag_rows = diag_cols = np.empty(0, dtype=np.int64)
+    meta["diagonal_exact"] = bool(settings.exact_diagonal and len(diag_rows))
+    # the self-pairs scored exactly below: those outside the sample, when exact_diagonal
+    outside = ~(np.isin(diag_rows, sample.rows) & np.isin(diag_cols, sample.cols)) & settings.exact_diagonal
+    diag_rows, diag_cols = diag_rows[outside], diag_cols[outside]
     # d_zero is exact where UF was computed exactly (the sample rows, the exact self-pairs' rows); elsewhere
     # UF is predicted whole, so a zero-shot pass would only fill d_zero and d_one: they are left NaN
     d_zero = np.full(len(targets), np.nan)
     d_zero[sample.rows] = sub.d_zero
-    others = np.setdiff1d(np.unique(diag_rows), sample.rows)
-    with tqdm(total=len(others), desc="learned kernel: zero-shot", unit="ex", disable=not provider.progress) as bar:
-        d_zero[others] = score_zero(scoring_setup(provider, aggregate), [t_tok[i] for i in others],
-                                    on_batch=bar.update)[0]
+    others = np.setdiff1d(diag_rows, sample.rows)
+    if len(others):  # (no model load when there is nothing to score, e.g. a cached sample kernel)
+        with tqdm(total=len(others), desc="learned kernel: zero-shot", unit="ex",
+                  disable=not provider.progress) as bar:
+            d_zero[others] = score_zero(scoring_setup(provider, aggregate), [t_tok[i] for i in others],
+                                        on_batch=bar.update)[0]
     meta.update(zero_shot_rows=int(np.count_nonzero(np.isfinite(d_zero))),
                 d_zero_missing=int(np.count_nonzero(np.isnan(d_zero))))
     clock.lap("zero_shot")
@@ -158,16 +159,15 @@ def learned_kernel(provider: KernelProvider, targets: Sequence[Example], candida
     d_one[np.ix_(sample.rows, sample.cols)] = sub.d_one
     exact_mask_count = len(sample.rows) * len(sample.cols)
 
-    meta["diagonal_exact"] = bool(settings.exact_diagonal and len(self_pairs(t_ids, c_ids)[0]))
     if len(diag_rows):
-        rows, cols = diag_rows, diag_cols
         c_tok = t_tok if sample.square else provider._tokens(candidates)
-        with tqdm(total=len(rows), desc="learned kernel: diagonal", unit="pair", disable=not provider.progress) as bar:
+        with tqdm(total=len(diag_rows), desc="learned kernel: diagonal", unit="pair",
+                  disable=not provider.progress) as bar:
             values, stats = score_pairs(scoring_setup(provider, aggregate, on_pairs=bar.update), t_tok, c_tok,
-                                        rows, cols)
-        d_one[rows, cols] = values
-        uf[rows, cols] = uf_of_entries(d_zero[rows], values, aggregate)
-        exact_mask_count += len(rows)
+                                        diag_rows, diag_cols)
+        d_one[diag_rows, diag_cols] = values
+        uf[diag_rows, diag_cols] = uf_of_entries(d_zero[diag_rows], values, aggregate)
+        exact_mask_count += len(diag_rows)
         for name in ("shown_truncated", "shown_dropped", "query_truncated"):
             meta[name] = int(sub.meta.get(name, 0) or 0) + getattr(stats, name)
     else:
