@@ -8,7 +8,7 @@ import math
 import pytest
 from test_report_support import rows, write_job
 
-from delift.report.cli import build_report, main
+from delift.report.cli import build_report, main, run
 from delift.report.frame import build_frame, columns
 from delift.report.jobs import group_jobs, load_jobs
 
@@ -132,7 +132,7 @@ def test_cli_writes_every_file_under_results_name_and_marks_a_named_baseline(tmp
         write_job(tmp_path / "sweep", f"se{seed}", "delift_se", seed, {"qlora/bge": 0.45},
                   predictions=rows("qlora", {"bge": [0.45, 0.45, 0.45], "judge": [None] * 3}))
     monkeypatch.chdir(tmp_path)
-    out = main(["sweep", "--baseline", "delift_se", "--no-figures"])
+    out = run(["sweep", "--baseline", "delift_se", "--no-figures"])
     assert out.as_posix() == "results/synth"
     for name in ("table.md", "table.csv", "survey.md", "survey.csv", "jobs.csv", "report.md"):
         assert (tmp_path / out / name).exists(), name
@@ -144,6 +144,8 @@ def test_cli_writes_every_file_under_results_name_and_marks_a_named_baseline(tmp
     assert "| DELIFT | DELIFT (SE) | +0.2000 [" in table  # seed means 0.25 and 0.15
     report = (tmp_path / out / "report.md").read_text()
     assert report.startswith("# synth\n\n> caveat: tiny random model") and "## Survey metrics" in report
+    assert main(["sweep", "--no-figures", "--out", "again"]) == 0  # the console script's exit status (a Path: 1)
+    assert (tmp_path / "again" / "table.md").exists()
 
 
 def test_more_than_three_varying_keys_share_one_setting_column(tmp_path):

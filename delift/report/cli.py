@@ -176,7 +176,8 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> Path:
+def run(argv: list[str] | None = None) -> Path:
+    """Build the report of the command line ``argv``, print its table; returns the output folder."""
     args = parser().parse_args(argv)
     done = build_report(args.roots, args.out, args.name, tuple(args.baseline), tuple(args.ignore), args.pir_metrics,
                         args.methods_yaml, args.seed, args.resamples, args.cache_dir, not args.no_figures)
@@ -185,6 +186,11 @@ def main(argv: list[str] | None = None) -> Path:
           f"{len(done['figures'])} figures)")
     return done["out"]
 
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``delift-report`` console script: exit status 0 (a returned path would make ``sys.exit`` fail with 1)."""
+    run(argv)
+    return 0
 
 
 if __name__ == "__main__":
