@@ -26,7 +26,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from delift.config.checks import ConfigError
+from delift.checks import ConfigError
 from delift.config.loader import CONFIG_DIR, load_config, register
 from delift.tracking.identity import LaunchInfo
 from delift.tracking.naming import job_dirname, override_key

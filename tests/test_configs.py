@@ -8,7 +8,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from delift.config.checks import ConfigError
+from delift.checks import ConfigError
 from delift.config.loader import CONFIG_DIR, compose_config
 from delift.config.schema import ExperimentConfig, TrainConfig
 from delift.pipeline import build_parts

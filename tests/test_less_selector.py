@@ -151,7 +151,7 @@ def test_a_killed_feature_stage_resumes_from_its_chunks(exact, tiny_spec, cache_
 
 
 def test_selector_less_composes_and_bad_values_name_their_keys():
-    from delift.config.checks import ConfigError
+    from delift.checks import ConfigError
     from delift.config.loader import compose_config
     from delift.pipeline import build
 

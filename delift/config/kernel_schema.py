@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from delift.config.checks import Problems, at_least, choice
+from delift.checks import Problems, at_least, choice
 
 
 @dataclass

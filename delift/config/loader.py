@@ -21,7 +21,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from delift.config.checks import ConfigError, raise_problems
+from delift.checks import ConfigError, raise_problems
 from delift.config.schema import ExperimentConfig
 
 SCHEMA_NAME = "delift_schema"  # conf/config.yaml's first default

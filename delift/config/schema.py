@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
-from delift.config.checks import Problems, at_least, choice  # noqa: F401 (re-exported for selector schemas)
+from delift.checks import Problems, at_least, choice  # noqa: F401 (re-exported for selector schemas)
 from delift.config.kernel_schema import KernelConfig, KnnKernelConfig, LearnedKernelConfig  # noqa: F401
 
 DTYPES = ("float32", "float16", "bfloat16", "auto")  # auto: bfloat16 on hardware with native bf16, else float32

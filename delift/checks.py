@@ -1,8 +1,8 @@
 """Range and choice checks over a typed config tree, reported with full key paths.
 
-Every schema dataclass may define ``problems() -> {local key: message}``; :func:`collect_problems`
-walks a tree of dataclasses, dicts and lists and prefixes each key with its path, so one error
-lists every bad value at once (``evaluation.qlora.train.lr=-1.0: must be > 0.0``).
+Every settings dataclass (the config package's, the model's, the kernel's) may define
+``problems() -> {local key: message}``; :func:`collect_problems` walks a tree of dataclasses, dicts
+and lists and prefixes each key with its path, so one error lists every bad value at once (``evaluation.qlora.train.lr=-1.0: must be > 0.0``).
 """
 
 from __future__ import annotations
