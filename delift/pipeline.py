@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,10 +22,11 @@ from delift.config.schema import ExperimentConfig
 from delift.data.formatters import SYNTHETIC_FORMAT, get_formatter
 from delift.data.prompts import PromptTemplate
 from delift.evaluation.metrics import Metric
-from delift.kernel.approximate import ApproximationSettings
 from delift.kernel.cache import KernelCache
+from delift.kernel.config import KernelConfig
+from delift.kernel.front import Kernels
 from delift.kernel.provider import KernelProvider
-from delift.kernel.utility import KernelSettings, overflowing_targets
+from delift.kernel.tokens import overflowing_targets
 from delift.models.loading import ModelSpec
 from delift.outputs import write_json, write_jsonl
 from delift.protocols import EvalContext, Protocol, Timer
@@ -53,9 +54,8 @@ class Parts:
     protocols: list[Protocol]
     metrics: list[Metric]
     model_spec: ModelSpec
-    settings: KernelSettings
+    settings: KernelConfig
     template: PromptTemplate
-    approximation: ApproximationSettings = field(default_factory=ApproximationSettings)  # kernel.approximation
 
 
 def build_parts(cfg: ExperimentConfig) -> Parts:
@@ -69,8 +69,7 @@ def build_parts(cfg: ExperimentConfig) -> Parts:
     return Parts(selector=build(cfg.selector), protocols=[build(block) for block in cfg.evaluation.values()],
                  metrics=[build(cfg.metric_library[name]) for name in cfg.metrics.names],
                  model_spec=ModelSpec.from_config(cfg.model, cfg.paths.cache_dir),
-                 settings=KernelSettings.from_config(cfg.kernel), template=PromptTemplate(**asdict(cfg.prompt)),
-                 approximation=ApproximationSettings.from_config(cfg.kernel))
+                 settings=cfg.kernel, template=PromptTemplate(**asdict(cfg.prompt)))
 
 
 def reference_training(parts: Parts) -> FinetuneConfig:
@@ -80,13 +79,14 @@ def reference_training(parts: Parts) -> FinetuneConfig:
     return found[0] if found else FinetuneConfig()
 
 
-def selection_context(cfg: ExperimentConfig, data: UsecaseData, provider: KernelProvider,
+def selection_context(cfg: ExperimentConfig, data: UsecaseData, kernels: Kernels,
                       output_dir: Path, parts: Parts) -> SelectionContext:
     """What a selector may use: the pool, Q or P of the use case, the kernels, the model and template."""
+    provider = kernels.provider
     train_adapter = partial(trained_adapter, provider.model_spec, template=provider.template,
                             cfg=reference_training(parts), seed=cfg.seed, cache_dir=cfg.paths.cache_dir,
                             output_dir=output_dir / "selection" / "reference", progress=cfg.progress)
-    return SelectionContext(pool=data.pool, seed=cfg.seed, kernels=provider, query=data.query, existing=data.existing,
+    return SelectionContext(pool=data.pool, seed=cfg.seed, kernels=kernels, query=data.query, existing=data.existing,
                             valid=data.valid,
                             eta=cfg.usecase.eta, nu=cfg.usecase.nu, model_spec=provider.model_spec,
                             template=provider.template, progress=cfg.progress, output_dir=output_dir / "selection",
@@ -94,7 +94,7 @@ def selection_context(cfg: ExperimentConfig, data: UsecaseData, provider: Kernel
 
 
 def drop_overflowing(examples: list, provider: KernelProvider, template: PromptTemplate,
-                     settings: KernelSettings, what: str = "pool") -> tuple[list, list[str]]:
+                     settings: KernelConfig, what: str = "pool") -> tuple[list, list[str]]:
     """Apply kernel.on_overflow to kernel targets (pool, Q), the same way for every selector."""
     too_long = overflowing_targets(examples, provider.tokenizer, template, settings)
     if too_long and settings.on_overflow == "error":
@@ -108,22 +108,22 @@ def drop_overflowing(examples: list, provider: KernelProvider, template: PromptT
     return [ex for ex in examples if ex.id not in drop], too_long
 
 
-def fill_kernel_shard(selector: Selector, ctx: SelectionContext, provider: KernelProvider,
+def fill_kernel_shard(selector: Selector, ctx: SelectionContext, kernels: Kernels,
                       output_dir: Path) -> dict[str, Any]:
     """Sharded kernel mode (kernel.num_shards > 1): compute this shard's blocks of every kernel the
     selector needs (:meth:`Selector.kernel_requests`), write shard.json.
 
     Run every kernel.shard (e.g. a Hydra multirun ``kernel.shard=0,1,...``), then a normal run merges.
     """
-    settings = provider.settings
-    kernels = [provider.fill(*request) for request in selector.kernel_requests(ctx)]
+    settings = kernels.config
+    filled = [kernels.fill(*request) for request in selector.kernel_requests(ctx)]
     metrics: dict[str, Any] = {
-        "kernel/shard": settings.shard, "kernel/num_shards": settings.num_shards, "kernel/kernels": len(kernels),
-        "kernel/shard_blocks_computed": sum(k["blocks_computed"] for k in kernels),
-        "kernel/shard_blocks_skipped": sum(k["blocks_skipped"] for k in kernels),
-        "kernel/shard_pairs": sum(k["pairs"] for k in kernels),
-        "kernel/complete": all(k["complete"] for k in kernels), "pool/size": len(ctx.pool)}
-    write_json(output_dir / "shard.json", {**metrics, "kernels": kernels})
+        "kernel/shard": settings.shard, "kernel/num_shards": settings.num_shards, "kernel/kernels": len(filled),
+        "kernel/shard_blocks_computed": sum(k["blocks_computed"] for k in filled),
+        "kernel/shard_blocks_skipped": sum(k["blocks_skipped"] for k in filled),
+        "kernel/shard_pairs": sum(k["pairs"] for k in filled),
+        "kernel/complete": all(k["complete"] for k in filled), "pool/size": len(ctx.pool)}
+    write_json(output_dir / "shard.json", {**metrics, "kernels": filled})
     log.info("kernel shard %d/%d done: %s", settings.shard, settings.num_shards, metrics)
     return metrics
 
@@ -196,8 +196,8 @@ def _run(cfg: ExperimentConfig, parts: Parts, output_dir: Path, resolved: dict[s
     for caveat in record["caveats"]:
         log.warning("results caveat: %s", caveat)
     provider = KernelProvider(parts.model_spec, template, settings,
-                              KernelCache(Path(cfg.paths.cache_dir) / "kernels"), progress=cfg.progress,
-                              approximation=parts.approximation)
+                              KernelCache(Path(cfg.paths.cache_dir) / "kernels"), progress=cfg.progress)
+    kernels = Kernels(provider)
     with timer.stage("data"):
         data = load_usecase_data(cfg)
         data.pool, skipped = drop_overflowing(data.pool, provider, template, settings)
@@ -209,10 +209,10 @@ def _run(cfg: ExperimentConfig, parts: Parts, output_dir: Path, resolved: dict[s
     write_json(output_dir / "run.json", record)
     data_metrics = {"pool/size": len(data.pool), "pool/skipped_overflow": len(skipped), **data.counts}
     tracker.log_metrics({**data_metrics, **timer.seconds})
-    ctx = selection_context(cfg, data, provider, output_dir, parts)
+    ctx = selection_context(cfg, data, kernels, output_dir, parts)
     if settings.num_shards > 1:  # sharded kernel mode: fill this shard's blocks; no selection or training
         with timer.stage("kernel_shard"):
-            shard_metrics = fill_kernel_shard(parts.selector, ctx, provider, output_dir)
+            shard_metrics = fill_kernel_shard(parts.selector, ctx, kernels, output_dir)
         tracker.log_metrics({**shard_metrics, **timer.seconds})
         return {**shard_metrics, **timer.seconds}
     with timer.stage("selection"):

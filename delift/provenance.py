@@ -6,7 +6,8 @@ import platform
 from dataclasses import asdict
 from typing import Any
 
-from delift.config.schema import DataConfig, ExperimentConfig
+from delift.config.schema import ExperimentConfig
+from delift.data.config import DataConfig
 from delift.data.sources import is_fixture
 from delift.evaluation.judge import judge_identity
 from delift.fsutil import distribution_version

@@ -52,9 +52,10 @@ except ImportError:  # pragma: no cover - an optional extra
 
 from delift.data.prompts import PromptTemplate  # noqa: E402
 from delift.data.records import Example  # noqa: E402
+from delift.kernel.config import KernelConfig  # noqa: E402
 from delift.kernel.engine import ScoringSetup, score_one_shot, score_zero_shot  # noqa: E402
 from delift.kernel.sequences import build_sequence  # noqa: E402
-from delift.kernel.utility import KernelSettings, TokenizedExample, tokenize_examples  # noqa: E402
+from delift.kernel.tokens import TokenizedExample, tokenize_examples  # noqa: E402
 from delift.models.loading import ModelSpec, load_model, load_tokenizer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -237,8 +238,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    settings = KernelSettings(max_length=args.max_length, tokens_per_batch=args.tokens_per_batch,
-                              workers=args.workers)
+    settings = KernelConfig(max_length=args.max_length, tokens_per_batch=args.tokens_per_batch,
+                            workers=args.workers)
     spec = model_spec(args.model, args.dtype)
     tok = load_tokenizer(spec)
     if args.rss_child:  # engine only, in a fresh process: its peak RSS for this pool size

@@ -81,14 +81,12 @@ class Bench:
     def __init__(self, args):
         from delift.config.loader import compose_config
         from delift.data.prompts import PromptTemplate
-        from delift.kernel.utility import KernelSettings
         from delift.pipeline import build_parts
 
         cfg = compose_config([f"model={args.model}", "progress=true"])
         self.spec = build_parts(cfg).model_spec
         self.template = PromptTemplate(**asdict(cfg.prompt))
-        self.settings = KernelSettings.from_config(cfg.kernel)
-        self.kernel_cfg = cfg.kernel
+        self.settings = cfg.kernel
         self.args = args
 
     def read_pool(self, path: str, fmt: str, n: int):
@@ -98,7 +96,7 @@ class Bench:
 
         rows = load_examples({"name": Path(path).parent.name, "format": fmt, "local_path": path,
                               "on_bad_row": "skip", "max_rows": n + n // 10 + 20})
-        fits, dropped = drop_overflowing(rows, self.provider(Path(tempfile.gettempdir())), self.template,  # tokenizer only
+        fits, dropped = drop_overflowing(rows, self.kernels(Path(tempfile.gettempdir())).provider, self.template,  # tokenizer only
                                          replace(self.settings, on_overflow="skip"))
         if len(fits) < n:
             sys.exit(f"{path} has {len(fits)} usable rows, fewer than the {n} asked for: pass --scale-data / --data "
@@ -106,27 +104,25 @@ class Bench:
         print(f"pool: first {n} rows of {path} whose responses fit ({len(dropped)} longer ones skipped)")
         return fits[:n]
 
-    def provider(self, cache_dir: Path, method: str = "exact", **extra):
-        from delift.kernel.approximate import ApproximationSettings, KnnSettings
+    def kernels(self, cache_dir: Path, method: str = "exact", **extra):
+        """The kernels under ``method``; ``extra`` = {strategy name: its settings to change}."""
         from delift.kernel.cache import KernelCache
+        from delift.kernel.front import Kernels
         from delift.kernel.provider import KernelProvider
 
-        approx = ApproximationSettings.from_config(self.kernel_cfg)
-        approx = replace(approx, method=method,
-                         learned=replace(approx.learned, **extra.get("learned", {})) if "learned" in extra
-                         else approx.learned,
-                         knn=KnnSettings(**extra["knn"]) if "knn" in extra else approx.knn)
-        return KernelProvider(self.spec, self.template, self.settings, KernelCache(cache_dir / "kernels"),
-                              progress=True, approximation=approx)
+        blocks = {name: replace(getattr(self.settings, name), **values) for name, values in extra.items()}
+        config = replace(self.settings, approximation=method, **blocks)
+        return Kernels(KernelProvider(self.spec, self.template, config, KernelCache(cache_dir / "kernels"),
+                                      progress=True))
 
     def kernel(self, cache_dir: Path, pool, method: str = "exact", **extra):
-        provider = self.provider(cache_dir, method, **extra)
+        kernels = self.kernels(cache_dir, method, **extra)
         start = time.perf_counter()
-        kernel = provider.utility(pool, pool)
+        kernel = kernels.utility(pool, pool)
         seconds = time.perf_counter() - start
         if kernel.meta.get("cached") and kernel.meta.get("seconds") is not None:
             seconds = float(kernel.meta["seconds"])  # as recorded when it was computed
-        provider.release()
+        kernels.release()
         return kernel, seconds
 
 

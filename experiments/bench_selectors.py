@@ -44,8 +44,8 @@ def main() -> None:
     from delift.data.loading import load_examples
     from delift.data.prompts import PromptTemplate
     from delift.kernel.cache import KernelCache
+    from delift.kernel.front import Kernels
     from delift.kernel.provider import KernelProvider
-    from delift.kernel.utility import KernelSettings
     from delift.pipeline import build, build_parts, reference_training
     from delift.selection.base import SelectionContext
     from delift.training.adapter_cache import trained_adapter
@@ -63,10 +63,10 @@ def main() -> None:
             spec = parts.model_spec
             line = []
             for attempt in ("first", "second"):
-                provider = KernelProvider(spec, template, KernelSettings.from_config(cfg.kernel),
-                                          KernelCache(Path(cache_dir) / "kernels"), progress=False)
+                kernels = Kernels(KernelProvider(spec, template, cfg.kernel, KernelCache(Path(cache_dir) / "kernels"),
+                                                 progress=False))
                 ctx = SelectionContext(
-                    pool=pool, seed=0, kernels=provider, model_spec=spec, template=template, progress=False,
+                    pool=pool, seed=0, kernels=kernels, model_spec=spec, template=template, progress=False,
                     cache_dir=Path(cache_dir), output_dir=Path(cache_dir) / "out",
                     train_adapter=partial(trained_adapter, spec, template=template, cfg=reference_training(parts),
                                           seed=0, cache_dir=cache_dir, output_dir=Path(cache_dir) / "out" / "reference",
@@ -83,7 +83,7 @@ def main() -> None:
                 line.append(f"{attempt} {seconds:.1f} s ({reuse})")
                 if attempt == "first":
                     line.append(f"{seconds * 100 / len(pool):.1f} s per 100 examples")
-                provider.release()
+                kernels.release()
             print(f"{name}: " + "; ".join(line))
 
 

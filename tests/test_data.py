@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from omegaconf import OmegaConf
 
-from delift.config.schema import DataConfig, SizesConfig
 from delift.data import (
     FORMATTERS,
     DataFormatError,
@@ -26,6 +25,7 @@ from delift.data import (
     load_splits,
     make_splits,
 )
+from delift.data.config import DataConfig, SizesConfig
 from delift.data.readers import row_index
 
 REPO = Path(__file__).resolve().parents[1]

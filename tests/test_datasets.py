@@ -13,7 +13,6 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from delift.cli import CONFIG_DIR
-from delift.config.schema import DataConfig
 from delift.data import (
     FIXTURES_DIR,
     P3_HOTPOTQA_TEMPLATES,
@@ -27,6 +26,7 @@ from delift.data import (
     normalise,
     resolve_source,
 )
+from delift.data.config import DataConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DELIFT_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))

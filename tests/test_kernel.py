@@ -11,10 +11,12 @@ from conftest import make_examples
 
 from delift.data.prompts import PromptTemplate
 from delift.kernel.cache import KernelCache, kernel_cache_key
+from delift.kernel.config import KernelConfig
 from delift.kernel.postprocess import postprocess_kernel
+from delift.kernel.probabilities import check_head_matches_forward
 from delift.kernel.provider import KernelProvider
 from delift.kernel.sequences import ResponseTooLongError, build_sequence
-from delift.kernel.utility import KernelSettings, check_head_matches_forward, overflowing_targets, tokenize_examples
+from delift.kernel.tokens import overflowing_targets, tokenize_examples
 
 TEMPLATE = PromptTemplate()
 
@@ -51,7 +53,7 @@ def naive_kernel(model, tok, targets, candidates, max_length, eos_after_prompt=T
 def test_response_that_cannot_fit_is_an_error_or_counted(tiny_spec, tiny_tokenizer, tmp_path):
     examples = make_examples(4)
     longest = max(len(tiny_tokenizer(e.output, add_special_tokens=False)["input_ids"]) for e in examples)
-    settings = KernelSettings(max_length=longest + 2)  # response + 2 EOS fits, no room for a query token
+    settings = KernelConfig(max_length=longest + 2)  # response + 2 EOS fits, no room for a query token
     provider = KernelProvider(tiny_spec, TEMPLATE, settings, KernelCache(tmp_path), progress=False)
     with pytest.raises(ResponseTooLongError, match="kernel.max_length"):
         provider.utility(examples, examples)
@@ -75,17 +77,17 @@ def test_postprocess_clip_minmax_and_self_pairs():
 def test_cache_reuses_and_keys_on_templates(tiny_spec, tmp_path, monkeypatch):
     examples = make_examples(3)
     cache = KernelCache(tmp_path / "kernels")
-    provider = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(), cache, progress=False)
+    provider = KernelProvider(tiny_spec, TEMPLATE, KernelConfig(), cache, progress=False)
     first = provider.utility(examples, examples)
     assert first.meta["cached"] is False and len(list(cache.root.glob("*.npz"))) == 1
-    again = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(), cache, progress=False)
+    again = KernelProvider(tiny_spec, TEMPLATE, KernelConfig(), cache, progress=False)
     monkeypatch.setattr("delift.kernel.provider.load_model", lambda *a, **k: pytest.fail("cache miss"))
     second = again.utility(examples, examples)
     assert second.meta["cached"] is True
     np.testing.assert_array_equal(first.uf, second.uf)
     (next(cache.root.glob("*.npz"))).write_bytes(b"not an npz")  # a damaged file is a miss, then rewritten
     monkeypatch.undo()
-    rebuilt = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(), cache, progress=False).utility(examples, examples)
+    rebuilt = KernelProvider(tiny_spec, TEMPLATE, KernelConfig(), cache, progress=False).utility(examples, examples)
     assert rebuilt.meta["cached"] is False
     np.testing.assert_array_equal(rebuilt.uf, first.uf)
 
@@ -95,7 +97,7 @@ def test_cache_reuses_and_keys_on_templates(tiny_spec, tmp_path, monkeypatch):
 def test_cache_key_changes_with_everything_the_kernel_depends_on(tiny_spec, tmp_path, change):
     from dataclasses import replace
 
-    examples, settings, template, spec = make_examples(3), KernelSettings(), TEMPLATE, tiny_spec
+    examples, settings, template, spec = make_examples(3), KernelConfig(), TEMPLATE, tiny_spec
     key = lambda p, t=examples, c=examples: kernel_cache_key(p.cache_payload(t, c))  # noqa: E731
     base = key(KernelProvider(spec, template, settings, KernelCache(tmp_path)))
     targets = candidates = examples
@@ -114,7 +116,7 @@ def test_cache_key_changes_with_everything_the_kernel_depends_on(tiny_spec, tmp_
     else:
         candidates = make_examples(4)[1:]
     assert key(KernelProvider(spec, template, settings, KernelCache(tmp_path)), targets, candidates) != base
-    assert key(KernelProvider(tiny_spec, TEMPLATE, replace(KernelSettings(), batch_size=3), KernelCache(tmp_path))) \
+    assert key(KernelProvider(tiny_spec, TEMPLATE, replace(KernelConfig(), batch_size=3), KernelCache(tmp_path))) \
         == base  # batch size does not change the numbers
 
 
@@ -122,7 +124,7 @@ def test_unsupported_logit_rescaling_is_refused(trained_tiny_model, tiny_tokeniz
     import copy
 
     model = copy.deepcopy(trained_tiny_model)
-    example = tokenize_examples(make_examples(1), tiny_tokenizer, TEMPLATE, KernelSettings())[0]
+    example = tokenize_examples(make_examples(1), tiny_tokenizer, TEMPLATE, KernelConfig())[0]
     sequence = build_sequence([], example.query, example.response, tiny_tokenizer.eos_token_id, True, 1024)
     check_head_matches_forward(model, sequence)  # Llama as it is passes
     model.config.final_logit_softcapping = 0.05  # our scorer would cap, Llama's own forward does not
@@ -131,7 +133,7 @@ def test_unsupported_logit_rescaling_is_refused(trained_tiny_model, tiny_tokeniz
 
 
 def test_cache_write_is_atomic(tmp_path, monkeypatch):
-    from delift.kernel.utility import UtilityKernel
+    from delift.kernel.settings import UtilityKernel
 
     cache = KernelCache(tmp_path)
     kernel = UtilityKernel(np.zeros((2, 2)), np.zeros(2), np.zeros((2, 2)), ["a", "b"], ["a", "b"])
@@ -167,7 +169,7 @@ def _rewrite_cached(path, **changes) -> None:
 def test_cached_kernel_with_non_finite_or_misshapen_arrays_is_a_miss(tiny_spec, tmp_path, caplog, damage, reason):
     examples = make_examples(3)
     cache = KernelCache(tmp_path / "kernels")
-    first = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(), cache, progress=False).utility(examples, examples)
+    first = KernelProvider(tiny_spec, TEMPLATE, KernelConfig(), cache, progress=False).utility(examples, examples)
     path = next(cache.root.glob("*.npz"))
     with np.load(path) as data:
         _rewrite_cached(path, **damage({name: data[name] for name in data.files}))
@@ -175,7 +177,7 @@ def test_cached_kernel_with_non_finite_or_misshapen_arrays_is_a_miss(tiny_spec, 
         assert cache.load(path.stem) is None
     assert str(path) in caplog.text and reason in caplog.text, caplog.text
 
-    rebuilt = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(), cache, progress=False).utility(examples, examples)
+    rebuilt = KernelProvider(tiny_spec, TEMPLATE, KernelConfig(), cache, progress=False).utility(examples, examples)
     assert rebuilt.meta["cached"] is False
     np.testing.assert_array_equal(rebuilt.uf, first.uf)
     reloaded = cache.load(path.stem)  # the damaged file was overwritten with the sound kernel

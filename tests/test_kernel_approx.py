@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,13 +11,13 @@ import torch
 from conftest import make_examples
 
 from delift.data.prompts import PromptTemplate
-from delift.kernel.approximate import ApproximationSettings, KnnSettings, LearnedSettings
+from delift.kernel.approximations.knn import KnnConfig, nearest_candidates
+from delift.kernel.approximations.learned import LearnedConfig, learned_sample
 from delift.kernel.cache import KernelCache
-from delift.kernel.knn import nearest_candidates
-from delift.kernel.learned import learned_sample
+from delift.kernel.config import KernelConfig
+from delift.kernel.front import Kernels
 from delift.kernel.pairnet import PairNetwork, fit_pair_network
 from delift.kernel.provider import IncompleteKernelError, KernelProvider
-from delift.kernel.utility import KernelSettings
 
 TEMPLATE = PromptTemplate()
 
@@ -31,17 +32,17 @@ def fake_embeddings(examples, dim: int = 8) -> np.ndarray:
     return np.asarray(rows, dtype=np.float32)
 
 
-def provider_for(tiny_spec, model, root, approximation: ApproximationSettings | None = None, block_size: int = 2):
-    provider = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(block_size=block_size), KernelCache(root),
-                              progress=False, approximation=approximation)
+def provider_for(tiny_spec, model, root, config: KernelConfig | None = None, block_size: int = 2, **changes) -> Kernels:
+    """The front object over a provider with the trained tiny model and deterministic fake embeddings."""
+    config = replace(config or KernelConfig(), block_size=block_size, **changes)
+    provider = KernelProvider(tiny_spec, TEMPLATE, config, KernelCache(root), progress=False)
     provider._model = model
-    provider.embeddings = fake_embeddings
-    return provider
+    return Kernels(provider, embed=fake_embeddings)
 
 
-LEARNED = ApproximationSettings("learned", learned=LearnedSettings(sample_fraction=0.5, holdout_fraction=0.25,
-                                                                   hidden=16, lr=1e-2, epochs=5))
-KNN = ApproximationSettings("knn", knn=KnnSettings(neighbors=2))
+LEARNED = KernelConfig(approximation="learned", learned=LearnedConfig(sample_fraction=0.5, holdout_fraction=0.25,
+                                                                      hidden=16, lr=1e-2, epochs=5))
+KNN = KernelConfig(approximation="knn", knn=KnnConfig(neighbors=2))
 
 
 def test_block_evaluated_network_equals_a_per_pair_loop():
@@ -73,16 +74,16 @@ def test_pair_network_fits_a_learnable_kernel():
 
 def test_learned_sample_is_seeded_and_holds_out_examples():
     ids = [f"x{i}" for i in range(20)]
-    a = learned_sample(ids, ids, LearnedSettings(sample_fraction=0.25, holdout_fraction=0.2, seed=3))
-    b = learned_sample(ids, ids, LearnedSettings(sample_fraction=0.25, holdout_fraction=0.2, seed=3))
-    c = learned_sample(ids, ids, LearnedSettings(sample_fraction=0.25, holdout_fraction=0.2, seed=4))
+    a = learned_sample(ids, ids, LearnedConfig(sample_fraction=0.25, holdout_fraction=0.2, seed=3))
+    b = learned_sample(ids, ids, LearnedConfig(sample_fraction=0.25, holdout_fraction=0.2, seed=3))
+    c = learned_sample(ids, ids, LearnedConfig(sample_fraction=0.25, holdout_fraction=0.2, seed=4))
     assert a.square and len(a.rows) == 5 and np.array_equal(a.rows, a.cols) and len(a.held_rows) == 1
     assert np.array_equal(a.rows, b.rows) and np.array_equal(a.held_rows, b.held_rows)
     assert not np.array_equal(a.rows, c.rows)
     assert set(a.held_rows) <= set(a.rows)
-    rect = learned_sample(ids[:4], ids, LearnedSettings(sample_fraction=0.1, holdout_fraction=0.0))
+    rect = learned_sample(ids[:4], ids, LearnedConfig(sample_fraction=0.1, holdout_fraction=0.0))
     assert not rect.square and len(rect.rows) == 2 and len(rect.cols) == 2 and len(rect.held_rows) == 0
-    tiny = learned_sample(ids[:8], ids[:8], LearnedSettings(sample_fraction=0.1, holdout_fraction=0.1))
+    tiny = learned_sample(ids[:8], ids[:8], LearnedConfig(sample_fraction=0.1, holdout_fraction=0.1))
     assert len(tiny.rows) == 3 and len(tiny.held_rows) == 1  # two left to train on: 2 pairs, not 0
 
 
@@ -91,8 +92,8 @@ def test_learned_kernel_keeps_sampled_entries_exact_and_predicts_the_rest(tiny_s
     provider = provider_for(tiny_spec, trained_tiny_model, tmp_path, LEARNED)
     kernel = provider.utility(pool, pool)
     sample = learned_sample([e.id for e in pool], [e.id for e in pool], LEARNED.learned)
-    sub = provider.exact_utility([pool[i] for i in sample.rows], [pool[i] for i in sample.rows])
-    exact = provider.exact_utility(pool, pool)
+    sub = provider.provider.utility([pool[i] for i in sample.rows], [pool[i] for i in sample.rows])
+    exact = provider.provider.utility(pool, pool)
     rows = sample.rows
     np.testing.assert_array_equal(kernel.uf[np.ix_(rows, rows)], sub.uf)  # bit for bit
     np.testing.assert_array_equal(kernel.d_one[np.ix_(rows, rows)], sub.d_one)
@@ -115,21 +116,21 @@ def test_learned_kernel_keeps_sampled_entries_exact_and_predicts_the_rest(tiny_s
 
 def test_learned_kernel_without_exact_diagonal_runs_no_per_example_pass(tiny_spec, trained_tiny_model, tmp_path,
                                                                         monkeypatch):
-    import delift.kernel.learned as learned_module
+    import delift.kernel.approximations.learned as learned_module
 
     scored = []
     real_zero, real_pairs = learned_module.score_zero, learned_module.score_pairs
     monkeypatch.setattr(learned_module, "score_zero", lambda setup, t, **kw: scored.append(len(t)) or real_zero(setup, t, **kw))
     monkeypatch.setattr(learned_module, "score_pairs",
                         lambda setup, t, c, r, col: scored.append(len(r)) or real_pairs(setup, t, c, r, col))
-    approx = ApproximationSettings("learned", learned=LearnedSettings(
+    approx = KernelConfig(approximation="learned", learned=LearnedConfig(
         sample_fraction=0.5, holdout_fraction=0.25, hidden=16, lr=1e-2, epochs=5, exact_diagonal=False))
     pool = make_examples(8)
     provider = provider_for(tiny_spec, trained_tiny_model, tmp_path, approx)
     kernel = provider.utility(pool, pool)
     assert scored == []  # no zero-shot and no self-pair pass outside the sample kernel (not even an empty call)
     rows = learned_sample([e.id for e in pool], [e.id for e in pool], approx.learned).rows
-    exact = provider.exact_utility(pool, pool)
+    exact = provider.provider.utility(pool, pool)
     others = np.setdiff1d(np.arange(8), rows)
     np.testing.assert_allclose(kernel.d_zero[rows], exact.d_zero[rows], atol=1e-5, rtol=0)
     assert np.isnan(kernel.d_zero[others]).all() and np.isnan(kernel.d_one[others]).all()
@@ -150,7 +151,7 @@ def test_learned_kernel_without_exact_diagonal_runs_no_per_example_pass(tiny_spe
 
 def test_cache_damage_check_allows_only_the_declared_missing_rows():
     from delift.kernel.cache import kernel_problem
-    from delift.kernel.utility import UtilityKernel
+    from delift.kernel.settings import UtilityKernel
 
     def kernel(d_zero, d_one, missing=0):
         d_zero, d_one = np.array(d_zero, dtype=float), np.array(d_one, dtype=float)
@@ -175,19 +176,17 @@ def test_learned_kernel_fill_computes_the_sample_kernel(tiny_spec, trained_tiny_
     filled = provider.fill(pool, pool)
     assert filled["approximation"] == "learned" and filled["complete"] is True
     sample = learned_sample([e.id for e in pool], [e.id for e in pool], LEARNED.learned)
-    assert filled["sample_key"] == provider.block_store([pool[i] for i in sample.rows],
-                                                        [pool[i] for i in sample.rows]).key
+    assert filled["sample_key"] == provider.provider.block_store([pool[i] for i in sample.rows],
+                                                                 [pool[i] for i in sample.rows]).key
 
 
 def test_sharded_knn_fills_its_row_blocks_and_merges_to_the_unsharded_kernel(tiny_spec, trained_tiny_model,
                                                                              tmp_path):
-    from dataclasses import replace
 
     pool = make_examples(5)  # block_size 2: row blocks 0, 1, 2 -> shard 0 owns 0 and 2, shard 1 owns 1
     whole = provider_for(tiny_spec, trained_tiny_model, tmp_path / "whole", KNN).utility(pool, pool)
-    shards = [provider_for(tiny_spec, trained_tiny_model, tmp_path / "sharded", KNN) for _ in range(2)]
-    for k, provider in enumerate(shards):
-        provider.settings = replace(provider.settings, num_shards=2, shard=k)
+    shards = [provider_for(tiny_spec, trained_tiny_model, tmp_path / "sharded", KNN, num_shards=2, shard=k)
+              for k in range(2)]
     first = shards[0].fill(pool, pool)
     assert (first["approximation"], first["complete"], first["blocks_computed"]) == ("knn", False, 2)
     assert first["pairs"] == 3 * 3  # targets 0, 1 and 4, each x (2 neighbours + itself)
@@ -221,7 +220,7 @@ def test_knn_kernel_equals_exact_on_its_pairs_and_zero_elsewhere(tiny_spec, trai
     targets, candidates = (make_examples(3, "t"), pool) if rectangular else (pool, pool)
     provider = provider_for(tiny_spec, trained_tiny_model, tmp_path, KNN, block_size=4)
     kernel = provider.utility(targets, candidates)
-    exact = provider.exact_utility(targets, candidates)
+    exact = provider.provider.utility(targets, candidates)
     chosen = nearest_candidates(fake_embeddings(targets), fake_embeddings(candidates), [e.id for e in targets],
                                 [e.id for e in candidates], 2)
     scored = np.zeros(kernel.uf.shape, dtype=bool)
@@ -234,36 +233,35 @@ def test_knn_kernel_equals_exact_on_its_pairs_and_zero_elsewhere(tiny_spec, trai
     assert scored.sum() == len(targets) * per_target == kernel.meta["scored_pairs"]
     assert kernel.meta["approximation"] == "knn" and kernel.meta["neighbors"] == 2
     # resume: the per-block files are reused when the merged kernel is gone
-    provider.cache.path(kernel.meta["key"]).unlink()
+    provider.provider.cache.path(kernel.meta["key"]).unlink()
     resumed = provider.utility(targets, candidates)
     assert resumed.meta["blocks_resumed"] == (1 if rectangular else 2)
     np.testing.assert_array_equal(resumed.uf, kernel.uf)
 
 
 def test_cache_keys_differ_by_settings_and_the_exact_key_is_unchanged(tiny_spec, tmp_path):
-    from delift.kernel.approximate import approximation_payload
+    from delift.kernel.approximations.base import CachedApproximation
     from delift.kernel.cache import kernel_cache_key
 
     pool = make_examples(5)
-    plain = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(), KernelCache(tmp_path), progress=False)
+    plain = KernelProvider(tiny_spec, TEMPLATE, KernelConfig(), KernelCache(tmp_path), progress=False)
     exact_key = plain.block_store(pool, pool).key
     keys = {}
     for name, approx in {
         "learned": LEARNED, "knn": KNN,
-        "learned_seed": ApproximationSettings("learned", learned=LearnedSettings(sample_fraction=0.5, seed=1)),
-        "learned_fraction": ApproximationSettings("learned", learned=LearnedSettings(sample_fraction=0.3)),
-        "knn_m": ApproximationSettings("knn", knn=KnnSettings(neighbors=3)),
-        "knn_embedder": ApproximationSettings("knn", embedder="BAAI/bge-large-en-v1.5", knn=KnnSettings(neighbors=2)),
+        "learned_seed": KernelConfig(approximation="learned", learned=LearnedConfig(sample_fraction=0.5, seed=1)),
+        "learned_fraction": KernelConfig(approximation="learned", learned=LearnedConfig(sample_fraction=0.3)),
+        "knn_m": KernelConfig(approximation="knn", knn=KnnConfig(neighbors=3)),
+        "knn_embedder": KernelConfig(approximation="knn", embedder="BAAI/bge-large-en-v1.5", knn=KnnConfig(neighbors=2)),
     }.items():
-        provider = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(), KernelCache(tmp_path), progress=False,
-                                  approximation=approx)
-        assert provider.block_store(pool, pool).key == exact_key  # the exact kernel keeps its key
-        assert provider.cache_payload(pool, pool) == plain.cache_payload(pool, pool)
-        keys[name] = kernel_cache_key(approximation_payload(provider, pool, pool, "distance"))
+        kernels = Kernels(KernelProvider(tiny_spec, TEMPLATE, approx, KernelCache(tmp_path), progress=False))
+        assert kernels.provider.block_store(pool, pool).key == exact_key  # the exact kernel keeps its key
+        assert kernels.provider.cache_payload(pool, pool) == plain.cache_payload(pool, pool)
+        keys[name] = kernel_cache_key(CachedApproximation.payload(kernels.context, pool, pool, "distance"))
     assert len(set(keys.values())) == len(keys) and exact_key not in keys.values()
     # the knn key ignores the learned settings (and vice versa)
-    knn_other = ApproximationSettings("knn", learned=LearnedSettings(seed=9), knn=KnnSettings(neighbors=2))
-    assert knn_other.identity() == KNN.identity()
+    knn_other = KernelConfig(approximation="knn", learned=LearnedConfig(seed=9), knn=KnnConfig(neighbors=2))
+    assert knn_other.approximation_identity() == KNN.approximation_identity()
 
 
 @pytest.mark.parametrize("overrides,message", [
@@ -272,7 +270,7 @@ def test_cache_keys_differ_by_settings_and_the_exact_key_is_unchanged(tiny_spec,
     (["kernel.learned.epochs=0"], "kernel.learned.epochs: 0: must be >= 1"),
     (["kernel.learned.lr=0"], "kernel.learned.lr"),
     (["kernel.knn.neighbors=0"], "kernel.knn.neighbors: 0: must be >= 1"),
-    (["kernel.approximation=sketch"], "kernel.approximation: 'sketch': expected one of exact, learned, knn"),
+    (["kernel.approximation=sketch"], "kernel.approximation: 'sketch': expected one of exact, knn, learned"),
     (["+kernel.knn.typo=1"], "kernel.knn.typo"),
 ])
 def test_typed_config_rejects_bad_approximation_values(overrides, message):
@@ -289,13 +287,17 @@ def test_typed_config_reaches_the_approximation_settings():
 
     cfg = compose_config(["experiment=smoke", "kernel.approximation=knn", "kernel.knn.neighbors=7",
                           "kernel.learned.seed=3"])
-    approx = ApproximationSettings.from_config(cfg.kernel)
-    assert approx.method == "knn" and approx.knn.neighbors == 7 and approx.learned.seed == 3
-    assert ApproximationSettings.from_config(compose_config(["experiment=smoke"]).kernel).exact
-    with pytest.raises(ValueError, match="kernel.learned.sample_fraction=0"):
-        ApproximationSettings("learned", learned=LearnedSettings(sample_fraction=0))
-    with pytest.raises(ValueError, match="kernel.knn.neighbors=0"):
-        ApproximationSettings.from_config({"approximation": "knn", "knn": {"neighbors": 0}})
+    approx = cfg.kernel
+    assert isinstance(approx, KernelConfig)  # the schema is the runtime settings class
+    assert approx.approximation == "knn" and approx.knn.neighbors == 7 and approx.learned.seed == 3
+    assert Kernels(KernelProvider(None, TEMPLATE, approx, KernelCache("unused"))).strategy.name == "knn"
+    assert compose_config(["experiment=smoke"]).kernel.approximation == "exact"
+    with pytest.raises(ValueError, match=r"kernel.learned.sample_fraction: 0: must be in \(0, 1\]"):
+        Kernels(KernelProvider(None, TEMPLATE, KernelConfig(approximation="learned",
+                                                            learned=LearnedConfig(sample_fraction=0)), KernelCache("x")))
+    with pytest.raises(ValueError, match="kernel.knn.neighbors: 0: must be >= 1"):
+        Kernels(KernelProvider(None, TEMPLATE, KernelConfig(approximation="knn", knn=KnnConfig(neighbors=0)),
+                               KernelCache("x")))
 
 
 @pytest.mark.parametrize("approx", [LEARNED, KNN], ids=["learned", "knn"])
@@ -308,9 +310,9 @@ def test_delift_selector_end_to_end_with_an_approximate_kernel(tiny_spec, traine
     selection = DeliftSelector().select(SelectionContext(pool=pool, seed=0, kernels=provider), 3)
     assert len(selection.indices) == 3 and len(set(selection.indices)) == 3
     info = selection.info
-    assert info["approximation"] == approx.method
+    assert info["approximation"] == approx.approximation
     recorded = info["kernel_approximation"]["pool_pool"]
-    if approx.method == "learned":
+    if approx.approximation == "learned":
         assert recorded["sample_size"] == 4 and "holdout_mse" in recorded and "holdout_spearman" in recorded
         assert recorded["zero_shot_rows"] == 8 and recorded["d_zero_missing"] == 0  # exact diagonal: every row
         stages = recorded["stage_seconds"]
@@ -335,8 +337,7 @@ def test_exact_selection_info_is_unchanged(tiny_spec, trained_tiny_model, tmp_pa
 
 @pytest.mark.parametrize("aggregate", ["distance", "logprob_sum"])
 def test_entry_helpers_invert_utility_matrix(aggregate):
-    from delift.kernel.approximate import d_one_of, uf_of_entries
-    from delift.kernel.utility import utility_matrix
+    from delift.kernel.settings import d_one_of, uf_of_entries, utility_matrix
 
     rng = np.random.default_rng(0)
     d_zero, d_one = rng.random(3), rng.random((3, 4))

@@ -19,8 +19,8 @@ from conftest import make_examples
 
 from delift.data.prompts import PromptTemplate
 from delift.kernel.cache import KernelCache
+from delift.kernel.config import KernelConfig
 from delift.kernel.provider import IncompleteKernelError, KernelProvider
-from delift.kernel.utility import KernelSettings
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = PromptTemplate()
@@ -35,7 +35,7 @@ CHILD = textwrap.dedent("""
     import delift.kernel.provider as provider_module
     from delift.data.prompts import PromptTemplate
     from delift.kernel.cache import KernelCache
-    from delift.kernel.utility import KernelSettings
+    from delift.kernel.config import KernelConfig
     from delift.models.loading import ModelSpec
 
     if sys.argv[2] == "1":
@@ -46,7 +46,7 @@ CHILD = textwrap.dedent("""
             return out
         provider_module.score_one_shot = slow
     spec = ModelSpec(name="tiny", source="tiny_random", seed=0, dtype="float32", cache_dir=sys.argv[1] + "/models")
-    provider = provider_module.KernelProvider(spec, PromptTemplate(), KernelSettings(block_size=2),
+    provider = provider_module.KernelProvider(spec, PromptTemplate(), KernelConfig(block_size=2),
                                               KernelCache(sys.argv[1] + "/kernels"), progress=False)
     examples = make_examples(6)
     kernel = provider.utility(examples, examples)
@@ -83,7 +83,7 @@ def test_killed_run_resumes_from_its_blocks_and_ends_bit_identical(tiny_spec, tm
     assert counts == {"blocks_computed": 12 - done, "blocks_skipped": done}
 
     # an uninterrupted run in this process, in a different cache, same tiling
-    provider = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(block_size=2), KernelCache(tmp_path / "clean"),
+    provider = KernelProvider(tiny_spec, TEMPLATE, KernelConfig(block_size=2), KernelCache(tmp_path / "clean"),
                               progress=False)
     clean = provider.utility(make_examples(6), make_examples(6))
     assert clean.meta["blocks_computed"] == 12
@@ -92,8 +92,8 @@ def test_killed_run_resumes_from_its_blocks_and_ends_bit_identical(tiny_spec, tm
 
 def test_two_shards_merge_to_the_single_process_kernel(tiny_spec, tmp_path, monkeypatch):
     targets, candidates = make_examples(5), make_examples(6, "c")
-    settings = KernelSettings(block_size=2, num_shards=2)
-    single = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(block_size=2), KernelCache(tmp_path / "single"),
+    settings = KernelConfig(block_size=2, num_shards=2)
+    single = KernelProvider(tiny_spec, TEMPLATE, KernelConfig(block_size=2), KernelCache(tmp_path / "single"),
                             progress=False).utility(targets, candidates)
 
     cache = KernelCache(tmp_path / "sharded")
@@ -113,7 +113,7 @@ def test_two_shards_merge_to_the_single_process_kernel(tiny_spec, tmp_path, monk
     assert merged.candidate_ids == single.candidate_ids
 
     # any block size gives the same numbers (fp32) and the same cache key
-    other = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(block_size=4), KernelCache(tmp_path / "b4"),
+    other = KernelProvider(tiny_spec, TEMPLATE, KernelConfig(block_size=4), KernelCache(tmp_path / "b4"),
                            progress=False)
     assert other.block_store(targets, candidates).key == filled["key"]
     np.testing.assert_allclose(other.utility(targets, candidates).uf, single.uf, atol=1e-6, rtol=0)
@@ -139,7 +139,7 @@ def test_sharded_pipeline_multirun_then_normal_run_uses_the_merged_kernel(tmp_pa
     cfg = compose_config([*overrides[:3], f"paths.cache_dir={tmp_path / 'cache'}"])
     pool = load_usecase_data(cfg).pool
     spec = ModelSpec.from_config(cfg.model, cfg.paths.cache_dir)
-    settings = KernelSettings.from_config(cfg.kernel)
+    settings = cfg.kernel
     merged = KernelProvider(spec, PromptTemplate(**asdict(cfg.prompt)), settings,
                             KernelCache(tmp_path / "cache" / "kernels"), progress=False)
     merged._model = "must not be needed"  # every block is on disk: the merge runs no model
@@ -159,7 +159,7 @@ DAMAGE_EXAMPLES = 4
 def clean_tiles(tiny_spec, tmp_path_factory):
     """An undamaged run: its kernel and its cache folder (blocks, manifest, merged kernel)."""
     root = tmp_path_factory.mktemp("clean") / "kernels"
-    provider = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(block_size=2), KernelCache(root), progress=False)
+    provider = KernelProvider(tiny_spec, TEMPLATE, KernelConfig(block_size=2), KernelCache(root), progress=False)
     examples = make_examples(DAMAGE_EXAMPLES)
     kernel = provider.utility(examples, examples)
     assert kernel.meta["blocks_computed"] == 6
@@ -172,7 +172,7 @@ def rerun_from(clean_tiles, tiny_spec, tmp_path, damage) -> tuple:
     copy = tmp_path / "kernels"
     shutil.copytree(root / key, copy / key)
     damaged = damage(copy / key / "tiles2")
-    provider = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(block_size=2), KernelCache(copy), progress=False)
+    provider = KernelProvider(tiny_spec, TEMPLATE, KernelConfig(block_size=2), KernelCache(copy), progress=False)
     examples = make_examples(DAMAGE_EXAMPLES)
     return provider.utility(examples, examples), damaged
 

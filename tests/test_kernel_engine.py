@@ -10,14 +10,16 @@ from test_kernel import naive_kernel
 from delift.data.prompts import PromptTemplate
 from delift.kernel.blocks import BlockStore
 from delift.kernel.cache import KernelCache
+from delift.kernel.config import KernelConfig
 from delift.kernel.engine import CALL_COST, KEY_COST, ScoringSetup, _prefix_groups, score_one_shot, score_zero_shot
+from delift.kernel.probabilities import token_probabilities
 from delift.kernel.provider import KernelProvider
-from delift.kernel.utility import KernelSettings, token_probabilities, tokenize_examples
+from delift.kernel.tokens import tokenize_examples
 
 TEMPLATE = PromptTemplate()
 
 
-def engine_kernel(model, tok, targets, candidates, settings: KernelSettings):
+def engine_kernel(model, tok, targets, candidates, settings: KernelConfig):
     tokens = lambda exs: tokenize_examples(exs, tok, TEMPLATE, settings)  # noqa: E731
     setup = ScoringSetup(model, tok.eos_token_id, tok.pad_token_id, settings.eos_after_prompt, settings.max_length,
                          settings.batch_size, settings.tokens_per_batch, workers=settings.workers)
@@ -43,7 +45,7 @@ def test_engine_equals_naive_per_pair(trained_tiny_model, tiny_tokenizer, max_le
 
     threads = torch.get_num_threads()
     targets, candidates = make_examples(7), make_examples(9, "c")[2:]  # non-square, mixed lengths
-    settings = KernelSettings(max_length=max_length, eos_after_prompt=eos_after_prompt, batch_size=3,
+    settings = KernelConfig(max_length=max_length, eos_after_prompt=eos_after_prompt, batch_size=3,
                               tokens_per_batch=tokens_per_batch, workers=workers)
     zero, one, stats = engine_kernel(trained_tiny_model, tiny_tokenizer, targets, candidates, settings)
     ref_zero, ref_one, ref_uf = naive_kernel(trained_tiny_model, tiny_tokenizer, targets, candidates, max_length,
@@ -82,7 +84,7 @@ def _brute_force_groups(lengths, widths, budget):
 @pytest.mark.parametrize("max_length", [1024, 185])  # all pairs on the prefix path; about half cut
 def test_engine_with_a_wanted_mask_scores_only_those_pairs(trained_tiny_model, tiny_tokenizer, max_length):
     targets, candidates = make_examples(7), make_examples(9, "c")[2:]
-    settings = KernelSettings(max_length=max_length, batch_size=3, tokens_per_batch=300, workers=2)
+    settings = KernelConfig(max_length=max_length, batch_size=3, tokens_per_batch=300, workers=2)
     tokens = lambda exs: tokenize_examples(exs, tiny_tokenizer, TEMPLATE, settings)  # noqa: E731
     setup = ScoringSetup(trained_tiny_model, tiny_tokenizer.eos_token_id, tiny_tokenizer.pad_token_id,
                          settings.eos_after_prompt, settings.max_length, settings.batch_size,
@@ -138,7 +140,7 @@ def test_token_probabilities_in_chunks_equal_one_log_softmax():
 
 def test_engine_does_less_work_than_per_pair(trained_tiny_model, tiny_tokenizer):
     examples = make_examples(6)
-    settings = KernelSettings()
+    settings = KernelConfig()
     _, _, stats = engine_kernel(trained_tiny_model, tiny_tokenizer, examples, examples, settings)
     toks = tokenize_examples(examples, tiny_tokenizer, TEMPLATE, settings)
     per_pair = sum(len(c.shown) + len(t.query) + len(t.response) + 2 for t in toks for c in toks)
@@ -149,7 +151,7 @@ def test_engine_does_less_work_than_per_pair(trained_tiny_model, tiny_tokenizer)
 
 def test_provider_kernel_equals_naive_and_orientation(tiny_spec, tiny_tokenizer, tmp_path):
     targets, candidates = make_examples(3, "t"), make_examples(5, "c")[1:]
-    provider = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(block_size=2), KernelCache(tmp_path),
+    provider = KernelProvider(tiny_spec, TEMPLATE, KernelConfig(block_size=2), KernelCache(tmp_path),
                               progress=False)
     kernel = provider.utility(targets, candidates)
     _, _, uf = naive_kernel(provider.model, tiny_tokenizer, targets, candidates, 1024)
@@ -178,7 +180,7 @@ def test_engine_in_bf16_stays_close_to_fp32(trained_tiny_model, tiny_tokenizer):
     import torch
 
     examples = make_examples(5)
-    settings = KernelSettings()
+    settings = KernelConfig()
     zero, one, _ = engine_kernel(trained_tiny_model, tiny_tokenizer, examples, examples, settings)
     bf16 = copy.deepcopy(trained_tiny_model).to(torch.bfloat16)
     zero_b, one_b, _ = engine_kernel(bf16, tiny_tokenizer, examples, examples, settings)
@@ -190,7 +192,7 @@ def test_engine_names_the_example_whose_response_cannot_fit(trained_tiny_model, 
     from delift.kernel.sequences import ResponseTooLongError
 
     examples = make_examples(4)
-    settings = KernelSettings(max_length=12, workers=1)  # shorter than every response + EOS
+    settings = KernelConfig(max_length=12, workers=1)  # shorter than every response + EOS
     with pytest.raises(ResponseTooLongError, match="example 'ex0'"):
         engine_kernel(trained_tiny_model, tiny_tokenizer, examples, examples, settings)
 
@@ -200,7 +202,7 @@ def test_engine_passes_its_cache_without_deprecated_arguments(trained_tiny_model
     import warnings
 
     targets, candidates = make_examples(3), make_examples(4, "c")
-    settings = KernelSettings(workers=2, tokens_per_batch=300)  # threads, several groups and passes
+    settings = KernelConfig(workers=2, tokens_per_batch=300)  # threads, several groups and passes
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)
         zero, one, stats = engine_kernel(trained_tiny_model, tiny_tokenizer, targets, candidates, settings)
@@ -273,7 +275,7 @@ def naive_logprob_kernel(model, tok, targets, candidates, max_length, eos_after_
 def test_logprob_sum_engine_equals_naive_per_pair(trained_tiny_model, tiny_tokenizer, max_length, eos_after_prompt,
                                                   tokens_per_batch, workers):
     targets, candidates = make_examples(5), make_examples(8, "c")[1:]
-    settings = KernelSettings(max_length=max_length, eos_after_prompt=eos_after_prompt, batch_size=3,
+    settings = KernelConfig(max_length=max_length, eos_after_prompt=eos_after_prompt, batch_size=3,
                               tokens_per_batch=tokens_per_batch, workers=workers)
     tokens = lambda exs: tokenize_examples(exs, tiny_tokenizer, TEMPLATE, settings)  # noqa: E731
     setup = ScoringSetup(trained_tiny_model, tiny_tokenizer.eos_token_id, tiny_tokenizer.pad_token_id,
@@ -315,7 +317,7 @@ def test_provider_logprob_kernel_orientation_key_and_cache(tiny_spec, trained_ti
     from delift.kernel.cache import kernel_cache_key
 
     targets, candidates = make_examples(3, "g"), make_examples(5, "c")
-    provider = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(block_size=2), KernelCache(tmp_path),
+    provider = KernelProvider(tiny_spec, TEMPLATE, KernelConfig(block_size=2), KernelCache(tmp_path),
                               progress=False)
     provider._model = trained_tiny_model  # the trained weights, so the numbers are not all alike
     kernel = provider.utility(targets, candidates, aggregate="logprob_sum")
@@ -340,20 +342,20 @@ def test_provider_logprob_kernel_orientation_key_and_cache(tiny_spec, trained_ti
 
 def test_sharded_fill_of_a_logprob_kernel_request(tiny_spec, trained_tiny_model, tmp_path):
     """``provider.fill(*request)`` with a KernelRequest fills the logprob kernel's blocks, shard by shard."""
-    from delift.kernel.utility import KernelRequest
+    from delift.kernel.settings import KernelRequest
 
     targets, candidates = make_examples(2, "g"), make_examples(3, "c")
     request = KernelRequest(targets, candidates, "logprob_sum")
     filled = []
     for shard in (0, 1):
-        provider = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(block_size=2, num_shards=2, shard=shard),
+        provider = KernelProvider(tiny_spec, TEMPLATE, KernelConfig(block_size=2, num_shards=2, shard=shard),
                                   KernelCache(tmp_path), progress=False)
         provider._model = trained_tiny_model
         filled.append(provider.fill(*request))
     assert [f["aggregate"] for f in filled] == ["logprob_sum"] * 2 and filled[1]["complete"] is True
     assert filled[0]["key"] == filled[1]["key"] == provider.block_store(*request).key
     assert filled[0]["blocks_computed"] + filled[1]["blocks_computed"] == 1 + 2  # zero-shot + 2 column tiles
-    merged = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(block_size=2), KernelCache(tmp_path), progress=False)
+    merged = KernelProvider(tiny_spec, TEMPLATE, KernelConfig(block_size=2), KernelCache(tmp_path), progress=False)
     merged._model = trained_tiny_model
     kernel = merged.utility(*request)
     assert kernel.meta["blocks_computed"] == 0 and kernel.meta["aggregate"] == "logprob_sum"
@@ -364,11 +366,11 @@ def test_default_distance_cache_keys_are_unchanged(tiny_spec, tmp_path):
     """The aggregate enters the key only when it is not the default: DELIFT's kernels keep their keys."""
     from delift.data.records import fingerprint
     from delift.kernel.cache import kernel_cache_key
-    from delift.kernel.utility import KERNEL_CODE_VERSION
+    from delift.kernel.settings import KERNEL_CODE_VERSION
     from delift.models.loading import model_identity
 
     examples = make_examples(5)
-    provider = KernelProvider(tiny_spec, TEMPLATE, KernelSettings(), KernelCache(tmp_path), progress=False)
+    provider = KernelProvider(tiny_spec, TEMPLATE, KernelConfig(), KernelCache(tmp_path), progress=False)
     before = {  # the payload exactly as it was built before aggregates existed
         "model": model_identity(tiny_spec), "targets": fingerprint(examples[:2]), "candidates": fingerprint(examples),
         "prompt_template": [TEMPLATE.with_input, TEMPLATE.without_input],

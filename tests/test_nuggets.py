@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import make_examples
 
-from delift.kernel.utility import KernelRequest, UtilityKernel
+from delift.kernel.settings import KernelRequest, UtilityKernel
 from delift.selection.base import SelectionContext
 from delift.selection.nuggets import (
     NuggetsSelector,
@@ -177,11 +177,11 @@ def test_nuggets_end_to_end_equals_naive_golden_scores(tiny_spec, trained_tiny_m
 
     from delift.data.prompts import PromptTemplate
     from delift.kernel.cache import KernelCache
+    from delift.kernel.config import KernelConfig
     from delift.kernel.provider import KernelProvider
-    from delift.kernel.utility import KernelSettings
 
     pool = make_examples(7)
-    provider = KernelProvider(tiny_spec, PromptTemplate(), KernelSettings(block_size=4), KernelCache(tmp_path),
+    provider = KernelProvider(tiny_spec, PromptTemplate(), KernelConfig(block_size=4), KernelCache(tmp_path),
                               progress=False)
     provider._model = trained_tiny_model
     selector = NuggetsSelector(golden_size=3, device="cpu")

@@ -7,7 +7,7 @@ import pytest
 from test_report_support import rows, write_job
 
 from delift.kernel.cache import KernelCache
-from delift.kernel.utility import UtilityKernel
+from delift.kernel.settings import UtilityKernel
 from delift.report import figures, kernel_figures
 from delift.report.frame import build_frame, columns
 from delift.report.jobs import group_jobs, load_jobs

@@ -12,7 +12,7 @@ from conftest import make_examples
 
 from delift.data.prompts import PromptTemplate
 from delift.kernel.postprocess import postprocess_joint
-from delift.kernel.utility import UtilityKernel
+from delift.kernel.settings import UtilityKernel
 from delift.selection.base import ScoreSelector, SelectionContext, budget_from_fraction
 from delift.selection.baselines import FullSelector, InitialSelector, RandomSelector
 from delift.selection.delift import DeliftSelector

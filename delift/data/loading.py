@@ -1,6 +1,6 @@
 """From a ``conf/data/*.yaml`` mapping to examples and splits: one path for hub, local, synthetic.
 
-Data config keys (a :class:`~delift.config.schema.DataConfig`, or a plain dict / OmegaConf
+Data config keys (a :class:`~delift.data.config.DataConfig`, or a plain dict / OmegaConf
 ``DictConfig`` converted once by :func:`delift.data.sources.data_config`):
 
 - ``name``: dataset name, for logs.
@@ -29,7 +29,7 @@ from typing import Any, Iterator
 
 from omegaconf import MISSING
 
-from delift.config.schema import DataConfig, SyntheticConfig
+from delift.data.config import DataConfig, SyntheticConfig
 from delift.data.errors import DataFormatError
 from delift.data.fields import HUB_CONFIG_FIELD
 from delift.data.formatters import SYNTHETIC_FORMAT, get_formatter

@@ -14,7 +14,7 @@ Resolution order (:func:`resolve_source`):
    ``hub_split`` / ``revision``.
 
 The data config never interpolates a top-level key, so it works nested (``usecase.target``). Every
-public function takes the typed :class:`~delift.config.schema.DataConfig` the pipeline passes, or a
+public function takes the typed :class:`~delift.data.config.DataConfig` the pipeline passes, or a
 plain dict / ``DictConfig`` (tests, notebooks), converted once by :func:`data_config`.
 """
 
@@ -30,7 +30,7 @@ from typing import Any, Mapping, Union
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
-from delift.config.schema import DataConfig
+from delift.data.config import DataConfig
 from delift.data.readers import HubSource, Source
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 
-from delift.config.schema import SizesConfig
+from delift.data.config import SizesConfig
 from delift.data.errors import DataFormatError
 from delift.data.records import Example
 

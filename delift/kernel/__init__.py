@@ -1,16 +1,4 @@
-"""DELIFT's pairwise utility kernel: computation, post-processing and the on-disk cache."""
-
-from delift.kernel.cache import KernelCache, kernel_cache_key
-from delift.kernel.postprocess import postprocess_kernel
-from delift.kernel.utility import AGGREGATES, KernelRequest, KernelSettings, UtilityKernel, overflowing_targets
-
-__all__ = [
-    "AGGREGATES",
-    "KernelCache",
-    "KernelRequest",
-    "KernelSettings",
-    "UtilityKernel",
-    "kernel_cache_key",
-    "overflowing_targets",
-    "postprocess_kernel",
-]
+"""DELIFT's pairwise utility kernel: settings and entry-wise maths (``settings``), the engine, the exact
+provider (``provider``), the approximation strategies (``approximations``) and the front object that
+selectors use (``front.Kernels``). Import from the modules themselves; this package imports nothing,
+so importing one module never loads the others."""

@@ -25,7 +25,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from delift.fsutil import atomic_write
-from delift.kernel.utility import DEFAULT_AGGREGATE, UtilityKernel, check_aggregate, utility_matrix
+from delift.kernel.settings import DEFAULT_AGGREGATE, UtilityKernel, check_aggregate, utility_matrix
 
 log = logging.getLogger(__name__)
 

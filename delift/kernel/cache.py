@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from delift.fsutil import atomic_write
-from delift.kernel.utility import UtilityKernel
+from delift.kernel.settings import UtilityKernel
 
 log = logging.getLogger(__name__)
 

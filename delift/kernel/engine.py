@@ -41,15 +41,10 @@ from transformers import DynamicCache
 
 from delift.kernel.attention import grouped_sdpa
 from delift.kernel.host_memory import heap_reuse
+from delift.kernel.probabilities import decoder_and_head, score_sequences, token_probabilities
 from delift.kernel.sequences import ScoredSequence, build_sequence
-from delift.kernel.utility import (
-    DEFAULT_AGGREGATE,
-    TokenizedExample,
-    _decoder_and_head,
-    check_aggregate,
-    score_sequences,
-    token_probabilities,
-)
+from delift.kernel.settings import DEFAULT_AGGREGATE, check_aggregate
+from delift.kernel.tokens import TokenizedExample
 
 
 @dataclass
@@ -265,7 +260,7 @@ def _prefix_cache(setup: ScoringSetup, prefixes: list[list[int]],
     exceed a quarter of the tokens, or to give every worker a pass); the caches are then zero-padded
     to P_max and stacked. Padded key slots are masked out by the caller.
     """
-    body, _ = _decoder_and_head(setup.model)
+    body, _ = decoder_and_head(setup.model)
     width = max(len(p) for p in prefixes)
     most = -(-len(prefixes) // max(1, setup.workers))
     chunks: list[list[list[int]]] = []
@@ -308,7 +303,7 @@ def score_one_shot(setup: ScoringSetup, targets: Sequence[TokenizedExample],
 def _score_one_shot(setup: ScoringSetup, targets: Sequence[TokenizedExample],
                     candidates: Sequence[TokenizedExample], run: Callable,
                     wanted: np.ndarray | None = None) -> tuple[np.ndarray, BlockStats]:
-    body, head = _decoder_and_head(setup.model)
+    body, head = decoder_and_head(setup.model)
     softcap = getattr(setup.model.config, "final_logit_softcapping", None)
     device = setup.device
     shown = [c.shown for c in candidates]

@@ -8,25 +8,14 @@ any list of pairs, at the cost of running each candidate's prefix once per pair.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from delift.kernel.attention import grouped_sdpa
 from delift.kernel.engine import BlockStats, ScoringSetup, score_per_sequence, score_zero_shot
 from delift.kernel.sequences import build_sequence
-from delift.kernel.utility import TokenizedExample
-
-if TYPE_CHECKING:
-    from delift.kernel.provider import KernelProvider
-
-
-def scoring_setup(provider: KernelProvider, aggregate: str, on_pairs=None) -> ScoringSetup:
-    """The provider's model and settings as the engine's ScoringSetup (loads the model)."""
-    s, tokenizer = provider.settings, provider.tokenizer
-    return ScoringSetup(provider.model, tokenizer.eos_token_id, tokenizer.pad_token_id, s.eos_after_prompt,
-                        s.max_length, s.batch_size, s.tokens_per_batch, on_pairs=on_pairs, workers=s.workers,
-                        aggregate=aggregate)
+from delift.kernel.tokens import TokenizedExample
 
 
 def score_pairs(setup: ScoringSetup, targets: Sequence[TokenizedExample], candidates: Sequence[TokenizedExample],

@@ -1,19 +1,18 @@
-"""Kernels on demand: look up the cache, else compute the missing blocks with the engine, merge, store.
+"""The exact utility kernel on demand: look up the cache, else compute the missing blocks with the engine, merge, store.
 
 ``utility`` returns a complete kernel (computing whatever this shard still owes); ``fill`` only
 computes this shard's missing blocks (``kernel.num_shards`` / ``kernel.shard``), for sharded runs
 whose blocks are merged later by any process once every shard has finished.
 
-Both take an optional ``aggregate`` (``delift.kernel.utility.AGGREGATES``): ``distance`` (default,
+Both take an optional ``aggregate`` (``delift.kernel.settings.AGGREGATES``): ``distance`` (default,
 DELIFT's d and UF = d_zero - d_one) or ``logprob_sum`` (sums of log p; UF = l_one - l_zero). It is part
 of the cache key only when it is not the default, so the keys of DELIFT kernels are those of before.
-A selector names it in a :class:`KernelRequest` from ``kernel_requests``; ``provider.fill(*request)``
-and ``provider.utility(*request)`` accept both such a request and a plain (targets, candidates) pair.
+A selector names it in a :class:`KernelRequest` from ``kernel_requests``; ``fill(*request)`` and
+``utility(*request)`` accept both such a request and a plain (targets, candidates) pair.
 
-``approximation`` (``kernel.approximation``, :mod:`delift.kernel.approximate`): ``exact`` (default)
-computes every entry as above; ``learned`` and ``knn`` make ``utility`` return an approximate kernel
-under its own cache key (the exact kernel's key is unchanged). ``exact_utility`` / ``exact_fill``
-always compute the exact kernel.
+The provider computes exact kernels only. The approximations (``kernel.approximation``) are strategies
+that use it (:mod:`delift.kernel.approximations`), chosen by the front object :class:`delift.kernel.front.Kernels`.
+Its public scoring API (``tokens``, ``scoring_setup``) is what they build on.
 """
 
 from __future__ import annotations
@@ -22,42 +21,35 @@ import logging
 import time
 from typing import Any, Sequence
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from delift.data.prompts import PromptTemplate
 from delift.data.records import Example, fingerprint
-from delift.kernel.approximate import ApproximationSettings, approximate_fill, approximate_utility, embed_examples
-from delift.kernel.blocks import Block, BlockStore, IncompleteKernelError, shard_of  # noqa: F401 (re-export)
+from delift.kernel.blocks import Block, BlockStore, IncompleteKernelError, shard_of
 from delift.kernel.cache import KernelCache, kernel_cache_key
 from delift.kernel.engine import BlockStats, ScoringSetup, score_one_shot, score_zero_shot
+from delift.kernel.probabilities import check_head_matches_forward
 from delift.kernel.sequences import build_sequence
-from delift.kernel.utility import (  # noqa: F401 (re-export)
-    DEFAULT_AGGREGATE,
-    KernelRequest,
-    KernelSettings,
-    TokenizedExample,
-    UtilityKernel,
-    check_aggregate,
-    check_head_matches_forward,
-    tokenize_examples,
-)
+from delift.kernel.settings import DEFAULT_AGGREGATE, BaseKernelConfig, UtilityKernel, check_aggregate
+from delift.kernel.tokens import TokenizedExample, tokenize_examples
 from delift.models.loading import ModelSpec, load_model, load_tokenizer, model_identity
 
 log = logging.getLogger(__name__)
 
 
 class KernelProvider:
-    """Computes utility kernels for any (targets, candidates) pair of example lists, cached on disk."""
+    """Computes exact utility kernels for any (targets, candidates) pair of example lists, cached on disk.
 
-    def __init__(self, model_spec: ModelSpec, template: PromptTemplate, settings: KernelSettings,
-                 cache: KernelCache, progress: bool = True, approximation: ApproximationSettings | None = None):
+    ``config`` is the ``kernel`` config (its exact-kernel fields are read here; the approximation's are
+    the strategies')."""
+
+    def __init__(self, model_spec: ModelSpec, template: PromptTemplate, config: BaseKernelConfig,
+                 cache: KernelCache, progress: bool = True):
         self.model_spec = model_spec
         self.template = template
-        self.settings = settings
+        self.config = config
         self.cache = cache
         self.progress = progress
-        self.approximation = approximation or ApproximationSettings()
         self._model = None
         self._tokenizer = None
 
@@ -81,7 +73,7 @@ class KernelProvider:
             "targets": fingerprint(targets),
             "candidates": fingerprint(candidates),
             "prompt_template": [self.template.with_input, self.template.without_input],
-            "kernel": self.settings.identity(),
+            "kernel": self.config.identity(),
         }
         if check_aggregate(aggregate) != DEFAULT_AGGREGATE:
             payload["aggregate"] = aggregate
@@ -90,17 +82,10 @@ class KernelProvider:
     def block_store(self, targets: Sequence[Example], candidates: Sequence[Example],
                     aggregate: str = DEFAULT_AGGREGATE) -> BlockStore:
         payload = self.cache_payload(targets, candidates, aggregate)
-        return BlockStore(self.cache.root, kernel_cache_key(payload), self.settings.block_size,
+        return BlockStore(self.cache.root, kernel_cache_key(payload), self.config.block_size,
                           [e.id for e in targets], [e.id for e in candidates], payload, aggregate)
 
     def utility(self, targets: Sequence[Example], candidates: Sequence[Example],
-                aggregate: str = DEFAULT_AGGREGATE) -> UtilityKernel:
-        """The complete kernel (approximate under ``kernel.approximation`` learned / knn), cached."""
-        if not self.approximation.exact:
-            return approximate_utility(self, targets, candidates, aggregate)
-        return self.exact_utility(targets, candidates, aggregate)
-
-    def exact_utility(self, targets: Sequence[Example], candidates: Sequence[Example],
                       aggregate: str = DEFAULT_AGGREGATE) -> UtilityKernel:
         """The complete exact kernel: from the cache, else this shard's blocks are computed and all are merged."""
         store = self.block_store(targets, candidates, aggregate)
@@ -116,7 +101,7 @@ class KernelProvider:
             raise IncompleteKernelError(
                 f"kernel {store.key}: {len(missing)} blocks of other shards are missing ({names[:8]}"
                 f"{' ...' if len(names) > 8 else ''} in {store.folder}); finish the runs of every "
-                f"kernel.shard in [0, kernel.num_shards={self.settings.num_shards}) first")
+                f"kernel.shard in [0, kernel.num_shards={self.config.num_shards}) first")
         kernel = store.merge()
         kernel.meta.update(cached=False, seconds=counts["seconds"], blocks_computed=counts["blocks_computed"],
                            blocks_skipped=counts["blocks_skipped"])
@@ -126,15 +111,8 @@ class KernelProvider:
 
     def fill(self, targets: Sequence[Example], candidates: Sequence[Example],
              aggregate: str = DEFAULT_AGGREGATE) -> dict[str, Any]:
-        """Compute only this shard's missing blocks (``learned``: of its exact sample kernel; ``knn``:
-        its row blocks); never fails because other shards are unfinished."""
-        if not self.approximation.exact:
-            return approximate_fill(self, targets, candidates, aggregate)
-        return self.exact_fill(targets, candidates, aggregate)
-
-    def exact_fill(self, targets: Sequence[Example], candidates: Sequence[Example],
-                   aggregate: str = DEFAULT_AGGREGATE) -> dict[str, Any]:
-        """Compute only this shard's missing blocks of the exact kernel."""
+        """Compute only this shard's missing blocks of the exact kernel; never fails because other shards
+        are unfinished."""
         store = self.block_store(targets, candidates, aggregate)
         if self.cache.path(store.key).exists():
             return {"key": store.key, "aggregate": store.aggregate, "complete": True, "blocks_computed": 0,
@@ -144,28 +122,26 @@ class KernelProvider:
         return counts
 
     def _fill(self, store: BlockStore, targets: Sequence[Example], candidates: Sequence[Example]) -> dict[str, Any]:
-        settings = self.settings
+        config = self.config
         store.ensure_manifest()  # checked even when nothing is left to do: a damaged one is rewritten
-        mine = [b for b in store.blocks() if shard_of(b, settings.num_shards) == settings.shard]
+        mine = [b for b in store.blocks() if shard_of(b, config.num_shards) == config.shard]
         todo = [b for b in mine if not store.has(b)]  # damaged blocks are reported, removed and redone
         counts: dict[str, Any] = {"blocks_computed": 0, "blocks_skipped": len(mine) - len(todo), "pairs": 0,
                                   "tokens": 0, "seconds": 0.0}
         if not todo:
             log.info("kernel %s: all %d blocks of shard %d/%d already on disk", store.key[:12], len(mine),
-                     settings.shard, settings.num_shards)
+                     config.shard, config.num_shards)
             return counts
-        tgt = self._tokens(targets)
-        cand = tgt if targets is candidates else self._tokens(candidates)
+        tgt = self.tokens(targets)
+        cand = tgt if targets is candidates else self.tokens(candidates)
         eos = self.tokenizer.eos_token_id
         for i, t in enumerate(tgt):  # fail before any forward pass, naming the example
-            build_sequence([], t.query, t.response, eos, settings.eos_after_prompt, settings.max_length, targets[i].id)
+            build_sequence([], t.query, t.response, eos, config.eos_after_prompt, config.max_length, targets[i].id)
         check_head_matches_forward(self.model, build_sequence([], tgt[0].query, tgt[0].response, eos,
-                                                              settings.eos_after_prompt, settings.max_length))
+                                                              config.eos_after_prompt, config.max_length))
         total_pairs = sum(len(store.rows(b)) * len(store.cols(b)) for b in todo if b.col is not None)
         bar = tqdm(total=total_pairs, desc="utility kernel", unit="pair", disable=not self.progress)
-        setup = ScoringSetup(self.model, eos, self.tokenizer.pad_token_id, settings.eos_after_prompt,
-                             settings.max_length, settings.batch_size, settings.tokens_per_batch, on_pairs=bar.update,
-                             workers=settings.workers, aggregate=store.aggregate)
+        setup = self.scoring_setup(store.aggregate, on_pairs=bar.update)
         started = time.perf_counter()
         stats = BlockStats()
         try:
@@ -178,14 +154,14 @@ class KernelProvider:
             bar.close()
         counts.update(pairs=stats.pairs, tokens=stats.tokens, seconds=time.perf_counter() - started)
         log.info("utility kernel %s (%dx%d, %s, shard %d/%d): %d pairs, %d tokens in %.1f s (%.1f pairs/s); "
-                 "blocks computed %d, skipped %d", store.key[:12], *store.shape, store.aggregate, settings.shard,
-                 settings.num_shards,
+                 "blocks computed %d, skipped %d", store.key[:12], *store.shape, store.aggregate, config.shard,
+                 config.num_shards,
                  stats.pairs, stats.tokens, counts["seconds"], stats.pairs / max(counts["seconds"], 1e-9),
                  counts["blocks_computed"], counts["blocks_skipped"])
         cuts = {k: getattr(stats, k) for k in ("shown_truncated", "shown_dropped", "query_truncated")}
         if any(cuts.values()):
             log.warning("kernel.max_length=%d truncated sequences: %s (a pair whose shown example was dropped "
-                        "scores like zero-shot, UF = 0)", settings.max_length, cuts)
+                        "scores like zero-shot, UF = 0)", config.max_length, cuts)
         return counts
 
     @staticmethod
@@ -195,12 +171,16 @@ class KernelProvider:
             return score_zero_shot(setup, rows)
         return score_one_shot(setup, rows, [cand[j] for j in store.cols(block)])
 
-    def embeddings(self, examples: Sequence[Example]) -> np.ndarray:
-        """(n, d) L2-normalised sentence embeddings (``kernel.embedder``) of the approximations."""
-        return embed_examples(examples, self.approximation.embedder)
+    def tokens(self, examples: Sequence[Example]) -> list[TokenizedExample]:
+        """The examples' token ids as the kernel sees them (query, response, shown example)."""
+        return tokenize_examples(examples, self.tokenizer, self.template, self.config)
 
-    def _tokens(self, examples: Sequence[Example]) -> list[TokenizedExample]:
-        return tokenize_examples(examples, self.tokenizer, self.template, self.settings)
+    def scoring_setup(self, aggregate: str = DEFAULT_AGGREGATE, on_pairs=None) -> ScoringSetup:
+        """The model and the kernel's settings as the engine's ScoringSetup (loads the model)."""
+        c, tokenizer = self.config, self.tokenizer
+        return ScoringSetup(self.model, tokenizer.eos_token_id, tokenizer.pad_token_id, c.eos_after_prompt,
+                            c.max_length, c.batch_size, c.tokens_per_batch, on_pairs=on_pairs, workers=c.workers,
+                            aggregate=check_aggregate(aggregate))
 
     def release(self) -> None:
         """Drop the scoring model so training can have the memory."""

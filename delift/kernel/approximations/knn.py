@@ -11,7 +11,7 @@ other entry is UF = 0 (d_one = d_zero: "showing it changes nothing"); note that
 Targets are scored in blocks of ``kernel.block_size``; each block's values are written atomically to
 ``<cache root>/<key>/knn/rows<start>.npz`` as soon as it is done, so a killed run resumes there.
 Sharding (``kernel.num_shards`` > 1): row block number b belongs to shard b % num_shards; a shard run
-(:func:`knn_fill`) computes only its blocks, and a normal run then reads them all.
+(``fill``) computes only its blocks, and a normal run then reads them all.
 The returned kernel is dense (n_t x n_c float64, as an exact kernel): fine up to ~20k examples.
 """
 
@@ -19,23 +19,35 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from delift.checks import Problems, at_least
 from delift.data.records import Example
 from delift.fsutil import atomic_write
+from delift.kernel.approximations.base import ApproximationContext, CachedApproximation
 from delift.kernel.blocks import IncompleteKernelError
 from delift.kernel.engine import BlockStats, score_one_shot
-from delift.kernel.pairs import score_zero, scoring_setup
-from delift.kernel.utility import UtilityKernel, utility_matrix
-
-if TYPE_CHECKING:
-    from delift.kernel.provider import KernelProvider
+from delift.kernel.pairs import score_zero
+from delift.kernel.settings import UtilityKernel, utility_matrix
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class KnnConfig:
+    """``kernel.knn``: each target scored exactly against its nearest candidates only."""
+
+    neighbors: int = 20  # m nearest candidates by embedding cosine (plus the target itself); others UF = 0
+
+    def problems(self) -> Problems:
+        found: Problems = {}
+        at_least(found, "neighbors", self.neighbors, 1)
+        return found
 
 
 def nearest_candidates(e_targets: np.ndarray, e_candidates: np.ndarray, target_ids: Sequence[str],
@@ -92,18 +104,18 @@ def _score_wanted(setup, t_tok, c_tok, pair_rows: np.ndarray, pair_cols: np.ndar
     return d[local_rows, local_cols], stats
 
 
-def _knn_blocks(provider: KernelProvider, targets: Sequence[Example], candidates: Sequence[Example],
+def _knn_blocks(ctx: ApproximationContext, targets: Sequence[Example], candidates: Sequence[Example],
                 aggregate: str, key: str, assemble: bool) -> tuple[UtilityKernel | None, dict[str, Any]]:
     """Compute this shard's missing row blocks (block number % ``kernel.num_shards`` == ``kernel.shard``);
     with ``assemble``, also read every block and return the dense kernel (IncompleteKernelError when
     blocks of other shards are missing)."""
-    settings = provider.settings
-    neighbors = provider.approximation.knn.neighbors
+    provider, settings = ctx.provider, ctx.config
+    neighbors = ctx.settings.neighbors
     t_ids, c_ids = [e.id for e in targets], [e.id for e in candidates]
     square = t_ids == c_ids
-    e_t = provider.embeddings(targets)
-    e_c = e_t if square else provider.embeddings(candidates)
-    folder = provider.cache.root / key / "knn"
+    e_t = ctx.embed(targets)
+    e_c = e_t if square else ctx.embed(candidates)
+    folder = ctx.cache_root / key / "knn"
     block = settings.block_size
     d_zero = np.empty(len(targets))
     d_one = np.empty((len(targets), len(candidates))) if assemble else None
@@ -129,9 +141,9 @@ def _knn_blocks(provider: KernelProvider, targets: Sequence[Example], candidates
             counts["blocks_resumed" if assemble else "blocks_skipped"] += 1
         elif mine:
             if setup is None:
-                setup = scoring_setup(provider, aggregate)
-                t_tok = provider._tokens(targets)
-                c_tok = t_tok if square else provider._tokens(candidates)
+                setup = provider.scoring_setup(aggregate)
+                t_tok = provider.tokens(targets)
+                c_tok = t_tok if square else provider.tokens(candidates)
             zero, zero_stats = score_zero(setup, [t_tok[i] for i in rows])
             values, pair_stats = _score_wanted(setup, t_tok, c_tok, pair_rows, pair_cols)
             stats.add(zero_stats)
@@ -162,22 +174,29 @@ def _knn_blocks(provider: KernelProvider, targets: Sequence[Example], candidates
     scored = counts["scored"]
     meta = {"neighbors": neighbors, "scored_pairs": scored, "exact_pairs": scored,
             "predicted_pairs": 0, "zero_pairs": uf.size - scored, "blocks_resumed": counts["blocks_resumed"],
-            "embedder": provider.approximation.embedder, "pairs": stats.pairs, "tokens": stats.tokens,
+            "embedder": ctx.config.embedder, "pairs": stats.pairs, "tokens": stats.tokens,
             **{name: getattr(stats, name) for name in ("shown_truncated", "shown_dropped", "query_truncated")}}
     return UtilityKernel(uf=uf, d_zero=d_zero, d_one=d_one, target_ids=t_ids, candidate_ids=c_ids, meta=meta), counts
 
 
-def knn_kernel(provider: KernelProvider, targets: Sequence[Example], candidates: Sequence[Example],
-               aggregate: str, key: str) -> UtilityKernel:
-    """The dense knn kernel: this shard's missing row blocks computed, every block read back."""
-    kernel, _ = _knn_blocks(provider, targets, candidates, aggregate, key, assemble=True)
-    return kernel
+class Knn(CachedApproximation):
+    """``kernel.approximation=knn``."""
+
+    name = "knn"
+    Config = KnnConfig
+
+    def compute(self, ctx: ApproximationContext, targets: Sequence[Example], candidates: Sequence[Example],
+                aggregate: str, key: str) -> UtilityKernel:
+        """The dense knn kernel: this shard's missing row blocks computed, every block read back."""
+        kernel, _ = _knn_blocks(ctx, targets, candidates, aggregate, key, assemble=True)
+        return kernel
+
+    def fill_missing(self, ctx: ApproximationContext, targets: Sequence[Example], candidates: Sequence[Example],
+                     aggregate: str, key: str) -> dict[str, Any]:
+        """Only this shard's missing row blocks; ``complete`` when no block of any shard is left."""
+        _, counts = _knn_blocks(ctx, targets, candidates, aggregate, key, assemble=False)
+        return {"key": key, "aggregate": aggregate, "complete": not counts["missing"], "approximation": self.name,
+                **{name: counts[name] for name in ("blocks_computed", "blocks_skipped", "pairs", "tokens", "seconds")}}
 
 
-def knn_fill(provider: KernelProvider, targets: Sequence[Example], candidates: Sequence[Example],
-             aggregate: str, key: str) -> dict[str, Any]:
-    """Sharded precomputation: only this shard's missing row blocks; ``complete`` when no block of any
-    shard is left."""
-    _, counts = _knn_blocks(provider, targets, candidates, aggregate, key, assemble=False)
-    return {"key": key, "aggregate": aggregate, "complete": not counts["missing"], "approximation": "knn",
-            **{name: counts[name] for name in ("blocks_computed", "blocks_skipped", "pairs", "tokens", "seconds")}}
+APPROXIMATION = Knn()

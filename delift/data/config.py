@@ -1,0 +1,95 @@
+"""The ``data`` config group's dataclasses (``conf/data/*.yaml``; also ``usecase.target`` / ``usecase.existing``).
+
+Schema and runtime settings alike: :mod:`delift.config.schema` composes them into the experiment config,
+and the data layer reads them directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from omegaconf import MISSING
+
+from delift.checks import Problems, at_least, choice
+
+
+@dataclass
+class OfflineCopyConfig:
+    root: str = "shared"  # shared (paths.shared_datasets) | fixtures (packaged samples)
+    files: List[str] = field(default_factory=list)
+    note: Optional[str] = None
+
+    def problems(self) -> Problems:
+        found: Problems = {}
+        choice(found, "root", self.root, ("shared", "fixtures"))
+        if not self.files:
+            found["files"] = "empty: name at least one file"
+        return found
+
+
+@dataclass
+class RowFilterConfig:
+    key: str = MISSING  # metadata key, e.g. template
+    include: Optional[List[str]] = None  # null = any value
+    exclude: List[str] = field(default_factory=list)
+
+
+@dataclass
+class SizesConfig:
+    train: Optional[int] = None  # null = all remaining (one split at most)
+    valid: Optional[int] = 0
+    test: Optional[int] = None
+
+    def problems(self) -> Problems:
+        found: Problems = {}
+        for name in ("train", "valid", "test"):
+            at_least(found, name, getattr(self, name), 0)
+        if [self.train, self.valid, self.test].count(None) > 1:
+            found["train"] = "at most one of train/valid/test may be null (all remaining)"
+        return found
+
+
+@dataclass
+class SyntheticConfig:
+    n: int = 120
+    near_duplicate_rate: float = 0.2
+    seed: int = 0
+
+    def problems(self) -> Problems:
+        found: Problems = {}
+        at_least(found, "n", self.n, 1)
+        if not 0.0 <= self.near_duplicate_rate < 1.0:
+            found["near_duplicate_rate"] = f"{self.near_duplicate_rate!r}: must be in [0, 1)"
+        return found
+
+
+@dataclass
+class DataConfig:
+    """One dataset (``conf/data/*.yaml``); also the nested ``usecase.target`` / ``usecase.existing``."""
+
+    name: str = MISSING
+    format: str = MISSING  # a formatter name (delift.data.formatters) or synthetic
+    hub_id: Optional[str] = None
+    hub_config: Any = None  # one config name, a list of them (P3 templates), or null
+    hub_split: Optional[str] = "train"
+    revision: Optional[str] = None
+    local_path: Optional[str] = None  # a local file or save_to_disk folder read INSTEAD of hub / offline copy
+    offline_copy: Optional[OfflineCopyConfig] = None
+    max_rows: Optional[int] = None
+    on_bad_row: str = "error"  # error | skip
+    row_filter: Optional[RowFilterConfig] = None
+    sizes: SizesConfig = field(default_factory=SizesConfig)
+    synthetic: Optional[SyntheticConfig] = None
+
+    def problems(self) -> Problems:
+        found: Problems = {}
+        choice(found, "on_bad_row", self.on_bad_row, ("error", "skip"))
+        at_least(found, "max_rows", self.max_rows, 0)
+        if self.format == "synthetic" and self.synthetic is None:
+            found["synthetic"] = "format synthetic needs {n, near_duplicate_rate, seed}"
+        if self.local_path is not None and not str(self.local_path).strip():
+            found["local_path"] = "empty: give a file or folder, or null to use the hub / offline copy"
+        elif self.format == "synthetic" and self.local_path is not None:
+            found["local_path"] = "set, but format is synthetic (generated, never read): pick one"
+        return found
