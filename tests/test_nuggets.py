@@ -10,6 +10,7 @@ import pytest
 from conftest import make_examples
 
 from delift.kernel.settings import KernelRequest, UtilityKernel
+from delift.models.embeddings import DEFAULT_EMBEDDER
 from delift.selection.base import SelectionContext
 from delift.selection.nuggets import (
     NuggetsSelector,
@@ -209,7 +210,7 @@ def test_config_composes_builds_and_checks_its_values():
     selector = build_parts(cfg).selector
     assert isinstance(selector, NuggetsSelector) and selector.golden_size == 5 and selector.golden == "kmeans"
     assert (selector.kmeans_iterations, selector.embedder, selector.batch_size, selector.device) == (
-        100, "all-MiniLM-L6-v2", 64, None)
+        100, DEFAULT_EMBEDDER, 64, None)
     with pytest.raises(ConfigError) as caught:
         compose_config(["experiment=smoke", "selector=nuggets", "selector.golden=random", "selector.golden_size=0",
                         "selector.kmeans_iterations=0"])

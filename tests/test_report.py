@@ -90,6 +90,10 @@ def test_columns_are_every_protocol_and_metric_that_ran(tmp_path):
     jobs = load_jobs([tmp_path])
     assert columns(jobs) == [("icl", "", "exact_match"), ("icl", "", "my_score"), ("lora", "", "rouge1"),
                              ("lora", "existing", "rouge1")]
+    keys, groups = group_jobs(jobs)
+    frame = build_frame(groups, keys, columns(jobs))  # each column reads back its metrics.json key, split or none
+    assert [(e["key"], e["mean"]) for e in frame] == [("icl/exact_match", 0.5), ("icl/my_score", 0.25),
+                                                      ("lora/rouge1", 0.1), ("lora/existing/rouge1", 0.05)]
 
 
 def test_selector_settings_that_vary_within_a_method_are_variants(tmp_path):

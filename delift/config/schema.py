@@ -23,6 +23,7 @@ from omegaconf import MISSING
 from delift.checks import Problems, at_least, choice  # noqa: F401 (re-exported for selector schemas)
 from delift.data.config import DataConfig
 from delift.kernel.config import KernelConfig
+from delift.models.embeddings import DEFAULT_EMBEDDER
 
 DTYPES = ("float32", "float16", "bfloat16", "auto")  # auto: bfloat16 on hardware with native bf16, else float32
 
@@ -154,7 +155,7 @@ class TrainConfig:
 @dataclass
 class MetricsConfig:
     names: List[str] = field(default_factory=lambda: ["rouge", "bge"])  # keys of metric_library
-    embedder: str = "all-MiniLM-L6-v2"  # sentence embedder of bge (and of ICL retrieval by default)
+    embedder: str = DEFAULT_EMBEDDER  # sentence embedder of bge (and of ICL retrieval by default)
 
     def problems(self) -> Problems:
         return {} if self.names else {"names": "empty: name at least one metric"}

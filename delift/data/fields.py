@@ -11,15 +11,16 @@ HUB_CONFIG_FIELD = "hub_config"
 """Added by the loader to rows of a hub source read with a LIST of configs (e.g. P3 templates)."""
 
 
-def _field(row: dict[str, Any], location: str, name: str) -> Any:
+def required_field(row: dict[str, Any], location: str, name: str) -> Any:
+    """The field's value, of any type; a missing field is an error naming the row's location."""
     if name not in row:
         raise DataFormatError(location, name, f"missing required field (row has {sorted(row)})")
     return row[name]
 
 
-def _text(row: dict[str, Any], location: str, name: str, *, required: bool = False) -> str:
+def text_field(row: dict[str, Any], location: str, name: str, *, required: bool = False) -> str:
     """A string field; ``required`` also rejects empty or whitespace-only text."""
-    value = _field(row, location, name)
+    value = required_field(row, location, name)
     if not isinstance(value, str):
         raise DataFormatError(location, name, f"expected a string, got {type(value).__name__}")
     if required and not value.strip():
@@ -27,17 +28,18 @@ def _text(row: dict[str, Any], location: str, name: str, *, required: bool = Fal
     return value
 
 
-def _optional_text(row: dict[str, Any], location: str, name: str) -> str | None:
+def optional_text(row: dict[str, Any], location: str, name: str) -> str | None:
+    """A string field that may be absent or null (then ``None``)."""
     if row.get(name) is None:
         return None
-    return _text(row, location, name)
+    return text_field(row, location, name)
 
 
-def _row_id(row: dict[str, Any], location: str, dataset: str, id_field: str | None) -> str:
+def row_id(row: dict[str, Any], location: str, dataset: str, id_field: str | None) -> str:
     """The dataset's own id when it has one, else ``f"{dataset}-{row}"``."""
     if id_field is None:
         return f"{dataset}-{row_index(location)}"
-    value = _field(row, location, id_field)
+    value = required_field(row, location, id_field)
     if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value) == "":
         raise DataFormatError(location, id_field, f"expected a non-empty id, got {value!r}")
     return str(value)

@@ -24,7 +24,7 @@ import difflib
 from typing import Any, Callable
 
 from delift.data.errors import DataFormatError
-from delift.data.fields import HUB_CONFIG_FIELD, _field, _optional_text, _row_id, _text
+from delift.data.fields import HUB_CONFIG_FIELD, optional_text, required_field, row_id, text_field
 from delift.data.formatters_qa import format_hotpotqa, format_mt_bench
 from delift.data.records import Example
 
@@ -38,13 +38,13 @@ def format_alpaca(row: dict[str, Any], location: str) -> Example:
     """tatsu-lab/alpaca: ``instruction, input, output`` (hub rows also carry ``text``, ignored).
 
     The release's placeholder output ``<nooutput>`` is rejected like an empty one."""
-    output = _text(row, location, "output", required=True)
+    output = text_field(row, location, "output", required=True)
     if output.strip() == "<nooutput>":
         raise DataFormatError(location, "output", "placeholder '<nooutput>' instead of a response")
     return Example(
-        id=_row_id(row, location, "alpaca", None),
-        instruction=_text(row, location, "instruction", required=True),
-        input=_text(row, location, "input"),
+        id=row_id(row, location, "alpaca", None),
+        instruction=text_field(row, location, "instruction", required=True),
+        input=text_field(row, location, "input"),
         output=output,
         source="alpaca",
     )
@@ -52,12 +52,12 @@ def format_alpaca(row: dict[str, Any], location: str) -> Example:
 
 def format_dolly(row: dict[str, Any], location: str) -> Example:
     """databricks-dolly-15k: ``instruction, context, response, category``."""
-    category = _optional_text(row, location, "category")
+    category = optional_text(row, location, "category")
     return Example(
-        id=_row_id(row, location, "dolly", None),
-        instruction=_text(row, location, "instruction", required=True),
-        input=_text(row, location, "context"),
-        output=_text(row, location, "response", required=True),
+        id=row_id(row, location, "dolly", None),
+        instruction=text_field(row, location, "instruction", required=True),
+        input=text_field(row, location, "context"),
+        output=text_field(row, location, "response", required=True),
         source="dolly",
         metadata={"category": category} if category is not None else {},
     )
@@ -65,8 +65,8 @@ def format_dolly(row: dict[str, Any], location: str) -> Example:
 
 def format_mixinstruct(row: dict[str, Any], location: str) -> Example:
     """llm-blender/mix-instruct: ``id, instruction, input, output, candidates`` (texts dropped)."""
-    instruction = _text(row, location, "instruction")
-    input_text = _text(row, location, "input")
+    instruction = text_field(row, location, "instruction")
+    input_text = text_field(row, location, "input")
     if not instruction.strip():
         if not input_text.strip():
             raise DataFormatError(location, "instruction", "instruction and input are both empty")
@@ -81,10 +81,10 @@ def format_mixinstruct(row: dict[str, Any], location: str) -> Example:
             raise DataFormatError(location, f"candidates[{index}]",
                                   f"expected an object, got {type(candidate).__name__}")
     return Example(
-        id=_row_id(row, location, "mixinstruct", "id"),
+        id=row_id(row, location, "mixinstruct", "id"),
         instruction=instruction,
         input=input_text,
-        output=_text(row, location, "output", required=True),
+        output=text_field(row, location, "output", required=True),
         source="mixinstruct",
         metadata={"num_candidates": len(candidates or [])},
     )
@@ -92,15 +92,15 @@ def format_mixinstruct(row: dict[str, Any], location: str) -> Example:
 
 def format_gsm8k(row: dict[str, Any], location: str) -> Example:
     """openai/gsm8k: ``question, answer``; the final answer follows the last ``####``."""
-    answer = _text(row, location, "answer", required=True)
+    answer = text_field(row, location, "answer", required=True)
     if "####" not in answer:
         raise DataFormatError(location, "answer", "no '####' final-answer marker")
     final = answer.rsplit("####", 1)[1].strip()
     if not final:
         raise DataFormatError(location, "answer", "empty final answer after '####'")
     return Example(
-        id=_row_id(row, location, "gsm8k", None),
-        instruction=_text(row, location, "question", required=True),
+        id=row_id(row, location, "gsm8k", None),
+        instruction=text_field(row, location, "question", required=True),
         input="",
         output=answer,
         source="gsm8k",
@@ -136,17 +136,17 @@ def format_mmlu(row: dict[str, Any], location: str) -> Example:
                     location, "choices", f"expected strings, got {type(choice).__name__}"
                 )
     else:
-        choices = [_text(row, location, f"choice{i}") for i in range(4)]
-    answer = _mmlu_answer(_field(row, location, "answer"), location, len(choices))
+        choices = [text_field(row, location, f"choice{i}") for i in range(4)]
+    answer = _mmlu_answer(required_field(row, location, "answer"), location, len(choices))
     letter = LETTERS[answer]
     metadata: dict[str, Any] = {"answer_index": answer, "answer_letter": letter,
                                 "choices": list(choices)}
-    subject = _optional_text(row, location, "subject")
+    subject = optional_text(row, location, "subject")
     if subject is not None:
         metadata["subject"] = subject
     return Example(
-        id=_row_id(row, location, "mmlu", None),
-        instruction=_text(row, location, "question", required=True),
+        id=row_id(row, location, "mmlu", None),
+        instruction=text_field(row, location, "question", required=True),
         input="\n".join(f"{LETTERS[i]}. {choice}" for i, choice in enumerate(choices)),
         output=f"{letter}. {choices[answer]}",
         source="mmlu",
@@ -156,7 +156,7 @@ def format_mmlu(row: dict[str, Any], location: str) -> Example:
 
 def _squad_answers(row: dict[str, Any], location: str) -> tuple[list[str], list[int] | None]:
     """Answer texts (and starts, hub only) from a list of ``{"text"}`` or a dict of lists."""
-    answers = _field(row, location, "answers")
+    answers = required_field(row, location, "answers")
     starts: list[int] | None = None
     if isinstance(answers, dict):
         texts = answers.get("text")
@@ -180,15 +180,15 @@ def format_squad(row: dict[str, Any], location: str) -> Example:
     """SQuAD v1.1, local (``answers`` list of ``{"text"}``) or hub rajpurkar/squad schema."""
     texts, starts = _squad_answers(row, location)
     metadata: dict[str, Any] = {"answers": texts}
-    title = _optional_text(row, location, "title")
+    title = optional_text(row, location, "title")
     if title is not None:
         metadata["title"] = title
     if starts is not None:
         metadata["answer_starts"] = starts
     return Example(
-        id=_row_id(row, location, "squad", "id"),
-        instruction=_text(row, location, "question", required=True),
-        input=_text(row, location, "context", required=True),
+        id=row_id(row, location, "squad", "id"),
+        instruction=text_field(row, location, "question", required=True),
+        input=text_field(row, location, "context", required=True),
         output=texts[0],
         source="squad",
         metadata=metadata,
@@ -201,16 +201,16 @@ def format_p3(row: dict[str, Any], location: str) -> Example:
     hub = "prompt" not in row and "inputs_pretokenized" in row
     prompt_field, completion_field = (
         ("inputs_pretokenized", "targets_pretokenized") if hub else ("prompt", "completion"))
-    completion = _text(row, location, completion_field).strip()
+    completion = text_field(row, location, completion_field).strip()
     completion = completion.removesuffix(P3_END).strip()
     if not completion:
         raise DataFormatError(location, completion_field, "must not be empty")
-    template = _optional_text(row, location, "template")
+    template = optional_text(row, location, "template")
     if template is None:
-        template = _optional_text(row, location, HUB_CONFIG_FIELD)
+        template = optional_text(row, location, HUB_CONFIG_FIELD)
     return Example(
-        id=_row_id(row, location, "p3", None),
-        instruction=_text(row, location, prompt_field, required=True).strip(),
+        id=row_id(row, location, "p3", None),
+        instruction=text_field(row, location, prompt_field, required=True).strip(),
         input="",
         output=completion,
         source="p3",

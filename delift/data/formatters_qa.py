@@ -32,7 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 from delift.data.errors import DataFormatError
-from delift.data.fields import _field, _optional_text, _row_id, _text
+from delift.data.fields import optional_text, required_field, row_id, text_field
 from delift.data.records import Example
 
 
@@ -48,7 +48,7 @@ def _paragraph(title: str, sentences: list[str]) -> str:
 
 def _context(row: dict[str, Any], location: str) -> list[tuple[str, list[str]]]:
     """``(title, sentences)`` pairs from the official list or the hub dict-of-lists."""
-    context = _field(row, location, "context")
+    context = required_field(row, location, "context")
     if isinstance(context, dict):
         titles, sentences = context.get("title"), context.get("sentences")
         if not isinstance(titles, list) or not isinstance(sentences, list) or len(titles) != len(sentences):
@@ -70,7 +70,7 @@ def _context(row: dict[str, Any], location: str) -> list[tuple[str, list[str]]]:
 
 def _supporting_titles(row: dict[str, Any], location: str) -> list[str]:
     """Titles named in ``supporting_facts`` (official pairs or hub dict), first-seen order."""
-    facts = _field(row, location, "supporting_facts")
+    facts = required_field(row, location, "supporting_facts")
     if isinstance(facts, dict):
         titles = facts.get("title")
     elif isinstance(facts, list) and all(isinstance(f, (list, tuple)) and len(f) == 2 for f in facts):
@@ -92,8 +92,8 @@ def _gold_from_context(row: dict[str, Any], location: str) -> list[tuple[str, li
 
 
 def _gold_from_website(row: dict[str, Any], location: str) -> list[tuple[str, list[str]]]:
-    return [(_text(row, location, f"title_{side}", required=True),
-             _sentences(_field(row, location, f"para_{side}"), location, f"para_{side}")) for side in "ab"]
+    return [(text_field(row, location, f"title_{side}", required=True),
+             _sentences(required_field(row, location, f"para_{side}"), location, f"para_{side}")) for side in "ab"]
 
 
 def format_hotpotqa(row: dict[str, Any], location: str) -> Example:
@@ -107,14 +107,14 @@ def format_hotpotqa(row: dict[str, Any], location: str) -> Example:
     id_field = "_id" if "_id" in row else "id" if "id" in row else None
     metadata: dict[str, Any] = {"schema": schema, "gold_titles": [title for title, _ in gold]}
     for name in ("type", "level"):
-        value = _optional_text(row, location, name)
+        value = optional_text(row, location, name)
         if value is not None:
             metadata[name] = value
     return Example(
-        id=_row_id(row, location, "hotpotqa", id_field),
-        instruction=_text(row, location, "question", required=True).strip(),
+        id=row_id(row, location, "hotpotqa", id_field),
+        instruction=text_field(row, location, "question", required=True).strip(),
         input="\n\n".join(_paragraph(title, sents) for title, sents in gold),
-        output=_text(row, location, "answer", required=True).strip(),
+        output=text_field(row, location, "answer", required=True).strip(),
         source="hotpotqa",
         metadata=metadata,
     )
@@ -122,7 +122,7 @@ def format_hotpotqa(row: dict[str, Any], location: str) -> Example:
 
 def _turns(row: dict[str, Any], location: str) -> tuple[str, list[str]]:
     name = "turns" if "turns" in row or "prompt" not in row else "prompt"
-    turns = _field(row, location, name)
+    turns = required_field(row, location, name)
     if not isinstance(turns, list) or not turns or not all(isinstance(t, str) for t in turns):
         raise DataFormatError(location, name, f"expected a non-empty list of strings, got {turns!r:.80}")
     if not turns[0].strip():
@@ -133,9 +133,9 @@ def _turns(row: dict[str, Any], location: str) -> tuple[str, list[str]]:
 def format_mt_bench(row: dict[str, Any], location: str) -> Example:
     """MT-Bench question (FastChat or hub schema): first turn -> first reference answer."""
     _, turns = _turns(row, location)
-    category = _text(row, location, "category", required=True)
+    category = text_field(row, location, "category", required=True)
     id_field = "question_id" if "question_id" in row or "prompt_id" not in row else "prompt_id"
-    question_id = _row_id(row, location, "mt_bench", id_field)
+    question_id = row_id(row, location, "mt_bench", id_field)
     references = row.get("reference")
     if references is None or references == []:
         raise DataFormatError(location, "reference",

@@ -22,17 +22,6 @@ class Example:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, row: dict[str, Any]) -> Example:
-        return cls(
-            id=str(row["id"]),
-            instruction=row["instruction"],
-            input=row.get("input", ""),
-            output=row["output"],
-            source=row.get("source", ""),
-            metadata=dict(row.get("metadata") or {}),
-        )
-
 
 def fingerprint(examples: Iterable[Example]) -> str:
     """sha256 over the ids and texts of ``examples`` in order (metadata excluded)."""

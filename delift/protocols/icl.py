@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence
 from delift.config.schema import GenerationConfig, Problems, at_least
 from delift.data.records import Example
 from delift.evaluation.icl import icl_prompts, retrieval_text
+from delift.models.embeddings import DEFAULT_EMBEDDER
 from delift.models.loading import load_model, load_tokenizer
 from delift.protocols.base import EvalContext, Protocol, generate_all, score_generations
 
@@ -24,7 +25,7 @@ class IclProtocol(Protocol):
         _target_: str = "delift.protocols.icl.IclProtocol"
         name: str = "icl"
         k: int = 5  # examples shown per test prompt (0 = zero-shot)
-        embedder: str = "all-MiniLM-L6-v2"  # retrieval embedder
+        embedder: str = DEFAULT_EMBEDDER  # retrieval embedder
         max_prompt_length: int = 2048  # tokens; over it the least similar shown examples are dropped first
         generation: GenerationConfig = field(default_factory=GenerationConfig)
 
@@ -34,7 +35,7 @@ class IclProtocol(Protocol):
             at_least(found, "max_prompt_length", self.max_prompt_length, 8)
             return found
 
-    def __init__(self, name: str = "icl", k: int = 5, embedder: str = "all-MiniLM-L6-v2",
+    def __init__(self, name: str = "icl", k: int = 5, embedder: str = DEFAULT_EMBEDDER,
                  max_prompt_length: int = 2048, generation: GenerationConfig | None = None):
         self.name, self.k, self.embedder, self.max_prompt_length = name, int(k), str(embedder), int(max_prompt_length)
         self.generation = generation or GenerationConfig()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from delift.outputs import metric_key
 from delift.report.jobs import Group, Job, display_keys, number
 from delift.report.labels import (
     METRICS,
@@ -51,11 +52,6 @@ def columns(jobs: list[Job]) -> list[tuple[str, str, str]]:
     metrics = ordered({c[2] for c in found}, METRICS)
     splits = sorted({c[1] for c in found}, key=lambda s: (s != "", s))
     return [(e, s, m) for s in splits for e in evaluations for m in metrics if (e, s, m) in found]
-
-
-def key_of(evaluation: str, split: str, metric: str) -> str:
-    """The metrics.json key (``delift.outputs.metric_key``'s layout)."""
-    return f"{evaluation}/{split}/{metric}" if split else f"{evaluation}/{metric}"
 
 
 def sort_groups(groups: list[Group], keys: list[str]) -> list[Group]:
@@ -111,7 +107,7 @@ def build_frame(groups: list[Group], keys: list[str], cols: list[tuple[str, str,
                               for name, ref in {**refs, **{m: reference(groups, group, m)
                                                            for m in REFERENCE_METHODS}}.items()}
         for evaluation, split, metric in cols:
-            values = group.values(key_of(evaluation, split, metric))
+            values = group.values(metric_key(evaluation, split, metric))
             mean, std = mean_std(values) if values else (None, None)
             interval = t_interval(values)
             vs: dict[str, Comparison] = {}
@@ -121,7 +117,7 @@ def build_frame(groups: list[Group], keys: list[str], cols: list[tuple[str, str,
                     if found is not None:
                         vs[name] = found
             frame.append({**shared, "row": index, "evaluation": evaluation, "split": split, "metric": metric,
-                          "key": key_of(evaluation, split, metric), "n": len(values), "values": values,
+                          "key": metric_key(evaluation, split, metric), "n": len(values), "values": values,
                           "mean": mean, "std": std, "ci_low": interval[0] if interval else None,
                           "ci_high": interval[1] if interval else None, "vs": vs})
     return frame

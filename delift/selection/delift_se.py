@@ -17,8 +17,9 @@ The embedded text (``selector.text``):
 
 The kernel is already in [0, 1], so ``selector.postprocess`` defaults to ``none`` (``clip`` is then a
 no-op; ``minmax`` is allowed and stretches s and the auxiliary kernel together, as for DELIFT).
-The embedder (``selector.embedder``; offline default all-MiniLM-L6-v2, paper BAAI/bge-large-en-v1.5)
-is resolved by delift.models.embeddings and its identity is recorded in ``Selection.info``.
+The embedder (``selector.embedder``; offline default ``delift.models.embeddings.DEFAULT_EMBEDDER``, the
+paper's BAAI/bge-large-en-v1.5) is resolved by delift.models.embeddings and its identity is recorded in
+``Selection.info``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import numpy as np
 from delift.data.prompts import PromptTemplate
 from delift.data.records import Example
 from delift.kernel.postprocess import POSTPROCESS, postprocess_joint
-from delift.models.embeddings import embed, embedder_identity, load_sentence_embedder
+from delift.models.embeddings import DEFAULT_EMBEDDER, embed, embedder_identity, load_sentence_embedder
 from delift.selection.base import Selection, SelectionContext, Selector
 from delift.selection.objectives import auxiliary_set, check_objective_name, resolve_objective, select_with_objective
 
@@ -66,7 +67,7 @@ class DeliftSESelector(Selector):
 
         _target_: str = "delift.selection.delift_se.DeliftSESelector"
         objective: str = "auto"
-        embedder: str = "all-MiniLM-L6-v2"
+        embedder: str = DEFAULT_EMBEDDER
         text: str = "fields"  # fields | template
         postprocess: str = "none"  # none | clip | minmax
         exclude_self_pairs: bool = False
@@ -74,7 +75,7 @@ class DeliftSESelector(Selector):
         device: Optional[str] = None
         optimizer: str = "LazyGreedy"
 
-    def __init__(self, objective: str = "auto", embedder: str = "all-MiniLM-L6-v2", text: str = "fields",
+    def __init__(self, objective: str = "auto", embedder: str = DEFAULT_EMBEDDER, text: str = "fields",
                  postprocess: str = "none", exclude_self_pairs: bool = False, batch_size: int = 64,
                  device: str | None = None, optimizer: str = "LazyGreedy"):
         self.objective = check_objective_name(objective)

@@ -46,7 +46,7 @@ import numpy as np
 from delift.config.schema import Problems, at_least, choice
 from delift.data.records import Example
 from delift.kernel.settings import KernelRequest
-from delift.models.embeddings import embed, embedder_identity, load_sentence_embedder
+from delift.models.embeddings import DEFAULT_EMBEDDER, embed, embedder_identity, load_sentence_embedder
 from delift.selection.base import ScoreSelector, Selection, SelectionContext
 
 GOLDEN_MODES = ("kmeans", "query")
@@ -153,7 +153,7 @@ class NuggetsSelector(ScoreSelector):
         golden: str = "kmeans"  # kmeans | query
         golden_size: int = 100  # k-means clusters = golden examples (capped at the pool size)
         kmeans_iterations: int = 100  # at most this many Lloyd rounds
-        embedder: str = "all-MiniLM-L6-v2"
+        embedder: str = DEFAULT_EMBEDDER
         batch_size: int = 64  # embedder batch size
         device: Optional[str] = None  # embedder device (None: sentence-transformers' choice)
 
@@ -166,7 +166,7 @@ class NuggetsSelector(ScoreSelector):
             return found
 
     def __init__(self, golden: str = "kmeans", golden_size: int = 100, kmeans_iterations: int = 100,
-                 embedder: str = "all-MiniLM-L6-v2", batch_size: int = 64, device: str | None = None):
+                 embedder: str = DEFAULT_EMBEDDER, batch_size: int = 64, device: str | None = None):
         if golden not in GOLDEN_MODES:
             raise ValueError(f"selector.golden={golden!r}: expected one of {', '.join(GOLDEN_MODES)}")
         for key, value in (("golden_size", golden_size), ("kmeans_iterations", kmeans_iterations),
