@@ -116,12 +116,12 @@ def test_learned_kernel_keeps_sampled_entries_exact_and_predicts_the_rest(tiny_s
 
 def test_learned_kernel_without_exact_diagonal_runs_no_per_example_pass(tiny_spec, trained_tiny_model, tmp_path,
                                                                         monkeypatch):
-    import delift.kernel.approximations.learned as learned_module
+    import delift.kernel.pairs as pairs_module  # what the learned strategy calls for per-example passes
 
     scored = []
-    real_zero, real_pairs = learned_module.score_zero, learned_module.score_pairs
-    monkeypatch.setattr(learned_module, "score_zero", lambda setup, t, **kw: scored.append(len(t)) or real_zero(setup, t, **kw))
-    monkeypatch.setattr(learned_module, "score_pairs",
+    real_zero, real_pairs = pairs_module.score_zero, pairs_module.score_pairs
+    monkeypatch.setattr(pairs_module, "score_zero", lambda setup, t, **kw: scored.append(len(t)) or real_zero(setup, t, **kw))
+    monkeypatch.setattr(pairs_module, "score_pairs",
                         lambda setup, t, c, r, col: scored.append(len(r)) or real_pairs(setup, t, c, r, col))
     approx = KernelConfig(approximation="learned", learned=LearnedConfig(
         sample_fraction=0.5, holdout_fraction=0.25, hidden=16, lr=1e-2, epochs=5, exact_diagonal=False))

@@ -99,3 +99,13 @@ def test_imports_of_reads_every_kind_of_import(tmp_path):
 def test_delift_has_no_import_cycle():
     cycle = find_cycle(import_graph())
     assert cycle is None, f"import cycle: {' -> '.join(cycle)}"
+
+
+def test_composing_a_config_loads_no_torch():
+    """The entry point types and checks a config before anything heavy loads (a bad value fails in a blink)."""
+    import subprocess
+    import sys
+
+    code = "import sys, delift.cli; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT.parent)
+    assert out.stdout.strip() == "[]"

@@ -1,5 +1,3 @@
-"""Bottom layer: causal language models and tokenizers (hub, packaged GGUF, tiny random)."""
-
-from delift.models.loading import ModelSpec, load_model, load_tokenizer, model_identity, resolve_model_path
-
-__all__ = ["ModelSpec", "load_model", "load_tokenizer", "model_identity", "resolve_model_path"]
+"""Bottom layer: loading causal LMs (``loading``), the tiny test model (``tiny``) and sentence embedders
+(``embeddings``). Import from the modules: this package imports nothing, so reading a constant of
+``embeddings`` never loads torch."""

@@ -5,6 +5,9 @@ attribute ``APPROXIMATION``; its ``name`` is the value of ``kernel.approximation
 its ``Config`` dataclass (or None) is the ``kernel.<name>`` settings block (a YAML block in
 ``conf/kernel/default.yaml``, typed and range-checked like every config: give it ``problems()``).
 
+The config schema imports every strategy for its settings block, so a strategy module imports torch
+and the engine inside its functions: composing a config stays fast.
+
 Strategies build on the exact provider through :class:`ExactKernels` (what they may call), never on
 its class: the provider knows nothing of them, and the front object (:mod:`delift.kernel.front`)
 picks one by name.
@@ -17,15 +20,17 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, Sequence
 
 import numpy as np
 
 from delift.data.records import Example
 from delift.kernel.cache import KernelCache, kernel_cache_key
-from delift.kernel.engine import ScoringSetup
 from delift.kernel.settings import BaseKernelConfig, UtilityKernel
 from delift.kernel.tokens import TokenizedExample
+
+if TYPE_CHECKING:  # the engine loads torch; the config schema imports the strategies for their settings
+    from delift.kernel.engine import ScoringSetup
 
 log = logging.getLogger(__name__)
 

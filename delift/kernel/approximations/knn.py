@@ -31,8 +31,6 @@ from delift.data.records import Example
 from delift.fsutil import atomic_write
 from delift.kernel.approximations.base import ApproximationContext, CachedApproximation
 from delift.kernel.blocks import IncompleteKernelError
-from delift.kernel.engine import BlockStats, score_one_shot
-from delift.kernel.pairs import score_zero
 from delift.kernel.settings import UtilityKernel, utility_matrix
 
 log = logging.getLogger(__name__)
@@ -93,9 +91,12 @@ def _load_block(path: Path, cols: np.ndarray, n_rows: int) -> tuple[np.ndarray, 
     return d_one, d_zero
 
 
-def _score_wanted(setup, t_tok, c_tok, pair_rows: np.ndarray, pair_cols: np.ndarray) -> tuple[np.ndarray, BlockStats]:
-    """d_one of the pairs (pair_rows[k], pair_cols[k]) of one row block: the block's targets against the union
-    of their wanted candidates, each candidate's prefix run once (the engine's prefix-cached path)."""
+def _score_wanted(setup, t_tok, c_tok, pair_rows: np.ndarray, pair_cols: np.ndarray):
+    """d_one of the pairs (pair_rows[k], pair_cols[k]) of one row block (and the engine's BlockStats): the
+    block's targets against the union of their wanted candidates, each candidate's prefix run once (the
+    engine's prefix-cached path)."""
+    from delift.kernel.engine import score_one_shot  # torch: see approximations.base
+
     rows, local_rows = np.unique(pair_rows, return_inverse=True)
     cols, local_cols = np.unique(pair_cols, return_inverse=True)
     wanted = np.zeros((len(rows), len(cols)), dtype=bool)
@@ -109,6 +110,9 @@ def _knn_blocks(ctx: ApproximationContext, targets: Sequence[Example], candidate
     """Compute this shard's missing row blocks (block number % ``kernel.num_shards`` == ``kernel.shard``);
     with ``assemble``, also read every block and return the dense kernel (IncompleteKernelError when
     blocks of other shards are missing)."""
+    from delift.kernel.engine import BlockStats  # torch: see approximations.base
+    from delift.kernel.pairs import score_zero
+
     provider, settings = ctx.provider, ctx.config
     neighbors = ctx.settings.neighbors
     t_ids, c_ids = [e.id for e in targets], [e.id for e in candidates]

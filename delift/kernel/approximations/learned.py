@@ -30,8 +30,6 @@ from tqdm.auto import tqdm
 from delift.checks import Problems, at_least
 from delift.data.records import Example
 from delift.kernel.approximations.base import ApproximationContext, CachedApproximation
-from delift.kernel.pairnet import fit_pair_network, spearman
-from delift.kernel.pairs import score_pairs, score_zero
 from delift.kernel.settings import UtilityKernel, d_one_of, self_pairs, uf_of_entries
 
 log = logging.getLogger(__name__)
@@ -115,6 +113,9 @@ class _Clock:
 
 def learned_kernel(ctx: ApproximationContext, targets: Sequence[Example], candidates: Sequence[Example],
                    aggregate: str) -> UtilityKernel:
+    from delift.kernel import pairs  # torch: imported when a kernel is computed (see approximations.base)
+    from delift.kernel.pairnet import fit_pair_network, spearman
+
     settings, provider = ctx.settings, ctx.provider
     t_ids, c_ids = [e.id for e in targets], [e.id for e in candidates]
     sample = learned_sample(t_ids, c_ids, settings)
@@ -177,7 +178,7 @@ def learned_kernel(ctx: ApproximationContext, targets: Sequence[Example], candid
     if len(others):  # (no model load when there is nothing to score, e.g. a cached sample kernel)
         with tqdm(total=len(others), desc="learned kernel: zero-shot", unit="ex",
                   disable=not provider.progress) as bar:
-            d_zero[others] = score_zero(provider.scoring_setup(aggregate), [t_tok[i] for i in others],
+            d_zero[others] = pairs.score_zero(provider.scoring_setup(aggregate), [t_tok[i] for i in others],
                                         on_batch=bar.update)[0]
     meta.update(zero_shot_rows=int(np.count_nonzero(np.isfinite(d_zero))),
                 d_zero_missing=int(np.count_nonzero(np.isnan(d_zero))))
@@ -191,7 +192,7 @@ def learned_kernel(ctx: ApproximationContext, targets: Sequence[Example], candid
         c_tok = t_tok if sample.square else provider.tokens(candidates)
         with tqdm(total=len(diag_rows), desc="learned kernel: diagonal", unit="pair",
                   disable=not provider.progress) as bar:
-            values, stats = score_pairs(provider.scoring_setup(aggregate, on_pairs=bar.update), t_tok, c_tok,
+            values, stats = pairs.score_pairs(provider.scoring_setup(aggregate, on_pairs=bar.update), t_tok, c_tok,
                                         diag_rows, diag_cols)
         d_one[diag_rows, diag_cols] = values
         uf[diag_rows, diag_cols] = uf_of_entries(d_zero[diag_rows], values, aggregate)
