@@ -23,15 +23,15 @@ from delift.kernel.settings import DEFAULT_AGGREGATE, BaseKernelConfig, UtilityK
 class Kernels:
     """``utility(targets, candidates[, aggregate])`` and ``fill(...)`` under the configured approximation.
 
-    ``embed`` (default: ``kernel.embedder`` through :func:`~delift.kernel.settings.embed_examples`) gives
-    the approximations their (n, d) example embeddings; tests pass their own.
+    The kernel config is the provider's (``provider.config``), checked here. ``embed`` (default:
+    ``kernel.embedder`` through :func:`~delift.kernel.settings.embed_examples`) gives the approximations
+    their (n, d) example embeddings; tests pass their own.
     """
 
-    def __init__(self, provider: KernelProvider, config: BaseKernelConfig | None = None,
-                 embed: Callable[[Sequence[Example]], np.ndarray] | None = None,
+    def __init__(self, provider: KernelProvider, embed: Callable[[Sequence[Example]], np.ndarray] | None = None,
                  strategies: Mapping[str, Approximation] = STRATEGIES):
         self.provider = provider
-        self.config = provider.config if config is None else config
+        self.config: BaseKernelConfig = provider.config
         raise_problems(self.config, "kernel")
         if self.config.approximation not in strategies:  # a config class that lists a strategy not given here
             raise ValueError(f"kernel.approximation={self.config.approximation!r}: expected one of "
