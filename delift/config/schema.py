@@ -9,7 +9,8 @@ Polymorphic nodes (``selector``, ``judge``, the blocks of ``evaluation`` and ``m
 typed ``Any`` here; their schema is the ``Config`` dataclass of the class their ``_target_`` (or, for
 the judge, ``backend``) names, and :mod:`delift.config.validate` merges them into it.
 
-Nothing here imports from delift: the schemas sit beside the entry point, above every layer.
+Beside :mod:`delift.checks` it imports only settings dataclasses (the kernel's, the model's
+:class:`~delift.models.config.ModelConfig`), none of which imports torch: composing a config stays light.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ from omegaconf import MISSING
 
 from delift.checks import Problems, at_least, choice  # noqa: F401 (re-exported for selector schemas)
 from delift.config.kernel_schema import KernelConfig, KnnKernelConfig, LearnedKernelConfig  # noqa: F401
-
-DTYPES = ("float32", "float16", "bfloat16", "auto")  # auto: bfloat16 on hardware with native bf16, else float32
+from delift.models.config import DTYPES, ModelConfig
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -104,39 +104,6 @@ class DataConfig:
             found["local_path"] = "empty: give a file or folder, or null to use the hub / offline copy"
         elif self.format == "synthetic" and self.local_path is not None:
             found["local_path"] = "set, but format is synthetic (generated, never read): pick one"
-        return found
-
-
-# --------------------------------------------------------------------------------- model and kernel
-@dataclass
-class TinyModelConfig:
-    hidden_size: int = 64
-    num_layers: int = 2
-    num_heads: int = 4
-    intermediate_size: int = 128
-
-
-@dataclass
-class ModelConfig:
-    name: str = MISSING
-    source: str = "hub"  # hub | packaged_gguf | tiny_random
-    hub_id: Optional[str] = None
-    revision: str = "main"
-    local_path: Optional[str] = None
-    gguf_package: Optional[str] = None
-    gguf_file: Optional[str] = None
-    dtype: str = "auto"  # auto: bfloat16 on native-bf16 hardware, else float32
-    seed: int = 0
-    tiny: Optional[TinyModelConfig] = None
-
-    def problems(self) -> Problems:
-        found: Problems = {}
-        choice(found, "source", self.source, ("hub", "packaged_gguf", "tiny_random"))
-        choice(found, "dtype", self.dtype, DTYPES)
-        if self.source == "hub" and not (self.hub_id or self.local_path):
-            found["hub_id"] = "source hub needs hub_id or local_path"
-        if self.source == "packaged_gguf" and not (self.gguf_package and self.gguf_file):
-            found["gguf_file"] = "source packaged_gguf needs gguf_package and gguf_file"
         return found
 
 

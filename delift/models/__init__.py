@@ -1,5 +1,9 @@
-"""Bottom layer: causal language models and tokenizers (hub, packaged GGUF, tiny random)."""
+"""Bottom layer: causal language models and tokenizers (hub, packaged GGUF, tiny random).
 
-from delift.models.loading import ModelSpec, load_model, load_tokenizer, model_identity, resolve_model_path
+Only the settings are imported here: the config schema holds :class:`ModelConfig`, and loading it must not
+import torch (load with :mod:`delift.models.loading`).
+"""
 
-__all__ = ["ModelSpec", "load_model", "load_tokenizer", "model_identity", "resolve_model_path"]
+from delift.models.config import ModelConfig, TinyModelConfig
+
+__all__ = ["ModelConfig", "TinyModelConfig"]
