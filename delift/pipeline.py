@@ -26,7 +26,7 @@ from delift.kernel.approximate import ApproximationSettings
 from delift.kernel.cache import KernelCache
 from delift.kernel.provider import KernelProvider
 from delift.kernel.utility import KernelSettings, overflowing_targets
-from delift.models.loading import ModelSpec
+from delift.models.config import ModelConfig
 from delift.outputs import write_json, write_jsonl
 from delift.protocols import EvalContext, Protocol, Timer
 from delift.provenance import data_configs, run_record
@@ -52,7 +52,7 @@ class Parts:
     selector: Selector
     protocols: list[Protocol]
     metrics: list[Metric]
-    model_spec: ModelSpec
+    model_spec: ModelConfig
     settings: KernelSettings
     template: PromptTemplate
     approximation: ApproximationSettings = field(default_factory=ApproximationSettings)  # kernel.approximation
@@ -68,7 +68,7 @@ def build_parts(cfg: ExperimentConfig) -> Parts:
                 raise ValueError(f"{key}.format: {exc}") from None
     return Parts(selector=build(cfg.selector), protocols=[build(block) for block in cfg.evaluation.values()],
                  metrics=[build(cfg.metric_library[name]) for name in cfg.metrics.names],
-                 model_spec=ModelSpec.from_config(cfg.model, cfg.paths.cache_dir),
+                 model_spec=cfg.model,
                  settings=KernelSettings.from_config(cfg.kernel), template=PromptTemplate(**asdict(cfg.prompt)),
                  approximation=ApproximationSettings.from_config(cfg.kernel))
 

@@ -42,7 +42,8 @@ from delift.kernel.utility import (  # noqa: F401 (re-export)
     check_head_matches_forward,
     tokenize_examples,
 )
-from delift.models.loading import ModelSpec, load_model, load_tokenizer, model_identity
+from delift.models.config import ModelConfig
+from delift.models.loading import load_model, load_tokenizer, model_identity
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 class KernelProvider:
     """Computes utility kernels for any (targets, candidates) pair of example lists, cached on disk."""
 
-    def __init__(self, model_spec: ModelSpec, template: PromptTemplate, settings: KernelSettings,
+    def __init__(self, model_spec: ModelConfig, template: PromptTemplate, settings: KernelSettings,
                  cache: KernelCache, progress: bool = True, approximation: ApproximationSettings | None = None):
         self.model_spec = model_spec
         self.template = template
