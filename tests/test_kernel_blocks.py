@@ -36,7 +36,7 @@ CHILD = textwrap.dedent("""
     from delift.data.prompts import PromptTemplate
     from delift.kernel.cache import KernelCache
     from delift.kernel.config import KernelConfig
-    from delift.models.loading import ModelSpec
+    from delift.models.config import ModelConfig
 
     if sys.argv[2] == "1":
         score = provider_module.score_one_shot
@@ -45,7 +45,7 @@ CHILD = textwrap.dedent("""
             time.sleep(0.4)
             return out
         provider_module.score_one_shot = slow
-    spec = ModelSpec(name="tiny", source="tiny_random", seed=0, dtype="float32", cache_dir=sys.argv[1] + "/models")
+    spec = ModelConfig(name="tiny", source="tiny_random", seed=0, dtype="float32", cache_dir=sys.argv[1] + "/models")
     provider = provider_module.KernelProvider(spec, PromptTemplate(), KernelConfig(block_size=2),
                                               KernelCache(sys.argv[1] + "/kernels"), progress=False)
     examples = make_examples(6)
@@ -123,7 +123,6 @@ def test_two_shards_merge_to_the_single_process_kernel(tiny_spec, tmp_path, monk
 def test_sharded_pipeline_multirun_then_normal_run_uses_the_merged_kernel(tmp_path):
     """Two shards through the CLI (basic launcher); a merge in-process equals one process's kernel."""
     from delift.config.loader import compose_config
-    from delift.models.loading import ModelSpec
     from delift.usecases import load_usecase_data
 
     env = dict(os.environ, DELIFT_CACHE_DIR=str(tmp_path / "cache"), HF_HUB_OFFLINE="1", WANDB_MODE="disabled")
@@ -138,7 +137,7 @@ def test_sharded_pipeline_multirun_then_normal_run_uses_the_merged_kernel(tmp_pa
 
     cfg = compose_config([*overrides[:3], f"paths.cache_dir={tmp_path / 'cache'}"])
     pool = load_usecase_data(cfg).pool
-    spec = ModelSpec.from_config(cfg.model, cfg.paths.cache_dir)
+    spec = cfg.model
     settings = cfg.kernel
     merged = KernelProvider(spec, PromptTemplate(**asdict(cfg.prompt)), settings,
                             KernelCache(tmp_path / "cache" / "kernels"), progress=False)

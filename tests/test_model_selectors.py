@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from delift.data.prompts import PromptTemplate
+from delift.models.config import ModelConfig, TinyModelConfig
 from delift.selection.base import SelectionContext
 from delift.selection.ifd import IFDSelector, ifd_order, ifd_scores
 from delift.selection.lobass import LoBaSSSelector, learnability
-from delift.selection.selectit import SelectITSelector, load_rating_prompts, sentence_level, token_level
+from delift.selection.selectit import SelectITSelector, load_rating_prompts, rater_config, sentence_level, token_level
 from tests.conftest import make_examples
 
 TEMPLATE = PromptTemplate()
@@ -41,6 +42,15 @@ def test_rating_prompts_load_verbatim(tmp_path):
     assert load_rating_prompts(text) == ["Rate it 1-5.\n\n", "Score this pair from 1 to 5.\n\n"]
     with pytest.raises(FileNotFoundError, match="rating_prompts_file"):
         load_rating_prompts(tmp_path / "missing.json")
+
+
+def test_selectit_extra_raters_are_model_configs_cached_beside_the_run_model(tmp_path):
+    rater = rater_config({"name": "r", "source": "tiny_random", "seed": 2, "tiny": {"hidden_size": 32}}, str(tmp_path))
+    assert rater == ModelConfig(name="r", source="tiny_random", seed=2, tiny=TinyModelConfig(hidden_size=32),
+                                cache_dir=str(tmp_path))
+    assert rater_config({"name": "r", "cache_dir": "/own"}, str(tmp_path)).cache_dir == "/own"
+    with pytest.raises(ValueError, match="unknown keys"):
+        rater_config({"name": "m", "hub": "x"}, str(tmp_path))
 
 
 def test_selectit_on_the_tiny_model_ranks_by_its_score_and_records_diagnostics(tiny_spec, tmp_path):

@@ -14,19 +14,20 @@ import torch
 from delift.data.prompts import PromptTemplate
 from delift.data.records import Example
 from delift.evaluation.generation import generate
-from delift.models.loading import ModelSpec, load_model, load_tokenizer
+from delift.models.config import ModelConfig
+from delift.models.loading import load_model, load_tokenizer
 from delift.training import FinetuneConfig, TrainingCollator, finetune, tokenize_for_training
 
 TEMPLATE = PromptTemplate()
 
 
 @pytest.fixture(scope="module")
-def spec(tmp_path_factory: pytest.TempPathFactory) -> ModelSpec:
-    return ModelSpec(name="tiny", source="tiny_random", seed=0, cache_dir=str(tmp_path_factory.mktemp("cache")))
+def spec(tmp_path_factory: pytest.TempPathFactory) -> ModelConfig:
+    return ModelConfig(name="tiny", source="tiny_random", seed=0, cache_dir=str(tmp_path_factory.mktemp("cache")))
 
 
 @pytest.fixture(scope="module")
-def tokenizer(spec: ModelSpec):
+def tokenizer(spec: ModelConfig):
     return load_tokenizer(spec)
 
 

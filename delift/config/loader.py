@@ -174,6 +174,8 @@ def load_config(cfg: DictConfig) -> ExperimentConfig:
     if missing:
         raise ConfigError(f"missing config values: {', '.join(missing)}")
     typed = OmegaConf.to_object(cfg)
+    if typed.model.cache_dir is None:  # converted models are cached with everything else
+        typed.model.cache_dir = typed.paths.cache_dir
     raise_problems(typed)
     if "judge" in typed.metrics.names:  # the backend's own value checks (URLs, model sources, ...)
         try:

@@ -9,8 +9,9 @@ Polymorphic nodes (``selector``, ``judge``, the blocks of ``evaluation`` and ``m
 typed ``Any`` here; their schema is the ``Config`` dataclass of the class their ``_target_`` (or, for
 the judge, ``backend``) names, and :mod:`delift.config.loader` merges them into it.
 
-The kernel's schema is its own runtime settings class (``delift.kernel.config.KernelConfig``); the rest
-import only ``delift.checks``.
+The kernel's and the model's schemas are their own runtime settings classes
+(``delift.kernel.config.KernelConfig``, :class:`~delift.models.config.ModelConfig`), as are the data's
+(``delift.data.config``); none of them imports torch: composing a config stays light.
 """
 
 from __future__ import annotations
@@ -23,42 +24,8 @@ from omegaconf import MISSING
 from delift.checks import Problems, at_least, choice  # noqa: F401 (re-exported for selector schemas)
 from delift.data.config import DataConfig
 from delift.kernel.config import KernelConfig
+from delift.models.config import DTYPES, ModelConfig
 from delift.models.embeddings import DEFAULT_EMBEDDER
-
-DTYPES = ("float32", "float16", "bfloat16", "auto")  # auto: bfloat16 on hardware with native bf16, else float32
-
-
-# --------------------------------------------------------------------------------- model and kernel
-@dataclass
-class TinyModelConfig:
-    hidden_size: int = 64
-    num_layers: int = 2
-    num_heads: int = 4
-    intermediate_size: int = 128
-
-
-@dataclass
-class ModelConfig:
-    name: str = MISSING
-    source: str = "hub"  # hub | packaged_gguf | tiny_random
-    hub_id: Optional[str] = None
-    revision: str = "main"
-    local_path: Optional[str] = None
-    gguf_package: Optional[str] = None
-    gguf_file: Optional[str] = None
-    dtype: str = "auto"  # auto: bfloat16 on native-bf16 hardware, else float32
-    seed: int = 0
-    tiny: Optional[TinyModelConfig] = None
-
-    def problems(self) -> Problems:
-        found: Problems = {}
-        choice(found, "source", self.source, ("hub", "packaged_gguf", "tiny_random"))
-        choice(found, "dtype", self.dtype, DTYPES)
-        if self.source == "hub" and not (self.hub_id or self.local_path):
-            found["hub_id"] = "source hub needs hub_id or local_path"
-        if self.source == "packaged_gguf" and not (self.gguf_package and self.gguf_file):
-            found["gguf_file"] = "source packaged_gguf needs gguf_package and gguf_file"
-        return found
 
 
 # ---------------------------------------------------------------------------------------- use case

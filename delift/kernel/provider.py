@@ -32,7 +32,8 @@ from delift.kernel.probabilities import check_head_matches_forward
 from delift.kernel.sequences import build_sequence
 from delift.kernel.settings import DEFAULT_AGGREGATE, BaseKernelConfig, UtilityKernel, check_aggregate
 from delift.kernel.tokens import TokenizedExample, tokenize_examples
-from delift.models.loading import ModelSpec, load_model, load_tokenizer, model_identity
+from delift.models.config import ModelConfig
+from delift.models.loading import load_model, load_tokenizer, model_identity
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class KernelProvider:
     ``config`` is the ``kernel`` config (its exact-kernel fields are read here; the approximation's are
     the strategies')."""
 
-    def __init__(self, model_spec: ModelSpec, template: PromptTemplate, config: BaseKernelConfig,
+    def __init__(self, model_spec: ModelConfig, template: PromptTemplate, config: BaseKernelConfig,
                  cache: KernelCache, progress: bool = True):
         self.model_spec = model_spec
         self.template = template

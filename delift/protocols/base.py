@@ -15,7 +15,7 @@ from delift.data.prompts import PromptTemplate
 from delift.data.records import Example
 from delift.evaluation.generation import generate
 from delift.evaluation.metrics import Metric, score_all
-from delift.models.loading import ModelSpec
+from delift.models.config import ModelConfig
 from delift.outputs import metric_key
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class Timer:
 class EvalContext:
     """What a protocol works with: the model, template, metrics, seed and where to write."""
 
-    model_spec: ModelSpec
+    model_spec: ModelConfig
     template: PromptTemplate
     shown_example: str  # how a training example is shown in context (the kernel's format)
     metrics: Sequence[Metric]

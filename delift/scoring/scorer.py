@@ -19,7 +19,8 @@ import numpy as np
 
 from delift.data.prompts import PromptTemplate
 from delift.data.records import Example
-from delift.models.loading import ModelSpec, folder_fingerprint, load_model, load_tokenizer, model_identity
+from delift.models.config import ModelConfig
+from delift.models.loading import folder_fingerprint, load_model, load_tokenizer, model_identity
 from delift.scoring.cache import ScoreCache, item_key
 from delift.scoring.layout import ScoringItem, answer_items, training_items
 from delift.scoring.passes import mean_nll, next_token_probs, scored_log_probs
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 class ExampleScorer:
     """Mean response NLL and next-token probabilities of examples under one model (plus an optional adapter)."""
 
-    def __init__(self, model_spec: ModelSpec, template: PromptTemplate, cache_dir: str | Path | None = None, *,
+    def __init__(self, model_spec: ModelConfig, template: PromptTemplate, cache_dir: str | Path | None = None, *,
                  batch_size: int = 8, max_length: int = 1024, progress: bool = True):
         self.model_spec, self.template = model_spec, template
         self.cache = ScoreCache(None if cache_dir is None else Path(cache_dir) / "scores")

@@ -20,7 +20,7 @@ from delift.data.records import Example
 if TYPE_CHECKING:  # annotations only: selection sits below the pipeline, beside the kernel layer
     from delift.data.prompts import PromptTemplate
     from delift.kernel.provider import KernelProvider
-    from delift.models.loading import ModelSpec
+    from delift.models.config import ModelConfig
 
 
 def budget_from_fraction(fraction: float, n: int, why_small: str = "") -> int:
@@ -49,7 +49,7 @@ class SelectionContext:
     valid: Sequence[Example] = ()  # the pool dataset's own valid split (data.sizes.valid; may be empty)
     eta: float = 1.0  # use case 2: FLMI magnification, min(max_A s, eta * max_Q s_Q) (usecase.eta)
     nu: float = 1.0  # use case 3: FLCG privacy hardness, max(max_A s - nu * max_P s_P, 0) (usecase.nu)
-    model_spec: ModelSpec | None = None  # the run's model, for selectors that score with the model itself
+    model_spec: ModelConfig | None = None  # the run's model, for selectors that score with the model itself
     template: PromptTemplate | None = None  # the run's prompt template, shared with training and inference
     progress: bool = True  # show progress bars
     output_dir: Path | None = None  # where a selector may write its own artefacts (warm-up adapters...)

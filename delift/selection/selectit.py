@@ -19,20 +19,33 @@ loads any other list verbatim (JSON list of strings, or text with prompts separa
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Mapping, Optional, Sequence
 
 import numpy as np
 
 from delift.data.records import Example
-from delift.models.loading import ModelSpec
+from delift.models.config import ModelConfig, TinyModelConfig
 from delift.scoring import ExampleScorer
 from delift.selection.base import ScoreSelector, SelectionContext
 
 DIGITS = ("1", "2", "3", "4", "5")
 DEFAULT_PROMPTS = Path(__file__).resolve().parent / "prompts" / "selectit_rating.json"
 NORMALISE = ("softmax", "sum")
+
+
+def rater_config(entry: Mapping[str, Any], cache_dir: str | None) -> ModelConfig:
+    """The :class:`ModelConfig` of one ``selector.models`` entry (conf/model's keys); without its own
+    ``cache_dir`` it is cached where the run's model is."""
+    data = dict(entry)
+    known = {item.name for item in fields(ModelConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"selector.models: unknown keys {unknown}; expected a subset of {sorted(known)}")
+    data["tiny"] = TinyModelConfig(**data["tiny"]) if data.get("tiny") is not None else None
+    data["cache_dir"] = data.get("cache_dir") or cache_dir
+    return ModelConfig(**data)
 
 
 def token_level(probs: np.ndarray, normalise: str = "softmax") -> tuple[np.ndarray, np.ndarray]:
@@ -121,13 +134,12 @@ class SelectITSelector(ScoreSelector):
         self.models, self.batch_size, self.max_length = list(models), int(batch_size), int(max_length)
         self.diagnostics: dict[str, Any] = {}
 
-    def _specs(self, ctx: SelectionContext) -> list[ModelSpec]:
+    def _specs(self, ctx: SelectionContext) -> list[ModelConfig]:
         if not self.models:
             return [ctx.model_spec]
-        cache_dir = ctx.model_spec.cache_dir if ctx.model_spec is not None else ".cache/delift"
-        return [ModelSpec.from_config(dict(m), cache_dir) for m in self.models]
+        return [rater_config(m, ctx.model_spec.cache_dir) for m in self.models]
 
-    def _model_scores(self, ctx: SelectionContext, spec: ModelSpec) -> tuple[np.ndarray, dict[str, Any], int]:
+    def _model_scores(self, ctx: SelectionContext, spec: ModelConfig) -> tuple[np.ndarray, dict[str, Any], int]:
         scorer = ExampleScorer(spec, ctx.template, ctx.cache_dir, batch_size=self.batch_size,
                                max_length=self.max_length, progress=ctx.progress)
         ids = digit_ids(scorer.tokenizer)

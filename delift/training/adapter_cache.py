@@ -21,7 +21,8 @@ from typing import Sequence
 from delift.data.prompts import PromptTemplate
 from delift.data.records import Example, fingerprint
 from delift.fsutil import atomic_folder, discard_folder
-from delift.models.loading import ModelSpec, model_identity
+from delift.models.config import ModelConfig
+from delift.models.loading import model_identity
 from delift.training.finetune import FinetuneConfig, finetune
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
-def adapter_key(spec: ModelSpec, train_set: Sequence[Example], template: PromptTemplate, cfg: FinetuneConfig,
+def adapter_key(spec: ModelConfig, train_set: Sequence[Example], template: PromptTemplate, cfg: FinetuneConfig,
                 seed: int) -> str:
     """sha256 of everything a trained adapter depends on."""
     payload = {"model": model_identity(spec), "data": fingerprint(train_set), "template": asdict(template),
@@ -59,7 +60,7 @@ class AdapterCache:
         return atomic_folder(self.root / key, lambda tmp: shutil.copytree(adapter_dir, tmp, dirs_exist_ok=True))
 
 
-def trained_adapter(spec: ModelSpec, train_set: Sequence[Example], template: PromptTemplate, cfg: FinetuneConfig,
+def trained_adapter(spec: ModelConfig, train_set: Sequence[Example], template: PromptTemplate, cfg: FinetuneConfig,
                     seed: int, cache_dir: str | Path, output_dir: str | Path, progress: bool = True) -> Path:
     """The adapter trained on ``train_set`` with ``cfg`` and ``seed``: from the cache, or trained now and stored."""
     cache, key = AdapterCache(cache_dir), adapter_key(spec, train_set, template, cfg, seed)

@@ -26,7 +26,8 @@ from delift.checks import ConfigError, raise_problems
 from delift.config.schema import TrainConfig
 from delift.data.prompts import PromptTemplate
 from delift.data.records import Example
-from delift.models.loading import DTYPES, ModelSpec, load_model, load_tokenizer, resolve_dtype
+from delift.models.config import ModelConfig, resolve_dtype
+from delift.models.loading import DTYPES, load_model, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ def _lora_config(cfg: FinetuneConfig):
                       target_modules=cfg.target_modules, bias="none")
 
 
-def build_peft_model(model_spec: ModelSpec, cfg: FinetuneConfig):
+def build_peft_model(model_spec: ModelConfig, cfg: FinetuneConfig):
     """Load the base (4-bit for qlora) and wrap it with fresh LoRA adapters; only those are trainable."""
     from peft import get_peft_model, prepare_model_for_kbit_training
 
@@ -190,7 +191,7 @@ def build_peft_model(model_spec: ModelSpec, cfg: FinetuneConfig):
     return get_peft_model(model, _lora_config(cfg))
 
 
-def _mixed_precision(cfg: FinetuneConfig, model_spec: ModelSpec) -> dict[str, bool]:
+def _mixed_precision(cfg: FinetuneConfig, model_spec: ModelConfig) -> dict[str, bool]:
     """bf16/fp16 autocast on CUDA only, following the compute dtype.
 
     On CPU we leave Trainer's autocast off: the 4-bit layers already compute in their configured
@@ -253,7 +254,7 @@ def _trainer_callback(callback: Any) -> Any:
     return OnLog()
 
 
-def finetune(model_spec: ModelSpec, train_examples: Sequence[Example], template: PromptTemplate,
+def finetune(model_spec: ModelConfig, train_examples: Sequence[Example], template: PromptTemplate,
              cfg: FinetuneConfig, output_dir: str | Path, seed: int, progress: bool = True,
              callbacks: Sequence[Any] | None = None) -> FinetuneResult:
     """Train LoRA adapters on ``train_examples`` and save them to ``output_dir/adapter``.

@@ -29,7 +29,8 @@ import torch
 from delift.data.prompts import PromptTemplate
 from delift.data.records import Example, fingerprint
 from delift.fsutil import atomic_write
-from delift.models.loading import ModelSpec, load_tokenizer
+from delift.models.config import ModelConfig
+from delift.models.loading import load_tokenizer
 from delift.scoring.cache import content_key
 from delift.scoring.layout import training_items
 from delift.selection.less.gradients import adam_feature, lora_parameters, per_example_gradients
@@ -74,7 +75,7 @@ class FeatureStore:
 class FeatureEngine:
     """One model in eval mode whose LoRA weights follow the checkpoint being featurised (loaded lazily)."""
 
-    def __init__(self, spec: ModelSpec, template: PromptTemplate, settings: WarmupSettings, store: FeatureStore,
+    def __init__(self, spec: ModelConfig, template: PromptTemplate, settings: WarmupSettings, store: FeatureStore,
                  family: dict[str, Any], *, proj_dim: int | None, proj_seed: int, proj_block: int,
                  batch_size: int, gradient_path: str, scratch_dir: str | Path):
         self.spec, self.template, self.settings, self.store = spec, template, settings, store

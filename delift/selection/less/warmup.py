@@ -36,7 +36,8 @@ from tqdm.auto import tqdm
 from delift.data.prompts import PromptTemplate
 from delift.data.records import Example
 from delift.fsutil import atomic_folder, atomic_write, discard_folder
-from delift.models.loading import DTYPES, ModelSpec, load_model, load_tokenizer
+from delift.models.config import ModelConfig
+from delift.models.loading import DTYPES, load_model, load_tokenizer
 from delift.scoring.layout import training_items
 from delift.selection.less.gradients import ADAM_BETAS, ADAM_EPS, batch_loss, collate, lora_parameters
 
@@ -186,7 +187,7 @@ def completed(folder: Path, epochs: int) -> list[Checkpoint]:
     return found
 
 
-def build_lora_model(spec: ModelSpec, settings: WarmupSettings, seed: int):
+def build_lora_model(spec: ModelConfig, settings: WarmupSettings, seed: int):
     """The base model (plain, not quantised) with fresh seeded LoRA adapters; only those are trainable."""
     from peft import get_peft_model
 
@@ -234,7 +235,7 @@ def _restore(model: Any, optimizer: torch.optim.Optimizer, checkpoint: Checkpoin
                               "exp_avg_sq": moments[f"{name}.exp_avg_sq"].to(p.device, p.dtype)}
 
 
-def warm_up(spec: ModelSpec, template: PromptTemplate, pool: Sequence[Example], settings: WarmupSettings, seed: int,
+def warm_up(spec: ModelConfig, template: PromptTemplate, pool: Sequence[Example], settings: WarmupSettings, seed: int,
             folder: str | Path, progress: bool = True, micro_batch: int | None = None,
             on_epoch_end: Callable[[Checkpoint], None] | None = None) -> list[Checkpoint]:
     """Train (or resume, or load) the warm-up and return one :class:`Checkpoint` per epoch.

@@ -1,0 +1,121 @@
+"""The model's settings (``conf/model/*.yaml``): one dataclass, both the Hydra schema and what loading takes.
+
+A notebook builds it directly (``ModelConfig(name="tiny", source="tiny_random")``). ``dtype`` stays as
+written (``auto`` in run.json's config); :attr:`ModelConfig.resolved_dtype` is the concrete one that
+cache keys and loading use. Imports only the standard library, omegaconf's ``MISSING`` and
+:mod:`delift.checks` (torch only inside the two functions that need it), so the config schema can hold it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from omegaconf import MISSING
+
+from delift.checks import Problems, choice
+
+SOURCE_NAMES = ("hub", "packaged_gguf", "tiny_random")  # the keys of delift.models.loading.SOURCES
+DTYPES = ("float32", "float16", "bfloat16", "auto")  # auto: bfloat16 on hardware with native bf16, else float32
+AUTO_DTYPE = "auto"
+TORCH_DTYPE_NAMES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+                     "float16": "float16", "fp16": "float16"}  # accepted name -> torch attribute
+CACHE_DIR_ENV = "DELIFT_CACHE_DIR"  # what conf/config.yaml's paths.cache_dir reads first
+DEFAULT_CACHE_DIR = ".cache/delift"
+
+
+@functools.cache  # the hardware does not change within a run; keys read it often
+def native_bf16() -> bool:
+    """True on a CUDA GPU with bf16, or a CPU with AMX or AVX512-BF16 (elsewhere bf16 matmuls are emulated:
+    measured about 200x slower than fp32 on an AVX2-only AMD EPYC)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return bool(torch.cuda.is_bf16_supported())
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_dtype(name: str) -> str:
+    """``auto`` -> ``bfloat16`` with native bf16 hardware, else ``float32``; any other name unchanged."""
+    if name != AUTO_DTYPE:
+        return name
+    return "bfloat16" if native_bf16() else "float32"
+
+
+def default_cache_dir() -> str:
+    """``paths.cache_dir``'s default: ``$DELIFT_CACHE_DIR``, else ``.cache/delift``."""
+    return os.environ.get(CACHE_DIR_ENV) or DEFAULT_CACHE_DIR
+
+
+@dataclass
+class TinyModelConfig:
+    """Shape of the tiny random Llama; a null field takes :func:`delift.models.tiny.build_tiny_llama`'s default."""
+
+    hidden_size: Optional[int] = None  # 64
+    num_layers: Optional[int] = None  # 2
+    num_heads: Optional[int] = None  # 4
+    intermediate_size: Optional[int] = None  # 128
+    max_positions: Optional[int] = None  # 2048 (the judge's tiny model takes 8192)
+
+    def given(self) -> Dict[str, int]:
+        """The fields that are set, by name: what building and the model's identity take."""
+        return {key: value for key, value in sorted(asdict(self).items()) if value is not None}
+
+
+@dataclass
+class ModelConfig:
+    """What identifies a causal LM and where its converted copy is cached."""
+
+    name: str = MISSING
+    source: str = "hub"  # hub | packaged_gguf | tiny_random
+    hub_id: Optional[str] = None
+    revision: str = "main"
+    local_path: Optional[str] = None
+    gguf_package: Optional[str] = None
+    gguf_file: Optional[str] = None
+    dtype: str = "auto"  # auto: bfloat16 on native-bf16 hardware, else float32 (see resolved_dtype)
+    seed: int = 0
+    tiny: Optional[TinyModelConfig] = None
+    cache_dir: Optional[str] = None  # where converted models (packaged_gguf, tiny_random) are cached; null = paths.cache_dir
+
+    def problems(self) -> Problems:
+        found: Problems = {}
+        choice(found, "source", self.source, SOURCE_NAMES)
+        choice(found, "dtype", self.dtype, DTYPES)
+        if self.source == "hub" and not (self.hub_id or self.local_path):
+            found["hub_id"] = "source hub needs hub_id or local_path"
+        if self.source == "packaged_gguf" and not (self.gguf_package and self.gguf_file):
+            found["gguf_file"] = "source packaged_gguf needs gguf_package and gguf_file"
+        return found
+
+    @property
+    def resolved_dtype(self) -> str:
+        """The concrete dtype name (``auto`` resolved by the hardware): what cache keys and loading see."""
+        return resolve_dtype(self.dtype)
+
+    @property
+    def torch_dtype(self) -> Any:
+        """The ``torch.dtype`` of :attr:`resolved_dtype`."""
+        import torch
+
+        name = self.resolved_dtype
+        if name not in TORCH_DTYPE_NAMES:
+            raise ValueError(f"model.dtype={name!r} is not one of {sorted(TORCH_DTYPE_NAMES)}")
+        return getattr(torch, TORCH_DTYPE_NAMES[name])
+
+    @property
+    def cache_root(self) -> Path:
+        """The cache folder: ``cache_dir``, or ``paths.cache_dir``'s default when it is null."""
+        return Path(self.cache_dir or default_cache_dir()).expanduser()
+
+    @property
+    def tiny_shape(self) -> Dict[str, int]:
+        """The tiny model's set shape fields (empty without ``tiny``)."""
+        return self.tiny.given() if self.tiny is not None else {}
