@@ -83,11 +83,13 @@ class Selector(ABC):
     (with ``_target_`` naming the class; the YAML in ``conf/selector/`` is checked against it before
     any work), takes those settings as keyword arguments, and implements :meth:`select`. It may
     override :meth:`kernel_requests` (the utility kernels it needs, for sharded precomputation) and
-    set ``skip_training`` (the Initial baseline: evaluate the base model, train nothing).
+    set ``skip_training`` (the Initial baseline: evaluate the base model, train nothing) and
+    ``budget_independent`` (its subset ignores the budget: a budget sweep runs it once, see ``delift.cli``).
     """
 
     name: str = "selector"
     skip_training: bool = False  # True: the run evaluates the untouched base model
+    budget_independent: bool = False  # True: the same subset at every budget (Initial, Full)
 
     @dataclass
     class Config:
@@ -106,10 +108,14 @@ class ScoreSelector(Selector):
     """Selectors that score every example independently (SelectIT, LESS, LoBaSS...) and keep the top k.
 
     ``Selection.info`` gets every pool example's score (``scores``: id -> score) and whatever the
-    selector put in ``self.diagnostics`` while scoring.
+    selector put in ``self.diagnostics`` while scoring (one dict per instance: a subclass with its own
+    ``__init__`` calls ``super().__init__()`` or sets ``self.diagnostics`` itself).
     """
 
-    diagnostics: dict[str, Any] = {}
+    diagnostics: dict[str, Any]
+
+    def __init__(self) -> None:
+        self.diagnostics = {}
 
     @abstractmethod
     def scores(self, ctx: SelectionContext) -> np.ndarray:
