@@ -37,8 +37,8 @@ def budget_from_fraction(fraction: float, n: int, why_small: str = "") -> int:
 class SelectionContext:
     """What a selector may use. Expensive resources are created lazily by whoever owns them.
 
-    Imports only go down, so a selector that needs a short warm-up fine-tuning run (LESS, LoBaSS)
-    gets it as the injected ``finetune`` callable rather than importing the training layer.
+    Imports only go down, so a selector that needs a reference adapter (LoBaSS) gets it as the
+    injected ``train_adapter`` callable rather than importing the training layer.
     """
 
     pool: Sequence[Example]
@@ -54,7 +54,6 @@ class SelectionContext:
     progress: bool = True  # show progress bars
     output_dir: Path | None = None  # where a selector may write its own artefacts (warm-up adapters...)
     cache_dir: Path | None = None  # paths.cache_dir: shared caches (per-example scores under scores/, adapters...)
-    finetune: Callable[..., Any] | None = None  # delift.training.finetune, injected by the pipeline
     # train_adapter(examples) -> adapter folder: a LoRA trained on ``examples`` with the run's fine-tuning
     # settings and seed (cached by content; shared with the fine-tuning protocol), injected by the pipeline
     train_adapter: Callable[[Sequence[Example]], Path] | None = None
