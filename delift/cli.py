@@ -27,14 +27,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from delift.checks import ConfigError
-from delift.config.loader import CONFIG_DIR, load_config, register
+from delift.config.loader import CONFIG_DIR, load_config
 from delift.tracking.identity import LaunchInfo
 from delift.tracking.naming import job_dirname, override_key
 
 JOB_DIR_RESOLVER = "delift_job_dir"
-# Selectors whose subset does not depend on the budget; a selector class may also say so itself
-# with a ``budget_independent = True`` attribute.
-BUDGET_INDEPENDENT = ("delift.selection.baselines.InitialSelector", "delift.selection.baselines.FullSelector")
 log = logging.getLogger("delift")
 
 
@@ -93,8 +90,7 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver(JOB_DIR_RESOLVER, _job_dir, replace=True)
 
 
-register()  # the schema must be in the ConfigStore before Hydra composes conf/config.yaml
-register_resolvers()
+register_resolvers()  # the schema is registered by importing delift.config (before Hydra composes)
 
 
 def launch_info() -> LaunchInfo:
@@ -110,10 +106,10 @@ def launch_info() -> LaunchInfo:
 
 
 def is_budget_independent(target: str) -> bool:
+    """The selector class's own ``budget_independent`` (:class:`delift.selection.base.Selector`)."""
     from hydra.utils import get_class
 
-    attribute = getattr(get_class(target), "budget_independent", None)
-    return bool(attribute) if attribute is not None else target in BUDGET_INDEPENDENT
+    return bool(get_class(target).budget_independent)
 
 
 def duplicate_reference_job(config: Any, launch: LaunchInfo) -> float | None:

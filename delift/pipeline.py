@@ -4,14 +4,16 @@ Each stage is a plain function call with explicit arguments on the typed config
 (:class:`delift.config.schema.ExperimentConfig`); Hydra only composes it (``delift.cli``). Every part
 named by ``_target_`` (selector, protocols, metrics) is built before any data or model is loaded, so a
 bad value fails first. The use case decides which datasets are loaded and which kernels the selector
-needs. Results land in ``output_dir``: metrics.json, subset.json, predictions.jsonl, run.json.
+needs. :func:`_run` only runs the stages and tells the run's listeners (:mod:`delift.listeners`) what
+each produced: they write the result files into ``output_dir`` (metrics.json, subset.json,
+predictions.jsonl, run.json) and report to the experiment tracker.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -27,15 +29,15 @@ from delift.kernel.config import KernelConfig
 from delift.kernel.front import Kernels
 from delift.kernel.provider import KernelProvider
 from delift.kernel.tokens import overflowing_targets
+from delift.listeners import Listeners, ResultFiles, RunInfo, RunListener, Tracking
 from delift.models.config import ModelConfig
-from delift.outputs import write_json, write_jsonl
+from delift.outputs import write_json
 from delift.protocols import EvalContext, Protocol, Timer
-from delift.provenance import data_configs, run_record
-from delift.selection.base import Selection, SelectionContext, Selector, budget_from_fraction
-from delift.tracking import ExperimentLogger, LaunchInfo, artifact_name, make_logger, run_identity
+from delift.selection.base import SelectionContext, Selector, budget_from_fraction
+from delift.tracking import LaunchInfo
 from delift.training.adapter_cache import trained_adapter
-from delift.training.finetune import FinetuneConfig, finetune, training_callbacks
-from delift.usecases import UsecaseData, load_usecase_data
+from delift.training.finetune import FinetuneConfig, training_callbacks
+from delift.usecases import UsecaseData, data_configs, load_usecase_data
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +56,12 @@ class Parts:
     protocols: list[Protocol]
     metrics: list[Metric]
     model_spec: ModelConfig
-    settings: KernelConfig
     template: PromptTemplate
 
 
 def build_parts(cfg: ExperimentConfig) -> Parts:
     """Build (and so check) every configured part; cheap: nothing is loaded."""
-    for key, data in data_configs(cfg).items():
+    for key, data in data_configs(cfg.data, cfg.usecase).items():
         if data.format != SYNTHETIC_FORMAT:
             try:
                 get_formatter(data.format)
@@ -69,28 +70,34 @@ def build_parts(cfg: ExperimentConfig) -> Parts:
     return Parts(selector=build(cfg.selector), protocols=[build(block) for block in cfg.evaluation.values()],
                  metrics=[build(cfg.metric_library[name]) for name in cfg.metrics.names],
                  model_spec=cfg.model,
-                 settings=cfg.kernel, template=PromptTemplate(**asdict(cfg.prompt)))
+                 template=PromptTemplate(**asdict(cfg.prompt)))
 
 
 def reference_training(parts: Parts) -> FinetuneConfig:
     """The fine-tuning settings a selector's reference adapter uses: the first fine-tuning protocol's
-    (what the Full Data baseline trains with), or the defaults when the run only evaluates by ICL."""
-    found = [p.train for p in parts.protocols if isinstance(getattr(p, "train", None), FinetuneConfig)]
+    (:meth:`Protocol.finetune_settings`, what the Full Data baseline trains with), or the defaults when
+    the run only evaluates by ICL."""
+    found = [settings for p in parts.protocols if (settings := p.finetune_settings()) is not None]
     return found[0] if found else FinetuneConfig()
 
 
-def selection_context(cfg: ExperimentConfig, data: UsecaseData, kernels: Kernels,
-                      output_dir: Path, parts: Parts) -> SelectionContext:
+def selection_context(cfg: ExperimentConfig, data: UsecaseData, kernels: Kernels, output_dir: Path,
+                      parts: Parts) -> SelectionContext:
     """What a selector may use: the pool, Q or P of the use case, the kernels, the model and template."""
-    provider = kernels.provider
-    train_adapter = partial(trained_adapter, provider.model_spec, template=provider.template,
+    train_adapter = partial(trained_adapter, parts.model_spec, template=parts.template,
                             cfg=reference_training(parts), seed=cfg.seed, cache_dir=cfg.paths.cache_dir,
                             output_dir=output_dir / "selection" / "reference", progress=cfg.progress)
     return SelectionContext(pool=data.pool, seed=cfg.seed, kernels=kernels, query=data.query, existing=data.existing,
-                            valid=data.valid,
-                            eta=cfg.usecase.eta, nu=cfg.usecase.nu, model_spec=provider.model_spec,
-                            template=provider.template, progress=cfg.progress, output_dir=output_dir / "selection",
-                            cache_dir=Path(cfg.paths.cache_dir), finetune=finetune, train_adapter=train_adapter)
+                            valid=data.valid, eta=cfg.usecase.eta, nu=cfg.usecase.nu, model_spec=parts.model_spec,
+                            template=parts.template, progress=cfg.progress, output_dir=output_dir / "selection",
+                            cache_dir=Path(cfg.paths.cache_dir), train_adapter=train_adapter)
+
+
+# ----------------------------------------------------------------- the kernel: the only code naming its classes
+def kernel_provider(cfg: ExperimentConfig, parts: Parts) -> Kernels:
+    """The run's utility kernels (``kernel``: exact or approximate), cached under ``paths.cache_dir``."""
+    return Kernels(KernelProvider(parts.model_spec, parts.template, cfg.kernel,
+                                  KernelCache(Path(cfg.paths.cache_dir) / "kernels"), progress=cfg.progress))
 
 
 def drop_overflowing(examples: list, provider: KernelProvider, template: PromptTemplate,
@@ -106,6 +113,18 @@ def drop_overflowing(examples: list, provider: KernelProvider, template: PromptT
                     len(too_long), len(examples), what, too_long[:10])
     drop = set(too_long)
     return [ex for ex in examples if ex.id not in drop], too_long
+
+
+def drop_overflowing_targets(data: UsecaseData, kernels: Kernels) -> list[str]:
+    """kernel.on_overflow on the pool and Q (counted); returns the ids dropped from the pool."""
+    provider = kernels.provider
+    data.pool, skipped = drop_overflowing(data.pool, provider, provider.template, kernels.config)
+    if data.query is not None:
+        data.query, skipped_query = drop_overflowing(data.query, provider, provider.template, kernels.config,
+                                                     "query")
+        data.counts["query/skipped_overflow"] = len(skipped_query)
+        data.counts["query/size"] = len(data.query)
+    return skipped
 
 
 def fill_kernel_shard(selector: Selector, ctx: SelectionContext, kernels: Kernels,
@@ -128,6 +147,7 @@ def fill_kernel_shard(selector: Selector, ctx: SelectionContext, kernels: Kernel
     return metrics
 
 
+# -------------------------------------------------------------------------------------------- the run
 def _why_small(data: UsecaseData, skipped: list[str]) -> str:
     """What emptied the pool, for the budget error (the counts were only warnings before)."""
     causes = [f"{count} dropped by decontamination (decontaminate=true: their prompts occur in a test split)"
@@ -137,21 +157,26 @@ def _why_small(data: UsecaseData, skipped: list[str]) -> str:
     return f"; the pool lost {' and '.join(causes)}" if causes else ""
 
 
-def subset_record(cfg: ExperimentConfig, selection: Selection, pool: list) -> dict[str, Any]:
-    return {"selector": selection.selector, "selector_config": asdict(cfg.selector), "usecase": cfg.usecase.name,
-            "budget": selection.budget, "pool_size": len(pool), "kernel_hash": selection.info.get("kernel_key"),
-            "selected_ids": selection.ids(pool), "gains": selection.gains, "info": selection.info}
-
-
-def subset_rows(selection: Selection, pool: list) -> list[dict[str, Any]]:
-    """The subset as a table: pick order (1 = first pick), id, instruction, input, gain (or score)."""
-    return [{"pick": rank, "id": pool[i].id, "instruction": pool[i].instruction, "input": pool[i].input, "gain": gain}
-            for rank, (i, gain) in enumerate(zip(selection.indices, selection.gains), start=1)]
-
-
 def _stage_seconds(timer: Timer, before: dict[str, float]) -> dict[str, float]:
     """The ``time/*`` entries a stage added or changed."""
     return {k: v for k, v in timer.seconds.items() if before.get(k) != v}
+
+
+def _evaluate(protocols: list[Protocol], ctx: EvalContext, train_set: list, tests: dict[str, list],
+              events: RunListener) -> tuple[dict[str, Any], list[dict]]:
+    """Every protocol in turn on the training set; their metrics and prediction rows, in protocol order."""
+    metrics: dict[str, Any] = {}
+    rows: list[dict] = []
+    for protocol in protocols:
+        before = dict(ctx.timer.seconds)
+        with training_callbacks(partial(events.on_train_step, protocol.name)):  # the loss, per logged step
+            found, found_rows = protocol.run(ctx, train_set, tests)
+        metrics.update(found)
+        rows.extend(found_rows)
+        adapter = protocol.adapter_dir(ctx.output_dir)
+        events.on_evaluation(protocol, {**found, **_stage_seconds(ctx.timer, before)}, found_rows,
+                             adapter if train_set and adapter is not None and adapter.is_dir() else None)
+    return metrics, rows
 
 
 def run_experiment(cfg: ExperimentConfig, output_dir: str | Path, launch: LaunchInfo | None = None) -> dict[str, Any]:
@@ -159,8 +184,9 @@ def run_experiment(cfg: ExperimentConfig, output_dir: str | Path, launch: Launch
 
     ``launch`` (from ``delift.cli``: the Hydra overrides, group choices and sweep folder) names the
     W&B run, groups it with its sweep and goes into the logged config; in-process callers may omit it.
-    With ``logger=wandb`` each stage's metrics are logged when the stage ends, and a run that raises
-    finishes its W&B run with exit code 1 (what was logged so far stays) before the error propagates.
+    With ``logger=wandb`` each stage's metrics are logged when the stage ends. A run that raises still
+    writes run.json (with the error) and finishes its W&B run with exit code 1 (what was logged so far
+    stays) before the error propagates; subset.json stays when the crash came after selection.
     """
     if not isinstance(cfg, ExperimentConfig):
         raise TypeError("run_experiment takes the typed config: delift.config.loader.load_config(cfg) or "
@@ -168,92 +194,55 @@ def run_experiment(cfg: ExperimentConfig, output_dir: str | Path, launch: Launch
     parts = build_parts(cfg)  # every part is checked before any data or model is loaded
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    resolved = asdict(cfg)
-    identity = run_identity(cfg, parts.selector.name, launch)
-    tracker = make_logger(replace(cfg.logger, run_name=identity.name, group=identity.group,
-                                  job_type=identity.job_type, tags=list(identity.tags)))
-    tracker.start({**resolved, "hydra": launch.as_config()} if launch is not None else resolved, str(output_dir))
+    run = RunInfo(cfg=cfg, output_dir=output_dir, resolved=asdict(cfg), model=parts.model_spec)
+    listeners = Listeners([ResultFiles(run), Tracking.for_run(run, parts.selector.name, launch)])
     try:
-        metrics = _run(cfg, parts, output_dir, resolved, tracker)
+        metrics = _run(cfg, parts, output_dir, listeners)
     except BaseException as exc:
-        tracker.log_summary({"error": f"{type(exc).__name__}: {exc}"[:2000]})
-        tracker.finish(exit_code=1)
+        listeners.on_error(exc)
         raise
-    tracker.finish()
+    listeners.on_end()
     return metrics
 
 
-def _run(cfg: ExperimentConfig, parts: Parts, output_dir: Path, resolved: dict[str, Any],
-         tracker: ExperimentLogger) -> dict[str, Any]:
+def _run(cfg: ExperimentConfig, parts: Parts, output_dir: Path, events: RunListener) -> dict[str, Any]:
+    """The stages, each followed by its event: data, then kernel shard or selection, then each protocol."""
     from transformers import set_seed
 
+    events.on_start()
     set_seed(cfg.seed)
     timer = Timer()
     started = time.perf_counter()
-    template, settings = parts.template, parts.settings
-    record = run_record(cfg, parts.model_spec, resolved)
-    write_json(output_dir / "run.json", record)
-    for caveat in record["caveats"]:
-        log.warning("results caveat: %s", caveat)
-    provider = KernelProvider(parts.model_spec, template, settings,
-                              KernelCache(Path(cfg.paths.cache_dir) / "kernels"), progress=cfg.progress)
-    kernels = Kernels(provider)
+    kernels = kernel_provider(cfg, parts)
     with timer.stage("data"):
-        data = load_usecase_data(cfg)
-        data.pool, skipped = drop_overflowing(data.pool, provider, template, settings)
-        if data.query is not None:
-            data.query, skipped_query = drop_overflowing(data.query, provider, template, settings, "query")
-            data.counts["query/skipped_overflow"] = len(skipped_query)
-            data.counts["query/size"] = len(data.query)
-    record["data_sources"] = dict(data.sources)
-    write_json(output_dir / "run.json", record)
+        data = load_usecase_data(cfg.usecase, cfg.data, cfg.seed, cfg.paths.shared_datasets, cfg.decontaminate)
+        skipped = drop_overflowing_targets(data, kernels)
     data_metrics = {"pool/size": len(data.pool), "pool/skipped_overflow": len(skipped), **data.counts}
-    tracker.log_metrics({**data_metrics, **timer.seconds})
+    events.on_data(data, {**data_metrics, **timer.seconds})
     ctx = selection_context(cfg, data, kernels, output_dir, parts)
-    if settings.num_shards > 1:  # sharded kernel mode: fill this shard's blocks; no selection or training
+    if cfg.kernel.num_shards > 1:  # sharded kernel mode: fill this shard's blocks; no selection or training
         with timer.stage("kernel_shard"):
             shard_metrics = fill_kernel_shard(parts.selector, ctx, kernels, output_dir)
-        tracker.log_metrics({**shard_metrics, **timer.seconds})
+        events.on_shard({**shard_metrics, **timer.seconds})
         return {**shard_metrics, **timer.seconds}
+
     with timer.stage("selection"):
         budget = budget_from_fraction(cfg.budget_fraction, len(data.pool), _why_small(data, skipped))
         selection = parts.selector.select(ctx, budget)
         log.info("selected %d of %d examples with %s", len(selection.indices), len(data.pool), selection.selector)
-        provider.release()
+        kernels.release()
     subset = [data.pool[i] for i in selection.indices]
-    subset_path = write_json(output_dir / "subset.json", subset_record(cfg, selection, data.pool))
-    metrics: dict[str, Any] = {"subset/size": len(subset), "subset/budget": selection.budget, **data_metrics}
-    tracker.log_metrics({"subset/size": len(subset), "subset/budget": selection.budget,
-                         "time/selection_s": timer.seconds["time/selection_s"],
-                         **{f"selection/{k}": v for k, v in selection.info.items()}})
-    tracker.log_table("subset", subset_rows(selection, data.pool))
-    tracker.log_artifact(artifact_name("subset", cfg, selection.selector, selection.budget, resolved), "subset",
-                         [str(subset_path)], {"selector": selection.selector, "budget": selection.budget,
-                                              "budget_fraction": cfg.budget_fraction, "usecase": cfg.usecase.name,
-                                              "seed": cfg.seed, "kernel_hash": selection.info.get("kernel_key")})
+    events.on_selection(selection, data.pool, {"subset/size": len(subset), "subset/budget": selection.budget,
+                                               "time/selection_s": timer.seconds["time/selection_s"],
+                                               **{f"selection/{k}": v for k, v in selection.info.items()}})
+
     train_set = [] if parts.selector.skip_training else data.train_set(subset)
-    eval_ctx = EvalContext(parts.model_spec, template, settings.shown_example, parts.metrics, cfg.seed,
+    eval_ctx = EvalContext(parts.model_spec, parts.template, cfg.kernel.shown_example, parts.metrics, cfg.seed,
                            output_dir, cfg.progress, timer, cache_dir=Path(cfg.paths.cache_dir))
-    rows: list[dict] = []
-    for protocol in parts.protocols:
-        before = dict(timer.seconds)
-        loss_curve = partial(tracker.log_series, f"{protocol.name}/train")
-        with training_callbacks(loss_curve):  # the fine-tuning loss, per logged step
-            found, found_rows = protocol.run(eval_ctx, train_set, data.tests)
-        metrics.update(found)
-        rows.extend(found_rows)
-        tracker.log_metrics({**found, **_stage_seconds(timer, before)})
-        tracker.log_table(f"{protocol.name}/predictions", found_rows)
-        adapter = output_dir / f"finetune_{protocol.name}" / "adapter"
-        if cfg.logger.log_adapter and train_set and adapter.is_dir():
-            tracker.log_artifact(artifact_name(f"adapter-{protocol.name}", cfg, selection.selector, selection.budget,
-                                               resolved), "model", [str(adapter)],
-                                 {"evaluation": protocol.name, "base_model": parts.model_spec.name,
-                                  "selector": selection.selector, "budget": selection.budget, "seed": cfg.seed})
-    write_jsonl(output_dir / "predictions.jsonl", rows)
+    scores, rows = _evaluate(parts.protocols, eval_ctx, train_set, data.tests, events)
+    metrics: dict[str, Any] = {"subset/size": len(subset), "subset/budget": selection.budget, **data_metrics, **scores}
     metrics.update(timer.seconds)
     metrics["time/total_s"] = round(time.perf_counter() - started, 3)
-    write_json(output_dir / "metrics.json", metrics)
-    tracker.log_summary(metrics)
+    events.on_results(metrics, rows)
     log.info("metrics: %s", {k: v for k, v in metrics.items() if not k.startswith("time/")})
     return metrics

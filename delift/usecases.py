@@ -17,14 +17,15 @@ input or whole prompt equals or contains a test example's prompt is dropped and 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from delift.config.schema import ExperimentConfig
+from delift.config.schema import UsecaseConfig
+from delift.data.config import DataConfig
 from delift.data.decontaminate import decontaminate
 from delift.data.loading import load_splits
 from delift.data.records import Example
+from delift.data.splits import DataSplits
 
-USECASES = ("instruction_tuning", "task_specific", "continual")
 HEADLINE = ""  # key of the test split whose metrics are logged as <evaluation>/<metric>
 
 
@@ -49,46 +50,93 @@ class UsecaseData:
         return list(self.existing) + [ex for ex in subset if ex.id not in chosen]
 
 
-def _query_split(cfg: ExperimentConfig, target: Any) -> list[Example]:
-    split = cfg.usecase.query_split
+# assemble(data, main splits, nested splits by key, use-case config): set the tests and Q or P on ``data``
+Assemble = Callable[[UsecaseData, DataSplits, Mapping[str, DataSplits], UsecaseConfig], None]
+
+
+@dataclass(frozen=True)
+class Usecase:
+    """One use case: the nested data configs it reads (``usecase.<key>``) and how it assembles the data."""
+
+    reads: tuple[str, ...]
+    assemble: Assemble
+
+
+def _instruction_tuning(data: UsecaseData, main: DataSplits, nested: Mapping[str, DataSplits],
+                        cfg: UsecaseConfig) -> None:
+    data.tests[HEADLINE] = list(main.test)
+
+
+def _task_specific(data: UsecaseData, main: DataSplits, nested: Mapping[str, DataSplits], cfg: UsecaseConfig) -> None:
+    target = nested["target"]
+    data.query = _query_split(cfg, target)
+    data.tests[HEADLINE] = list(target.test)
+
+
+def _continual(data: UsecaseData, main: DataSplits, nested: Mapping[str, DataSplits], cfg: UsecaseConfig) -> None:
+    data.tests[HEADLINE] = list(main.test)
+    data.existing = list(nested["existing"].train)
+    data.tests["existing"] = list(nested["existing"].test)
+
+
+USECASES: dict[str, Usecase] = {
+    "instruction_tuning": Usecase(reads=(), assemble=_instruction_tuning),
+    "task_specific": Usecase(reads=("target",), assemble=_task_specific),
+    "continual": Usecase(reads=("existing",), assemble=_continual),
+}
+
+
+def usecase_of(cfg: UsecaseConfig) -> Usecase:
+    if cfg.name not in USECASES:
+        raise ValueError(f"usecase.name={cfg.name!r}: expected one of {', '.join(USECASES)}")
+    return USECASES[cfg.name]
+
+
+def data_configs(data: DataConfig, usecase: UsecaseConfig) -> dict[str, DataConfig]:
+    """Every data config a run reads: ``data`` and the use case's nested ones (``usecase.target``, ...)."""
+    found = {"data": data}
+    for key in usecase_of(usecase).reads:
+        nested = getattr(usecase, key)
+        if nested is not None:
+            found[f"usecase.{key}"] = nested
+    return found
+
+
+def _query_split(cfg: UsecaseConfig, target: DataSplits) -> list[Example]:
+    split = cfg.query_split
     query = list(getattr(target, split))
-    if cfg.usecase.query_size is not None:
-        query = query[: cfg.usecase.query_size]
+    if cfg.query_size is not None:
+        query = query[: cfg.query_size]
     if not query:
-        raise ValueError(f"usecase.query_split={split!r} of usecase.target ({cfg.usecase.target.name}) is empty; "
+        raise ValueError(f"usecase.query_split={split!r} of usecase.target ({cfg.target.name}) is empty; "
                          f"give usecase.target.sizes.{split} a size")
     return query
 
 
-def load_usecase_data(cfg: ExperimentConfig) -> UsecaseData:
-    """Load and split every dataset the configured use case needs, with the run's seed."""
-    name = cfg.usecase.name
-    shared = cfg.paths.shared_datasets
-    main = load_splits(cfg.data, cfg.seed, shared)
-    data = UsecaseData(name=name, pool=list(main.train), valid=list(main.valid), sources={"data": main.source})
-    if name == "task_specific":
-        target = load_splits(cfg.usecase.target, cfg.seed, shared)
-        data.sources["usecase.target"] = target.source
-        data.query = _query_split(cfg, target)
-        data.tests[HEADLINE] = list(target.test)
-    else:
-        data.tests[HEADLINE] = list(main.test)
-    if name == "continual":
-        existing = load_splits(cfg.usecase.existing, cfg.seed, shared)
-        data.sources["usecase.existing"] = existing.source
-        data.existing = list(existing.train)
-        data.tests["existing"] = list(existing.test)
-    if not data.tests[HEADLINE]:
+def load_usecase_data(usecase: UsecaseConfig, data: DataConfig, seed: int, shared_datasets: str | None = None,
+                      decontaminate_data: bool = True) -> UsecaseData:
+    """Load and split every dataset the use case needs (``data``, then its nested ones) with ``seed``;
+    ``decontaminate_data``: the run's ``decontaminate``."""
+    kind = usecase_of(usecase)
+    name = usecase.name
+    main = load_splits(data, seed, shared_datasets)
+    found = UsecaseData(name=name, pool=list(main.train), valid=list(main.valid), sources={"data": main.source})
+    nested = {}
+    for key in kind.reads:
+        nested[key] = load_splits(getattr(usecase, key), seed, shared_datasets)
+        found.sources[f"usecase.{key}"] = nested[key].source
+    kind.assemble(found, main, nested, usecase)
+    if not found.tests[HEADLINE]:
         raise ValueError(f"use case {name}: the test split is empty; set its data.sizes.test")
 
-    tests = list(data.tests.values())
-    for part in (("pool", "query", "existing", "valid") if cfg.decontaminate else ()):
-        examples = getattr(data, part)
+    tests = list(found.tests.values())
+    for part in (("pool", "query", "existing", "valid") if decontaminate_data else ()):
+        examples = getattr(found, part)
         if not examples:
             continue
         kept, dropped = decontaminate(examples, [ex for split in tests for ex in split], name=part)
-        setattr(data, part, kept)
-        data.counts[f"{part}/decontaminated"] = dropped
-    data.counts.update({"query/size": len(data.query or []), "existing/size": len(data.existing or []),
-                        **{f"test{'/' + key if key else ''}/size": len(split) for key, split in data.tests.items()}})
-    return data
+        setattr(found, part, kept)
+        found.counts[f"{part}/decontaminated"] = dropped
+    found.counts.update({"query/size": len(found.query or []), "existing/size": len(found.existing or []),
+                         **{f"test{'/' + key if key else ''}/size": len(split) for key, split in found.tests.items()}})
+    return found

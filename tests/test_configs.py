@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -150,3 +153,38 @@ def test_partial_blocks_of_unchosen_protocols_are_checked_then_dropped():
     cfg = compose_config(["experiment=smoke"])  # smoke pre-sets evaluation.icl.generation; qlora runs
     assert list(cfg.evaluation) == ["qlora"]
     assert OmegaConf.structured(cfg).evaluation.qlora.generation.max_new_tokens == 12
+
+
+def test_importing_delift_config_registers_the_schema():
+    """Hydra's own compose API works after ``import delift.config`` alone (a notebook's first cell)."""
+    code = ("import sys\nimport delift.config\nfrom hydra import compose, initialize_config_dir\n"
+            "from delift.config.loader import CONFIG_DIR\n"
+            "with initialize_config_dir(config_dir=CONFIG_DIR, version_base='1.3'):\n"
+            "    cfg = compose(config_name='config', overrides=['experiment=smoke'])\n"
+            "assert 'delift.cli' not in sys.modules and 'delift.pipeline' not in sys.modules\n"
+            "print(cfg.name, cfg.metrics.names)")
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(repo), os.environ.get("PYTHONPATH")) if p))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["smoke", "['rouge',", "'bge']"]
+
+
+def test_metrics_are_found_by_name_in_conf_metric():
+    """A metric is its class plus conf/metric/<name>.yaml: no list of metrics anywhere else."""
+    assert "metric@" not in (CONF / "config.yaml").read_text()
+    cfg = compose_config(["metrics=paper", "metrics.embedder=some-embedder"])
+    assert list(cfg.metric_library) == ["rouge", "bge", "judge"]
+    assert cfg.metric_library["bge"].embedder == "some-embedder"  # ${metrics.embedder} in conf/metric/bge.yaml
+    assert cfg.metric_library["judge"].cache_dir == f"{cfg.paths.cache_dir}/judge"
+    tuned = compose_config(["metrics=bge", "+metric_library.bge.device=cpu"])  # a setting of one metric
+    assert (tuned.metric_library["bge"].device, tuned.metric_library["bge"].embedder) == ("cpu", "all-MiniLM-L6-v2")
+    with pytest.raises(ConfigError, match=r"metrics.names\[0\]: unknown metric 'rouje'. Did you mean 'rouge'\?"):
+        compose_config(["metrics.names=[rouje]"])
+
+
+def test_every_usecase_option_has_its_table_entry():
+    from delift.usecases import USECASES
+
+    assert sorted(USECASES) == options("usecase")
+    assert sorted(OmegaConf.load(CONF / "usecase" / f"{name}.yaml").name for name in USECASES) == sorted(USECASES)

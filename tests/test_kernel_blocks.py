@@ -136,7 +136,7 @@ def test_sharded_pipeline_multirun_then_normal_run_uses_the_merged_kernel(tmp_pa
     assert len(shards) == 2 and sum(shards) == 3 * (1 + 3)
 
     cfg = compose_config([*overrides[:3], f"paths.cache_dir={tmp_path / 'cache'}"])
-    pool = load_usecase_data(cfg).pool
+    pool = load_usecase_data(cfg.usecase, cfg.data, cfg.seed, cfg.paths.shared_datasets).pool
     spec = cfg.model
     settings = cfg.kernel
     merged = KernelProvider(spec, PromptTemplate(**asdict(cfg.prompt)), settings,

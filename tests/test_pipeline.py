@@ -370,3 +370,40 @@ def test_result_files_are_strict_json(tmp_path):
     assert json.loads((tmp_path / "m.json").read_text(), parse_constant=lambda c: pytest.fail(c)) == {
         "judge": None, "n": [1.0, None], "ok": 0.5}
     assert json.loads((tmp_path / "p.jsonl").read_text()) == {"judge": None}
+
+
+def test_a_failed_run_still_writes_run_json_with_its_error(tmp_path):
+    cfg = smoke_config(tmp_path / "cache", "data.sizes.test=0")  # fails in the data stage
+    with pytest.raises(ValueError, match="the test split is empty"):
+        run_experiment(cfg, tmp_path / "run")
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["error"].startswith("ValueError: use case instruction_tuning: the test split is empty")
+    assert any("tiny random model" in c for c in record["caveats"]) and record["config"]["name"] == "smoke"
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["run.json"]
+
+
+def test_every_listener_hears_an_error_even_when_one_fails():
+    from delift.listeners import Listeners, RunListener
+
+    heard = []
+
+    class Broken(RunListener):
+        def on_error(self, error):
+            raise OSError("disk full")
+
+    class Recorder(RunListener):
+        def on_error(self, error):
+            heard.append(str(error))
+
+    Listeners([Broken(), Recorder()]).on_error(RuntimeError("boom"))
+    assert heard == ["boom"]
+
+
+def test_the_protocol_contract_names_training_settings_and_adapter_folder(tmp_path):
+    from delift.pipeline import build_parts, reference_training
+
+    parts = build_parts(smoke_config(tmp_path / "cache", "evaluation=[icl,qlora]"))
+    icl, qlora = parts.protocols
+    assert icl.finetune_settings() is None and icl.adapter_dir(tmp_path) is None
+    assert reference_training(parts) is qlora.finetune_settings() is qlora.train
+    assert qlora.adapter_dir(tmp_path) == tmp_path / "finetune_qlora" / "adapter"

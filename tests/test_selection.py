@@ -135,6 +135,25 @@ def test_score_selector_keeps_top_k_highest_first():
     assert selection.indices == [1, 3, 2] and selection.gains == [0.9, 0.9, 0.5]
 
 
+def test_score_selectors_do_not_share_diagnostics():
+    class Noting(ScoreSelector):
+        name = "noting"
+
+        def scores(self, ctx):
+            self.diagnostics["calls"] = self.diagnostics.get("calls", 0) + 1
+            return np.zeros(len(ctx.pool))
+
+    first, second = Noting(), Noting()
+    assert first.select(SelectionContext(pool=make_examples(3), seed=0), 1).info["calls"] == 1
+    assert second.diagnostics == {} and "diagnostics" not in vars(ScoreSelector)
+    assert second.select(SelectionContext(pool=make_examples(3), seed=0), 1).info["calls"] == 1
+
+
+def test_budget_independence_is_a_class_attribute():
+    assert InitialSelector.budget_independent and FullSelector.budget_independent
+    assert not RandomSelector.budget_independent and not ScoreSelector.budget_independent
+
+
 def test_initial_selector_selects_nothing():
     pool = make_examples(5)
     selection = InitialSelector().select(SelectionContext(pool=pool, seed=0), 2)

@@ -3,7 +3,9 @@
 Hydra types the fixed groups while it composes (the top-level schema, :func:`register`). The
 polymorphic nodes are typed here, each by the ``Config`` dataclass of the class its ``_target_``
 names (selector, evaluation protocols, metrics) or by the judge backend's settings class; then every
-value is range-checked. All of it runs before any data or model is loaded, and every error names
+value is range-checked. A metric is found by its name: ``metrics.names=[rouge,bge]`` reads
+``conf/metric/rouge.yaml`` and ``conf/metric/bge.yaml`` (:func:`_add_metrics`), as an unchosen
+evaluation block finds ``conf/evaluation/<name>.yaml``. All of it runs before any data or model is loaded, and every error names
 its key. Only the entry point (and tests) handle a ``DictConfig``; everything below gets the typed
 objects this returns.
 """
@@ -110,15 +112,32 @@ def _type_evaluation(cfg: DictConfig) -> None:
     cfg.evaluation = chosen
 
 
+def _add_metrics(cfg: DictConfig) -> None:
+    """One ``metric_library`` block per ``metrics.names`` entry (and per block the config already has):
+    ``conf/metric/<name>.yaml`` with the config's own ``metric_library.<name>`` merged over it (e.g.
+    ``+metric_library.bge.device=cuda``). Runs before interpolations are resolved, so a metric YAML's
+    ``${metrics.embedder}`` or ``${judge}`` refers to the run's config."""
+    given = cfg.metric_library
+    keys = {str(name): f"metrics.names[{index}]" for index, name in reversed(list(enumerate(cfg.metrics.names)))}
+    keys.update({str(name): f"metric_library.{name}" for name in given if str(name) not in keys})
+    library = {}
+    for name, key in keys.items():
+        path = Path(CONFIG_DIR) / "metric" / f"{name}.yaml"
+        block = given.get(name)
+        if not path.is_file() and not (isinstance(block, DictConfig) and "_target_" in block):
+            raise _unknown(key, name, _options("metric"), "metric")
+        library[name] = OmegaConf.load(path) if block is None else (
+            OmegaConf.merge(OmegaConf.load(path), block) if path.is_file() else block)
+    cfg.metric_library = library
+
+
 def _type_metrics(cfg: DictConfig) -> None:
+    """Every block is typed by its class's ``Config``; only the chosen ones are kept (and built)."""
     library = {}
     for name, block in cfg.metric_library.items():
         key = f"metric_library.{name}"
         library[name] = _typed(block, _schema_of(block.get("_target_") if isinstance(block, DictConfig) else None,
                                                  key), key)
-    for index, name in enumerate(cfg.metrics.names):
-        if name not in library:
-            raise _unknown(f"metrics.names[{index}]", str(name), library, "metric")
     if len(set(cfg.metrics.names)) != len(cfg.metrics.names):
         raise ConfigError(f"metrics.names={list(cfg.metrics.names)}: a metric is named twice")
     cfg.metric_library = {name: library[name] for name in cfg.metrics.names}  # only what runs gets built
@@ -152,13 +171,14 @@ def _undeclared(node: Any, key: str = "") -> list[str]:
 def load_config(cfg: DictConfig) -> ExperimentConfig:
     """Type, resolve and range-check a composed config; raises :class:`ConfigError` naming the key."""
     cfg = cfg.copy()
+    if OmegaConf.get_type(cfg) is not ExperimentConfig:
+        raise ConfigError(f"the config does not extend the {SCHEMA_NAME!r} schema: conf/config.yaml's defaults "
+                          f"must start with {SCHEMA_NAME} (registered by importing delift.config)")
     try:
+        _add_metrics(cfg)
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as exc:
         raise ConfigError(f"{getattr(exc, 'full_key', '')}: {exc}") from None
-    if OmegaConf.get_type(cfg) is not ExperimentConfig:
-        raise ConfigError(f"the config does not extend the {SCHEMA_NAME!r} schema: conf/config.yaml's defaults "
-                          f"must start with {SCHEMA_NAME} (and delift.config.register() must run first)")
     extra = _undeclared(cfg)
     if extra:
         raise ConfigError(f"unknown config key{'s' if len(extra) > 1 else ''} {', '.join(extra)} (added with "

@@ -121,7 +121,7 @@ class TrainConfig:
 # --------------------------------------------------------------------------------- metrics, logger
 @dataclass
 class MetricsConfig:
-    names: List[str] = field(default_factory=lambda: ["rouge", "bge"])  # keys of metric_library
+    names: List[str] = field(default_factory=lambda: ["rouge", "bge"])  # each one is conf/metric/<name>.yaml
     embedder: str = DEFAULT_EMBEDDER  # sentence embedder of bge (and of ICL retrieval by default)
 
     def problems(self) -> Problems:
@@ -200,7 +200,7 @@ class ExperimentConfig:
     selector: Any = MISSING  # a selector's Config (its _target_ names the class)
     judge: Any = None  # a judge backend's settings (judge.backend: hf | openai)
     evaluation: Dict[str, Any] = field(default_factory=dict)  # chosen protocols' Configs, by name
-    metric_library: Dict[str, Any] = field(default_factory=dict)  # every known metric's Config, by name
+    metric_library: Dict[str, Any] = field(default_factory=dict)  # metrics.names' Configs (the loader reads them)
 
     def problems(self) -> Problems:
         found: Problems = {}

@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from delift.config.schema import GenerationConfig
 from delift.data.prompts import PromptTemplate
@@ -17,6 +17,9 @@ from delift.evaluation.generation import generate
 from delift.evaluation.metrics import Metric, score_all
 from delift.models.config import ModelConfig
 from delift.outputs import metric_key
+
+if TYPE_CHECKING:  # an annotation only: the settings class lives with the training code
+    from delift.training.finetune import FinetuneConfig
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +62,10 @@ class Protocol(ABC):
 
     The contract: a subclass declares a nested ``Config`` dataclass (``_target_`` naming the class,
     ``name`` the metric prefix; the YAML in ``conf/evaluation/`` is checked against it before any
-    work), takes those settings as keyword arguments, and implements :meth:`run`.
+    work), takes those settings as keyword arguments, and implements :meth:`run`. A protocol that
+    fine-tunes also overrides :meth:`finetune_settings` (a selector's reference adapter trains with the
+    first protocol's) and :meth:`adapter_dir` (where :meth:`run` saves the adapter it trains; the run
+    logs it as a model artifact with ``logger.log_adapter=true``), and writes there.
     """
 
     name: str
@@ -72,7 +78,20 @@ class Protocol(ABC):
     @abstractmethod
     def run(self, ctx: EvalContext, train_set: Sequence[Example],
             tests: Mapping[str, Sequence[Example]]) -> tuple[dict[str, Any], list[dict]]:
-        """Flat metrics (``<name>/...``) and one prediction row per (test split, example)."""
+        """Evaluate ``train_set`` (empty for the Initial baseline: the untouched base model) on ``tests``
+        (split key -> examples; ``""`` is the headline split). Returns ``(metrics, rows)``: flat metrics,
+        every key under ``<name>/`` (scores as :func:`delift.outputs.metric_key`), and one prediction row
+        per (test split, example); :func:`score_generations` builds both. Stages are timed with
+        ``ctx.timer.stage("<name>_<stage>")``; files go under ``ctx.output_dir``."""
+
+    def finetune_settings(self) -> FinetuneConfig | None:
+        """The fine-tuning settings this protocol trains with; None when it trains nothing (ICL)."""
+        return None
+
+    def adapter_dir(self, output_dir: Path) -> Path | None:
+        """The folder under the run's ``output_dir`` where :meth:`run` saves its trained adapter; None when
+        it trains none."""
+        return None
 
 
 def generate_all(ctx: EvalContext, model: Any, tokenizer: Any, prompts: Mapping[str, list[str]],

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from delift.config.schema import GenerationConfig, TrainConfig
@@ -35,13 +36,19 @@ class FinetuneProtocol(Protocol):
         self.train = FinetuneConfig.from_config(train or TrainConfig(), prefix=f"evaluation.{name}.train")
         self.generation = generation or GenerationConfig()
 
+    def finetune_settings(self) -> FinetuneConfig:
+        return self.train
+
+    def adapter_dir(self, output_dir: Path) -> Path:
+        return output_dir / f"finetune_{self.name}" / "adapter"  # finetune() saves to <its folder>/adapter
+
     def run(self, ctx: EvalContext, train_set: Sequence[Example],
             tests: Mapping[str, Sequence[Example]]) -> tuple[dict[str, Any], list[dict]]:
         name, metrics = self.name, {}
         if train_set:
             with ctx.timer.stage(f"{name}_train"):
-                result = finetune(ctx.model_spec, train_set, ctx.template, self.train, ctx.output_dir / f"finetune_{name}",
-                                  seed=ctx.seed, progress=ctx.progress)
+                result = finetune(ctx.model_spec, train_set, ctx.template, self.train,
+                                  self.adapter_dir(ctx.output_dir).parent, seed=ctx.seed, progress=ctx.progress)
             model, tokenizer = result.model, result.tokenizer
             if ctx.cache_dir is not None:  # a selector's reference model (LoBaSS) may reuse it
                 key = adapter_key(ctx.model_spec, train_set, ctx.template, self.train, ctx.seed)

@@ -37,8 +37,8 @@ def budget_from_fraction(fraction: float, n: int, why_small: str = "") -> int:
 class SelectionContext:
     """What a selector may use. Expensive resources are created lazily by whoever owns them.
 
-    Imports only go down, so a selector that needs a short warm-up fine-tuning run (LESS, LoBaSS)
-    gets it as the injected ``finetune`` callable rather than importing the training layer.
+    Imports only go down, so a selector that needs a reference adapter (LoBaSS) gets it as the
+    injected ``train_adapter`` callable rather than importing the training layer.
     """
 
     pool: Sequence[Example]
@@ -54,7 +54,6 @@ class SelectionContext:
     progress: bool = True  # show progress bars
     output_dir: Path | None = None  # where a selector may write its own artefacts (warm-up adapters...)
     cache_dir: Path | None = None  # paths.cache_dir: shared caches (per-example scores under scores/, adapters...)
-    finetune: Callable[..., Any] | None = None  # delift.training.finetune, injected by the pipeline
     # train_adapter(examples) -> adapter folder: a LoRA trained on ``examples`` with the run's fine-tuning
     # settings and seed (cached by content; shared with the fine-tuning protocol), injected by the pipeline
     train_adapter: Callable[[Sequence[Example]], Path] | None = None
@@ -83,11 +82,13 @@ class Selector(ABC):
     (with ``_target_`` naming the class; the YAML in ``conf/selector/`` is checked against it before
     any work), takes those settings as keyword arguments, and implements :meth:`select`. It may
     override :meth:`kernel_requests` (the utility kernels it needs, for sharded precomputation) and
-    set ``skip_training`` (the Initial baseline: evaluate the base model, train nothing).
+    set ``skip_training`` (the Initial baseline: evaluate the base model, train nothing) and
+    ``budget_independent`` (its subset ignores the budget: a budget sweep runs it once, see ``delift.cli``).
     """
 
     name: str = "selector"
     skip_training: bool = False  # True: the run evaluates the untouched base model
+    budget_independent: bool = False  # True: the same subset at every budget (Initial, Full)
 
     @dataclass
     class Config:
@@ -106,10 +107,14 @@ class ScoreSelector(Selector):
     """Selectors that score every example independently (SelectIT, LESS, LoBaSS...) and keep the top k.
 
     ``Selection.info`` gets every pool example's score (``scores``: id -> score) and whatever the
-    selector put in ``self.diagnostics`` while scoring.
+    selector put in ``self.diagnostics`` while scoring (one dict per instance: a subclass with its own
+    ``__init__`` calls ``super().__init__()`` or sets ``self.diagnostics`` itself).
     """
 
-    diagnostics: dict[str, Any] = {}
+    diagnostics: dict[str, Any]
+
+    def __init__(self) -> None:
+        self.diagnostics = {}
 
     @abstractmethod
     def scores(self, ctx: SelectionContext) -> np.ndarray:

@@ -32,6 +32,7 @@ class FullSelector(Selector):
     """All of the pool, in pool order; the budget is ignored."""
 
     name = "full"
+    budget_independent = True
 
     @dataclass
     class Config:
@@ -47,6 +48,7 @@ class InitialSelector(Selector):
 
     name = "initial"
     skip_training = True
+    budget_independent = True
 
     @dataclass
     class Config:

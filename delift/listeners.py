@@ -1,0 +1,243 @@
+"""What a run reports, as listeners on the pipeline's stage events.
+
+:func:`delift.pipeline.run_experiment` runs the stages and tells every listener, in this order:
+``on_start()``; ``on_data(data, metrics)``; then either ``on_shard(metrics)`` (sharded kernel mode, the
+run stops there) or ``on_selection(selection, pool, metrics)``, for each protocol any number of
+``on_train_step(evaluation, step, values)`` and one ``on_evaluation(protocol, metrics, rows, adapter)``,
+and ``on_results(metrics, rows)``; last ``on_end()``. When a stage (or a listener) raises, the run
+calls ``on_error(error)`` instead of the events still to come and re-raises.
+
+Two listeners subscribe, in this order: :class:`ResultFiles` (the files in the output folder) and
+:class:`Tracking` (the experiment logger, W&B or nothing). A new report is one more listener.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from delift.config.schema import ExperimentConfig
+from delift.data.records import Example
+from delift.models.config import ModelConfig
+from delift.outputs import write_json, write_jsonl
+from delift.protocols import Protocol
+from delift.provenance import run_record
+from delift.selection.base import Selection
+from delift.tracking import ExperimentLogger, LaunchInfo, artifact_name, make_logger, run_identity
+from delift.usecases import UsecaseData, data_configs
+
+log = logging.getLogger(__name__)
+
+RUN_JSON, SUBSET_JSON, METRICS_JSON, PREDICTIONS_JSONL = "run.json", "subset.json", "metrics.json", "predictions.jsonl"
+
+
+@dataclass
+class RunInfo:
+    """What every listener knows from the start: the config, where the run writes, and its model."""
+
+    cfg: ExperimentConfig
+    output_dir: Path
+    resolved: dict[str, Any]  # asdict(cfg): what run.json and the tracker record as the config
+    model: ModelConfig
+
+
+class RunListener:
+    """One subscriber to a run's stage events (see the module docstring for their order); each default does nothing."""
+
+    def on_start(self) -> None:
+        """The run begins: every part is built, nothing is loaded yet."""
+
+    def on_data(self, data: UsecaseData, metrics: dict[str, Any]) -> None:
+        """The data stage ended: ``metrics`` are its sizes and counts and the stage times so far."""
+
+    def on_shard(self, metrics: dict[str, Any]) -> None:
+        """Sharded kernel mode: this shard's blocks are on disk (``shard.json``); nothing else runs."""
+
+    def on_selection(self, selection: Selection, pool: Sequence[Example], metrics: dict[str, Any]) -> None:
+        """The subset is chosen from ``pool``: ``metrics`` are its size, budget, time and ``selection/*`` info."""
+
+    def on_train_step(self, evaluation: str, step: int, values: Mapping[str, Any]) -> None:
+        """One logged optimiser step of protocol ``evaluation``'s fine-tuning (loss, learning rate, ...)."""
+
+    def on_evaluation(self, protocol: Protocol, metrics: dict[str, Any], rows: list[dict],
+                      adapter: Path | None) -> None:
+        """``protocol`` ran: its metrics (with its stage times), prediction rows and trained adapter folder (or None)."""
+
+    def on_results(self, metrics: dict[str, Any], rows: list[dict]) -> None:
+        """Every protocol ran: ``metrics`` is what metrics.json holds, ``rows`` every prediction."""
+
+    def on_end(self) -> None:
+        """The run succeeded."""
+
+    def on_error(self, error: BaseException) -> None:
+        """The run failed with ``error`` (re-raised after every listener has heard it)."""
+
+
+class Listeners(RunListener):
+    """Tells each listener in turn; on an error every listener hears it, even when one of them fails."""
+
+    def __init__(self, listeners: Sequence[RunListener]):
+        self.listeners = list(listeners)
+
+    def on_start(self) -> None:
+        for listener in self.listeners:
+            listener.on_start()
+
+    def on_data(self, data: UsecaseData, metrics: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            listener.on_data(data, metrics)
+
+    def on_shard(self, metrics: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            listener.on_shard(metrics)
+
+    def on_selection(self, selection: Selection, pool: Sequence[Example], metrics: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            listener.on_selection(selection, pool, metrics)
+
+    def on_train_step(self, evaluation: str, step: int, values: Mapping[str, Any]) -> None:
+        for listener in self.listeners:
+            listener.on_train_step(evaluation, step, values)
+
+    def on_evaluation(self, protocol: Protocol, metrics: dict[str, Any], rows: list[dict],
+                      adapter: Path | None) -> None:
+        for listener in self.listeners:
+            listener.on_evaluation(protocol, metrics, rows, adapter)
+
+    def on_results(self, metrics: dict[str, Any], rows: list[dict]) -> None:
+        for listener in self.listeners:
+            listener.on_results(metrics, rows)
+
+    def on_end(self) -> None:
+        for listener in self.listeners:
+            listener.on_end()
+
+    def on_error(self, error: BaseException) -> None:
+        for listener in self.listeners:
+            try:
+                listener.on_error(error)
+            except Exception:  # noqa: BLE001 - the run's own error is the one to raise
+                log.exception("%s.on_error failed", type(listener).__name__)
+
+
+def subset_record(cfg: ExperimentConfig, selection: Selection, pool: Sequence[Example]) -> dict[str, Any]:
+    """The content of subset.json."""
+    return {"selector": selection.selector, "selector_config": asdict(cfg.selector), "usecase": cfg.usecase.name,
+            "budget": selection.budget, "pool_size": len(pool), "kernel_hash": selection.info.get("kernel_key"),
+            "selected_ids": selection.ids(pool), "gains": selection.gains, "info": selection.info}
+
+
+def subset_rows(selection: Selection, pool: Sequence[Example]) -> list[dict[str, Any]]:
+    """The subset as a table: pick order (1 = first pick), id, instruction, input, gain (or score)."""
+    return [{"pick": rank, "id": pool[i].id, "instruction": pool[i].instruction, "input": pool[i].input, "gain": gain}
+            for rank, (i, gain) in enumerate(zip(selection.indices, selection.gains), start=1)]
+
+
+class ResultFiles(RunListener):
+    """The run's files in ``output_dir``: subset.json right after selection (a crash in training keeps it),
+    predictions.jsonl and metrics.json when every protocol ran, and run.json once, when the run ends or
+    fails (so a crashed run still leaves it, with ``error``). run.json holds the name, caveats (also
+    logged as warnings when the run starts), model and embedder identity, judge, library versions, the
+    resolved config, the data sources once the data is loaded, and the error of a failed run."""
+
+    def __init__(self, run: RunInfo):
+        self.run = run
+        self.record: dict[str, Any] | None = None
+
+    def on_start(self) -> None:
+        cfg = self.run.cfg
+        self.record = run_record(cfg.name, self.run.model, data_configs(cfg.data, cfg.usecase), cfg.metrics, cfg.judge,
+                                 cfg.paths.shared_datasets, self.run.resolved)
+        for caveat in self.record["caveats"]:
+            log.warning("results caveat: %s", caveat)
+
+    def on_data(self, data: UsecaseData, metrics: dict[str, Any]) -> None:
+        if self.record is not None:
+            self.record["data_sources"] = dict(data.sources)
+
+    def on_selection(self, selection: Selection, pool: Sequence[Example], metrics: dict[str, Any]) -> None:
+        write_json(self.run.output_dir / SUBSET_JSON, subset_record(self.run.cfg, selection, pool))
+
+    def on_results(self, metrics: dict[str, Any], rows: list[dict]) -> None:
+        write_jsonl(self.run.output_dir / PREDICTIONS_JSONL, rows)
+        write_json(self.run.output_dir / METRICS_JSON, metrics)
+
+    def on_end(self) -> None:
+        if self.record is not None:
+            write_json(self.run.output_dir / RUN_JSON, self.record)
+
+    def on_error(self, error: BaseException) -> None:
+        if self.record is not None:  # None: the record itself could not be made
+            write_json(self.run.output_dir / RUN_JSON, {**self.record, "error": _error_text(error)})
+
+
+def _error_text(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:2000]
+
+
+class Tracking(RunListener):
+    """Adapts an :class:`~delift.tracking.ExperimentLogger` (W&B or nothing) to the run's events: each stage's
+    metrics when it ends, the fine-tuning loss per step, the subset and predictions as tables, the subset
+    (and with ``logger.log_adapter`` each trained adapter) as artifacts, metrics.json as the summary;
+    a failed run logs its error and finishes with exit code 1."""
+
+    def __init__(self, run: RunInfo, logger: ExperimentLogger, launch: LaunchInfo | None = None):
+        self.run, self.logger, self.launch = run, logger, launch
+        self.selection: Selection | None = None
+
+    @classmethod
+    def for_run(cls, run: RunInfo, selector_name: str, launch: LaunchInfo | None = None) -> Tracking:
+        """The logger ``logger`` configures, named, grouped and tagged by :func:`~delift.tracking.run_identity`."""
+        identity = run_identity(run.cfg, selector_name, launch)
+        logger = make_logger(replace(run.cfg.logger, run_name=identity.name, group=identity.group,
+                                     job_type=identity.job_type, tags=list(identity.tags)))
+        return cls(run, logger, launch)
+
+    def _artifact(self, kind: str, selection: Selection) -> str:
+        return artifact_name(kind, self.run.cfg, selection.selector, selection.budget, self.run.resolved)
+
+    def on_start(self) -> None:
+        resolved = self.run.resolved
+        config = {**resolved, "hydra": self.launch.as_config()} if self.launch is not None else resolved
+        self.logger.start(config, str(self.run.output_dir))
+
+    def on_data(self, data: UsecaseData, metrics: dict[str, Any]) -> None:
+        self.logger.log_metrics(metrics)
+
+    def on_shard(self, metrics: dict[str, Any]) -> None:
+        self.logger.log_metrics(metrics)
+
+    def on_selection(self, selection: Selection, pool: Sequence[Example], metrics: dict[str, Any]) -> None:
+        cfg, self.selection = self.run.cfg, selection
+        self.logger.log_metrics(metrics)
+        self.logger.log_table("subset", subset_rows(selection, pool))
+        self.logger.log_artifact(self._artifact("subset", selection), "subset", [str(self.run.output_dir / SUBSET_JSON)],
+                                 {"selector": selection.selector, "budget": selection.budget,
+                                  "budget_fraction": cfg.budget_fraction, "usecase": cfg.usecase.name,
+                                  "seed": cfg.seed, "kernel_hash": selection.info.get("kernel_key")})
+
+    def on_train_step(self, evaluation: str, step: int, values: Mapping[str, Any]) -> None:
+        self.logger.log_series(f"{evaluation}/train", step, values)
+
+    def on_evaluation(self, protocol: Protocol, metrics: dict[str, Any], rows: list[dict],
+                      adapter: Path | None) -> None:
+        self.logger.log_metrics(metrics)
+        self.logger.log_table(f"{protocol.name}/predictions", rows)
+        selection = self.selection
+        if self.run.cfg.logger.log_adapter and adapter is not None and selection is not None:
+            self.logger.log_artifact(self._artifact(f"adapter-{protocol.name}", selection), "model", [str(adapter)],
+                                     {"evaluation": protocol.name, "base_model": self.run.model.name,
+                                      "selector": selection.selector, "budget": selection.budget,
+                                      "seed": self.run.cfg.seed})
+
+    def on_results(self, metrics: dict[str, Any], rows: list[dict]) -> None:
+        self.logger.log_summary(metrics)
+
+    def on_end(self) -> None:
+        self.logger.finish()
+
+    def on_error(self, error: BaseException) -> None:
+        self.logger.log_summary({"error": _error_text(error)})
+        self.logger.finish(exit_code=1)
