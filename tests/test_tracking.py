@@ -416,3 +416,16 @@ def test_logger_config_values_fail_naming_their_key() -> None:
         with pytest.raises(ConfigError) as caught:
             compose_config(overrides)
         assert key in str(caught.value)
+
+
+def test_artifact_digest_ignores_where_the_cache_is():
+    from dataclasses import asdict
+
+    from delift.config.loader import compose_config
+    from delift.tracking.identity import config_digest
+
+    here, there = (compose_config(["experiment=smoke", f"paths.cache_dir={root}"]) for root in ("/a", "/b"))
+    assert here.model.cache_dir == "/a" and there.model.cache_dir == "/b"  # filled from paths.cache_dir
+    assert config_digest(asdict(here)) == config_digest(asdict(there))
+    other_seed = compose_config(["experiment=smoke", "paths.cache_dir=/a", "model.seed=1"])
+    assert config_digest(asdict(other_seed)) != config_digest(asdict(here))

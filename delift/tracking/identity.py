@@ -84,8 +84,11 @@ def run_identity(cfg: Any, selector_name: str, launch: LaunchInfo | None = None)
 
 
 def config_digest(resolved: Mapping[str, Any], length: int = 8) -> str:
-    """Hex digest of a resolved config without its tracking, path and progress settings."""
+    """Hex digest of a resolved config without its tracking, path and progress settings (``model.cache_dir``,
+    a copy of ``paths.cache_dir``, included)."""
     kept = {k: v for k, v in resolved.items() if k not in _NOT_IDENTITY}
+    if isinstance(kept.get("model"), Mapping):
+        kept["model"] = {k: v for k, v in kept["model"].items() if k != "cache_dir"}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:length]
 
 
