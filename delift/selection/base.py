@@ -1,7 +1,7 @@
 """The selector interface every method implements.
 
 A selector gets a ``SelectionContext`` (the pool, the seed, and lazy access to what expensive
-methods need: a kernel provider, model loading, a query set for task-specific tuning, existing
+methods need: the utility kernels, model loading, a query set for task-specific tuning, existing
 data for continual tuning) and a budget, and returns a ``Selection`` in selection order.
 """
 
@@ -19,7 +19,7 @@ from delift.data.records import Example
 
 if TYPE_CHECKING:  # annotations only: selection sits below the pipeline, beside the kernel layer
     from delift.data.prompts import PromptTemplate
-    from delift.kernel.provider import KernelProvider
+    from delift.kernel.front import Kernels
     from delift.models.config import ModelConfig
 
 
@@ -43,7 +43,7 @@ class SelectionContext:
 
     pool: Sequence[Example]
     seed: int
-    kernels: KernelProvider | None = None  # utility(targets, candidates) -> UtilityKernel, cached on disk
+    kernels: Kernels | None = None  # utility(targets, candidates) -> UtilityKernel, cached on disk
     query: Sequence[Example] | None = None  # use case 2: examples of the target task
     existing: Sequence[Example] | None = None  # use case 3: data the model was already tuned on
     valid: Sequence[Example] = ()  # the pool dataset's own valid split (data.sizes.valid; may be empty)
