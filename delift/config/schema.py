@@ -201,6 +201,12 @@ class ExperimentConfig:
     judge: Any = None  # a judge backend's settings (judge.backend: hf | openai)
     evaluation: Dict[str, Any] = field(default_factory=dict)  # chosen protocols' Configs, by name
     metric_library: Dict[str, Any] = field(default_factory=dict)  # metrics.names' Configs (the loader reads them)
+    scorer: Any = None  # the model selection scores with: a conf/model/<name> (typed by the loader); null = model
+
+    @property
+    def scoring_model(self) -> ModelConfig:
+        """The model every model-scored selector scores with: ``scorer`` when set, else ``model``."""
+        return self.scorer if self.scorer is not None else self.model
 
     def problems(self) -> Problems:
         found: Problems = {}
