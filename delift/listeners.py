@@ -23,7 +23,7 @@ from delift.data.records import Example
 from delift.models.config import ModelConfig
 from delift.outputs import write_json, write_jsonl
 from delift.protocols import Protocol
-from delift.provenance import run_record
+from delift.provenance import run_record, scorer_record
 from delift.selection.base import Selection
 from delift.tracking import ExperimentLogger, LaunchInfo, artifact_name, make_logger, run_identity
 from delift.usecases import UsecaseData, data_configs
@@ -35,12 +35,13 @@ RUN_JSON, SUBSET_JSON, METRICS_JSON, PREDICTIONS_JSONL = "run.json", "subset.jso
 
 @dataclass
 class RunInfo:
-    """What every listener knows from the start: the config, where the run writes, and its model."""
+    """What every listener knows from the start: the config, where the run writes, its model and scorer."""
 
     cfg: ExperimentConfig
     output_dir: Path
     resolved: dict[str, Any]  # asdict(cfg): what run.json and the tracker record as the config
     model: ModelConfig
+    scorer: ModelConfig | None  # the model selection scored with; None: ``model`` scored
 
 
 class RunListener:
@@ -122,10 +123,14 @@ class Listeners(RunListener):
                 log.exception("%s.on_error failed", type(listener).__name__)
 
 
-def subset_record(cfg: ExperimentConfig, selection: Selection, pool: Sequence[Example]) -> dict[str, Any]:
-    """The content of subset.json."""
-    return {"selector": selection.selector, "selector_config": asdict(cfg.selector), "usecase": cfg.usecase.name,
-            "budget": selection.budget, "pool_size": len(pool), "kernel_hash": selection.info.get("kernel_key"),
+def subset_record(cfg: ExperimentConfig, selection: Selection, pool: Sequence[Example],
+                  scorer: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The content of subset.json; ``scorer`` (:func:`~delift.provenance.scorer_record`) is written only when
+    a scorer is set, so a run scored by its own model writes the file it wrote before scorers existed."""
+    record = {"selector": selection.selector, "selector_config": asdict(cfg.selector), "usecase": cfg.usecase.name}
+    if scorer is not None:
+        record["scorer"] = scorer
+    return {**record, "budget": selection.budget, "pool_size": len(pool), "kernel_hash": selection.info.get("kernel_key"),
             "selected_ids": selection.ids(pool), "gains": selection.gains, "info": selection.info}
 
 
@@ -139,8 +144,9 @@ class ResultFiles(RunListener):
     """The run's files in ``output_dir``: subset.json right after selection (a crash in training keeps it),
     predictions.jsonl and metrics.json when every protocol ran, and run.json once, when the run ends or
     fails (so a crashed run still leaves it, with ``error``). run.json holds the name, caveats (also
-    logged as warnings when the run starts), model and embedder identity, judge, library versions, the
-    resolved config, the data sources once the data is loaded, and the error of a failed run."""
+    logged as warnings when the run starts), model, scorer (null: the model scored) and embedder identity,
+    judge, library versions, the resolved config, the data sources once the data is loaded, and the error
+    of a failed run."""
 
     def __init__(self, run: RunInfo):
         self.run = run
@@ -149,7 +155,7 @@ class ResultFiles(RunListener):
     def on_start(self) -> None:
         cfg = self.run.cfg
         self.record = run_record(cfg.name, self.run.model, data_configs(cfg.data, cfg.usecase), cfg.metrics, cfg.judge,
-                                 cfg.paths.shared_datasets, self.run.resolved)
+                                 cfg.paths.shared_datasets, self.run.resolved, self.run.scorer)
         for caveat in self.record["caveats"]:
             log.warning("results caveat: %s", caveat)
 
@@ -158,7 +164,8 @@ class ResultFiles(RunListener):
             self.record["data_sources"] = dict(data.sources)
 
     def on_selection(self, selection: Selection, pool: Sequence[Example], metrics: dict[str, Any]) -> None:
-        write_json(self.run.output_dir / SUBSET_JSON, subset_record(self.run.cfg, selection, pool))
+        scorer = self.record["scorer"] if self.record is not None else scorer_record(self.run.scorer)
+        write_json(self.run.output_dir / SUBSET_JSON, subset_record(self.run.cfg, selection, pool, scorer))
 
     def on_results(self, metrics: dict[str, Any], rows: list[dict]) -> None:
         write_jsonl(self.run.output_dir / PREDICTIONS_JSONL, rows)
@@ -216,7 +223,8 @@ class Tracking(RunListener):
         self.logger.log_artifact(self._artifact("subset", selection), "subset", [str(self.run.output_dir / SUBSET_JSON)],
                                  {"selector": selection.selector, "budget": selection.budget,
                                   "budget_fraction": cfg.budget_fraction, "usecase": cfg.usecase.name,
-                                  "seed": cfg.seed, "kernel_hash": selection.info.get("kernel_key")})
+                                  "seed": cfg.seed, "kernel_hash": selection.info.get("kernel_key"),
+                                  **({"scorer": cfg.scorer.name} if cfg.scorer is not None else {})})
 
     def on_train_step(self, evaluation: str, step: int, values: Mapping[str, Any]) -> None:
         self.logger.log_series(f"{evaluation}/train", step, values)

@@ -55,7 +55,8 @@ class Parts:
     selector: Selector
     protocols: list[Protocol]
     metrics: list[Metric]
-    model_spec: ModelConfig
+    model_spec: ModelConfig  # the model the protocols train and generate with (``model``)
+    scoring_spec: ModelConfig  # the model selection scores with (``scorer``, else ``model``)
     template: PromptTemplate
 
 
@@ -69,7 +70,7 @@ def build_parts(cfg: ExperimentConfig) -> Parts:
                 raise ValueError(f"{key}.format: {exc}") from None
     return Parts(selector=build(cfg.selector), protocols=[build(block) for block in cfg.evaluation.values()],
                  metrics=[build(cfg.metric_library[name]) for name in cfg.metrics.names],
-                 model_spec=cfg.model,
+                 model_spec=cfg.model, scoring_spec=cfg.scoring_model,
                  template=PromptTemplate(**asdict(cfg.prompt)))
 
 
@@ -83,26 +84,29 @@ def reference_training(parts: Parts) -> FinetuneConfig:
 
 def selection_context(cfg: ExperimentConfig, data: UsecaseData, kernels: Kernels, output_dir: Path,
                       parts: Parts) -> SelectionContext:
-    """What a selector may use: the pool, Q or P of the use case, the kernels, the model and template."""
-    train_adapter = partial(trained_adapter, parts.model_spec, template=parts.template,
+    """What a selector may use: the pool, Q or P of the use case, the kernels, the scoring model (its
+    reference adapters are trained on it too) and the template."""
+    train_adapter = partial(trained_adapter, parts.scoring_spec, template=parts.template,
                             cfg=reference_training(parts), seed=cfg.seed, cache_dir=cfg.paths.cache_dir,
                             output_dir=output_dir / "selection" / "reference", progress=cfg.progress)
     return SelectionContext(pool=data.pool, seed=cfg.seed, kernels=kernels, query=data.query, existing=data.existing,
-                            valid=data.valid, eta=cfg.usecase.eta, nu=cfg.usecase.nu, model_spec=parts.model_spec,
+                            valid=data.valid, eta=cfg.usecase.eta, nu=cfg.usecase.nu, model_spec=parts.scoring_spec,
                             template=parts.template, progress=cfg.progress, output_dir=output_dir / "selection",
                             cache_dir=Path(cfg.paths.cache_dir), train_adapter=train_adapter)
 
 
 # ----------------------------------------------------------------- the kernel: the only code naming its classes
 def kernel_provider(cfg: ExperimentConfig, parts: Parts) -> Kernels:
-    """The run's utility kernels (``kernel``: exact or approximate), cached under ``paths.cache_dir``."""
-    return Kernels(KernelProvider(parts.model_spec, parts.template, cfg.kernel,
+    """The run's utility kernels (``kernel``: exact or approximate) of the scoring model, cached under
+    ``paths.cache_dir``; their keys name the scoring model only, so one kernel serves every trained model."""
+    return Kernels(KernelProvider(parts.scoring_spec, parts.template, cfg.kernel,
                                   KernelCache(Path(cfg.paths.cache_dir) / "kernels"), progress=cfg.progress))
 
 
 def drop_overflowing(examples: list, provider: KernelProvider, template: PromptTemplate,
                      settings: KernelConfig, what: str = "pool") -> tuple[list, list[str]]:
-    """Apply kernel.on_overflow to kernel targets (pool, Q), the same way for every selector."""
+    """Apply kernel.on_overflow to kernel targets (pool, Q), the same way for every selector, with the
+    kernel's (the scoring model's) tokenizer."""
     too_long = overflowing_targets(examples, provider.tokenizer, template, settings)
     if too_long and settings.on_overflow == "error":
         raise ValueError(f"{len(too_long)} {what} examples have responses longer than kernel.max_length="
@@ -194,7 +198,7 @@ def run_experiment(cfg: ExperimentConfig, output_dir: str | Path, launch: Launch
     parts = build_parts(cfg)  # every part is checked before any data or model is loaded
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    run = RunInfo(cfg=cfg, output_dir=output_dir, resolved=asdict(cfg), model=parts.model_spec)
+    run = RunInfo(cfg=cfg, output_dir=output_dir, resolved=asdict(cfg), model=parts.model_spec, scorer=cfg.scorer)
     listeners = Listeners([ResultFiles(run), Tracking.for_run(run, parts.selector.name, launch)])
     try:
         metrics = _run(cfg, parts, output_dir, listeners)

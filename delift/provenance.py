@@ -1,7 +1,7 @@
 """What produced a run's numbers: model and embedder identity, library versions, and caveats.
 
-Each function takes the parts of the config it reads: the model (``ModelConfig``), the data configs a
-run reads (:func:`delift.usecases.data_configs`), ``metrics`` and ``judge``, ``paths.shared_datasets``.
+Each function takes the parts of the config it reads: the model and the scorer (``ModelConfig``; the
+scorer is None when the run's model scores), the data configs a run reads (:func:`delift.usecases.data_configs`), ``metrics`` and ``judge``, ``paths.shared_datasets``.
 """
 
 from __future__ import annotations
@@ -56,14 +56,21 @@ def _versions() -> dict[str, str | None]:
     return found
 
 
+def scorer_record(scorer: ModelConfig | None) -> dict[str, Any] | None:
+    """The scoring model's name and identity, or None when the run's model scored (``scorer: null``)."""
+    return None if scorer is None else {"name": scorer.name, **model_identity(scorer)}
+
+
 def run_record(name: str, spec: ModelConfig, data: Mapping[str, DataConfig], metrics: MetricsConfig, judge: Any,
-               shared_datasets: str | None, resolved_config: dict[str, Any]) -> dict[str, Any]:
+               shared_datasets: str | None, resolved_config: dict[str, Any],
+               scorer: ModelConfig | None = None) -> dict[str, Any]:
     """The content of run.json, less what only the run itself knows (its data sources, an error)."""
     judged = judge_record(metrics, judge)
     return {
         "name": name,
         "caveats": caveats(spec, data, shared_datasets, judged),
         "model": model_identity(spec),
+        "scorer": scorer_record(scorer),
         "embedder": embedder_identity(metrics.embedder) if "bge" in metrics.names else None,
         "judge": judged,
         "versions": _versions(),

@@ -104,7 +104,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     model_name = {"smollm2": "smollm2_135m", "tiny": "tiny_llama"}[args.model]
     cfg = compose_config([f"model={model_name}"])
-    spec = build_parts(cfg).model_spec
+    spec = build_parts(cfg).scoring_spec
     if args.dtype:
         spec = dataclasses.replace(spec, dtype=args.dtype)
     pool = load_examples({"name": "alpaca", "format": "alpaca", "local_path": args.data, "on_bad_row": "skip",

@@ -84,7 +84,7 @@ class Bench:
         from delift.pipeline import build_parts
 
         cfg = compose_config([f"model={args.model}", "progress=true"])
-        self.spec = build_parts(cfg).model_spec
+        self.spec = build_parts(cfg).scoring_spec
         self.template = PromptTemplate(**asdict(cfg.prompt))
         self.settings = cfg.kernel
         self.args = args

@@ -60,7 +60,7 @@ def main() -> None:
                                   "progress=false"])
             template = PromptTemplate(**asdict(cfg.prompt))
             parts = build_parts(cfg)
-            spec = parts.model_spec
+            spec = parts.scoring_spec
             line = []
             for attempt in ("first", "second"):
                 kernels = Kernels(KernelProvider(spec, template, cfg.kernel, KernelCache(Path(cache_dir) / "kernels"),

@@ -108,6 +108,23 @@ def test_selector_settings_that_vary_within_a_method_are_variants(tmp_path):
     assert [e["mean"] for e in frame] == pytest.approx([0.3, 0.1, 0.2])
 
 
+def test_the_scorer_is_one_row_setting_named_by_the_scoring_model(tmp_path):
+    """Runs scored by their own model (``scorer: null``, or run folders from before scorers) are one setting;
+    each scorer is another, labelled by its name; its cache_dir (a copy of paths.cache_dir) splits nothing."""
+    small = {"name": "small", "source": "hub", "hub_id": "org/small", "dtype": "auto"}
+    jobs = [("old0", 0, None, 0.2), ("null1", 1, {"scorer": None}, 0.4),
+            ("small0", 0, {"scorer": {**small, "cache_dir": "/c0"}}, 0.5),
+            ("small1", 1, {"scorer": {**small, "cache_dir": "/c1"}}, 0.7),
+            ("tiny0", 0, {"scorer": {"name": "tiny", "source": "tiny_random", "dtype": "float32"}}, 0.1)]
+    for name, seed, config, bge in jobs:
+        write_job(tmp_path, name, "random", seed, {"qlora/bge": bge}, config=config)
+    done = build_report([tmp_path], out=tmp_path / "rep", draw=False)
+    assert done["shown"] == ["scorer"] and "scorer.cache_dir" not in done["keys"]
+    found = {e["setting_label"]: (e["n"], e["mean"]) for e in done["frame"]}
+    assert found == {"scorer=null": (2, pytest.approx(0.3)), "scorer=small": (2, pytest.approx(0.6)),
+                     "scorer=tiny": (1, pytest.approx(0.1))}
+
+
 def test_wall_seconds_per_job_is_a_last_column_when_the_runs_recorded_it(tmp_path):
     for seed, (bge, seconds) in enumerate([(0.2, 100.0), (0.4, 130.0)]):
         write_job(tmp_path, f"r{seed}", "random", seed, {"qlora/bge": bge, "time/total_s": seconds})

@@ -429,3 +429,7 @@ def test_artifact_digest_ignores_where_the_cache_is():
     assert config_digest(asdict(here)) == config_digest(asdict(there))
     other_seed = compose_config(["experiment=smoke", "paths.cache_dir=/a", "model.seed=1"])
     assert config_digest(asdict(other_seed)) != config_digest(asdict(here))
+    scored_here, scored_there = (compose_config(["experiment=smoke", f"paths.cache_dir={root}", "scorer=tiny_llama_b"])
+                                 for root in ("/a", "/b"))
+    assert scored_here.scorer.cache_dir == "/a" and scored_there.scorer.cache_dir == "/b"
+    assert config_digest(asdict(scored_here)) == config_digest(asdict(scored_there)) != config_digest(asdict(here))

@@ -5,8 +5,9 @@ polymorphic nodes are typed here, each by the ``Config`` dataclass of the class 
 names (selector, evaluation protocols, metrics) or by the judge backend's settings class; then every
 value is range-checked. A metric is found by its name: ``metrics.names=[rouge,bge]`` reads
 ``conf/metric/rouge.yaml`` and ``conf/metric/bge.yaml`` (:func:`_add_metrics`), as an unchosen
-evaluation block finds ``conf/evaluation/<name>.yaml``. All of it runs before any data or model is loaded, and every error names
-its key. Only the entry point (and tests) handle a ``DictConfig``; everything below gets the typed
+evaluation block finds ``conf/evaluation/<name>.yaml``; ``scorer=smollm2_135m`` reads
+``conf/model/smollm2_135m.yaml`` (:func:`_add_scorer`). All of it runs before any data or model is loaded, and every
+error names its key. Only the entry point (and tests) handle a ``DictConfig``; everything below gets the typed
 objects this returns.
 """
 
@@ -25,6 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from delift.checks import ConfigError, raise_problems
 from delift.config.schema import ExperimentConfig
+from delift.models.config import ModelConfig
 
 SCHEMA_NAME = "delift_schema"  # conf/config.yaml's first default
 _PACKAGED = Path(__file__).resolve().parent.parent / "conf"
@@ -131,6 +133,21 @@ def _add_metrics(cfg: DictConfig) -> None:
     cfg.metric_library = library
 
 
+def _add_scorer(cfg: DictConfig) -> None:
+    """``scorer=<name>`` becomes ``conf/model/<name>.yaml``'s block; a block (``+model@scorer=<name>
+    scorer.dtype=float32``, or one an experiment writes) stays. Runs before interpolations are resolved, like
+    :func:`_add_metrics`, so a model YAML's interpolations refer to the run's config."""
+    scorer = cfg.scorer
+    if scorer is None or isinstance(scorer, DictConfig):
+        return
+    if not isinstance(scorer, str) or not scorer:
+        raise ConfigError(f"scorer={scorer!r}: expected a model config name (conf/model/<name>.yaml), a model "
+                          "block or null (score with model)")
+    if scorer not in _options("model"):
+        raise _unknown("scorer", scorer, _options("model"), "model config")
+    cfg.scorer = OmegaConf.load(Path(CONFIG_DIR) / "model" / f"{scorer}.yaml")
+
+
 def _type_metrics(cfg: DictConfig) -> None:
     """Every block is typed by its class's ``Config``; only the chosen ones are kept (and built)."""
     library = {}
@@ -176,6 +193,7 @@ def load_config(cfg: DictConfig) -> ExperimentConfig:
                           f"must start with {SCHEMA_NAME} (registered by importing delift.config)")
     try:
         _add_metrics(cfg)
+        _add_scorer(cfg)
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as exc:
         raise ConfigError(f"{getattr(exc, 'full_key', '')}: {exc}") from None
@@ -187,6 +205,8 @@ def load_config(cfg: DictConfig) -> ExperimentConfig:
         if cfg.usecase.name != reader:
             cfg.usecase[key] = None  # a nested data config this use case never reads
     cfg.selector = _typed(cfg.selector, _schema_of(cfg.selector.get("_target_"), "selector"), "selector")
+    if cfg.scorer is not None:
+        cfg.scorer = _typed(cfg.scorer, ModelConfig, "scorer")
     _type_evaluation(cfg)
     _type_metrics(cfg)
     _type_judge(cfg)
@@ -194,8 +214,9 @@ def load_config(cfg: DictConfig) -> ExperimentConfig:
     if missing:
         raise ConfigError(f"missing config values: {', '.join(missing)}")
     typed = OmegaConf.to_object(cfg)
-    if typed.model.cache_dir is None:  # converted models are cached with everything else
-        typed.model.cache_dir = typed.paths.cache_dir
+    for spec in (typed.model, typed.scorer):
+        if spec is not None and spec.cache_dir is None:  # converted models are cached with everything else
+            spec.cache_dir = typed.paths.cache_dir
     raise_problems(typed)
     if "judge" in typed.metrics.names:  # the backend's own value checks (URLs, model sources, ...)
         try:

@@ -63,8 +63,9 @@ class TinyModelConfig:
     num_heads: Optional[int] = None  # 4
     intermediate_size: Optional[int] = None  # 128
     max_positions: Optional[int] = None  # 2048 (the judge's tiny model takes 8192)
+    tokenizer: Optional[str] = None  # null = byte-level; byte_pairs = byte-level plus fixed merges (another tokenizer)
 
-    def given(self) -> Dict[str, int]:
+    def given(self) -> Dict[str, Any]:
         """The fields that are set, by name: what building and the model's identity take."""
         return {key: value for key, value in sorted(asdict(self).items()) if value is not None}
 
@@ -116,6 +117,6 @@ class ModelConfig:
         return Path(self.cache_dir or default_cache_dir()).expanduser()
 
     @property
-    def tiny_shape(self) -> Dict[str, int]:
+    def tiny_shape(self) -> Dict[str, Any]:
         """The tiny model's set shape fields (empty without ``tiny``)."""
         return self.tiny.given() if self.tiny is not None else {}

@@ -1,4 +1,4 @@
-"""A tiny random Llama with a byte-level tokenizer, built in code: the project's test model."""
+"""A tiny random Llama with a byte-level tokenizer (or ``byte_pairs``: one with merges), built in code: the test model."""
 
 from __future__ import annotations
 
@@ -7,18 +7,24 @@ from pathlib import Path
 import torch
 
 EOS, PAD = "</s>", "<pad>"
+# byte_pairs: frequent English and prompt-template pairs ("Ġ" is a space, "Ċ" a newline in byte-level symbols)
+PAIR_MERGES = (("t", "h"), ("h", "e"), ("i", "n"), ("e", "r"), ("a", "n"), ("r", "e"), ("o", "n"), ("e", "s"),
+               ("s", "t"), ("Ġ", "t"), ("Ġ", "a"), ("Ġ", "s"), ("#", "#"), ("##", "#"), ("Ċ", "Ċ"), (":", "Ċ"))
+TOKENIZERS = {None: (), "byte_pairs": PAIR_MERGES}  # model.tiny.tokenizer -> BPE merges over the byte symbols
 
 
-def build_byte_tokenizer():
-    """Byte-level tokenizer (256 byte symbols, no merges) plus EOS and PAD; no download needed."""
+def build_byte_tokenizer(merges: tuple[tuple[str, str], ...] = ()):
+    """Byte-level tokenizer (256 byte symbols, then ``merges``' products) plus EOS and PAD; no download needed."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     vocab = {symbol: index for index, symbol in enumerate(sorted(alphabet))}
+    for left, right in merges:
+        vocab[left + right] = len(vocab)
     vocab[EOS] = len(vocab)
     vocab[PAD] = len(vocab)
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=list(merges)))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     backend.decoder = decoders.ByteLevel()
     backend.add_special_tokens([EOS, PAD])
@@ -26,11 +32,15 @@ def build_byte_tokenizer():
 
 
 def build_tiny_llama(folder: Path, seed: int, hidden_size: int = 64, num_layers: int = 2,
-                     num_heads: int = 4, intermediate_size: int = 128, max_positions: int = 2048) -> None:
-    """Write a seeded random LlamaForCausalLM and its tokenizer to ``folder``."""
+                     num_heads: int = 4, intermediate_size: int = 128, max_positions: int = 2048,
+                     tokenizer: str | None = None) -> None:
+    """Write a seeded random LlamaForCausalLM and its tokenizer (``TOKENIZERS``' name) to ``folder``."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tokenizer = build_byte_tokenizer()
+    if tokenizer not in TOKENIZERS:
+        raise ValueError(f"model.tiny.tokenizer={tokenizer!r}: expected null (byte-level) or one of "
+                         f"{', '.join(name for name in TOKENIZERS if name)}")
+    tokenizer = build_byte_tokenizer(TOKENIZERS[tokenizer])
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,

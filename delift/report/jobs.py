@@ -6,7 +6,8 @@ flattened to dotted keys) that differs between them, except ``seed`` and the val
 change results (:data:`IGNORED`). Within a group jobs differ only in seed, so their scores may be
 averaged. ``selector.*`` values belong to the method: they differ between selectors by construction,
 so only those that differ between jobs of the *same* selector count (a method variant, e.g.
-``selector.postprocess``).
+``selector.postprocess``). The scoring model is one setting, ``scorer``: its name, or null when the run's
+model scored (also in run folders from before scorers existed); its other fields stay ``scorer.*`` keys.
 """
 
 from __future__ import annotations
@@ -82,6 +83,14 @@ class Job:
         return self._predictions
 
 
+def job_config(resolved: dict[str, Any]) -> dict[str, Any]:
+    """A run's resolved config flattened, with the scorer as one readable key: ``scorer`` = its name
+    (``scorer=smollm2-135m-instruct`` in labels), null when the run's model scored or the run predates scorers."""
+    config = flatten(resolved)
+    config["scorer"] = config.pop("scorer.name", config.get("scorer"))
+    return config
+
+
 def read_job(folder: Path) -> Job:
     """The job in ``folder`` (it holds metrics.json); an error names a folder that is not a delift run."""
     subset_path, run_path = folder / "subset.json", folder / "run.json"
@@ -89,7 +98,7 @@ def read_job(folder: Path) -> Job:
         raise SystemExit(f"{folder}: metrics.json without subset.json/run.json; not a delift run folder")
     run = json.loads(run_path.read_text())
     return Job(path=folder, run=run, metrics=json.loads((folder / "metrics.json").read_text()),
-               subset=json.loads(subset_path.read_text()), config=flatten(run.get("config") or {}))
+               subset=json.loads(subset_path.read_text()), config=job_config(run.get("config") or {}))
 
 
 def load_jobs(roots: list[Path]) -> list[Job]:

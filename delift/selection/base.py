@@ -49,13 +49,13 @@ class SelectionContext:
     valid: Sequence[Example] = ()  # the pool dataset's own valid split (data.sizes.valid; may be empty)
     eta: float = 1.0  # use case 2: FLMI magnification, min(max_A s, eta * max_Q s_Q) (usecase.eta)
     nu: float = 1.0  # use case 3: FLCG privacy hardness, max(max_A s - nu * max_P s_P, 0) (usecase.nu)
-    model_spec: ModelConfig | None = None  # the run's model, for selectors that score with the model itself
+    model_spec: ModelConfig | None = None  # the model selectors score with: ``scorer``, else the run's model
     template: PromptTemplate | None = None  # the run's prompt template, shared with training and inference
     progress: bool = True  # show progress bars
     output_dir: Path | None = None  # where a selector may write its own artefacts (warm-up adapters...)
     cache_dir: Path | None = None  # paths.cache_dir: shared caches (per-example scores under scores/, adapters...)
-    # train_adapter(examples) -> adapter folder: a LoRA trained on ``examples`` with the run's fine-tuning
-    # settings and seed (cached by content; shared with the fine-tuning protocol), injected by the pipeline
+    # train_adapter(examples) -> adapter folder: a LoRA of the scoring model trained on ``examples`` with the run's
+    # fine-tuning settings and seed (cached by content; shared with the fine-tuning protocol), injected by the pipeline
     train_adapter: Callable[[Sequence[Example]], Path] | None = None
     resources: dict[str, Any] = field(default_factory=dict)  # anything else a selector shares across calls
 

@@ -66,7 +66,7 @@ class IFDSelector(Selector):
 
     def select(self, ctx: SelectionContext, budget: int) -> Selection:
         if ctx.model_spec is None or ctx.template is None:
-            raise ValueError("ifd needs the run's model_spec and template in the selection context")
+            raise ValueError("ifd needs the scoring model_spec and template in the selection context")
         scorer = ExampleScorer(ctx.model_spec, ctx.template, ctx.cache_dir, batch_size=self.batch_size,
                                max_length=self.max_length, progress=ctx.progress)
         conditioned, unconditioned = scorer.response_nll(ctx.pool), scorer.answer_nll(ctx.pool, self.header)

@@ -5,8 +5,10 @@ initial model, ``L_ref(x)`` the same under a reference model fine-tuned on the w
 run's fine-tuning settings and seed (exactly what the Full Data baseline trains; the adapter is
 cached by pool fingerprint + settings + seed and shared with a Full Data run of the same sweep).
 Both losses use the same base weights, with the reference adapter on and off, so quantisation
-never enters the difference. Scores: ``mode: normalized`` (default) ``(L_ini - L_ref) / L_ini``,
-``mode: raw`` ``L_ini - L_ref``; the top k are kept, highest first, ties by pool order.
+never enters the difference. The base model is the scoring model (``scorer``, else the run's model), so
+with a scorer the reference adapter is the one a Full Data run of ``model=<scorer>`` trains. Scores:
+``mode: normalized`` (default) ``(L_ini - L_ref) / L_ini``, ``mode: raw`` ``L_ini - L_ref``; the top k
+are kept, highest first, ties by pool order.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class LoBaSSSelector(ScoreSelector):
 
     def scores(self, ctx: SelectionContext) -> np.ndarray:
         if ctx.train_adapter is None or ctx.model_spec is None or ctx.template is None:
-            raise ValueError("lobass needs the run's model, template and a train_adapter in the selection context")
+            raise ValueError("lobass needs the scoring model, template and a train_adapter in the selection context")
         reference = ctx.train_adapter(list(ctx.pool))
         scorer = ExampleScorer(ctx.model_spec, ctx.template, ctx.cache_dir, batch_size=self.batch_size,
                                max_length=self.max_length, progress=ctx.progress)

@@ -9,7 +9,7 @@ For example x and rating prompt k, one pass over ``rating prompt + instruction (
 - sentence level over the K prompts: ``S_sent = mean_k S_tok,k / (1 + alpha * std_k S_tok,k)``
   (population std);
 - model level: ``S = sum_m w_m S_sent,m`` with ``w_m = params_m / sum params`` over ``models``
-  (the run's model alone by default, then S = S_sent).
+  (the scoring model alone by default, ``scorer`` or else the run's model, then S = S_sent).
 
 The top k by S are kept, highest first, ties by pool order. The rating prompts are our own, written in
 the official structure (``delift/selection/prompts/selectit_rating.json``); ``rating_prompts_file``
@@ -37,7 +37,7 @@ NORMALISE = ("softmax", "sum")
 
 def rater_config(entry: Mapping[str, Any], cache_dir: str | None) -> ModelConfig:
     """The :class:`ModelConfig` of one ``selector.models`` entry (conf/model's keys); without its own
-    ``cache_dir`` it is cached where the run's model is."""
+    ``cache_dir`` it is cached where the scoring model is."""
     data = dict(entry)
     known = {item.name for item in fields(ModelConfig)}
     unknown = sorted(set(data) - known)
@@ -118,7 +118,7 @@ class SelectITSelector(ScoreSelector):
         alpha: float = 0.2  # sentence-level uncertainty weight
         rating_prompts_file: Optional[str] = None  # null = our 5 prompts; K = the number of prompts
         answer_suffix: str = "The answer is: "
-        models: List[Any] = field(default_factory=list)  # extra model configs (conf/model schema); [] = run's model
+        models: List[Any] = field(default_factory=list)  # extra model configs (conf/model schema); [] = scoring model
         batch_size: int = 8
         max_length: int = 1024
 
@@ -157,7 +157,7 @@ class SelectITSelector(ScoreSelector):
 
     def scores(self, ctx: SelectionContext) -> np.ndarray:
         if ctx.model_spec is None or ctx.template is None:
-            raise ValueError("selectit needs the run's model_spec and template in the selection context")
+            raise ValueError("selectit needs the scoring model_spec and template in the selection context")
         results = [self._model_scores(ctx, spec) for spec in self._specs(ctx)]
         total = sum(params for _, _, params in results)
         weights = [params / total for _, _, params in results]

@@ -7,7 +7,7 @@
   ``budget_curve/2025-06-01_10-00-00``) for a multirun job, else the experiment name;
 - job_type: ``logger.job_type``, else the use case;
 - tags: ``selector:<choice>``, ``data:<choice>``, ``model:<choice>``, ``usecase:<name>``, ``seed:<n>``,
-  then ``logger.tags``;
+  ``scorer:<scorer.name>`` when a scorer is set, then ``logger.tags``;
 - config: the resolved config plus ``hydra: {overrides, choices, sweep_dir, job_num}`` when Hydra
   launched the run.
 
@@ -77,6 +77,8 @@ def run_identity(cfg: Any, selector_name: str, launch: LaunchInfo | None = None)
         group = cfg.name
     pairs = (("selector", choices.get("selector") or selector_name), ("data", choices.get("data") or cfg.data.name),
              ("model", choices.get("model") or cfg.model.name), ("usecase", cfg.usecase.name), ("seed", cfg.seed))
+    if cfg.scorer is not None:  # only when set: the tags of a run scored by its model stay
+        pairs += (("scorer", cfg.scorer.name),)
     tags = [fit_bytes(f"{key}:{value}", TAG_MAX_BYTES) for key, value in pairs]
     tags += [fit_bytes(str(tag), TAG_MAX_BYTES) for tag in logger.tags if str(tag) not in tags]
     return RunIdentity(name=name, group=fit_bytes(str(group), GROUP_MAX_BYTES),
@@ -84,11 +86,12 @@ def run_identity(cfg: Any, selector_name: str, launch: LaunchInfo | None = None)
 
 
 def config_digest(resolved: Mapping[str, Any], length: int = 8) -> str:
-    """Hex digest of a resolved config without its tracking, path and progress settings (``model.cache_dir``,
-    a copy of ``paths.cache_dir``, included)."""
+    """Hex digest of a resolved config without its tracking, path and progress settings (``model.cache_dir``
+    and ``scorer.cache_dir``, copies of ``paths.cache_dir``, included)."""
     kept = {k: v for k, v in resolved.items() if k not in _NOT_IDENTITY}
-    if isinstance(kept.get("model"), Mapping):
-        kept["model"] = {k: v for k, v in kept["model"].items() if k != "cache_dir"}
+    for key in ("model", "scorer"):
+        if isinstance(kept.get(key), Mapping):
+            kept[key] = {k: v for k, v in kept[key].items() if k != "cache_dir"}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:length]
 
 

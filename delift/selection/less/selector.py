@@ -130,7 +130,7 @@ class LESSSelector(ScoreSelector):
 
     def scores(self, ctx: SelectionContext) -> np.ndarray:
         if ctx.model_spec is None or ctx.template is None:
-            raise ValueError("less needs the run's model_spec and template in the selection context")
+            raise ValueError("less needs the scoring model_spec and template in the selection context")
         c, pool = self.config, list(ctx.pool)
         target_name, targets = self.targets(ctx)
         groups = subtask_groups(targets, c.subtask_field)
