@@ -7,7 +7,8 @@ The prefix ``shown_j`` is the same for every target, so the engine
 1. sorts the candidates by prefix length and cuts them into groups (``_prefix_groups``: the
    cheapest contiguous split under a small cost model of passes versus padded attention);
 2. runs the prefixes of a group once (right-padded, sorted by length: causal attention means a
-   real token never sees the padding after it) and keeps their key/value cache;
+   real token never sees the padding after it) and keeps their key/value cache (for a sliding-window
+   model, moved to end together, so that cache slot distances are token distances);
 3. for each target i, feeds the continuation ``[query_i] EOS [response_i] EOS`` for the group's
    candidates at once as one batch on top of their caches. Every row of such a batch holds the
    *same* continuation, so the continuation tokens need no padding at all; only the cached
@@ -123,6 +124,21 @@ class ScoringSetup:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def left_aligned(self) -> bool:
+        """True for a model with sliding-window layers: its cached prefixes end together (``_prefix_cache``)."""
+        return sliding_window(self.model.config) is not None
+
+
+def sliding_window(config) -> int | None:
+    """The sliding-window width of a model config (Mistral, Gemma-2, Phi-3), or None when no layer slides."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    window = getattr(text, "sliding_window", None)
+    layer_types = getattr(text, "layer_types", None)
+    if window is None or (layer_types is not None and "sliding_attention" not in layer_types):
+        return None
+    return int(window)
 
 
 @cache
@@ -258,7 +274,12 @@ def _prefix_cache(setup: ScoringSetup, prefixes: list[list[int]],
 
     Prefixes of similar length run together, right-padded (a new pass starts when the padding would
     exceed a quarter of the tokens, or to give every worker a pass); the caches are then zero-padded
-    to P_max and stacked. Padded key slots are masked out by the caller.
+    to P_max and stacked. Padded key slots are masked out by the caller (``_prefix_valid``).
+
+    A sliding-window model (``setup.left_aligned``) gets its prefixes left-padded instead: transformers
+    applies the window to cache slot distances, which equal token distances only when every prefix
+    ends at slot P_max, right before its continuation. The cache holds every slot of every layer
+    (a config-built cache would keep only a sliding layer's last window slots: padding, for a short prefix).
     """
     body, _ = decoder_and_head(setup.model)
     width = max(len(p) for p in prefixes)
@@ -277,16 +298,33 @@ def _prefix_cache(setup: ScoringSetup, prefixes: list[list[int]],
         ids = torch.full((len(chunk), longest), setup.pad_id, dtype=torch.long)
         for g, p in enumerate(chunk):
             ids[g, :len(p)] = torch.tensor(p)
-        cache = DynamicCache(config=setup.model.config)
+        cache = DynamicCache()
         forward_cached(body, cache, input_ids=ids.to(setup.device))
-        return [(torch.nn.functional.pad(layer.keys, (0, 0, 0, width - longest)),
-                 torch.nn.functional.pad(layer.values, (0, 0, 0, width - longest))) for layer in cache.layers]
+        if not setup.left_aligned:
+            return [(torch.nn.functional.pad(layer.keys, (0, 0, 0, width - longest)),
+                     torch.nn.functional.pad(layer.values, (0, 0, 0, width - longest))) for layer in cache.layers]
+        return [(_left_align(layer.keys, chunk, width), _left_align(layer.values, chunk, width))
+                for layer in cache.layers]
 
     parts = list(run(run_chunk, chunks))
     if len(parts) == 1:
         return parts[0]
     return [(torch.cat([part[n][0] for part in parts]), torch.cat([part[n][1] for part in parts]))
             for n in range(len(parts[0]))]
+
+
+def _left_align(states: torch.Tensor, chunk: list[list[int]], width: int) -> torch.Tensor:
+    """(G, heads, width, dim): row g's first len(chunk[g]) slots of the right-padded ``states``, moved to the end."""
+    out = states.new_zeros((*states.shape[:2], width, states.shape[3]))
+    for g, prefix in enumerate(chunk):
+        out[g, :, width - len(prefix):] = states[g, :, :len(prefix)]
+    return out
+
+
+def _prefix_valid(setup: ScoringSetup, lengths: torch.Tensor, width: int) -> torch.Tensor:
+    """(G, width) True at the slots of ``_prefix_cache`` that hold a real prefix token."""
+    slots = torch.arange(width, device=lengths.device)[None, :]
+    return slots >= width - lengths[:, None] if setup.left_aligned else slots < lengths[:, None]
 
 
 @torch.inference_mode()
@@ -333,7 +371,7 @@ def _score_one_shot(setup: ScoringSetup, targets: Sequence[TokenizedExample],
         stats.tokens += sum(len(shown[j]) for j in group)
         lengths = torch.tensor([len(shown[j]) for j in group], device=device)
         width = layers[0][0].shape[2]
-        prefix_valid = torch.arange(width, device=device)[None, :] < lengths[:, None]  # (G, P_max)
+        prefix_valid = _prefix_valid(setup, lengths, width)  # (G, P_max)
         passes = []  # (target, rows of the group): one continuation pass each
         for i, target in enumerate(targets):
             rows = [g for g, j in enumerate(group) if wanted[i, j] and _fits(setup, shown[j], target)]
