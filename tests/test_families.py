@@ -15,10 +15,12 @@ from test_kernel import naive_kernel
 from test_kernel_engine import engine_kernel
 from test_less_gradients import randomise_lora
 from test_scoring import naive_log_probs
+from test_training import greedy_by_hand
 
 from delift.checks import collect_problems
 from delift.config.loader import CONFIG_DIR, compose_config
 from delift.data.prompts import PromptTemplate
+from delift.evaluation.generation import generate
 from delift.kernel import engine
 from delift.kernel.config import KernelConfig
 from delift.kernel.probabilities import check_head_matches_forward
@@ -168,6 +170,17 @@ def test_scoring_after_a_shared_prefix_equals_a_full_forward(fitted, family):
         expected = naive_log_probs(model, prefix + list(item.context) + list(item.scored), len(prefix) +
                                    len(item.context))
         np.testing.assert_allclose(values, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+def test_batched_generation_equals_a_hand_rolled_greedy_loop(fitted, family):
+    """Left-padded batches through generate() and the family's own cache (a sliding layer keeps its last window
+    slots only) against full forwards without padding or cache, on prompts longer than any window."""
+    _, tokenizer, model = fitted(family)
+    prompts = [TEMPLATE.render(example) for example in make_examples(4)]
+    assert min(map(len, prompts)) > GEMMA2_WINDOW and max(map(len, prompts)) > MISTRAL_WINDOW
+    outputs = generate(model, tokenizer, prompts, max_new_tokens=8, batch_size=4, progress=False)
+    assert any(outputs) and outputs == [greedy_by_hand(model, tokenizer, p, 8) for p in prompts]
 
 
 # --- LoRA targets and LESS's per-example gradients --------------------------------------------------------------
