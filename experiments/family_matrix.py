@@ -56,8 +56,8 @@ def smoke_overrides(family: str, selector: str, dtype: str, protocols: tuple[str
 def run_problems(metrics: dict, record: dict, family: str, dtype: str, protocols: tuple[str, ...]) -> list[str]:
     """What a finished smoke run lacks (empty when it ran every stage as configured)."""
     found = [f"no {p}/rouge1" for p in protocols if not 0.0 <= metrics.get(f"{p}/rouge1", -1.0) <= 1.0]
-    found += [f"{p} trained {metrics.get(f'{p}/train_steps')} steps" for p in protocols
-              if p != "icl" and metrics.get(f"{p}/train_steps") != 1]
+    found += [f"{p} trained {metrics.get(f'{p}/train_steps')} steps on {metrics.get(f'{p}/train_size')} examples"
+              for p in protocols if p != "icl" and metrics.get(f"{p}/train_steps") != min(1, metrics[f"{p}/train_size"])]
     if record["model"]["dtype"] != dtype or record["model"]["tiny"].get("family", "llama") != family:
         found.append(f"run.json model is {record['model']}")
     return found
@@ -138,6 +138,29 @@ def smoke_run(family: str, selector: str, dtype: str, protocols: tuple[str, ...]
     return run_problems(metrics, record, family, dtype, protocols)
 
 
+def family_row(family: str, cache_dir: Path, runs_dir: Path, failures: list[str]) -> tuple[str, ...]:
+    """One table row: the engine check, then every run of :data:`RUNS` (failures appended to ``failures``)."""
+    clock = time.perf_counter()
+    diff, spread = engine_check(family, cache_dir)
+    ran: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    for dtype, protocols, selectors in RUNS:
+        for selector in selectors:
+            problems = smoke_run(family, selector, dtype, protocols, cache_dir,
+                                 runs_dir / f"{family}-{dtype}-{selector}-{'-'.join(protocols)}")
+            if problems:
+                failures.append(f"{family} {dtype} {selector} [{','.join(protocols)}]: {'; '.join(problems)}")
+            else:
+                ran.setdefault((dtype, protocols), []).append(selector)
+    row = [family, f"{diff:.1e}", f"{spread:.1e}"]
+    for dtype in SHORT:
+        done = [s for (d, _), selectors in ran.items() if d == dtype for s in selectors]
+        planned = [s for d, _, selectors in RUNS if d == dtype for s in selectors]
+        protocols = sorted({p for (d, ps) in ran if d == dtype for p in ps}, key="icl lora qlora".find)
+        named = f" ({','.join(done)})" if len(planned) < len(SELECTORS) else ""
+        row += [f"{len(done)}/{len(planned)}{named}", ",".join(protocols)]
+    return (*row, f"{time.perf_counter() - clock:.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--families", default=",".join(FAMILIES))
@@ -148,27 +171,14 @@ def main() -> None:
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
     rows, failures, started = [], [], time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="family-matrix-") as scratch:
-        root = Path(scratch)
-        cache_dir = Path(args.cache_dir) if args.cache_dir else root / "cache"
+        cache_dir = Path(args.cache_dir) if args.cache_dir else Path(scratch) / "cache"
         for family in args.families.split(","):
-            clock = time.perf_counter()
-            diff, spread = engine_check(family, cache_dir)
-            ran: dict[tuple[str, tuple[str, ...]], list[str]] = {}
-            for dtype, protocols, selectors in RUNS:
-                for selector in selectors:
-                    problems = smoke_run(family, selector, dtype, protocols, cache_dir,
-                                         root / "runs" / f"{family}-{dtype}-{selector}-{'-'.join(protocols)}")
-                    if problems:
-                        failures.append(f"{family} {dtype} {selector} {protocols}: {'; '.join(problems)}")
-                    else:
-                        ran.setdefault((dtype, protocols), []).append(selector)
-            cells = [f"{SHORT[dtype]} [{','.join(protocols)}]: "
-                     f"{','.join(selectors) if len(selectors) < len(SELECTORS) else 'all ' + str(len(selectors))}"
-                     for (dtype, protocols), selectors in ran.items()]
-            rows.append((family, f"{diff:.1e}", f"{spread:.1e}", " | ".join(cells),
-                         f"{time.perf_counter() - clock:.0f}"))
+            rows.append(family_row(family, cache_dir, Path(scratch) / "runs", failures))
             print(f"[{family} done in {rows[-1][-1]} s]", flush=True)
-    header = ("family", "engine max|diff| fp32", "std UF", "smoke runs that ran (dtype [protocols]: selectors)", "s")
+    for dtype, protocols, selectors in RUNS:
+        print(f"plan: {SHORT[dtype]} [{','.join(protocols)}]: {','.join(selectors)}")
+    header = ("family", "engine max|diff| fp32", "std UF", "fp32 selectors", "fp32 protocols", "bf16 selectors",
+              "bf16 protocols", "s")
     widths = [max(len(str(r[k])) for r in [header, *rows]) for k in range(len(header))]
     for row in [header, tuple("-" * w for w in widths), *rows]:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())

@@ -22,6 +22,7 @@ from delift.config.loader import CONFIG_DIR, compose_config
 from delift.data.prompts import PromptTemplate
 from delift.evaluation.generation import generate
 from delift.kernel import engine
+from delift.kernel.attention import sliding_window
 from delift.kernel.config import KernelConfig
 from delift.kernel.probabilities import check_head_matches_forward
 from delift.kernel.sequences import build_sequence
@@ -104,7 +105,7 @@ def test_each_family_has_its_traits(tmp_path):
     assert models["gemma2"].config.layer_types == ["sliding_attention", "full_attention"]
     assert models["gemma2"].config.final_logit_softcapping == 30.0
     assert models["gemma2"].lm_head.weight is models["gemma2"].model.embed_tokens.weight
-    assert {f: engine.sliding_window(m.config) for f, m in models.items()} == {
+    assert {f: sliding_window(m.config) for f, m in models.items()} == {
         "llama": None, "llama3": None, "qwen2": None, "phi3": None, "mistral": MISTRAL_WINDOW, "gemma2": GEMMA2_WINDOW}
 
 

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from transformers import DynamicCache
 
-from delift.kernel.attention import grouped_sdpa
+from delift.kernel.attention import grouped_sdpa, sliding_window
 from delift.kernel.host_memory import heap_reuse
 from delift.kernel.probabilities import decoder_and_head, score_sequences, token_probabilities
 from delift.kernel.sequences import ScoredSequence, build_sequence
@@ -127,18 +127,8 @@ class ScoringSetup:
 
     @property
     def left_aligned(self) -> bool:
-        """True for a model with sliding-window layers: its cached prefixes end together (``_prefix_cache``)."""
+        """True for a sliding-window model: its cached prefixes end together (``_prefix_cache``)."""
         return sliding_window(self.model.config) is not None
-
-
-def sliding_window(config) -> int | None:
-    """The sliding-window width of a model config (Mistral, Gemma-2, Phi-3), or None when no layer slides."""
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    window = getattr(text, "sliding_window", None)
-    layer_types = getattr(text, "layer_types", None)
-    if window is None or (layer_types is not None and "sliding_attention" not in layer_types):
-        return None
-    return int(window)
 
 
 @cache
@@ -274,12 +264,9 @@ def _prefix_cache(setup: ScoringSetup, prefixes: list[list[int]],
 
     Prefixes of similar length run together, right-padded (a new pass starts when the padding would
     exceed a quarter of the tokens, or to give every worker a pass); the caches are then zero-padded
-    to P_max and stacked. Padded key slots are masked out by the caller (``_prefix_valid``).
-
-    A sliding-window model (``setup.left_aligned``) gets its prefixes left-padded instead: transformers
-    applies the window to cache slot distances, which equal token distances only when every prefix
-    ends at slot P_max, right before its continuation. The cache holds every slot of every layer
-    (a config-built cache would keep only a sliding layer's last window slots: padding, for a short prefix).
+    to P_max and stacked (left-padded for a sliding-window model: transformers windows cache slot distances,
+    which are token distances only when every prefix ends at P_max). Padded slots are masked out by the caller.
+    Every layer keeps every slot (a config-built cache keeps a sliding layer's last window only: padding).
     """
     body, _ = decoder_and_head(setup.model)
     width = max(len(p) for p in prefixes)
@@ -300,10 +287,8 @@ def _prefix_cache(setup: ScoringSetup, prefixes: list[list[int]],
             ids[g, :len(p)] = torch.tensor(p)
         cache = DynamicCache()
         forward_cached(body, cache, input_ids=ids.to(setup.device))
-        if not setup.left_aligned:
-            return [(torch.nn.functional.pad(layer.keys, (0, 0, 0, width - longest)),
-                     torch.nn.functional.pad(layer.values, (0, 0, 0, width - longest))) for layer in cache.layers]
-        return [(_left_align(layer.keys, chunk, width), _left_align(layer.values, chunk, width))
+        left = setup.left_aligned
+        return [(_widen(layer.keys, chunk, width, left), _widen(layer.values, chunk, width, left))
                 for layer in cache.layers]
 
     parts = list(run(run_chunk, chunks))
@@ -313,18 +298,15 @@ def _prefix_cache(setup: ScoringSetup, prefixes: list[list[int]],
             for n in range(len(parts[0]))]
 
 
-def _left_align(states: torch.Tensor, chunk: list[list[int]], width: int) -> torch.Tensor:
-    """(G, heads, width, dim): row g's first len(chunk[g]) slots of the right-padded ``states``, moved to the end."""
+def _widen(states: torch.Tensor, chunk: list[list[int]], width: int, left: bool) -> torch.Tensor:
+    """(G, heads, width, dim) from the right-padded ``states`` of ``chunk``: zero-padded on the right, or
+    (``left``) with row g's len(chunk[g]) real slots moved to the end."""
+    if not left:
+        return torch.nn.functional.pad(states, (0, 0, 0, width - states.shape[2]))
     out = states.new_zeros((*states.shape[:2], width, states.shape[3]))
     for g, prefix in enumerate(chunk):
         out[g, :, width - len(prefix):] = states[g, :, :len(prefix)]
     return out
-
-
-def _prefix_valid(setup: ScoringSetup, lengths: torch.Tensor, width: int) -> torch.Tensor:
-    """(G, width) True at the slots of ``_prefix_cache`` that hold a real prefix token."""
-    slots = torch.arange(width, device=lengths.device)[None, :]
-    return slots >= width - lengths[:, None] if setup.left_aligned else slots < lengths[:, None]
 
 
 @torch.inference_mode()
@@ -371,7 +353,8 @@ def _score_one_shot(setup: ScoringSetup, targets: Sequence[TokenizedExample],
         stats.tokens += sum(len(shown[j]) for j in group)
         lengths = torch.tensor([len(shown[j]) for j in group], device=device)
         width = layers[0][0].shape[2]
-        prefix_valid = _prefix_valid(setup, lengths, width)  # (G, P_max)
+        slots = torch.arange(width, device=device)[None, :]  # the real prefix slots of ``_prefix_cache``:
+        prefix_valid = slots >= width - lengths[:, None] if setup.left_aligned else slots < lengths[:, None]
         passes = []  # (target, rows of the group): one continuation pass each
         for i, target in enumerate(targets):
             rows = [g for g, j in enumerate(group) if wanted[i, j] and _fits(setup, shown[j], target)]
