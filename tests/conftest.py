@@ -44,19 +44,23 @@ def tiny_tokenizer(tiny_spec):
 def trained_tiny_model(tiny_spec, tiny_tokenizer):
     """The tiny model after a few Adam steps on one-shot texts of ``make_examples``: a random model
     gives every reference token p ~ 1/258 (d ~ 1, UF ~ 1e-5), which would make 1e-5 checks vacuous."""
+    return fit_to_one_shot_texts(load_model(tiny_spec), tiny_tokenizer, steps=25)
+
+
+def fit_to_one_shot_texts(model, tokenizer, steps: int):
+    """``model`` after ``steps`` full-batch Adam steps on one-shot texts of ``make_examples`` (in eval mode)."""
     from delift.data.prompts import PromptTemplate
 
     template = PromptTemplate()
     examples = make_examples(8)
     texts = [template.render(a) + a.output + "\n\n" + template.render(b) + b.output
              for a in examples for b in examples][::4]
-    model = load_model(tiny_spec)
     model.train()
     torch.manual_seed(0)
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
-    batch = tiny_tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
     labels = batch.input_ids.masked_fill(batch.attention_mask == 0, -100)
-    for _ in range(25):
+    for _ in range(steps):
         model(**batch, labels=labels).loss.backward()
         optimizer.step()
         optimizer.zero_grad()

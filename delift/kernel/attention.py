@@ -6,7 +6,8 @@ continuation pass of the engine has a mask (the padded prefix slots), and torch'
 takes ``enable_gqa=True`` with a mask directly: no repeated copy of the keys and values, about 9 %
 less attention time on SmolLM2 (9 query / 3 key-value heads). The numbers are the same: the
 repeat only copies. Anything else (no mask, equal head counts, position biases, soft-capping)
-goes to transformers' own ``sdpa`` function.
+goes to transformers' own ``sdpa`` function. :func:`sliding_window` tells the engine whether a model's
+attention is windowed (its cached prefixes must then end together).
 """
 
 from __future__ import annotations
@@ -32,6 +33,16 @@ def _sdpa_grouped(module, query, key, value, attention_mask, dropout: float = 0.
     out = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask,
                                                            dropout_p=dropout, scale=scaling, enable_gqa=True)
     return out.transpose(1, 2).contiguous(), None
+
+
+def sliding_window(config) -> int | None:
+    """The sliding-window width of a model config (Mistral, Gemma-2, Phi-3), or None when no layer slides."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    window = getattr(text, "sliding_window", None)
+    layer_types = getattr(text, "layer_types", None)
+    if window is None or (layer_types is not None and "sliding_attention" not in layer_types):
+        return None
+    return int(window)
 
 
 AttentionInterface.register(NAME, _sdpa_grouped)

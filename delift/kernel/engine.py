@@ -7,7 +7,8 @@ The prefix ``shown_j`` is the same for every target, so the engine
 1. sorts the candidates by prefix length and cuts them into groups (``_prefix_groups``: the
    cheapest contiguous split under a small cost model of passes versus padded attention);
 2. runs the prefixes of a group once (right-padded, sorted by length: causal attention means a
-   real token never sees the padding after it) and keeps their key/value cache;
+   real token never sees the padding after it) and keeps their key/value cache (for a sliding-window
+   model, moved to end together, so that cache slot distances are token distances);
 3. for each target i, feeds the continuation ``[query_i] EOS [response_i] EOS`` for the group's
    candidates at once as one batch on top of their caches. Every row of such a batch holds the
    *same* continuation, so the continuation tokens need no padding at all; only the cached
@@ -39,7 +40,7 @@ import numpy as np
 import torch
 from transformers import DynamicCache
 
-from delift.kernel.attention import grouped_sdpa
+from delift.kernel.attention import grouped_sdpa, sliding_window
 from delift.kernel.host_memory import heap_reuse
 from delift.kernel.probabilities import decoder_and_head, score_sequences, token_probabilities
 from delift.kernel.sequences import ScoredSequence, build_sequence
@@ -123,6 +124,11 @@ class ScoringSetup:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def left_aligned(self) -> bool:
+        """True for a sliding-window model: its cached prefixes end together (``_prefix_cache``)."""
+        return sliding_window(self.model.config) is not None
 
 
 @cache
@@ -258,7 +264,9 @@ def _prefix_cache(setup: ScoringSetup, prefixes: list[list[int]],
 
     Prefixes of similar length run together, right-padded (a new pass starts when the padding would
     exceed a quarter of the tokens, or to give every worker a pass); the caches are then zero-padded
-    to P_max and stacked. Padded key slots are masked out by the caller.
+    to P_max and stacked (left-padded for a sliding-window model: transformers windows cache slot distances,
+    which are token distances only when every prefix ends at P_max). Padded slots are masked out by the caller.
+    Every layer keeps every slot (a config-built cache keeps a sliding layer's last window only: padding).
     """
     body, _ = decoder_and_head(setup.model)
     width = max(len(p) for p in prefixes)
@@ -277,16 +285,28 @@ def _prefix_cache(setup: ScoringSetup, prefixes: list[list[int]],
         ids = torch.full((len(chunk), longest), setup.pad_id, dtype=torch.long)
         for g, p in enumerate(chunk):
             ids[g, :len(p)] = torch.tensor(p)
-        cache = DynamicCache(config=setup.model.config)
+        cache = DynamicCache()
         forward_cached(body, cache, input_ids=ids.to(setup.device))
-        return [(torch.nn.functional.pad(layer.keys, (0, 0, 0, width - longest)),
-                 torch.nn.functional.pad(layer.values, (0, 0, 0, width - longest))) for layer in cache.layers]
+        left = setup.left_aligned
+        return [(_widen(layer.keys, chunk, width, left), _widen(layer.values, chunk, width, left))
+                for layer in cache.layers]
 
     parts = list(run(run_chunk, chunks))
     if len(parts) == 1:
         return parts[0]
     return [(torch.cat([part[n][0] for part in parts]), torch.cat([part[n][1] for part in parts]))
             for n in range(len(parts[0]))]
+
+
+def _widen(states: torch.Tensor, chunk: list[list[int]], width: int, left: bool) -> torch.Tensor:
+    """(G, heads, width, dim) from the right-padded ``states`` of ``chunk``: zero-padded on the right, or
+    (``left``) with row g's len(chunk[g]) real slots moved to the end."""
+    if not left:
+        return torch.nn.functional.pad(states, (0, 0, 0, width - states.shape[2]))
+    out = states.new_zeros((*states.shape[:2], width, states.shape[3]))
+    for g, prefix in enumerate(chunk):
+        out[g, :, width - len(prefix):] = states[g, :, :len(prefix)]
+    return out
 
 
 @torch.inference_mode()
@@ -333,7 +353,8 @@ def _score_one_shot(setup: ScoringSetup, targets: Sequence[TokenizedExample],
         stats.tokens += sum(len(shown[j]) for j in group)
         lengths = torch.tensor([len(shown[j]) for j in group], device=device)
         width = layers[0][0].shape[2]
-        prefix_valid = torch.arange(width, device=device)[None, :] < lengths[:, None]  # (G, P_max)
+        slots = torch.arange(width, device=device)[None, :]  # the real prefix slots of ``_prefix_cache``:
+        prefix_valid = slots >= width - lengths[:, None] if setup.left_aligned else slots < lengths[:, None]
         passes = []  # (target, rows of the group): one continuation pass each
         for i, target in enumerate(targets):
             rows = [g for g, j in enumerate(group) if wanted[i, j] and _fits(setup, shown[j], target)]

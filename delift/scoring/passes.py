@@ -37,10 +37,10 @@ def _log_softmax_rows(head: Any, softcap: float | None, hidden: torch.Tensor) ->
     return torch.log_softmax(logits, dim=-1)
 
 
-def _prefix_cache(body: Any, config: Any, prefix: Sequence[int], device: torch.device):
+def _prefix_cache(body: Any, prefix: Sequence[int], device: torch.device):
     from transformers import DynamicCache
 
-    cache = DynamicCache(config=config)
+    cache = DynamicCache()  # every slot of every layer: a config-built cache keeps a sliding layer's last window only
     forward_cached(body, cache, input_ids=torch.tensor([list(prefix)], device=device))
     return [(layer.keys, layer.values) for layer in cache.layers]
 
@@ -77,7 +77,7 @@ def _run(model: Any, items: Sequence[ScoringItem], batch_size: int, progress: bo
     bar = tqdm(total=len(items), desc=what, unit="ex", disable=not progress)
     started = time.perf_counter()
     with torch.inference_mode():
-        prefix_layers = _prefix_cache(body, model.config, prefix, device) if prefix else None
+        prefix_layers = _prefix_cache(body, prefix, device) if prefix else None
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
             rows = [items[i].context + items[i].scored for i in batch]
