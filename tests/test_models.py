@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import struct
 import subprocess
 import sys
@@ -190,3 +191,24 @@ def test_tiny_model_without_cache_dir_is_cached_under_delift_cache_dir(tmp_path,
     folder = Path(resolve_model_path(spec))
     assert folder.parent == tmp_path / "models" and folder_problem(folder) is None
     assert load_model(spec).config.max_position_embeddings == 64
+
+
+@pytest.mark.parametrize("override,message", [
+    ("model.tiny.max_positions=0", "model.tiny.max_positions: 0: must be >= 1"),
+    ("model.tiny.num_layers=-1", "model.tiny.num_layers: -1: must be >= 1"),
+    ("model.tiny.tokenizer=bytes", "model.tiny.tokenizer: 'bytes': expected one of byte_pairs"),
+    ("model.cache_dir=''", "model.cache_dir: empty"),
+])
+def test_bad_tiny_model_and_cache_values_fail_at_load_naming_the_key(override, message):
+    from delift.checks import ConfigError
+    from delift.config.loader import compose_config
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        compose_config(["experiment=smoke", override])
+
+
+def test_tiny_tokenizer_choices_are_the_builders():
+    from delift.models.config import TINY_TOKENIZERS
+    from delift.models.tiny import TOKENIZERS
+
+    assert set(TOKENIZERS) == {None, *TINY_TOKENIZERS}

@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional
 
 from omegaconf import MISSING
 
-from delift.checks import Problems, choice
+from delift.checks import Problems, at_least, choice
 
 SOURCE_NAMES = ("hub", "packaged_gguf", "tiny_random")  # the keys of delift.models.loading.SOURCES
 DTYPES = ("float32", "float16", "bfloat16", "auto")  # auto: bfloat16 on hardware with native bf16, else float32
@@ -27,6 +27,7 @@ CACHE_DIR_ENV = "DELIFT_CACHE_DIR"  # what conf/config.yaml's paths.cache_dir re
 DEFAULT_CACHE_DIR = ".cache/delift"
 TINY_FAMILIES = ("llama", "llama3", "qwen2", "phi3", "mistral", "gemma2")  # the keys of delift.models.tiny.BUILDERS
 DEFAULT_TINY_FAMILY = "llama"  # what a null model.tiny.family builds
+TINY_TOKENIZERS = ("byte_pairs",)  # model.tiny.tokenizer besides null (byte-level): delift.models.tiny.TOKENIZERS
 
 
 @functools.cache  # the hardware does not change within a run; keys read it often
@@ -73,6 +74,10 @@ class TinyModelConfig:
         found: Problems = {}
         if self.family is not None:
             choice(found, "family", self.family, TINY_FAMILIES)
+        if self.tokenizer is not None:
+            choice(found, "tokenizer", self.tokenizer, TINY_TOKENIZERS)
+        for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_positions"):
+            at_least(found, name, getattr(self, name), 1)
         return found
 
     def given(self) -> Dict[str, Any]:
@@ -106,6 +111,8 @@ class ModelConfig:
             found["hub_id"] = "source hub needs hub_id or local_path"
         if self.source == "packaged_gguf" and not (self.gguf_package and self.gguf_file):
             found["gguf_file"] = "source packaged_gguf needs gguf_package and gguf_file"
+        if self.cache_dir is not None and not str(self.cache_dir).strip():
+            found["cache_dir"] = "empty: give a folder, or null for paths.cache_dir"
         return found
 
     @property
