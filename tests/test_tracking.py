@@ -429,3 +429,6 @@ def test_artifact_digest_ignores_where_the_cache_is():
     assert config_digest(asdict(here)) == config_digest(asdict(there))
     other_seed = compose_config(["experiment=smoke", "paths.cache_dir=/a", "model.seed=1"])
     assert config_digest(asdict(other_seed)) != config_digest(asdict(here))
+    shaped, bare = (compose_config(["model=llama3_8b", *more]) for more in ([], ["model.shape=null"]))
+    assert shaped.model.shape.hidden == 4096 and bare.model.shape is None  # the cost plan's figures: not a setting
+    assert config_digest(asdict(shaped)) == config_digest(asdict(bare))

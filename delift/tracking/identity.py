@@ -85,10 +85,10 @@ def run_identity(cfg: Any, selector_name: str, launch: LaunchInfo | None = None)
 
 def config_digest(resolved: Mapping[str, Any], length: int = 8) -> str:
     """Hex digest of a resolved config without its tracking, path and progress settings (``model.cache_dir``,
-    a copy of ``paths.cache_dir``, included)."""
+    a copy of ``paths.cache_dir``, included) and ``model.shape`` (the cost plan's figures, not a setting)."""
     kept = {k: v for k, v in resolved.items() if k not in _NOT_IDENTITY}
     if isinstance(kept.get("model"), Mapping):
-        kept["model"] = {k: v for k, v in kept["model"].items() if k != "cache_dir"}
+        kept["model"] = {k: v for k, v in kept["model"].items() if k not in ("cache_dir", "shape")}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:length]
 
 
