@@ -22,6 +22,10 @@ from delift.kernel.tokens import TokenizedExample
 from delift.plan.work import Work
 
 FLOAT = 8  # bytes of a float64: distances, UF
+BLOCK_FILE = 560  # bytes of a block file beyond its distances: its 6 counts and the npz headers
+MANIFEST = 900  # bytes of manifest.json beyond the ids: the payload (templates, identity) as indented JSON
+NPZ_HEADERS = 1024  # the merged file's four array headers
+META_CHARS = 1024  # the merged file's metadata beyond the ids: counts, key, payload
 
 
 @dataclass(frozen=True)
@@ -179,16 +183,20 @@ def kernel_work(settings: Schedule, config: BaseKernelConfig, targets: Sequence[
     return exact_kernel(settings, targets, candidates, config.block_size, config.num_shards, config.shard), True
 
 
-def kernel_bytes(config: BaseKernelConfig, n_targets: int, n_candidates: int, ids: int) -> tuple[int, int]:
-    """(disk, dense memory) of one kernel: the blocks (d_zero, d_one) plus the merged ``<key>.npz`` (UF, d_one,
-    d_zero) on disk, about 24 bytes a pair; in memory UF and d_one, 16 bytes a pair. ``ids``: bytes of the
-    examples' ids, stored in the manifest and the merged file's metadata."""
+def kernel_bytes(config: BaseKernelConfig, n_targets: int, n_candidates: int, id_chars: int) -> tuple[int, int]:
+    """(disk, dense memory) of one kernel. Disk: the block files (``d`` float64 and 6 counts each), the manifest
+    (ids and payload as JSON) and the merged ``<key>.npz`` (UF, d_one, d_zero, and its metadata as a numpy
+    unicode string, 4 bytes a character, ids included): about 24 bytes a pair. Memory: UF and d_one, 16 bytes a
+    pair. ``id_chars``: the characters of the targets' and candidates' ids."""
     pairs = n_targets * n_candidates
     dense = 2 * FLOAT * pairs + FLOAT * n_targets
-    blocks = FLOAT * (pairs + n_targets)
-    if config.approximation == "learned":
-        sample = config.learned.sample_fraction ** 2 * pairs
-        blocks = int(FLOAT * 3 * sample)  # the sample kernel's blocks and its merged file
-    elif config.approximation == "knn":
-        blocks = (2 * FLOAT) * n_targets * (config.knn.neighbors + 1) + FLOAT * n_targets  # cols, d_one, d_zero
-    return blocks + dense + 2 * ids, dense
+    merged = dense + NPZ_HEADERS + 4 * (META_CHARS + id_chars + 4 * (n_targets + n_candidates))
+    rows, cols = -(-n_targets // config.block_size), -(-n_candidates // config.block_size)
+    blocks = FLOAT * (pairs + n_targets) + (rows + rows * cols) * BLOCK_FILE
+    manifest = MANIFEST + id_chars + 6 * (n_targets + n_candidates)
+    if config.approximation == "learned":  # the sample kernel's files, then the whole (dense) kernel
+        sample = config.learned.sample_fraction
+        blocks = round(3 * FLOAT * sample ** 2 * pairs) + BLOCK_FILE
+    elif config.approximation == "knn":  # one file a row block: cols (int64), d_one, d_zero
+        blocks = 2 * FLOAT * n_targets * (config.knn.neighbors + 1) + FLOAT * n_targets + rows * BLOCK_FILE
+    return blocks + manifest + merged, dense

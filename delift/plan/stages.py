@@ -116,8 +116,7 @@ def kernel_stage(job: JobInputs, name: str, request: KernelRequest, exact: bool 
     t_tok = job.tokens(job.scorer, targets)
     work, counted = kernel_work(job.schedule, config, t_tok, t_tok if targets is candidates else
                                 job.tokens(job.scorer, candidates))
-    ids = sum(len(e.id) + 4 for e in targets + candidates)
-    disk, dense = kernel_bytes(config, len(targets), len(candidates), ids)
+    disk, dense = kernel_bytes(config, len(targets), len(candidates), sum(len(e.id) for e in targets + candidates))
     cached = ", in the cache now" if provider.cache.path(key).exists() else ""
     return Stage(name, job.scorer, work, exact and counted, share or key, disk=disk, dense=dense,
                  note=f"{len(targets)} x {len(candidates)}, key {key[:12]}{cached}")
