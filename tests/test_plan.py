@@ -216,3 +216,34 @@ def test_the_real_sweep_skips_the_jobs_the_plan_skips(tmp_path):
         overrides = OmegaConf.load(folder / ".hydra" / "overrides.yaml")
         assert list(overrides) == plan.spec.overrides
         assert (folder / "skipped.json").exists() == (plan.skipped is not None)
+
+
+@pytest.mark.slow
+def test_plan_of_ifd_scoring_equals_its_passes(tmp_path, monkeypatch):
+    """IFD's two per-example scoring stages: the plan's forward calls and real tokens against the scorer's
+    (the attention mask of each pass counts its real tokens)."""
+    from delift.kernel.probabilities import decoder_and_head
+    from delift.pipeline import run_experiment
+    from delift.plan.jobs import plan_jobs
+    from delift.scoring import scorer
+
+    overrides = ["experiment=smoke", "selector=ifd", "selector.batch_size=3", "evaluation=icl",
+                 f"paths.cache_dir={tmp_path / 'cache'}"]
+    (plan,) = plan_jobs(overrides, multirun=False)
+    stages = [s for s in plan.stages if s.name.startswith("score")]
+    calls, tokens, load = [], [], scorer.load_model
+
+    def count(module, args, kwargs):
+        calls.append(1)
+        tokens.append(int(kwargs["attention_mask"].sum()))
+
+    def counted(spec):
+        model = load(spec)
+        decoder_and_head(model)[0].register_forward_pre_hook(count, with_kwargs=True)
+        return model
+
+    monkeypatch.setattr(scorer, "load_model", counted)
+    run_experiment(compose_config(overrides), tmp_path / "run")
+    assert [s.name for s in stages] == ["score response NLL", "score answer NLL"]
+    assert sum(s.work.passes for s in stages) == len(calls) == 2 * -(-plan.pool // 3)
+    assert sum(s.work.tokens for s in stages) == sum(tokens)

@@ -29,6 +29,9 @@ from delift.plan.work import Work
 
 KINDS = (("kernel", "kernels"), ("score", "scoring"), ("rate", "scoring"), ("LESS", "scoring"),
          ("train", "fine-tuning"), ("generate", "generation"))  # stage name prefix -> kind in the totals
+# Seconds of these kinds are FLOP-bound lower bounds: on a CPU their per-step overhead dominates (the quickstart
+# measured 6-12x the FLOP figure); the kernel engine and scoring passes run large batches and are near it.
+LOWER_BOUND = ("fine-tuning", "generation")
 
 
 def kind_of(stage: Stage) -> str:
@@ -88,12 +91,16 @@ HEADER = (f"  {'stage':<28}{'model':<26}{'sequences':>11}{'pairs':>12}{'tokens':
           f"{'{acc} h':>12}{'disk':>11}{'dense':>11}")
 
 
+def _seconds(seconds: float, kind: str, width: int) -> str:
+    return f"{('>=' if kind in LOWER_BOUND else '') + f'{seconds:.4g}':>{width}}"
+
+
 def stage_line(stage: Stage, rates: Rates, accelerator, counted: bool) -> str:
     w = stage.work
     name = ("" if stage.exact else "~ ") + stage.name
     extra = "" if counted else "  (shared: counted above)"
     return (f"  {name:<28}{stage.model.name[:25]:<26}{w.sequences:>11,}{w.pairs:>12,}{w.tokens:>15,}"
-            f"{stage.flops:>10.2e}{rates.seconds_here(stage.model, stage.flops):>10.3g}"
+            f"{stage.flops:>10.2e}{_seconds(rates.seconds_here(stage.model, stage.flops), kind_of(stage), 10)}"
             f"{rates.hours(accelerator, stage.flops):>12.4g}{human_bytes(stage.disk) if stage.disk else '':>11}"
             f"{human_bytes(stage.dense) if stage.dense else '':>11}"
             f"{'  ' + stage.note if stage.note else ''}{extra}")
@@ -132,14 +139,16 @@ def print_totals(plans: list[JobPlan], totals: Totals) -> None:
     rates = totals.rates
     planned = sum(1 for p in plans if not p.skipped)
     print(f"\ntotal over {len(plans)} job(s), {planned} with work; {totals.shared} stage(s) shared through the cache "
-          "counted once")
+          "counted once; '>=': a FLOP-bound lower bound (per-step overhead dominates on a CPU)")
     names = [a.name for a in rates.accelerators]
     print(f"  {'kind':<14}{'sequences':>13}{'pairs':>14}{'tokens':>17}{'FLOPs':>11}{'s here':>12}"
           + "".join(f"{n + ' h':>13}" for n in names))
     rows = [(kind, totals.work[kind], totals.flops[kind], totals.seconds[kind]) for kind in totals.work]
     rows.append(("all", *totals.total()))
+    bound = any(kind in LOWER_BOUND for kind in totals.work)
     for kind, work, flop_count, seconds in rows:
-        print(f"  {kind:<14}{work.sequences:>13,}{work.pairs:>14,}{work.tokens:>17,}{flop_count:>11.2e}{seconds:>12.4g}"
+        print(f"  {kind:<14}{work.sequences:>13,}{work.pairs:>14,}{work.tokens:>17,}{flop_count:>11.2e}"
+              f"{_seconds(seconds, LOWER_BOUND[0] if kind == 'all' and bound else kind, 12)}"
               + "".join(f"{rates.hours(a, flop_count):>13.4g}" for a in rates.accelerators))
     most = max((p.selection_bytes for p in plans), default=0)
     print(f"  kernel disk (each kernel once): {human_bytes(totals.disk)}; "
@@ -178,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     totals = print_plan(plans, rates, args.accelerator)
     print_totals(plans, totals)
     work, _, seconds = totals.total()
-    print(f"plan total: {work.pairs} pairs {work.sequences} sequences {work.tokens} tokens {seconds:.1f}s here")
+    print(f"plan total: {work.pairs} pairs {work.sequences} sequences {work.tokens} tokens {seconds:.3f}s here")
     return 0
 
 

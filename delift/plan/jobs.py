@@ -141,7 +141,11 @@ class Planner:
         job = JobInputs(cfg, data, scorer, trained, selector, [build(b) for b in cfg.evaluation.values()],
                         Schedule.of(cfg.kernel, engine_workers(cfg.kernel)), found.budget,
                         lambda model, examples: self.tokens(model, list(examples), cfg))
-        job_stages(job)
+        try:
+            job_stages(job)
+        except ValueError as exc:  # what the run would stop with (e.g. LESS without a target set)
+            found.skipped = f"fails: {exc}"
+            return found
         found.stages, found.selection_bytes = job.stages, job.selection_bytes
         return found
 

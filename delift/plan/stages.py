@@ -210,7 +210,7 @@ def less_stages(job: JobInputs) -> None:
     """LESS, estimated: warm-up LoRA epochs on its warm-up set, then per checkpoint one forward and backward
     pass per pool and target example (gradient features)."""
     c, pool = job.selector.config, list(job.data.pool)
-    targets = list(job.data.query if job.data.query is not None else job.data.valid)
+    _, targets = job.selector.targets(job.context())  # an empty target set fails here as in the run
     size = max(math.ceil(c.warmup_fraction * len(pool) - 1e-9), 1,
                c.batch_size * math.ceil(c.min_warmup_steps / c.epochs))
     mean = _mean_training(job.scorer, pool, job.template, c.max_length)

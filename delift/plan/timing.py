@@ -28,7 +28,7 @@ from delift.plan.kernel import Schedule, engine_workers, exact_kernel
 from delift.plan.models import PlanModel, flops
 
 ACCELERATORS = Path(CONFIG_DIR) / "plan" / "accelerators.yaml"
-CALIBRATION_SIZE = 8  # targets = candidates: 64 pairs and 8 zero-shot sequences
+CALIBRATION_SIZE = 16  # targets = candidates: 256 pairs and 16 zero-shot sequences (one block)
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,8 @@ def calibrate(cache_dir: str | Path, model: PlanModel, examples: Sequence[Exampl
     provider = KernelProvider(model.spec, template, config, KernelCache(Path(cache_dir) / "kernels"), progress=False)
     tokens = provider.tokens(list(examples)[:CALIBRATION_SIZE])
     setup = provider.scoring_setup()
-    score_zero_shot(setup, tokens[:2])  # warm-up: first-call allocations
+    score_zero_shot(setup, tokens[:2])  # warm-up of both paths: first-call allocations
+    score_one_shot(setup, tokens[:2], tokens[:2])
     started = time.perf_counter()
     score_zero_shot(setup, tokens)
     score_one_shot(setup, tokens, tokens)
