@@ -92,7 +92,7 @@ HEADER = (f"  {'stage':<28}{'model':<26}{'sequences':>11}{'pairs':>12}{'tokens':
 
 
 def _seconds(seconds: float, kind: str, width: int) -> str:
-    return f"{('>=' if kind in LOWER_BOUND else '') + f'{seconds:.4g}':>{width}}"
+    return f"{('>=' if kind in LOWER_BOUND else '') + f'{seconds:.4g}':>{width}}"[-width:].rjust(width + 1)
 
 
 def stage_line(stage: Stage, rates: Rates, accelerator, counted: bool) -> str:
@@ -174,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    except RuntimeError as exc:  # a job that cannot be planned, named
+        print(f"delift-plan: {exc}", file=sys.stderr)
+        return 1
     rates = load_rates(efficiency=args.efficiency)
     for plan in plans:
         for stage in plan.stages:

@@ -143,7 +143,7 @@ def plan_tokenizer(spec: ModelConfig, stand_in: ModelConfig | None, notes: list[
     except OSError as exc:
         if stand_in is None:
             raise
-        notes.append(f"{spec.name}: its tokenizer is not at hand ({str(exc).splitlines()[0][:160]}); tokens are "
+        notes.append(f"{spec.name}: its tokenizer is not at hand ({str(exc).split(' (')[0]}); tokens are "
                      f"counted with {stand_in.name}'s tokenizer instead (an estimate)")
         log.warning("%s", notes[-1])
         return plan_tokenizer(stand_in, None, notes)
