@@ -69,8 +69,13 @@ def swept_keys(sweep_dir: str | Path | None, params: Any = None) -> list[str]:
 
 def swept_fractions(sweep_dir: str | Path) -> list[float]:
     """The ``budget_fraction`` values the basic sweeper expanded (see :func:`sweep_arguments`)."""
-    chosen = [a for a in sweep_arguments(sweep_dir) or [] if override_key(a) == "budget_fraction"
-              and not a.startswith("~")]
+    return fractions_of(sweep_arguments(sweep_dir) or [])
+
+
+def fractions_of(arguments: list[str]) -> list[float]:
+    """The ``budget_fraction`` values that sweep arguments (``hydra.sweeper.params``, then the command line)
+    expand to; [] when they do not sweep it over numbers."""
+    chosen = [a for a in arguments if override_key(a) == "budget_fraction" and not a.startswith("~")]
     override = _parse(chosen[-1]) if chosen else None
     if override is None:
         return []
@@ -116,7 +121,14 @@ def duplicate_reference_job(config: Any, launch: LaunchInfo) -> float | None:
     """The fraction a budget-independent selector's job runs at instead, when this job is a repeat."""
     if launch.sweep_dir is None or not is_budget_independent(config.selector._target_):
         return None
-    fractions = swept_fractions(launch.sweep_dir)
+    return reference_fraction(config, swept_fractions(launch.sweep_dir))
+
+
+def reference_fraction(config: Any, fractions: list[float]) -> float | None:
+    """The first of the swept ``fractions`` when ``config``'s selector ignores the budget and ``config`` is at
+    another of them (its job repeats the first one's), else None."""
+    if not is_budget_independent(config.selector._target_):
+        return None
     if len(set(fractions)) < 2 or abs(config.budget_fraction - fractions[0]) < 1e-12:
         return None
     return fractions[0]

@@ -11,9 +11,10 @@ from delift.data.prompts import PromptTemplate
 from delift.kernel.blocks import BlockStore
 from delift.kernel.cache import KernelCache
 from delift.kernel.config import KernelConfig
-from delift.kernel.engine import CALL_COST, KEY_COST, ScoringSetup, _prefix_groups, score_one_shot, score_zero_shot
+from delift.kernel.engine import ScoringSetup, score_one_shot, score_zero_shot
 from delift.kernel.probabilities import token_probabilities
 from delift.kernel.provider import KernelProvider
+from delift.kernel.schedule import CALL_COST, KEY_COST, prefix_groups
 from delift.kernel.tokens import tokenize_examples
 
 TEMPLATE = PromptTemplate()
@@ -111,10 +112,10 @@ def test_prefix_groups_are_the_cheapest_contiguous_split(lengths, widths, budget
     """The dynamic programme against trying every split of the sorted prefixes (same cost model)."""
     setup = ScoringSetup.__new__(ScoringSetup)
     setup.tokens_per_batch = budget
-    shown = [[0] * n for n in reversed(lengths)]  # columns out of length order
-    groups = _prefix_groups(setup, list(range(len(shown))), shown, widths)
+    shown = list(reversed(lengths))  # columns out of length order
+    groups = prefix_groups(setup, list(range(len(shown))), shown, widths)
     expected = _brute_force_groups(lengths, widths, budget)
-    assert [[len(shown[j]) for j in g] for g in groups] == [[lengths[k] for k in g] for g in expected]
+    assert [[shown[j] for j in g] for g in groups] == [[lengths[k] for k in g] for g in expected]
     if lengths[0] == 20:
         assert len(groups) == 1
     if lengths[-1] == 241:

@@ -433,3 +433,6 @@ def test_artifact_digest_ignores_where_the_cache_is():
                                  for root in ("/a", "/b"))
     assert scored_here.scorer.cache_dir == "/a" and scored_there.scorer.cache_dir == "/b"
     assert config_digest(asdict(scored_here)) == config_digest(asdict(scored_there)) != config_digest(asdict(here))
+    shaped, bare = (compose_config(["model=llama3_8b", *more]) for more in ([], ["model.shape=null"]))
+    assert shaped.model.shape.hidden == 4096 and bare.model.shape is None  # the cost plan's figures: not a setting
+    assert config_digest(asdict(shaped)) == config_digest(asdict(bare))

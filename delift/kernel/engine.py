@@ -4,7 +4,7 @@ One-shot sequence of target i with candidate j (``delift.kernel.sequences``):
     [shown_j] [query_i] EOS [response_i] EOS
 The prefix ``shown_j`` is the same for every target, so the engine
 
-1. sorts the candidates by prefix length and cuts them into groups (``_prefix_groups``: the
+1. sorts the candidates by prefix length and cuts them into groups (``schedule.prefix_groups``: the
    cheapest contiguous split under a small cost model of passes versus padded attention);
 2. runs the prefixes of a group once (right-padded, sorted by length: causal attention means a
    real token never sees the padding after it) and keeps their key/value cache (for a sliding-window
@@ -43,6 +43,7 @@ from transformers import DynamicCache
 from delift.kernel.attention import grouped_sdpa, sliding_window
 from delift.kernel.host_memory import heap_reuse
 from delift.kernel.probabilities import decoder_and_head, score_sequences, token_probabilities
+from delift.kernel.schedule import length_batches, one_shot_plan, prefix_chunks
 from delift.kernel.sequences import ScoredSequence, build_sequence
 from delift.kernel.settings import DEFAULT_AGGREGATE, check_aggregate
 from delift.kernel.tokens import TokenizedExample
@@ -167,9 +168,7 @@ def score_per_sequence(setup: ScoringSetup, count: int, build: Callable[[int], S
     token ids of the batches in flight; truncations and tokens are added to ``stats``.
     """
     out = np.empty(count)
-    lengths = [len(build(k).input_ids) for k in range(count)]
-    order = sorted(range(count), key=lengths.__getitem__)
-    batches = [order[start:start + setup.batch_size] for start in range(0, count, setup.batch_size)]
+    batches = length_batches([len(build(k).input_ids) for k in range(count)], setup.batch_size)
 
     def score(batch: list[int]) -> tuple[list[int], list[ScoredSequence], np.ndarray]:
         seqs = [build(k) for k in batch]
@@ -209,75 +208,19 @@ def _continuation(setup: ScoringSetup, target: TokenizedExample) -> tuple[list[i
     return ids, len(target.query) + len(sep)
 
 
-def _fits(setup: ScoringSetup, shown: list[int], target: TokenizedExample) -> bool:
-    """True when the whole one-shot sequence fits untruncated, so the full-prefix cache applies."""
-    length = len(shown) + len(target.query) + int(setup.eos_after_prompt) + len(target.response) + 1
-    return bool(shown) and length <= setup.max_length
-
-
-# Cost model of one continuation pass, in units of one token through the linear layers (measured on
-# a 2-core AVX512-BF16 CPU with SmolLM2-135M; the grouping is not sensitive to their exact values):
-CALL_COST = 64.0  # fixed cost of one forward call: per-op overhead plus the matmuls' small-batch loss
-KEY_COST = 0.002  # one (query, key) attention score, padded prefix slots included (SDPA does them all)
-
-
-def _prefix_groups(setup: ScoringSetup, columns: list[int], shown: Sequence[list[int]],
-                   widths: Sequence[int]) -> list[list[int]]:
-    """Columns sorted by prefix length, cut into the contiguous groups of least modelled cost.
-
-    Every target runs once per group, with one row per candidate of the group; each row's attention
-    covers the group's longest prefix, padding included. So one big group pays for padding in
-    attention (a 241-token prefix beside 26-token ones), many small groups pay per call; an exact
-    dynamic programme over the sorted lengths picks the cut points. ``widths`` are the targets'
-    continuation lengths; a group's padded prefixes must fit ``tokens_per_batch``.
-    """
-    order = sorted(columns, key=lambda c: len(shown[c]))
-    if not order:
-        return []
-    budget = setup.tokens_per_batch
-    sum_w, sum_w2 = float(sum(widths)), float(sum(w * w for w in widths))
-    mean_w = sum_w / max(len(widths), 1)
-
-    def cost(size: int, longest: int) -> float:
-        calls = len(widths) * -(-int(size * mean_w) // budget)
-        return calls * CALL_COST + size * (sum_w + KEY_COST * (longest * sum_w + sum_w2))
-
-    best, cut = [0.0] + [float("inf")] * len(order), [0] * (len(order) + 1)
-    for end in range(1, len(order) + 1):  # best[end]: cheapest grouping of order[:end]
-        longest = len(shown[order[end - 1]])
-        for begin in range(end - 1, -1, -1):
-            if (end - begin) * longest > budget and begin < end - 1:
-                break
-            total = best[begin] + cost(end - begin, longest)
-            if total < best[end]:
-                best[end], cut[end] = total, begin
-    groups, end = [], len(order)
-    while end:
-        groups.append(order[cut[end]:end])
-        end = cut[end]
-    return groups[::-1]
-
-
 def _prefix_cache(setup: ScoringSetup, prefixes: list[list[int]],
                   run: Callable = map) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per layer (keys, values) of shape (G, kv_heads, P_max, head_dim) of prefixes sorted by length.
 
-    Prefixes of similar length run together, right-padded (a new pass starts when the padding would
-    exceed a quarter of the tokens, or to give every worker a pass); the caches are then zero-padded
-    to P_max and stacked (left-padded for a sliding-window model: transformers windows cache slot distances,
-    which are token distances only when every prefix ends at P_max). Padded slots are masked out by the caller.
-    Every layer keeps every slot (a config-built cache keeps a sliding layer's last window only: padding).
+    Prefixes of similar length run together, right-padded (:func:`~delift.kernel.schedule.prefix_chunks`);
+    the caches are then zero-padded to P_max and stacked (left-padded for a sliding-window model: transformers
+    windows cache slot distances, which are token distances only when every prefix ends at P_max). Padded slots
+    are masked out by the caller. Every layer keeps every slot (a config-built cache keeps a sliding layer's
+    last window only: padding).
     """
     body, _ = decoder_and_head(setup.model)
     width = max(len(p) for p in prefixes)
-    most = -(-len(prefixes) // max(1, setup.workers))
-    chunks: list[list[list[int]]] = []
-    for prefix in prefixes:
-        chunk = chunks[-1] if chunks else None
-        if chunk and len(chunk) < most and 4 * len(prefix) * (len(chunk) + 1) <= 5 * sum(map(len, chunk + [prefix])):
-            chunk.append(prefix)
-        else:
-            chunks.append([prefix])
+    chunks = [[prefixes[k] for k in chunk] for chunk in prefix_chunks([len(p) for p in prefixes], setup.workers)]
 
     @torch.inference_mode()
     def run_chunk(chunk: list[list[int]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -334,10 +277,11 @@ def _score_one_shot(setup: ScoringSetup, targets: Sequence[TokenizedExample],
     if wanted.shape != d.shape:
         raise ValueError(f"wanted has shape {wanted.shape}, expected {d.shape} (targets x candidates)")
     stats = BlockStats(pairs=int(wanted.sum()))
+    continuations = [_continuation(setup, t) for t in targets]
+    plan = one_shot_plan(setup, [len(s) for s in shown], [len(ids) for ids, _ in continuations], wanted)
 
     # Pairs that would be truncated lose the shared prefix: score them one sequence at a time.
-    cut = [(i, j) for i, t in enumerate(targets) for j in np.flatnonzero(wanted[i]).tolist()
-           if not _fits(setup, shown[j], t)]
+    cut = plan.cut
     if cut:
         values = score_per_sequence(setup, len(cut), lambda k: build_sequence(
             shown[cut[k][1]], targets[cut[k][0]].query, targets[cut[k][0]].response, setup.eos_id,
@@ -345,22 +289,14 @@ def _score_one_shot(setup: ScoringSetup, targets: Sequence[TokenizedExample],
         for (i, j), value in zip(cut, values):
             d[i, j] = value
 
-    continuations = [_continuation(setup, t) for t in targets]
-    columns = [j for j in range(len(candidates))
-               if any(wanted[i, j] and _fits(setup, shown[j], t) for i, t in enumerate(targets))]
-    for group in _prefix_groups(setup, columns, shown, [len(ids) for ids, _ in continuations]):
+    for scheduled in plan.groups:
+        group, passes = scheduled.columns, scheduled.passes  # passes: (target, rows of the group)
         layers = _prefix_cache(setup, [shown[j] for j in group], run)
         stats.tokens += sum(len(shown[j]) for j in group)
         lengths = torch.tensor([len(shown[j]) for j in group], device=device)
         width = layers[0][0].shape[2]
         slots = torch.arange(width, device=device)[None, :]  # the real prefix slots of ``_prefix_cache``:
         prefix_valid = slots >= width - lengths[:, None] if setup.left_aligned else slots < lengths[:, None]
-        passes = []  # (target, rows of the group): one continuation pass each
-        for i, target in enumerate(targets):
-            rows = [g for g, j in enumerate(group) if wanted[i, j] and _fits(setup, shown[j], target)]
-            step = max(1, setup.tokens_per_batch // len(continuations[i][0]))
-            passes += [(i, rows[first:first + step]) for first in range(0, len(rows), step)]
-
         score = partial(_pass_values, setup.aggregate, body, head, softcap, layers, lengths, prefix_valid,
                         continuations, device)
         for (i, chosen), values in zip(passes, run(score, passes)):

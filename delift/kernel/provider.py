@@ -66,11 +66,15 @@ class KernelProvider:
             self._model = load_model(self.model_spec)
         return self._model
 
+    def model_identity(self) -> dict[str, Any]:
+        """The scoring model's identity, as the kernel's key carries it."""
+        return model_identity(self.model_spec)
+
     def cache_payload(self, targets: Sequence[Example], candidates: Sequence[Example],
                       aggregate: str = DEFAULT_AGGREGATE) -> dict[str, Any]:
         """What the kernel's key hashes; ``aggregate`` is added only when it is not the default."""
         payload = {
-            "model": model_identity(self.model_spec),
+            "model": self.model_identity(),
             "targets": fingerprint(targets),
             "candidates": fingerprint(candidates),
             "prompt_template": [self.template.with_input, self.template.without_input],

@@ -88,6 +88,32 @@ class TinyModelConfig:
 
 
 @dataclass
+class ModelShape:
+    """A decoder's shape and parameter count, as its config.json states them: what the cost plan
+    (``delift-plan``) needs without the model's files. Never part of the model's identity (cache keys)."""
+
+    layers: int = MISSING  # num_hidden_layers
+    hidden: int = MISSING  # hidden_size
+    heads: int = MISSING  # num_attention_heads
+    kv_heads: int = MISSING  # num_key_value_heads
+    intermediate: int = MISSING  # intermediate_size (one of the gated MLP's up / gate projections)
+    vocab: int = MISSING  # vocab_size
+    tied_embeddings: bool = False  # tie_word_embeddings: the output head is the input embedding
+    qkv_bias: bool = False  # biases on the q, k, v projections (Qwen2)
+    head_dim: Optional[int] = None  # null = hidden / heads
+    non_embedding_params: Optional[int] = None  # null = counted from the shape (delift.plan.shapes)
+
+    def problems(self) -> Problems:
+        found: Problems = {}
+        for key in ("layers", "hidden", "heads", "kv_heads", "intermediate", "vocab", "head_dim",
+                    "non_embedding_params"):
+            at_least(found, key, getattr(self, key), 1)
+        if self.kv_heads >= 1 and self.heads % self.kv_heads:
+            found["kv_heads"] = f"{self.kv_heads}: must divide heads={self.heads}"
+        return found
+
+
+@dataclass
 class ModelConfig:
     """What identifies a causal LM and where its converted copy is cached."""
 
@@ -102,6 +128,7 @@ class ModelConfig:
     seed: int = 0
     tiny: Optional[TinyModelConfig] = None
     cache_dir: Optional[str] = None  # where converted models (packaged_gguf, tiny_random) are cached; null = paths.cache_dir
+    shape: Optional[ModelShape] = None  # the cost plan's figures (delift-plan); null = read from the model's files
 
     def problems(self) -> Problems:
         found: Problems = {}

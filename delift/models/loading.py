@@ -151,7 +151,7 @@ def _gguf_identity(spec: ModelConfig) -> dict[str, Any]:
 
 
 def _gguf_path(spec: ModelConfig) -> str:
-    return str(_write_once(_cache_folder(spec, "gguf"), lambda tmp: _convert_packaged_gguf(spec, tmp)))
+    return str(_write_once(_cache_folder(spec, BUILT["packaged_gguf"]), lambda tmp: _convert_packaged_gguf(spec, tmp)))
 
 
 def _tiny_identity(spec: ModelConfig) -> dict[str, Any]:
@@ -161,15 +161,26 @@ def _tiny_identity(spec: ModelConfig) -> dict[str, Any]:
 def _tiny_path(spec: ModelConfig) -> str:
     from delift.models.tiny import build_tiny_model
 
-    return str(_write_once(_cache_folder(spec, "tiny"),
+    return str(_write_once(_cache_folder(spec, BUILT["tiny_random"]),
                            lambda tmp: build_tiny_model(tmp, spec.seed, **spec.tiny_shape)))
 
 
+BUILT = {"packaged_gguf": "gguf", "tiny_random": "tiny"}  # sources built into <cache>/models/<kind>-<name>-<key>
 SOURCES: dict[str, Source] = {
     "hub": Source(_hub_identity, _hub_path, hub_revision=True),
     "packaged_gguf": Source(_gguf_identity, _gguf_path),
     "tiny_random": Source(_tiny_identity, _tiny_path),
 }
+
+
+def ready_folder(spec: ModelConfig) -> Path | None:
+    """The model's folder when it exists without building or converting anything (a local checkpoint, or a
+    sound folder already built into the cache), else None: what reading config.json or the tokenizer needs."""
+    if spec.source == "hub":
+        folder = Path(spec.local_path).expanduser() if spec.local_path else None
+        return folder if folder is not None and folder.is_dir() else None
+    folder = _cache_folder(spec, BUILT[spec.source]) if spec.source in BUILT else None
+    return folder if folder is not None and folder.is_dir() and folder_problem(folder) is None else None
 
 
 def resolve_model_path(spec: ModelConfig) -> str:

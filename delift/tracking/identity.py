@@ -87,11 +87,12 @@ def run_identity(cfg: Any, selector_name: str, launch: LaunchInfo | None = None)
 
 def config_digest(resolved: Mapping[str, Any], length: int = 8) -> str:
     """Hex digest of a resolved config without its tracking, path and progress settings (``model.cache_dir``
-    and ``scorer.cache_dir``, copies of ``paths.cache_dir``, included)."""
+    and ``scorer.cache_dir``, copies of ``paths.cache_dir``, included) and the models' ``shape`` (the cost
+    plan's figures, not a setting)."""
     kept = {k: v for k, v in resolved.items() if k not in _NOT_IDENTITY}
     for key in ("model", "scorer"):
         if isinstance(kept.get(key), Mapping):
-            kept[key] = {k: v for k, v in kept[key].items() if k != "cache_dir"}
+            kept[key] = {k: v for k, v in kept[key].items() if k not in ("cache_dir", "shape")}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:length]
 
 
