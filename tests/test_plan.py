@@ -247,3 +247,16 @@ def test_plan_of_ifd_scoring_equals_its_passes(tmp_path, monkeypatch):
     assert [s.name for s in stages] == ["score response NLL", "score answer NLL"]
     assert sum(s.work.passes for s in stages) == len(calls) == 2 * -(-plan.pool // 3)
     assert sum(s.work.tokens for s in stages) == sum(tokens)
+
+
+@pytest.mark.slow
+def test_plan_with_a_scorer_counts_the_scorers_tokens_and_equals_its_run(tmp_path, monkeypatch):
+    """scorer=tiny_llama_b (another tokenizer than model=tiny_llama's): the kernel is planned, keyed and counted
+    with the scorer, and the run computes exactly that."""
+    plan, kernels = _plan_against_run(["experiment=smoke", "scorer=tiny_llama_b", "evaluation=icl",
+                                       f"paths.cache_dir={tmp_path / 'cache'}"], tmp_path, monkeypatch)
+    unscored, _ = _plan_against_run(["experiment=smoke", "evaluation=icl", f"paths.cache_dir={tmp_path / 'plain' / 'cache'}"],
+                                    tmp_path / "plain", monkeypatch)
+    plain_kernel = next(s for s in unscored.stages if s.name.startswith("kernel"))
+    assert kernels[0].work.pairs == plain_kernel.work.pairs  # the same pool
+    assert kernels[0].work.tokens != plain_kernel.work.tokens and kernels[0].share != plain_kernel.share

@@ -22,9 +22,9 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-IGNORED = ("seed", "paths.*", "*.local_path", "*.cache_dir", "progress", "logger.*", "kernel.workers", "kernel.block_size",
-           "kernel.num_shards", "kernel.shard", "kernel.tokens_per_batch", "kernel.batch_size", "*.device",
-           "selector.batch_size")  # fnmatch patterns of config keys that do not change results
+IGNORED = ("seed", "paths.*", "*.local_path", "*.cache_dir", "*.shape", "*.shape.*", "progress", "logger.*",
+           "kernel.workers", "kernel.block_size", "kernel.num_shards", "kernel.shard", "kernel.tokens_per_batch",
+           "kernel.batch_size", "*.device", "selector.batch_size")  # fnmatch patterns of config keys that do not change results
 MISSING = "–"  # the value of a key a job's config does not have
 
 
