@@ -92,7 +92,10 @@ HEADER = (f"  {'stage':<28}{'model':<26}{'sequences':>11}{'pairs':>12}{'tokens':
 
 
 def _seconds(seconds: float, kind: str, width: int) -> str:
-    return f"{('>=' if kind in LOWER_BOUND else '') + f'{seconds:.4g}':>{width}}"[-width:].rjust(width + 1)
+    """Right-aligned in ``width`` + 1 columns, fewer digits rather than a cut-off ``>=``."""
+    mark = ">=" if kind in LOWER_BOUND else ""
+    text = next((t for digits in (4, 3, 2, 1) if len(t := f"{mark}{seconds:.{digits}g}") <= width), f"{mark}{seconds:.0e}")
+    return text.rjust(width + 1)
 
 
 def stage_line(stage: Stage, rates: Rates, accelerator, counted: bool) -> str:
