@@ -76,3 +76,16 @@ def test_bench_scale_runs_and_prints_its_last_line(tmp_path):
     (row,) = [line for line in lines if line.startswith("learned f=0.5 pred-diag")]
     assert "5 zero-shot + 25 pairs" in row
     assert lines[-1] == f"fl_ratio@10 learned: {float(row.split()[10]):.4f}"
+
+
+def test_gpu_check_stops_at_its_first_check_naming_the_missing_device(tmp_path):
+    """On this CPU-only machine the script's first check fails and nothing after it runs (exit 1)."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the script would go on to run the GPU checks")
+    out = subprocess.run(["bash", str(ROOT / "experiments" / "gpu_check.sh"), str(tmp_path)], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 1
+    assert out.stdout.startswith("cuda: FAILED") and "torch sees no CUDA device" in out.stdout
+    assert sorted(p.name for p in tmp_path.glob("*.log")) == ["cuda.log"]  # stopped at the first failure
