@@ -260,3 +260,14 @@ def test_plan_with_a_scorer_counts_the_scorers_tokens_and_equals_its_run(tmp_pat
     plain_kernel = next(s for s in unscored.stages if s.name.startswith("kernel"))
     assert kernels[0].work.pairs == plain_kernel.work.pairs  # the same pool
     assert kernels[0].work.tokens != plain_kernel.work.tokens and kernels[0].share != plain_kernel.share
+
+
+@pytest.mark.parametrize("flag,message", [(["--accelerator", "TPU"], "--accelerator 'TPU': expected one of H100-SXM"),
+                                          (["--efficiency", "0"], "--efficiency 0.0: a share of the peak")])
+def test_plan_rejects_a_bad_accelerator_or_efficiency_before_planning(flag, message, capsys, monkeypatch):
+    import delift.plan.cli as plan_cli
+
+    monkeypatch.setattr(plan_cli, "plan_jobs", lambda *a, **k: pytest.fail("planned before checking its flags"))
+    with pytest.raises(SystemExit) as stop:
+        plan_cli.main(["experiment=smoke", *flag])
+    assert stop.value.code == 2 and message in capsys.readouterr().err

@@ -171,6 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    rates = load_rates(efficiency=args.efficiency)
+    names = [accelerator.name for accelerator in rates.accelerators]
+    if args.accelerator not in names:
+        parser.error(f"--accelerator {args.accelerator!r}: expected one of {', '.join(names)} "
+                     "(conf/plan/accelerators.yaml)")
+    if not 0.0 < rates.efficiency <= 1.0:
+        parser.error(f"--efficiency {rates.efficiency!r}: a share of the peak, in (0, 1]")
     try:
         cache_dir = os.environ.get("DELIFT_CACHE_DIR", ".cache/delift")
         plans = plan_jobs(args.overrides, args.multirun, model_config(args.stand_in, cache_dir))
@@ -180,7 +187,6 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:  # a job that cannot be planned, named
         print(f"delift-plan: {exc}", file=sys.stderr)
         return 1
-    rates = load_rates(efficiency=args.efficiency)
     for plan in plans:
         for stage in plan.stages:
             model, key = stage.model, identity_key(stage.model)
