@@ -63,22 +63,6 @@ def run_problems(metrics: dict, record: dict, family: str, dtype: str, protocols
     return found
 
 
-def fit(model, tokenizer, texts: list[str], steps: int):
-    """``steps`` full-batch Adam steps of causal LM loss on ``texts`` (so that scores depend on the context)."""
-    import torch
-
-    model.train()
-    torch.manual_seed(0)
-    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
-    batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    labels = batch.input_ids.masked_fill(batch.attention_mask == 0, -100)
-    for _ in range(steps):
-        model(**batch, labels=labels).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    return model.eval()
-
-
 def naive_distance(model, ids: list[int], start: int) -> float:
     """d = sqrt(mean_t (1 - p_t)^2) over ids[start:], from the model's own forward on the one sequence."""
     import torch
@@ -98,6 +82,7 @@ def engine_check(family: str, cache_dir: Path, n: int = 8) -> tuple[float, float
     from delift.kernel.engine import ScoringSetup, score_one_shot, score_zero_shot
     from delift.kernel.tokens import tokenize_examples
     from delift.models.loading import load_model, load_tokenizer
+    from delift.models.tiny import fit_to_texts
     from delift.usecases import load_usecase_data
 
     cfg = compose_config(smoke_overrides(family, "random", "float32", ("icl",), cache_dir))
@@ -105,7 +90,7 @@ def engine_check(family: str, cache_dir: Path, n: int = 8) -> tuple[float, float
     template = PromptTemplate()
     tokenizer = load_tokenizer(cfg.model)
     texts = [template.render(a) + a.output + "\n\n" + template.render(b) + b.output for a in pool for b in pool][::3]
-    model = fit(load_model(cfg.model), tokenizer, texts, FIT_STEPS)
+    model = fit_to_texts(load_model(cfg.model), tokenizer, texts, FIT_STEPS)
     tokens = tokenize_examples(pool, tokenizer, template, cfg.kernel)
     if max(len(c.shown) + len(t.query) + len(t.response) + 2 for t in tokens for c in tokens) > cfg.kernel.max_length:
         raise ValueError("a one-shot sequence exceeds kernel.max_length: the naive sequences would differ")

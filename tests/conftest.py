@@ -50,21 +50,13 @@ def trained_tiny_model(tiny_spec, tiny_tokenizer):
 def fit_to_one_shot_texts(model, tokenizer, steps: int):
     """``model`` after ``steps`` full-batch Adam steps on one-shot texts of ``make_examples`` (in eval mode)."""
     from delift.data.prompts import PromptTemplate
+    from delift.models.tiny import fit_to_texts
 
     template = PromptTemplate()
     examples = make_examples(8)
     texts = [template.render(a) + a.output + "\n\n" + template.render(b) + b.output
              for a in examples for b in examples][::4]
-    model.train()
-    torch.manual_seed(0)
-    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
-    batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-    labels = batch.input_ids.masked_fill(batch.attention_mask == 0, -100)
-    for _ in range(steps):
-        model(**batch, labels=labels).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    return model.eval()
+    return fit_to_texts(model, tokenizer, texts, steps)
 
 
 def make_examples(n: int, prefix: str = "ex") -> list[Example]:

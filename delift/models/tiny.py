@@ -133,3 +133,19 @@ def build_tiny_model(folder: Path, seed: int, family: str = DEFAULT_TINY_FAMILY,
         torch.random.set_rng_state(generator_state)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+
+
+def fit_to_texts(model, tokenizer, texts: list[str], steps: int, lr: float = 5e-3):
+    """``model`` after ``steps`` full-batch Adam steps of causal-LM loss on ``texts``, seeded (in eval mode): a
+    tiny random model whose scores then depend on the context shown (tests and the family matrix)."""
+    model.train()
+    torch.manual_seed(0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    labels = batch.input_ids.masked_fill(batch.attention_mask == 0, -100)
+    for _ in range(steps):
+        model(**batch, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return model.eval()
+
