@@ -20,7 +20,6 @@ from typing import Any, Mapping, Sequence
 
 from delift.config.schema import ExperimentConfig
 from delift.data.records import Example
-from delift.models.config import ModelConfig
 from delift.outputs import write_json, write_jsonl
 from delift.protocols import Protocol
 from delift.provenance import run_record, scorer_record
@@ -35,13 +34,11 @@ RUN_JSON, SUBSET_JSON, METRICS_JSON, PREDICTIONS_JSONL = "run.json", "subset.jso
 
 @dataclass
 class RunInfo:
-    """What every listener knows from the start: the config, where the run writes, its model and scorer."""
+    """What every listener knows from the start: the config and where the run writes."""
 
     cfg: ExperimentConfig
     output_dir: Path
     resolved: dict[str, Any]  # asdict(cfg): what run.json and the tracker record as the config
-    model: ModelConfig
-    scorer: ModelConfig | None  # the model selection scored with; None: ``model`` scored
 
 
 class RunListener:
@@ -82,38 +79,34 @@ class Listeners(RunListener):
     def __init__(self, listeners: Sequence[RunListener]):
         self.listeners = list(listeners)
 
-    def on_start(self) -> None:
+    def _tell(self, event: str, *args: Any) -> None:
         for listener in self.listeners:
-            listener.on_start()
+            getattr(listener, event)(*args)
+
+    def on_start(self) -> None:
+        self._tell("on_start")
 
     def on_data(self, data: UsecaseData, metrics: dict[str, Any]) -> None:
-        for listener in self.listeners:
-            listener.on_data(data, metrics)
+        self._tell("on_data", data, metrics)
 
     def on_shard(self, metrics: dict[str, Any]) -> None:
-        for listener in self.listeners:
-            listener.on_shard(metrics)
+        self._tell("on_shard", metrics)
 
     def on_selection(self, selection: Selection, pool: Sequence[Example], metrics: dict[str, Any]) -> None:
-        for listener in self.listeners:
-            listener.on_selection(selection, pool, metrics)
+        self._tell("on_selection", selection, pool, metrics)
 
     def on_train_step(self, evaluation: str, step: int, values: Mapping[str, Any]) -> None:
-        for listener in self.listeners:
-            listener.on_train_step(evaluation, step, values)
+        self._tell("on_train_step", evaluation, step, values)
 
     def on_evaluation(self, protocol: Protocol, metrics: dict[str, Any], rows: list[dict],
                       adapter: Path | None) -> None:
-        for listener in self.listeners:
-            listener.on_evaluation(protocol, metrics, rows, adapter)
+        self._tell("on_evaluation", protocol, metrics, rows, adapter)
 
     def on_results(self, metrics: dict[str, Any], rows: list[dict]) -> None:
-        for listener in self.listeners:
-            listener.on_results(metrics, rows)
+        self._tell("on_results", metrics, rows)
 
     def on_end(self) -> None:
-        for listener in self.listeners:
-            listener.on_end()
+        self._tell("on_end")
 
     def on_error(self, error: BaseException) -> None:
         for listener in self.listeners:
@@ -154,8 +147,8 @@ class ResultFiles(RunListener):
 
     def on_start(self) -> None:
         cfg = self.run.cfg
-        self.record = run_record(cfg.name, self.run.model, data_configs(cfg.data, cfg.usecase), cfg.metrics, cfg.judge,
-                                 cfg.paths.shared_datasets, self.run.resolved, self.run.scorer)
+        self.record = run_record(cfg.name, cfg.model, data_configs(cfg.data, cfg.usecase), cfg.metrics, cfg.judge,
+                                 cfg.paths.shared_datasets, self.run.resolved, cfg.scorer)
         for caveat in self.record["caveats"]:
             log.warning("results caveat: %s", caveat)
 
@@ -164,7 +157,7 @@ class ResultFiles(RunListener):
             self.record["data_sources"] = dict(data.sources)
 
     def on_selection(self, selection: Selection, pool: Sequence[Example], metrics: dict[str, Any]) -> None:
-        scorer = self.record["scorer"] if self.record is not None else scorer_record(self.run.scorer)
+        scorer = self.record["scorer"] if self.record is not None else scorer_record(self.run.cfg.scorer)
         write_json(self.run.output_dir / SUBSET_JSON, subset_record(self.run.cfg, selection, pool, scorer))
 
     def on_results(self, metrics: dict[str, Any], rows: list[dict]) -> None:
@@ -236,7 +229,7 @@ class Tracking(RunListener):
         selection = self.selection
         if self.run.cfg.logger.log_adapter and adapter is not None and selection is not None:
             self.logger.log_artifact(self._artifact(f"adapter-{protocol.name}", selection), "model", [str(adapter)],
-                                     {"evaluation": protocol.name, "base_model": self.run.model.name,
+                                     {"evaluation": protocol.name, "base_model": self.run.cfg.model.name,
                                       "selector": selection.selector, "budget": selection.budget,
                                       "seed": self.run.cfg.seed})
 

@@ -198,7 +198,7 @@ def run_experiment(cfg: ExperimentConfig, output_dir: str | Path, launch: Launch
     parts = build_parts(cfg)  # every part is checked before any data or model is loaded
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    run = RunInfo(cfg=cfg, output_dir=output_dir, resolved=asdict(cfg), model=parts.model_spec, scorer=cfg.scorer)
+    run = RunInfo(cfg=cfg, output_dir=output_dir, resolved=asdict(cfg))
     listeners = Listeners([ResultFiles(run), Tracking.for_run(run, parts.selector.name, launch)])
     try:
         metrics = _run(cfg, parts, output_dir, listeners)

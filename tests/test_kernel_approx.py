@@ -111,6 +111,7 @@ def test_learned_kernel_keeps_sampled_entries_exact_and_predicts_the_rest(tiny_s
     assert meta["train_pairs"] == 3 * 2 and meta["holdout_mse"] >= 0 and meta["sample_key"] == sub.meta["key"]
     again = provider.utility(pool, pool)
     assert again.meta["cached"] is True and again.meta["holdout_mse"] == meta["holdout_mse"]
+    assert provider.key(pool, pool) == meta["key"]  # the key without computing anything
     np.testing.assert_array_equal(again.uf, kernel.uf)
 
 
@@ -258,7 +259,9 @@ def test_cache_keys_differ_by_settings_and_the_exact_key_is_unchanged(tiny_spec,
         assert kernels.provider.block_store(pool, pool).key == exact_key  # the exact kernel keeps its key
         assert kernels.provider.cache_payload(pool, pool) == plain.cache_payload(pool, pool)
         keys[name] = kernel_cache_key(CachedApproximation.payload(kernels.context, pool, pool, "distance"))
+        assert kernels.key(pool, pool) == keys[name]  # what the cost plan asks for
     assert len(set(keys.values())) == len(keys) and exact_key not in keys.values()
+    assert Kernels(plain).key(pool, pool) == exact_key
     # the knn key ignores the learned settings (and vice versa)
     knn_other = KernelConfig(approximation="knn", learned=LearnedConfig(seed=9), knn=KnnConfig(neighbors=2))
     assert knn_other.approximation_identity() == KNN.approximation_identity()

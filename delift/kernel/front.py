@@ -51,6 +51,10 @@ class Kernels:
         blocks); never fails because other shards are unfinished."""
         return self.strategy.fill(self.context, targets, candidates, aggregate)
 
+    def key(self, targets: Sequence[Example], candidates: Sequence[Example], aggregate: str = DEFAULT_AGGREGATE) -> str:
+        """The cache key of that kernel under the configured approximation; computes and loads nothing."""
+        return self.strategy.key(self.context, targets, candidates, aggregate)
+
     def release(self) -> None:
         """Drop the scoring model so training can have the memory."""
         self.provider.release()

@@ -101,7 +101,7 @@ class ModelShape:
     tied_embeddings: bool = False  # tie_word_embeddings: the output head is the input embedding
     qkv_bias: bool = False  # biases on the q, k, v projections (Qwen2)
     head_dim: Optional[int] = None  # null = hidden / heads
-    non_embedding_params: Optional[int] = None  # null = counted from the shape (delift.plan.shapes)
+    non_embedding_params: Optional[int] = None  # null = counted from the shape (delift.plan.models)
 
     def problems(self) -> Problems:
         found: Problems = {}

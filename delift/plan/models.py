@@ -10,7 +10,6 @@ RoPE, norms, softmax and activations are left out.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from delift.models.config import ModelConfig, ModelShape
-from delift.models.loading import load_tokenizer, model_identity, ready_folder
+from delift.models.loading import checked_tokenizer, load_tokenizer, model_identity, packaged_gguf_dir, ready_folder
 from delift.plan.work import Work
 
 log = logging.getLogger(__name__)
@@ -123,13 +122,8 @@ def _gguf_tokenizer(spec: ModelConfig) -> Any:
     """The tokenizer stored in a packaged GGUF's metadata (its tensors are not read into a model)."""
     from transformers import AutoTokenizer
 
-    found = importlib.util.find_spec(spec.gguf_package) if spec.gguf_package else None
-    if found is None or not found.submodule_search_locations:
-        raise OSError(f"package {spec.gguf_package!r} is not installed")
-    tokenizer = AutoTokenizer.from_pretrained(list(found.submodule_search_locations)[0], gguf_file=spec.gguf_file)
-    if tokenizer.pad_token_id is None:  # as load_tokenizer
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
+    folder = packaged_gguf_dir(spec)
+    return checked_tokenizer(AutoTokenizer.from_pretrained(folder, gguf_file=spec.gguf_file), spec.gguf_file)
 
 
 def plan_tokenizer(spec: ModelConfig, stand_in: ModelConfig | None, notes: list[str]) -> Any:

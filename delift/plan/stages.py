@@ -19,6 +19,7 @@ from delift.config.schema import ExperimentConfig
 from delift.data.prompts import PromptTemplate
 from delift.data.records import Example, fingerprint
 from delift.kernel.cache import KernelCache, kernel_cache_key
+from delift.kernel.front import Kernels
 from delift.kernel.provider import KernelProvider
 from delift.kernel.settings import KernelRequest
 from delift.kernel.tokens import TokenizedExample
@@ -106,13 +107,11 @@ def share_key(*parts: Any) -> str:
 # ---------------------------------------------------------------------------------------------- kernels
 def kernel_stage(job: JobInputs, name: str, request: KernelRequest, exact: bool = True,
                  share: str | None = None) -> Stage:
-    """One kernel request, keyed as the kernel cache keys it (``KernelProvider.cache_payload``)."""
+    """One kernel request, keyed as the kernel cache keys it (``Kernels.key``)."""
     config, targets, candidates = job.cfg.kernel, list(request.targets), list(request.candidates)
     provider = PlanProvider(job.scorer, job.template, config, job.cfg.paths.cache_dir)
-    payload = provider.cache_payload(targets, candidates, request.aggregate)
-    if config.approximation != "exact":
-        payload["approximation"] = config.approximation_identity()
-    key = kernel_cache_key(payload) + (f"#shard{config.shard}/{config.num_shards}" if config.num_shards > 1 else "")
+    key = Kernels(provider).key(targets, candidates, request.aggregate)
+    key += f"#shard{config.shard}/{config.num_shards}" if config.num_shards > 1 else ""
     t_tok = job.tokens(job.scorer, targets)
     work, counted = kernel_work(job.schedule, config, t_tok, t_tok if targets is candidates else
                                 job.tokens(job.scorer, candidates))

@@ -98,6 +98,11 @@ class Approximation(ABC):
         """Only this shard's work (``kernel.num_shards`` / ``kernel.shard``); never fails because other
         shards are unfinished. Returns counts with ``key``, ``aggregate``, ``complete``."""
 
+    def key(self, ctx: ApproximationContext, targets: Sequence[Example], candidates: Sequence[Example],
+            aggregate: str) -> str:
+        """The cache key the kernel is stored under (here: the exact kernel's); computes nothing."""
+        return kernel_cache_key(ctx.provider.cache_payload(targets, candidates, aggregate))
+
 
 class CachedApproximation(Approximation):
     """An approximate kernel cached whole, under kernel_cache_key(exact payload + the approximation's
@@ -121,6 +126,10 @@ class CachedApproximation(Approximation):
         return {**ctx.provider.cache_payload(targets, candidates, aggregate),
                 "approximation": ctx.config.approximation_identity()}
 
+    def key(self, ctx: ApproximationContext, targets: Sequence[Example], candidates: Sequence[Example],
+            aggregate: str) -> str:
+        return kernel_cache_key(self.payload(ctx, targets, candidates, aggregate))
+
     def utility(self, ctx: ApproximationContext, targets: Sequence[Example], candidates: Sequence[Example],
                 aggregate: str) -> UtilityKernel:
         payload = self.payload(ctx, targets, candidates, aggregate)
@@ -143,7 +152,7 @@ class CachedApproximation(Approximation):
 
     def fill(self, ctx: ApproximationContext, targets: Sequence[Example], candidates: Sequence[Example],
              aggregate: str) -> dict[str, Any]:
-        key = kernel_cache_key(self.payload(ctx, targets, candidates, aggregate))
+        key = self.key(ctx, targets, candidates, aggregate)
         if ctx.provider.cache.path(key).exists():
             return {"key": key, "aggregate": aggregate, "complete": True, "blocks_computed": 0, "blocks_skipped": 0,
                     "pairs": 0, "tokens": 0, "seconds": 0.0, "approximation": self.name}
