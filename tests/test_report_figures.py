@@ -122,6 +122,8 @@ def test_kernel_heatmap_follows_the_selection_order(tmp_path):
     assert ax.get_xlabel().startswith("candidate (shown example), selection order; first 3 selected")
     assert "diagonal" in ax.get_ylabel()
     assert kernel_figures.kernel_heatmap(job, tmp_path / "x.png", cache_dir=tmp_path / "elsewhere") is None
+    named = kernel_figures.kernel_heatmap(job, tmp_path / "named.png", setting="scorer=tiny-llama-b")
+    assert named.axes[0].get_title() == f"utility kernel {'k' * 12}, scorer=tiny-llama-b"  # which setting it shows
 
 
 def test_gain_curve_marks_the_positive_gain_picks(tmp_path):
@@ -132,3 +134,5 @@ def test_gain_curve_marks_the_positive_gain_picks(tmp_path):
     assert list(gains.get_ydata()) == [3.0, 1.0, 0.0] and list(gains.get_xdata()) == [1, 2, 3]
     assert marker.get_label() == "positive_gain_picks = 2" and list(marker.get_xdata()) == [2.5, 2.5]
     assert ax.get_xlabel() == "greedy pick" and ax.get_ylabel() == "marginal gain of the objective"
+    named = kernel_figures.gain_curve(job, tmp_path / "named.png", setting="scorer=null")
+    assert named.axes[0].get_title().endswith("(3 picks), scorer=null")

@@ -70,8 +70,9 @@ def cached_kernel_notes(groups: list[Group], shown: list[str]) -> list[str]:
 
 
 def draw_figures(frame: list[dict], rows: list[dict], groups: list[Group], spec: dict[str, Any], out: Path,
-                 cache_dir: str | None) -> tuple[list[Path], list[str]]:
-    """Every figure the results allow; returns the files written and notes (e.g. kernel files not found)."""
+                 cache_dir: str | None, shown: list[str] = ()) -> tuple[list[Path], list[str]]:
+    """Every figure the results allow; returns the files written and notes (e.g. kernel files not found).
+    A kernel or gains figure names its setting by the ``shown`` keys (those the tables tell settings apart by)."""
     written, notes = [], []
     folder = out / "figures"
 
@@ -97,15 +98,16 @@ def draw_figures(frame: list[dict], rows: list[dict], groups: list[Group], spec:
             v is not None for v in g.jobs[0].subset.get("gains") or [])):  # selectors with a kernel or gains
         job = group.jobs[0]
         stem = f"{group.selector}_{i + 1}_seed{job.seed}"
+        label = setting_label({k: group.setting[k] for k in shown})  # which setting the numbered figure shows
         if job.subset.get("kernel_hash"):
             path = folder / f"kernel_{stem}.png"
-            fig = kernel_figures.kernel_heatmap(job.path, path, cache_dir)
+            fig = kernel_figures.kernel_heatmap(job.path, path, cache_dir, label)
             keep(fig, path)
             if fig is None:
                 notes.append(f"kernel {job.subset['kernel_hash'][:12]} of {job.path} not found under "
                              "paths.cache_dir (pass --cache-dir): no heatmap")
         path = folder / f"gains_{stem}.png"
-        keep(kernel_figures.gain_curve(job.path, path), path)
+        keep(kernel_figures.gain_curve(job.path, path, label), path)
     return written, notes
 
 
@@ -142,7 +144,7 @@ def build_report(roots: list[Path], out: Path | None = None, name: str | None = 
     (out / "survey.md").write_text(survey.to_markdown(rows, spec))
     write_survey_csv(rows, out / "survey.csv")
     listing.write_csv([row for root in roots for row in listing.collect(Path(root))], out / "jobs.csv")
-    written, notes = draw_figures(frame, rows, groups, spec, out, cache_dir) if draw else ([], [])
+    written, notes = draw_figures(frame, rows, groups, spec, out, cache_dir, shown) if draw else ([], [])
     notes = [*reference_notes(frame), *cached_kernel_notes(groups, shown), *notes,
              *(f"{p}: a second job of the same setting, method and seed; left out" for g in groups for p in g.duplicates)]
     report = [f"# {title}", ""] + [f"> caveat: {c}" for c in caveats] + ([""] if caveats else [])

@@ -54,10 +54,12 @@ def selection_order(ids: list[str], selected: list[str]) -> list[int]:
     return chosen + [i for i in range(len(ids)) if i not in taken]
 
 
-def kernel_heatmap(run_dir: str | Path, path: str | Path, cache_dir: str | Path | None = None) -> Any:
+def kernel_heatmap(run_dir: str | Path, path: str | Path, cache_dir: str | Path | None = None,
+                   setting: str = "") -> Any:
     """The utility kernel, candidates (columns) in selection order; when targets and candidates are the
     same examples (pool x pool) the rows follow the same order, so the diagonal is the self-pairs.
-    A line marks the end of the selected subset. None without a kernel file."""
+    A line marks the end of the selected subset; ``setting`` (e.g. ``scorer=...``) goes into the title.
+    None without a kernel file."""
     found = kernel_path(run_dir, cache_dir)
     if found is None:
         return None
@@ -80,13 +82,13 @@ def kernel_heatmap(run_dir: str | Path, path: str | Path, cache_dir: str | Path 
     ax.set_xlabel(f"candidate (shown example), selection order; first {k} selected")
     ax.set_ylabel("target, same order (diagonal = self-pairs)" if square else "target (stored order)")
     cut = f" (first {MAX_SHOWN} shown)" if len(candidates) > MAX_SHOWN else ""
-    ax.set_title(f"utility kernel {found.stem[:12]}{cut}", fontsize="small")
+    ax.set_title(f"utility kernel {found.stem[:12]}{cut}{', ' + setting if setting else ''}", fontsize="small")
     return save(fig, path)
 
 
-def gain_curve(run_dir: str | Path, path: str | Path) -> Any:
+def gain_curve(run_dir: str | Path, path: str | Path, setting: str = "") -> Any:
     """The marginal gain of each greedy pick, with ``positive_gain_picks`` marked (after it the gains are 0
-    and the fill is arbitrary). None when the selector records no gains."""
+    and the fill is arbitrary); ``setting`` goes into the title. None when the selector records no gains."""
     subset = json.loads((Path(run_dir) / "subset.json").read_text())
     gains = [g for g in subset.get("gains") or [] if g is not None]
     if not gains:
@@ -98,6 +100,7 @@ def gain_curve(run_dir: str | Path, path: str | Path) -> Any:
         ax.axvline(picks + 0.5, color="red", linestyle="--", label=f"positive_gain_picks = {picks}")
     ax.set_xlabel("greedy pick")
     ax.set_ylabel("marginal gain of the objective")
-    ax.set_title(f"{subset.get('selector')}: greedy gains ({len(gains)} picks)", fontsize="small")
+    where = f", {setting}" if setting else ""
+    ax.set_title(f"{subset.get('selector')}: greedy gains ({len(gains)} picks){where}", fontsize="small")
     ax.legend(fontsize="small")
     return save(fig, path)
