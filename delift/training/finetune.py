@@ -10,6 +10,7 @@ way users of the library expect on a GPU.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 import time
@@ -128,27 +129,19 @@ def tokenize_for_training(examples: Sequence[Example], tokenizer: Any, template:
     return rows
 
 
-@dataclass
-class TrainingCollator:
-    """Right-pads a batch: ids with the pad id, labels with -100, and an attention mask of 1s and 0s.
+def training_collator(tokenizer: Any) -> Any:
+    """``transformers.DataCollatorForSeq2Seq``: right-pads ids with the pad id (attention mask 0 there) and
+    labels with -100, as tensors.
 
-    Labels are padded separately from the ids because many tokenizers use EOS as the pad token;
-    padding labels with the pad id would then teach the model to emit EOS after its EOS.
+    Labels are padded separately from the ids because many tokenizers use EOS as the pad token; padding
+    labels with the pad id would then teach the model to emit EOS after its EOS. The collator pads on the
+    tokenizer's ``padding_side``, so it gets a copy set to the right: the caller's tokenizer keeps its own.
     """
+    from transformers import DataCollatorForSeq2Seq
 
-    pad_token_id: int
-
-    def __call__(self, features: Sequence[Mapping[str, Sequence[int]]]) -> dict[str, torch.Tensor]:
-        width = max(len(f["input_ids"]) for f in features)
-        ids = torch.full((len(features), width), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(features), width), IGNORE_INDEX, dtype=torch.long)
-        mask = torch.zeros((len(features), width), dtype=torch.long)
-        for row, feature in enumerate(features):
-            n = len(feature["input_ids"])
-            ids[row, :n] = torch.as_tensor(feature["input_ids"], dtype=torch.long)
-            labels[row, :n] = torch.as_tensor(feature["labels"], dtype=torch.long)
-            mask[row, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+    right = copy.copy(tokenizer)
+    right.padding_side = "right"
+    return DataCollatorForSeq2Seq(right, label_pad_token_id=IGNORE_INDEX, return_tensors="pt")
 
 
 def _lora_config(cfg: FinetuneConfig):
@@ -307,7 +300,7 @@ def finetune(model_spec: ModelConfig, train_examples: Sequence[Example], templat
     )
     quiet_progress, to_logger = _callbacks()
     trainer = Trainer(model=model, args=args, train_dataset=dataset,
-                      data_collator=TrainingCollator(int(tokenizer.pad_token_id)))
+                      data_collator=training_collator(tokenizer))
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)  # what Trainer prints instead when tqdm is off; LogToLogger reports
     if progress:
