@@ -218,3 +218,16 @@ def test_long_prompts_lose_tokens_from_the_left_as_in_training(model, tokenizer)
     truncated = generate(model, tokenizer, [long_prompt], max_new_tokens=6, max_prompt_length=6)
     assert truncated == [greedy_by_hand(model, tokenizer, long_prompt[-6:], 6)]
     assert truncated != generate(model, tokenizer, [long_prompt], max_new_tokens=6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("steps,logging_steps,logged", [(1, 10, [1]), (3, 2, [2, 3])])
+def test_the_last_step_is_logged_whatever_logging_steps(spec, tmp_path, steps, logging_steps, logged):
+    """Smoke's single step with logging_steps=10 used to log no loss at all (no curve on W&B)."""
+    seen: list[tuple[int, float]] = []
+    cfg = FinetuneConfig(method="lora", lr=1e-2, max_steps=steps, batch_size=4, logging_steps=logging_steps)
+    result = finetune(spec, [example(id_=f"ex-{i}") for i in range(4)], TEMPLATE, cfg, tmp_path, seed=0,
+                      progress=False, callbacks=[lambda step, logs: seen.append((step, logs["loss"]))
+                                                 if "loss" in logs else None])
+    assert [step for step, _ in seen] == logged
+    assert result.loss_history == [loss for _, loss in seen] and result.steps == steps

@@ -92,7 +92,7 @@ class FinetuneResult:
     train_loss: float  # mean training loss over all optimiser steps (Trainer's ``training_loss``)
     steps: int
     seconds: float  # wall time of ``Trainer.train`` alone (model loading excluded)
-    loss_history: list[float] = field(default_factory=list)  # the logged losses, every ``logging_steps``
+    loss_history: list[float] = field(default_factory=list)  # the logged losses: every ``logging_steps`` and the last step
     adapter_dir: Path | None = None
 
 
@@ -212,7 +212,9 @@ def _warmup(cfg: FinetuneConfig, arguments_class: type) -> dict[str, float]:
 
 
 def _callbacks():
-    """A progress bar that stays quiet about metrics, plus a callback sending the metrics to logging."""
+    """A progress bar that stays quiet about metrics, a callback sending the metrics to logging, and one that
+    logs the last step (so the loss of a run with fewer steps than ``logging_steps``, or of its last partial
+    interval, is logged too; Trainer's mean training loss is the same either way)."""
     from transformers import TrainerCallback
     from transformers.trainer_callback import ProgressCallback
 
@@ -220,13 +222,18 @@ def _callbacks():
         def on_log(self, args, state, control, logs=None, **kwargs):  # the logger below reports them
             return None
 
+    class LogLastStep(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):  # a run shorter than logging_steps still logs its loss
+            if state.global_step >= state.max_steps:
+                control.should_log = True
+
     class LogToLogger(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and logs:
                 shown = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in logs.items()}
                 log.info("step %d/%d: %s", state.global_step, state.max_steps, shown)
 
-    return QuietProgress, LogToLogger
+    return QuietProgress, LogToLogger, LogLastStep
 
 
 def _trainer_callback(callback: Any) -> Any:
@@ -298,7 +305,7 @@ def finetune(model_spec: ModelConfig, train_examples: Sequence[Example], templat
         **_mixed_precision(cfg, model_spec),
         **_warmup(cfg, TrainingArguments),
     )
-    quiet_progress, to_logger = _callbacks()
+    quiet_progress, to_logger, log_last_step = _callbacks()
     trainer = Trainer(model=model, args=args, train_dataset=dataset,
                       data_collator=training_collator(tokenizer))
     trainer.remove_callback(ProgressCallback)
@@ -306,6 +313,7 @@ def finetune(model_spec: ModelConfig, train_examples: Sequence[Example], templat
     if progress:
         trainer.add_callback(quiet_progress())
     trainer.add_callback(to_logger())
+    trainer.add_callback(log_last_step())
     for callback in (*_SCOPED_CALLBACKS.get(), *(callbacks or ())):
         trainer.add_callback(_trainer_callback(callback))
 
