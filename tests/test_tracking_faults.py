@@ -13,8 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from delift.tracking.offline import offline_runs
 
 ROOT = Path(__file__).resolve().parents[1]
