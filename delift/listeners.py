@@ -39,6 +39,7 @@ from delift.usecases import UsecaseData, data_configs
 log = logging.getLogger(__name__)
 
 RUN_JSON, SUBSET_JSON, METRICS_JSON, PREDICTIONS_JSONL = "run.json", "subset.json", "metrics.json", "predictions.jsonl"
+KERNEL_FIGURE_MAX_BYTES = 256 << 20  # a bigger kernel file (about 8k x 8k) is not reloaded just for a W&B image
 SIGTERM_EXIT_CODE = 128 + signal.SIGTERM  # 143: the shell's code for a process that SIGTERM ended
 
 
@@ -314,13 +315,20 @@ class Tracking(RunListener):
 
 
 def selection_figures(run: RunInfo, folder: Path) -> dict[str, Path]:
-    """The run's kernel heatmap and greedy gain curve (those it has) as PNGs in ``folder``, by W&B key; the
-    report's own figures (:mod:`delift.report.kernel_figures`), drawn from subset.json and the kernel cache.
-    A figure that fails is left out with a warning: figures never stop a run."""
+    """The run's kernel heatmap (when its kernel file is at most :data:`KERNEL_FIGURE_MAX_BYTES`) and greedy
+    gain curve (when it has gains) as PNGs in ``folder``, by W&B key: the report's own figures
+    (:mod:`delift.report.kernel_figures`), drawn from subset.json and the kernel cache. A figure that fails
+    is left out with a warning: figures never stop a run."""
     from delift.report import kernel_figures
 
+    def kernel_heatmap(path: Path) -> Any:
+        kernel = kernel_figures.kernel_path(run.output_dir, run.cfg.paths.cache_dir)
+        if kernel is None or kernel.stat().st_size > KERNEL_FIGURE_MAX_BYTES:  # the figure loads the whole file
+            return None
+        return kernel_figures.kernel_heatmap(run.output_dir, path, run.cfg.paths.cache_dir)
+
     found: dict[str, Path] = {}
-    makers = {"figures/kernel": lambda path: kernel_figures.kernel_heatmap(run.output_dir, path, run.cfg.paths.cache_dir),
+    makers = {"figures/kernel": kernel_heatmap,
               "figures/greedy_gains": lambda path: kernel_figures.gain_curve(run.output_dir, path)}
     for key, make in makers.items():
         path = folder / f"{key.rsplit('/', 1)[-1]}.png"

@@ -105,3 +105,57 @@ def test_figures_are_skipped_when_the_logger_records_none(tmp_path: Path, monkey
     tracking = Tracking.for_run(run, "random")
     tracking.on_selection(Selection([0], [None], "random", 1), [Example("a", "q", "", "a", "t")], {"subset/size": 1})
     assert drawn == []  # logger=none: no matplotlib work
+
+
+def test_a_kernel_file_over_the_limit_is_not_reloaded_for_a_figure(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import delift.listeners as listeners
+
+    cache, out = tmp_path / "cache", tmp_path / "run"
+    out.mkdir()
+    pool = [Example(f"ex-{i}", f"q{i}", "", f"a{i}", "test") for i in range(4)]
+    kernel_file(cache, "k" * 16, [ex.id for ex in pool])
+    (out / "subset.json").write_text(json.dumps({"kernel_hash": "k" * 16, "selected_ids": ["ex-1"], "gains": [0.5],
+                                                 "selector": "delift", "info": {}}))
+    run = RunInfo(cfg=compose_config(["experiment=smoke", f"paths.cache_dir={cache}"]), output_dir=out, resolved={})
+    assert sorted(listeners.selection_figures(run, tmp_path / "a")) == ["figures/greedy_gains", "figures/kernel"]
+    monkeypatch.setattr(listeners, "KERNEL_FIGURE_MAX_BYTES", 100)
+    assert sorted(listeners.selection_figures(run, tmp_path / "b")) == ["figures/greedy_gains"]
+
+
+def test_flush_waits_for_the_file_to_be_written_then_to_hold_still(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from delift.tracking.wandb_logger import _wait_for_writes
+
+    path = tmp_path / "run.wandb"
+    path.write_bytes(b"x" * 7)
+
+    def writer() -> None:  # two writes 0.1 s apart, as W&B's service does every write interval
+        for size in (100, 200):
+            time.sleep(0.1)
+            path.write_bytes(b"x" * size)
+
+    thread = threading.Thread(target=writer)
+    start = time.monotonic()
+    thread.start()
+    assert _wait_for_writes(path, flushed=7, interval_s=0.1, timeout_s=5.0) == 200  # not 100: it waited for stillness
+    thread.join()
+    assert time.monotonic() - start < 2.0
+    start = time.monotonic()
+    assert _wait_for_writes(path, flushed=200, interval_s=0.1, timeout_s=0.5) == 200  # nothing new: the timeout ends it
+    assert 0.5 <= time.monotonic() - start < 1.5
+
+
+def test_the_flush_interval_is_set_only_on_a_wandb_that_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import wandb
+
+    from delift.tracking import wandb_logger
+
+    monkeypatch.setattr(wandb_logger, "_flush_settings_supported", lambda: False)
+    assert wandb_logger._flush_settings(wandb) == {}
+    monkeypatch.setattr(wandb_logger, "_flush_settings_supported", lambda: True)
+    if "x_transaction_log_flush_interval" in wandb.Settings.model_fields:
+        settings = wandb_logger._flush_settings(wandb)["settings"]
+        assert settings.x_transaction_log_flush_interval == wandb_logger.FLUSH_INTERVAL_S

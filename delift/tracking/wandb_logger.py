@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 MODES = ("online", "offline", "disabled")
 FLUSH_INTERVAL_S = 0.2  # how often W&B's service writes buffered records to the run's .wandb file
-FLUSH_TIMEOUT_S = 5.0  # the longest a stage waits for that write
+FLUSH_TIMEOUT_S = 2.0  # the longest a stage waits for that write (10 write intervals)
 _ARTIFACT_NAME_BAD = re.compile(r"[^A-Za-z0-9_.-]+")
 _T = TypeVar("_T")
 
@@ -234,10 +234,11 @@ class WandbLogger(ExperimentLogger):
         """Wait until W&B's service has written what was logged so far to the run's ``.wandb`` file: the file
         has grown since the last flush and then stayed the same for longer than the service's write interval.
         Without that interval setting (older W&B), or when the run has no such file, this returns at once."""
-        if self._run is None or not _flush_settings_supported():
+        if self._run is None or self.mode == "disabled" or not _flush_settings_supported():
             return
-        path = self._guard("flush (sync file)", lambda: Path(self._run.settings.sync_file))
-        if path is None or self.mode == "disabled":
+        run = self._run
+        path = self._guard("flush (sync file)", lambda: Path(run.settings.sync_file))
+        if path is None:
             return
         self._flushed_size = _wait_for_writes(path, self._flushed_size, FLUSH_INTERVAL_S, timeout_s)
 
