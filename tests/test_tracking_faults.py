@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from delift.tracking.offline import offline_runs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +71,7 @@ def stopped_run(tmp_path: Path, how: int) -> tuple[int, Path]:
     return code, out
 
 
+@pytest.mark.slow
 def test_sigterm_records_exit_code_143_and_every_loss_point(tmp_path: Path) -> None:
     code, out = stopped_run(tmp_path, signal.SIGTERM)
     assert code == 143  # the shell's code for SIGTERM: the run ended itself after recording it
@@ -80,6 +83,7 @@ def test_sigterm_records_exit_code_143_and_every_loss_point(tmp_path: Path) -> N
     assert "terminated by SIGTERM" in (out / "run.json").read_text()
 
 
+@pytest.mark.slow
 def test_kill_9_keeps_the_finished_stages(tmp_path: Path) -> None:
     code, out = stopped_run(tmp_path, signal.SIGKILL)
     assert code == -signal.SIGKILL
