@@ -1,8 +1,9 @@
 """Experiment-logger interface and the do-nothing logger.
 
-A run calls, in order: ``start(config, output_dir)``, any number of ``log_metrics`` (one call when a
-stage ends), ``log_series`` (per-step curves such as the training loss), ``log_table``,
-``log_artifact``, ``log_images`` and ``log_summary`` and, after each stage, ``flush``; then ``finish(exit_code)``
+A run calls, in order: ``start(config, output_dir)``, any number of ``log_summary`` (a stage's
+one-number values, when it ends), ``log_series`` (per-step curves such as the training loss),
+``log_metrics`` (scalars into the history), ``log_table``,
+``log_artifact`` and ``log_images`` and, after each stage, ``flush``; then ``finish(exit_code)``
 (non-zero when the run crashed: 1 for an error, 143 when SIGTERM stopped it).
 Implementations must never raise from these calls because of a tracking-backend failure: tracking
 is auxiliary to the run.
