@@ -9,11 +9,19 @@ calls ``on_error(error)`` instead of the events still to come and re-raises.
 
 Two listeners subscribe, in this order: :class:`ResultFiles` (the files in the output folder) and
 :class:`Tracking` (the experiment logger, W&B or nothing). A new report is one more listener.
+
+From ``on_start`` to ``on_end`` / ``on_error``, :class:`Listeners` turns SIGTERM (how Slurm and Kubernetes
+stop a job) into a :class:`Terminated` exception, so a stopped run ends like a failed one (run.json with
+the error, W&B finished with exit code 143 and everything logged kept) and the process exits with 143.
+It does so only where SIGTERM still has its default action: a launcher's own handler (submitit's) stays.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
+import tempfile
+import threading
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -25,11 +33,47 @@ from delift.protocols import Protocol
 from delift.provenance import run_record, scorer_record
 from delift.selection.base import Selection
 from delift.tracking import ExperimentLogger, LaunchInfo, artifact_name, make_logger, run_identity
+from delift.tracking.wandb_logger import history_values
 from delift.usecases import UsecaseData, data_configs
 
 log = logging.getLogger(__name__)
 
 RUN_JSON, SUBSET_JSON, METRICS_JSON, PREDICTIONS_JSONL = "run.json", "subset.json", "metrics.json", "predictions.jsonl"
+KERNEL_FIGURE_MAX_BYTES = 256 << 20  # a bigger kernel file (about 8k x 8k) is not reloaded just for a W&B image
+SIGTERM_EXIT_CODE = 128 + signal.SIGTERM  # 143: the shell's code for a process that SIGTERM ended
+
+
+class Terminated(SystemExit):
+    """SIGTERM, raised in the main thread: a SystemExit, so the process exits with 143 once the run has
+    recorded it."""
+
+    def __init__(self) -> None:
+        super().__init__(SIGTERM_EXIT_CODE)
+
+    def __str__(self) -> str:
+        return f"terminated by SIGTERM (exit code {SIGTERM_EXIT_CODE})"
+
+
+def exit_code_of(error: BaseException) -> int:
+    """The exit code a failed run records: 143 for SIGTERM, 1 for anything else (an error, Ctrl-C)."""
+    return SIGTERM_EXIT_CODE if isinstance(error, Terminated) else 1
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the clean-up
+    raise Terminated()
+
+
+def raise_on_sigterm() -> Any:
+    """Make SIGTERM raise :class:`Terminated` when it still has its default action and this is the main
+    thread; returns the handler to restore (None: nothing was changed)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is not signal.SIG_DFL:
+        return None
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    return previous
 
 
 @dataclass
@@ -78,12 +122,19 @@ class Listeners(RunListener):
 
     def __init__(self, listeners: Sequence[RunListener]):
         self.listeners = list(listeners)
+        self._sigterm: Any = None  # the SIGTERM handler to put back when the run ends
 
     def _tell(self, event: str, *args: Any) -> None:
         for listener in self.listeners:
             getattr(listener, event)(*args)
 
+    def _restore_sigterm(self) -> None:
+        previous, self._sigterm = self._sigterm, None
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
     def on_start(self) -> None:
+        self._sigterm = raise_on_sigterm()
         self._tell("on_start")
 
     def on_data(self, data: UsecaseData, metrics: dict[str, Any]) -> None:
@@ -106,14 +157,20 @@ class Listeners(RunListener):
         self._tell("on_results", metrics, rows)
 
     def on_end(self) -> None:
-        self._tell("on_end")
+        try:
+            self._tell("on_end")
+        finally:
+            self._restore_sigterm()
 
     def on_error(self, error: BaseException) -> None:
-        for listener in self.listeners:
-            try:
-                listener.on_error(error)
-            except Exception:  # noqa: BLE001 - the run's own error is the one to raise
-                log.exception("%s.on_error failed", type(listener).__name__)
+        try:
+            for listener in self.listeners:
+                try:
+                    listener.on_error(error)
+                except Exception:  # noqa: BLE001 - the run's own error is the one to raise
+                    log.exception("%s.on_error failed", type(listener).__name__)
+        finally:
+            self._restore_sigterm()
 
 
 def subset_record(cfg: ExperimentConfig, selection: Selection, pool: Sequence[Example],
@@ -179,9 +236,11 @@ def _error_text(error: BaseException) -> str:
 
 class Tracking(RunListener):
     """Adapts an :class:`~delift.tracking.ExperimentLogger` (W&B or nothing) to the run's events: each stage's
-    metrics when it ends, the fine-tuning loss per step, the subset and predictions as tables, the subset
-    (and with ``logger.log_adapter`` each trained adapter) as artifacts, metrics.json as the summary;
-    a failed run logs its error and finishes with exit code 1."""
+    numbers (sizes, counts, times, scores: one value per run) go to the summary when the stage ends, the
+    fine-tuning loss per step to the history, the subset and predictions as tables, the kernel heatmap and
+    greedy gain curve (when the run has them) as images, the subset (and with ``logger.log_adapter`` each
+    trained adapter) as artifacts; after each stage the logger flushes, so a kill -9 keeps the finished
+    stages. A failed run logs its error and finishes with exit code 1 (143 when SIGTERM stopped it)."""
 
     def __init__(self, run: RunInfo, logger: ExperimentLogger, launch: LaunchInfo | None = None):
         self.run, self.logger, self.launch = run, logger, launch
@@ -198,33 +257,42 @@ class Tracking(RunListener):
     def _artifact(self, kind: str, selection: Selection) -> str:
         return artifact_name(kind, self.run.cfg, selection.selector, selection.budget, self.run.resolved)
 
+    def _stage_numbers(self, metrics: Mapping[str, Any]) -> None:
+        self.logger.log_summary(history_values(metrics))
+
     def on_start(self) -> None:
         resolved = self.run.resolved
         config = {**resolved, "hydra": self.launch.as_config()} if self.launch is not None else resolved
         self.logger.start(config, str(self.run.output_dir))
 
     def on_data(self, data: UsecaseData, metrics: dict[str, Any]) -> None:
-        self.logger.log_metrics(metrics)
+        self._stage_numbers(metrics)
+        self.logger.flush()
 
     def on_shard(self, metrics: dict[str, Any]) -> None:
-        self.logger.log_metrics(metrics)
+        self._stage_numbers(metrics)
+        self.logger.flush()
 
     def on_selection(self, selection: Selection, pool: Sequence[Example], metrics: dict[str, Any]) -> None:
         cfg, self.selection = self.run.cfg, selection
-        self.logger.log_metrics(metrics)
+        self._stage_numbers(metrics)
         self.logger.log_table("subset", subset_rows(selection, pool))
         self.logger.log_artifact(self._artifact("subset", selection), "subset", [str(self.run.output_dir / SUBSET_JSON)],
                                  {"selector": selection.selector, "budget": selection.budget,
                                   "budget_fraction": cfg.budget_fraction, "usecase": cfg.usecase.name,
                                   "seed": cfg.seed, "kernel_hash": selection.info.get("kernel_key"),
                                   **({"scorer": cfg.scorer.name} if cfg.scorer is not None else {})})
+        if self.logger.accepts_images:
+            with tempfile.TemporaryDirectory(prefix="delift-figures-") as folder:
+                self.logger.log_images(selection_figures(self.run, Path(folder)))
+        self.logger.flush()
 
     def on_train_step(self, evaluation: str, step: int, values: Mapping[str, Any]) -> None:
         self.logger.log_series(f"{evaluation}/train", step, values)
 
     def on_evaluation(self, protocol: Protocol, metrics: dict[str, Any], rows: list[dict],
                       adapter: Path | None) -> None:
-        self.logger.log_metrics(metrics)
+        self._stage_numbers(metrics)
         self.logger.log_table(f"{protocol.name}/predictions", rows)
         selection = self.selection
         if self.run.cfg.logger.log_adapter and adapter is not None and selection is not None:
@@ -232,13 +300,41 @@ class Tracking(RunListener):
                                      {"evaluation": protocol.name, "base_model": self.run.cfg.model.name,
                                       "selector": selection.selector, "budget": selection.budget,
                                       "seed": self.run.cfg.seed})
+        self.logger.flush()
 
     def on_results(self, metrics: dict[str, Any], rows: list[dict]) -> None:
         self.logger.log_summary(metrics)
+        self.logger.flush()
 
     def on_end(self) -> None:
         self.logger.finish()
 
     def on_error(self, error: BaseException) -> None:
         self.logger.log_summary({"error": _error_text(error)})
-        self.logger.finish(exit_code=1)
+        self.logger.finish(exit_code=exit_code_of(error))
+
+
+def selection_figures(run: RunInfo, folder: Path) -> dict[str, Path]:
+    """The run's kernel heatmap (when its kernel file is at most :data:`KERNEL_FIGURE_MAX_BYTES`) and greedy
+    gain curve (when it has gains) as PNGs in ``folder``, by W&B key: the report's own figures
+    (:mod:`delift.report.kernel_figures`), drawn from subset.json and the kernel cache. A figure that fails
+    is left out with a warning: figures never stop a run."""
+    from delift.report import kernel_figures
+
+    def kernel_heatmap(path: Path) -> Any:
+        kernel = kernel_figures.kernel_path(run.output_dir, run.cfg.paths.cache_dir)
+        if kernel is None or kernel.stat().st_size > KERNEL_FIGURE_MAX_BYTES:  # the figure loads the whole file
+            return None
+        return kernel_figures.kernel_heatmap(run.output_dir, path, run.cfg.paths.cache_dir)
+
+    found: dict[str, Path] = {}
+    makers = {"figures/kernel": kernel_heatmap,
+              "figures/greedy_gains": lambda path: kernel_figures.gain_curve(run.output_dir, path)}
+    for key, make in makers.items():
+        path = folder / f"{key.rsplit('/', 1)[-1]}.png"
+        try:
+            if make(path) is not None and path.is_file():
+                found[key] = path
+        except Exception as exc:  # noqa: BLE001 - a figure is auxiliary to the run
+            log.warning("W&B figure %s not drawn: %s: %s", key, type(exc).__name__, exc)
+    return found

@@ -48,3 +48,51 @@ def test_exact_match_scores_and_counts_by_hand():
     values = [row["exact_match"] for row in per_example]
     assert values[:4] == [1.0, 0.0, 1.0, 0.0] and math.isnan(values[4])
     assert means["exact_match"] == 0.5 and means["exact_match_n"] == 4.0
+
+
+# lm-evaluation-harness's GSM8K filters, by hand: strict takes the first "#### <number>", flexible the last
+# number-like run; both drop commas, "$" and one trailing "." and compare strings.
+@pytest.mark.parametrize("generation,strict,flexible", [
+    ("so #### 18", "18", "18"),
+    ("#### 1,000 apples", "1000", "1000"),                       # commas dropped on both sides
+    ("#### 18. Then 20 more", "18", "20"),                       # strict: first ####; flexible: last number
+    ("#### $18", None, "18"),                                    # strict's number may not start with "$"
+    ("The answer is 18.", None, "18"),                           # no "####": strict finds nothing
+    ("#### 5 and #### 7", "5", "7"),                             # strict takes the first
+    ("she pays $2.50 in total", None, "2.50"),                   # no numeric normalisation (2.50 is not 2.5)
+    ("-3 degrees, so #### -3", "-3", "-3"),
+    ("nothing here", None, None),
+    ("costs 4", None, "4"),                                      # a single digit: the second alternative
+])
+def test_harness_gsm8k_extractions(generation, strict, flexible):
+    from delift.evaluation.exact_match import harness_answer
+
+    assert harness_answer(generation, "strict") == strict
+    assert harness_answer(generation, "flexible") == flexible
+
+
+def test_gsm8k_extract_options_score_the_same_generations_differently_by_hand():
+    tests = [gsm8k("18"), gsm8k("1,000"), gsm8k("2.5"), gsm8k("7"), mmlu("C")]
+    generations = ["The answer is 18.", "#### 1,000", "she pays $2.50", "#### 7 then 8", "C. Paris"]
+    expected = {"delift": [1.0, 1.0, 1.0, 1.0, 1.0],    # cue, ####, 2.50 == 2.5 as numbers, #### wins
+                "strict": [0.0, 1.0, 0.0, 1.0, 1.0],    # needs "####"; MMLU letters are unchanged
+                "flexible": [1.0, 1.0, 0.0, 0.0, 1.0]}  # last number: "2.50" != "2.5", "8" != "7"
+    for rule, values in expected.items():
+        per_example, means = score_all([ExactMatch(gsm8k_extract=rule)], generations, tests)
+        assert [row["exact_match"] for row in per_example] == values, rule
+        assert means["exact_match"] == sum(values) / 5 and means["exact_match_n"] == 5.0
+    assert ExactMatch().gsm8k_extract == "delift"  # the default stays the current rule
+    with pytest.raises(ValueError, match="gsm8k_extract='loose'"):
+        ExactMatch(gsm8k_extract="loose")
+
+
+def test_gsm8k_extract_is_a_checked_config_choice():
+    from delift.checks import ConfigError
+    from delift.config.loader import compose_config
+
+    cfg = compose_config(["experiment=smoke", "metrics=exact_match", "+metric_library.exact_match.gsm8k_extract=strict"])
+    assert cfg.metric_library["exact_match"].gsm8k_extract == "strict"
+    assert compose_config(["experiment=smoke", "metrics=exact_match"]).metric_library["exact_match"].gsm8k_extract == (
+        "delift")
+    with pytest.raises(ConfigError, match=r"metric_library\.exact_match\.gsm8k_extract"):
+        compose_config(["experiment=smoke", "metrics=exact_match", "+metric_library.exact_match.gsm8k_extract=loose"])

@@ -244,7 +244,8 @@ def test_cli_job_folders_leave_out_paths_and_fit_a_file_name(tmp_path):
 
     runs = [offline_runs(job, wait_s=30)[0] for job in jobs]
     assert {run.group for run in runs} == {sweep_group(str(sweep))}
-    assert [run.name.split(",", 1)[0] for run in runs] == ["selector.postprocess=clip", "selector.postprocess=minmax"]
+    # the run name is what varies in the sweep: the overrides every job shares are left to the group
+    assert [run.name for run in runs] == ["selector.postprocess=clip", "selector.postprocess=minmax"]
     assert all("local_path" not in run.name and run.job_type == "instruction_tuning" for run in runs)
     hydra = runs[1].config["hydra"]
     assert "selector.postprocess=minmax" in hydra["overrides"] and hydra["choices"]["selector"] == "delift"
@@ -289,11 +290,13 @@ def test_wandb_run_logs_each_stage_the_loss_curve_and_named_artifacts(tmp_path, 
     assert run.tags == ["selector:delift", "data:quickstart", "model:tiny_llama", "usecase:instruction_tuning", "seed:0"]
     assert run.config["hydra"]["overrides"] == launch.overrides and run.config["selector"]["postprocess"] == "clip"
 
-    # each stage when it ends: data, then selection, then the evaluation
-    first = {key: index for index, row in reversed(list(enumerate(run.history))) for key in row}
-    assert first["pool/size"] < first["subset/size"] < first["qlora/train/loss"] < first["qlora/rouge1"]
-    assert run.series("pool/size") == [16] and run.series("selection/kernel_cached") == [False]
-    assert run.series("qlora/rouge1") == [metrics["qlora/rouge1"]]
+    # each stage's numbers go to the summary when it ends: data, then selection, then the evaluation
+    first = {key: index for index, row in reversed(list(enumerate(run.summary_updates))) for key in row}
+    assert first["pool/size"] < first["subset/size"] < first["qlora/rouge1"]
+    assert run.summary["pool/size"] == 16 and run.summary["selection/kernel_cached"] is False
+    assert run.summary["qlora/rouge1"] == metrics["qlora/rouge1"]
+    assert not run.series("pool/size") and not run.series("qlora/rouge1")  # no one-point history series
+    assert {"figures/kernel", "figures/greedy_gains"} <= {key for row in run.history for key in row}
     # the fine-tuning loss, one point per optimiser step on its own axis
     losses = run.series("qlora/train/loss")
     assert len(losses) == 3 and all(isinstance(v, float) for v in losses)
@@ -324,8 +327,8 @@ def test_a_crashed_run_finishes_its_wandb_run_with_exit_code_1(tmp_path, wandb_e
         run_experiment(cfg, tmp_path / "run")
     (run,) = offline_runs(tmp_path / "run", wait_s=30)
     assert run.exit_code == 1
-    assert run.series("pool/size") == [16]  # what was logged before the crash is kept
-    assert not run.series("subset/size")
+    assert run.summary["pool/size"] == 16  # what was logged before the crash is kept
+    assert "subset/size" not in run.summary
     assert run.summary["error"] == "RuntimeError: selection exploded"
     assert not (tmp_path / "run" / "metrics.json").exists()
 

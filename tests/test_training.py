@@ -16,7 +16,7 @@ from delift.data.records import Example
 from delift.evaluation.generation import generate
 from delift.models.config import ModelConfig
 from delift.models.loading import load_model, load_tokenizer
-from delift.training import FinetuneConfig, TrainingCollator, finetune, tokenize_for_training
+from delift.training import FinetuneConfig, finetune, tokenize_for_training, training_collator
 
 TEMPLATE = PromptTemplate()
 
@@ -84,15 +84,25 @@ def test_tokenize_rejects_a_response_longer_than_max_length(tokenizer):
 
 # --- (b) collator ----------------------------------------------------------------------------
 
-def test_collator_right_pads_ids_labels_and_mask():
-    batch = TrainingCollator(pad_token_id=7)([
-        {"input_ids": [1, 2, 3], "labels": [-100, 2, 3]},
-        {"input_ids": [4, 5, 6, 8, 9], "labels": [-100, -100, 6, 8, 9]},
-    ])
-    assert batch["input_ids"].tolist() == [[1, 2, 3, 7, 7], [4, 5, 6, 8, 9]]
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_collator_right_pads_ids_labels_and_mask(tokenizer, side):
+    """transformers' DataCollatorForSeq2Seq gives the batch the hand-written collator gave (checked by hand):
+    ids right-padded with the pad id, labels with -100, mask 0 on the padding, whatever the tokenizer's side."""
+    original, tokenizer.padding_side = tokenizer.padding_side, side
+    pad = tokenizer.pad_token_id
+    try:
+        batch = training_collator(tokenizer)([
+            {"input_ids": [1, 2, 3], "labels": [-100, 2, 3]},
+            {"input_ids": [4, 5, 6, 8, 9], "labels": [-100, -100, 6, 8, 9]},
+        ])
+        assert tokenizer.padding_side == side  # the caller's tokenizer is left as it was
+    finally:
+        tokenizer.padding_side = original
+    assert batch["input_ids"].tolist() == [[1, 2, 3, pad, pad], [4, 5, 6, 8, 9]]
     assert batch["labels"].tolist() == [[-100, 2, 3, -100, -100], [-100, -100, 6, 8, 9]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
-    assert batch["input_ids"].dtype == torch.long
+    assert batch["input_ids"].dtype == batch["labels"].dtype == batch["attention_mask"].dtype == torch.long
+    assert sorted(batch.keys()) == ["attention_mask", "input_ids", "labels"]
 
 
 # --- config ----------------------------------------------------------------------------------
@@ -126,7 +136,7 @@ def test_finetune_rejects_an_empty_training_set(spec, tmp_path):
 @pytest.mark.parametrize("method", ["lora", "qlora"])
 def test_finetune_lowers_the_loss_and_saves_the_adapter(spec, tokenizer, tmp_path, method):
     examples = [example(id_=f"ex-{i}") for i in range(4)]
-    batch = TrainingCollator(tokenizer.pad_token_id)(
+    batch = training_collator(tokenizer)(
         tokenize_for_training(examples, tokenizer, TEMPLATE, max_length=512, mask_prompt=True))
     base = load_model(spec, dtype=torch.float32)
     with torch.no_grad():
@@ -208,3 +218,16 @@ def test_long_prompts_lose_tokens_from_the_left_as_in_training(model, tokenizer)
     truncated = generate(model, tokenizer, [long_prompt], max_new_tokens=6, max_prompt_length=6)
     assert truncated == [greedy_by_hand(model, tokenizer, long_prompt[-6:], 6)]
     assert truncated != generate(model, tokenizer, [long_prompt], max_new_tokens=6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("steps,logging_steps,logged", [(1, 10, [1]), (3, 2, [2, 3])])
+def test_the_last_step_is_logged_whatever_logging_steps(spec, tmp_path, steps, logging_steps, logged):
+    """Smoke's single step with logging_steps=10 used to log no loss at all (no curve on W&B)."""
+    seen: list[tuple[int, float]] = []
+    cfg = FinetuneConfig(method="lora", lr=1e-2, max_steps=steps, batch_size=4, logging_steps=logging_steps)
+    result = finetune(spec, [example(id_=f"ex-{i}") for i in range(4)], TEMPLATE, cfg, tmp_path, seed=0,
+                      progress=False, callbacks=[lambda step, logs: seen.append((step, logs["loss"]))
+                                                 if "loss" in logs else None])
+    assert [step for step, _ in seen] == logged
+    assert result.loss_history == [loss for _, loss in seen] and result.steps == steps

@@ -1,8 +1,10 @@
 """Experiment-logger interface and the do-nothing logger.
 
-A run calls, in order: ``start(config, output_dir)``, any number of ``log_metrics`` (one call when a
-stage ends), ``log_series`` (per-step curves such as the training loss), ``log_table``,
-``log_artifact`` and ``log_summary``, then ``finish(exit_code)`` (non-zero when the run crashed).
+A run calls, in order: ``start(config, output_dir)``, any number of ``log_summary`` (a stage's
+one-number values, when it ends), ``log_series`` (per-step curves such as the training loss),
+``log_metrics`` (scalars into the history), ``log_table``,
+``log_artifact`` and ``log_images`` and, after each stage, ``flush``; then ``finish(exit_code)``
+(non-zero when the run crashed: 1 for an error, 143 when SIGTERM stopped it).
 Implementations must never raise from these calls because of a tracking-backend failure: tracking
 is auxiliary to the run.
 """
@@ -33,6 +35,19 @@ class ExperimentLogger(ABC):
 
     def log_summary(self, values: Mapping[str, Any]) -> None:
         """Set the run's final values (its summary). Default: not recorded."""
+        return None
+
+    def log_images(self, images: Mapping[str, Any]) -> None:
+        """Record each image file (a PNG path) under its key. Default: not recorded."""
+        return None
+
+    @property
+    def accepts_images(self) -> bool:
+        """Whether :meth:`log_images` records anything (so a caller may skip drawing the figures)."""
+        return False
+
+    def flush(self) -> None:
+        """Make what was logged so far survive a kill -9 of the process (called after each stage). Default: nothing."""
         return None
 
     @abstractmethod

@@ -1,11 +1,13 @@
 """Who a run is on W&B: its name, group, job type, tags, extra config, and its artifacts' names.
 
-- name: ``logger.run_name``, else the job's overrides (``budget_fraction=0.1,selector=delift,seed=0,...``:
-  the swept keys first, path-valued ones left out, see :mod:`delift.tracking.naming`), else the
-  experiment name;
+- name: ``logger.run_name``, else the job's overrides (``budget_fraction=0.1,selector=delift,seed=0``,
+  path-valued ones left out, see :mod:`delift.tracking.naming`); in a sweep only those of the swept keys
+  (the overrides every job shares, e.g. ``experiment=smoke,logger=wandb``, are the group's, not the
+  run's), all of them when the sweep varies nothing; else the experiment name;
 - group: ``logger.group``, else the sweep (``<parent>/<multirun folder>``, e.g.
   ``budget_curve/2025-06-01_10-00-00``) for a multirun job, else the experiment name;
-- job_type: ``logger.job_type``, else the use case;
+- job_type: ``logger.job_type``, else ``kernel-shard`` for a shard-only run (``kernel.num_shards`` > 1: it
+  fills kernel blocks, selects and trains nothing), else the use case;
 - tags: ``selector:<choice>``, ``data:<choice>``, ``model:<choice>``, ``usecase:<name>``, ``seed:<n>``,
   ``scorer:<scorer.name>`` when a scorer is set, then ``logger.tags``;
 - config: the resolved config plus ``hydra: {overrides, choices, sweep_dir, job_num}`` when Hydra
@@ -25,9 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from delift.tracking.naming import fit_bytes, run_label
+from delift.tracking.naming import fit_bytes, override_key, run_label
 from delift.tracking.wandb_logger import sanitize_artifact_name
 
+SHARD_JOB_TYPE = "kernel-shard"
 GROUP_MAX_BYTES = 128  # W&B limits run groups and job types to 128 characters
 TAG_MAX_BYTES = 64  # and tags to 64
 ARTIFACT_MAX_BYTES = 128
@@ -68,7 +71,9 @@ def run_identity(cfg: Any, selector_name: str, launch: LaunchInfo | None = None)
     launch = launch or LaunchInfo()
     choices = {str(k): v for k, v in launch.choices.items()}
     logger = cfg.logger
-    name = logger.run_name or run_label(launch.overrides, cfg.name, first=launch.swept)
+    swept = set(launch.swept)
+    varied = [o for o in launch.overrides if override_key(str(o)) in swept] if swept else []
+    name = logger.run_name or run_label(varied or launch.overrides, cfg.name, first=launch.swept)
     if logger.group:
         group = logger.group
     elif launch.sweep_dir:
@@ -81,8 +86,9 @@ def run_identity(cfg: Any, selector_name: str, launch: LaunchInfo | None = None)
         pairs += (("scorer", cfg.scorer.name),)
     tags = [fit_bytes(f"{key}:{value}", TAG_MAX_BYTES) for key, value in pairs]
     tags += [fit_bytes(str(tag), TAG_MAX_BYTES) for tag in logger.tags if str(tag) not in tags]
+    job_type = logger.job_type or (SHARD_JOB_TYPE if cfg.kernel.num_shards > 1 else cfg.usecase.name)
     return RunIdentity(name=name, group=fit_bytes(str(group), GROUP_MAX_BYTES),
-                       job_type=fit_bytes(str(logger.job_type or cfg.usecase.name), GROUP_MAX_BYTES), tags=tags)
+                       job_type=fit_bytes(str(job_type), GROUP_MAX_BYTES), tags=tags)
 
 
 def config_digest(resolved: Mapping[str, Any], length: int = 8) -> str:

@@ -4,8 +4,9 @@ The file is W&B's transaction log: a 7-byte header (``:W&B``, magic 0xBEE1, vers
 LevelDB-log records in 32 KiB blocks (7-byte record header: CRC-32, length, type FULL / FIRST /
 MIDDLE / LAST; a block tail shorter than a header is zero padding), each a serialised
 ``wandb.proto.wandb_internal_pb2.Record``. :func:`read_offline_run` gathers what a researcher would
-check before ``wandb sync``: name, group, job type, tags, config, history rows, summary, metric
-definitions, artifacts and the exit code. Used by the tests; handy to inspect runs on a cluster.
+check before ``wandb sync``: name, group, job type, tags, config, history rows, summary (and each update
+of it), metric definitions, artifacts and the exit code. A file cut short (a killed run) reads up to its
+last whole record. Used by the tests; handy to inspect runs on a cluster.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class OfflineRun:
     config: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)  # one dict per run.log call
     summary: dict[str, Any] = field(default_factory=dict)
+    summary_updates: list[dict[str, Any]] = field(default_factory=list)  # each summary record, in logging order
     metrics: list[dict[str, Any]] = field(default_factory=list)  # define_metric calls
     artifacts: list[dict[str, Any]] = field(default_factory=list)  # name, type, metadata
     exit_code: int | None = None  # None: the run never finished
@@ -62,6 +64,8 @@ def iter_records(path: str | Path) -> Iterator[bytes]:
         checksum, length, kind = _RECORD.unpack_from(raw, offset)
         if kind == 0 and length == 0:
             break  # preallocated tail of a run that is still being written
+        if offset + _RECORD.size + length > len(raw):
+            break  # a record the writer had not finished when the process died
         data = raw[offset + _RECORD.size: offset + _RECORD.size + length]
         offset += _RECORD.size + length
         if zlib.crc32(data, zlib.crc32(bytes([kind]))) & 0xFFFFFFFF != checksum:
@@ -128,6 +132,7 @@ def _decode(path: Path) -> OfflineRun:
             run.history.append(_items(record.history.item))
         elif kind == "summary":
             _items(record.summary.update, run.summary)
+            run.summary_updates.append(_items(record.summary.update))
         elif kind == "metric":
             m = record.metric
             run.metrics.append({"name": m.name or m.glob_name, "step_metric": m.step_metric,

@@ -8,7 +8,10 @@ logger is inactive and all later calls are no-ops; ``finish`` is idempotent.
 Per-step curves (:meth:`WandbLogger.log_series`, e.g. ``qlora/train/loss``) get their own x-axis with
 ``define_metric``: ``<prefix>/step``, and the loss keeps its minimum and last value in the summary.
 Stage metrics are logged without a step (W&B's ``_step`` counts calls), so curves and stages never
-fight over a monotonic step. Only W&B API within the 0.19.10 floor is used.
+fight over a monotonic step. Only W&B API within the 0.19.10 floor is used, plus, where the installed
+W&B has it, the transaction log's flush interval (``x_transaction_log_flush_interval``, wandb >= 0.2x):
+W&B's service buffers the ``.wandb`` file and writes it every 15 s by default, so a kill -9 lost every
+stage since; :meth:`WandbLogger.flush` (called after each stage) waits until the file has been written.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 import logging
 import os
 import re
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,6 +30,8 @@ from delift.tracking.base import ExperimentLogger
 log = logging.getLogger(__name__)
 
 MODES = ("online", "offline", "disabled")
+FLUSH_INTERVAL_S = 0.2  # how often W&B's service writes buffered records to the run's .wandb file
+FLUSH_TIMEOUT_S = 2.0  # the longest a stage waits for that write (10 write intervals)
 _ARTIFACT_NAME_BAD = re.compile(r"[^A-Za-z0-9_.-]+")
 _T = TypeVar("_T")
 
@@ -94,6 +100,7 @@ class WandbLogger(ExperimentLogger):
         self.name = name
         self._run: Any = None
         self._series: set[str] = set()  # prefixes whose step axis is defined
+        self._flushed_size = 0  # the .wandb file's size when flush() last returned
 
     @property
     def active(self) -> bool:
@@ -129,9 +136,11 @@ class WandbLogger(ExperimentLogger):
                 config=dict(config),
                 dir=output_dir,
                 reinit="create_new",
+                **_flush_settings(wandb),
             )
 
         self._series = set()
+        self._flushed_size = 0
         self._run = self._guard("init", _init)
         if self._run is None:
             log.warning("W&B logging is disabled for this run after the failed init")
@@ -204,8 +213,73 @@ class WandbLogger(ExperimentLogger):
 
         self._guard(f"log_artifact ({name})", _log)
 
+    def log_images(self, images: Mapping[str, str | Path]) -> None:
+        """``run.log`` of each PNG as a ``wandb.Image`` under its key (e.g. ``figures/kernel``)."""
+        if self._run is None or not images:
+            return
+        run = self._run
+
+        def _log() -> None:
+            import wandb
+
+            run.log({str(key): wandb.Image(str(path)) for key, path in images.items()})
+
+        self._guard(f"log_images ({', '.join(map(str, images))})", _log)
+
+    @property
+    def accepts_images(self) -> bool:
+        return self._run is not None
+
+    def flush(self, timeout_s: float = FLUSH_TIMEOUT_S) -> None:
+        """Wait until W&B's service has written what was logged so far to the run's ``.wandb`` file: the file
+        has grown since the last flush and then stayed the same for longer than the service's write interval.
+        Without that interval setting (older W&B), or when the run has no such file, this returns at once."""
+        if self._run is None or self.mode == "disabled" or not _flush_settings_supported():
+            return
+        run = self._run
+        path = self._guard("flush (sync file)", lambda: Path(run.settings.sync_file))
+        if path is None:
+            return
+        self._flushed_size = _wait_for_writes(path, self._flushed_size, FLUSH_INTERVAL_S, timeout_s)
+
     def finish(self, exit_code: int = 0) -> None:
         """``run.finish(exit_code=...)`` once (non-zero marks the run failed); later calls do nothing."""
         run, self._run = self._run, None
         if run is not None:
             self._guard("finish", lambda: run.finish(exit_code=int(exit_code)))
+
+
+def _flush_settings_supported() -> bool:
+    import wandb
+
+    return "x_transaction_log_flush_interval" in getattr(wandb.Settings, "model_fields", {})
+
+
+def _flush_settings(wandb: Any) -> dict[str, Any]:
+    """``settings=`` for ``wandb.init`` that make the service write the transaction log every
+    :data:`FLUSH_INTERVAL_S` (nothing on a W&B without the setting)."""
+    if not _flush_settings_supported():
+        return {}
+    return {"settings": wandb.Settings(x_transaction_log_flush_interval=FLUSH_INTERVAL_S)}
+
+
+def _wait_for_writes(path: Path, flushed: int, interval_s: float, timeout_s: float) -> int:
+    """The file's size once it exceeds ``flushed`` and then holds still for 1.5 write intervals (or at the
+    timeout): a still file after a write interval means nothing logged before this call is still buffered."""
+    def size() -> int:
+        try:
+            return path.stat().st_size
+        except OSError:
+            return 0
+
+    start = last_change = time.monotonic()
+    last = size()
+    grown = last > flushed
+    while time.monotonic() - start < timeout_s:
+        time.sleep(interval_s / 4)
+        now = size()
+        if now != last:
+            last, last_change, grown = now, time.monotonic(), grown or now > flushed
+        elif grown and time.monotonic() - last_change > 1.5 * interval_s:
+            break
+    return last

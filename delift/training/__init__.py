@@ -3,11 +3,11 @@
 from delift.training.finetune import (
     FinetuneConfig,
     FinetuneResult,
-    TrainingCollator,
     build_peft_model,
     finetune,
     tokenize_for_training,
+    training_collator,
 )
 
-__all__ = ["FinetuneConfig", "FinetuneResult", "TrainingCollator", "build_peft_model", "finetune",
-           "tokenize_for_training"]
+__all__ = ["FinetuneConfig", "FinetuneResult", "build_peft_model", "finetune",
+           "tokenize_for_training", "training_collator"]

@@ -10,6 +10,7 @@ way users of the library expect on a GPU.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 import time
@@ -91,7 +92,7 @@ class FinetuneResult:
     train_loss: float  # mean training loss over all optimiser steps (Trainer's ``training_loss``)
     steps: int
     seconds: float  # wall time of ``Trainer.train`` alone (model loading excluded)
-    loss_history: list[float] = field(default_factory=list)  # the logged losses, every ``logging_steps``
+    loss_history: list[float] = field(default_factory=list)  # the logged losses: every ``logging_steps`` and the last step
     adapter_dir: Path | None = None
 
 
@@ -128,27 +129,19 @@ def tokenize_for_training(examples: Sequence[Example], tokenizer: Any, template:
     return rows
 
 
-@dataclass
-class TrainingCollator:
-    """Right-pads a batch: ids with the pad id, labels with -100, and an attention mask of 1s and 0s.
+def training_collator(tokenizer: Any) -> Any:
+    """``transformers.DataCollatorForSeq2Seq``: right-pads ids with the pad id (attention mask 0 there) and
+    labels with -100, as tensors.
 
-    Labels are padded separately from the ids because many tokenizers use EOS as the pad token;
-    padding labels with the pad id would then teach the model to emit EOS after its EOS.
+    Labels are padded separately from the ids because many tokenizers use EOS as the pad token; padding
+    labels with the pad id would then teach the model to emit EOS after its EOS. The collator pads on the
+    tokenizer's ``padding_side``, so it gets a copy set to the right: the caller's tokenizer keeps its own.
     """
+    from transformers import DataCollatorForSeq2Seq
 
-    pad_token_id: int
-
-    def __call__(self, features: Sequence[Mapping[str, Sequence[int]]]) -> dict[str, torch.Tensor]:
-        width = max(len(f["input_ids"]) for f in features)
-        ids = torch.full((len(features), width), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(features), width), IGNORE_INDEX, dtype=torch.long)
-        mask = torch.zeros((len(features), width), dtype=torch.long)
-        for row, feature in enumerate(features):
-            n = len(feature["input_ids"])
-            ids[row, :n] = torch.as_tensor(feature["input_ids"], dtype=torch.long)
-            labels[row, :n] = torch.as_tensor(feature["labels"], dtype=torch.long)
-            mask[row, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+    right = copy.copy(tokenizer)
+    right.padding_side = "right"
+    return DataCollatorForSeq2Seq(right, label_pad_token_id=IGNORE_INDEX, return_tensors="pt")
 
 
 def _lora_config(cfg: FinetuneConfig):
@@ -219,7 +212,9 @@ def _warmup(cfg: FinetuneConfig, arguments_class: type) -> dict[str, float]:
 
 
 def _callbacks():
-    """A progress bar that stays quiet about metrics, plus a callback sending the metrics to logging."""
+    """A progress bar that stays quiet about metrics, a callback sending the metrics to logging, and one that
+    logs the last step (so the loss of a run with fewer steps than ``logging_steps``, or of its last partial
+    interval, is logged too; Trainer's mean training loss is the same either way)."""
     from transformers import TrainerCallback
     from transformers.trainer_callback import ProgressCallback
 
@@ -227,13 +222,18 @@ def _callbacks():
         def on_log(self, args, state, control, logs=None, **kwargs):  # the logger below reports them
             return None
 
+    class LogLastStep(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):  # a run shorter than logging_steps still logs its loss
+            if state.global_step >= state.max_steps:
+                control.should_log = True
+
     class LogToLogger(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and logs:
                 shown = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in logs.items()}
                 log.info("step %d/%d: %s", state.global_step, state.max_steps, shown)
 
-    return QuietProgress, LogToLogger
+    return QuietProgress, LogToLogger, LogLastStep
 
 
 def _trainer_callback(callback: Any) -> Any:
@@ -305,14 +305,15 @@ def finetune(model_spec: ModelConfig, train_examples: Sequence[Example], templat
         **_mixed_precision(cfg, model_spec),
         **_warmup(cfg, TrainingArguments),
     )
-    quiet_progress, to_logger = _callbacks()
+    quiet_progress, to_logger, log_last_step = _callbacks()
     trainer = Trainer(model=model, args=args, train_dataset=dataset,
-                      data_collator=TrainingCollator(int(tokenizer.pad_token_id)))
+                      data_collator=training_collator(tokenizer))
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)  # what Trainer prints instead when tqdm is off; LogToLogger reports
     if progress:
         trainer.add_callback(quiet_progress())
     trainer.add_callback(to_logger())
+    trainer.add_callback(log_last_step())
     for callback in (*_SCOPED_CALLBACKS.get(), *(callbacks or ())):
         trainer.add_callback(_trainer_callback(callback))
 
