@@ -135,9 +135,9 @@ class LoggerConfig:
     mode: str = "offline"  # online | offline | disabled
     entity: Optional[str] = None
     group: Optional[str] = None  # null = the sweep (multirun folder) in a multirun, else the experiment name
-    job_type: Optional[str] = None  # null = the use case
+    job_type: Optional[str] = None  # null = the use case ("kernel-shard" for a shard-only run)
     tags: List[str] = field(default_factory=list)  # added after the selector/data/model/usecase/seed tags
-    run_name: Optional[str] = None  # null = the job's overrides (path-valued ones left out), else the experiment
+    run_name: Optional[str] = None  # null = the job's overrides (in a sweep the swept ones only; path-valued ones left out), else the experiment
     log_adapter: bool = False  # also log each trained LoRA adapter as a W&B model artifact
 
     def problems(self) -> Problems:
