@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 import pytest
-
 from scipy import stats as scipy_stats
 
 from delift.report.stats import mean_std, paired_bootstrap, paired_mean, t_interval
