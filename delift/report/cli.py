@@ -22,7 +22,7 @@ from typing import Any
 
 from delift.report import figures, folder, kernel_figures, listing, survey, tables
 from delift.report.folder import slug
-from delift.report.frame import build_frame, columns
+from delift.report.frame import build_frame, columns, sort_groups
 from delift.report.jobs import BadJob, Group, Job, cache_reads, display_keys, group_jobs, load_jobs
 from delift.report.labels import method_label, metric_label, protocol_label, setting_label
 from delift.report.stats import BOOTSTRAP_RESAMPLES
@@ -119,7 +119,7 @@ def draw_figures(frame: list[dict], rows: list[dict], groups: list[Group], spec:
         drawn.keep(figures.survey_scatter(rows, spec, path, evaluation), path,
                    f"{name}: SDF against PIR of this report's methods, with the survey's line and its literature "
                    "values (other models and data: not comparable runs).")
-    for group in groups:
+    for group in sort_groups(groups, list(shown)):  # the tables' row order
         job = group.jobs[0]  # the first seed's selection
         if not job.subset.get("kernel_hash") and not any(v is not None for v in job.subset.get("gains") or []):
             continue  # a selector with neither a kernel nor gains (Random, Full, Initial)
@@ -208,7 +208,7 @@ def write_report(jobs: list[Job], skipped: list[BadJob], roots: list[Path], out:
         report += [f"Uncertainty in every figure: the {figures.INTERVAL}, clipped to the range of a bounded metric "
                    "(ROUGE, BGE, EM in [0, 1]); no interval with one seed.", ""]
     for i, path in enumerate(drawn.written, 1):
-        report += [f"![{drawn.captions[path]}](figures/{path.name})", "",
+        report += [f"![{path.stem}](figures/{path.name})", "",
                    f"*Figure {i} (`{path.name}`): {drawn.captions[path]}*", ""]
     report += (["## Notes", ""] + [f"- {n}" for n in notes]) if notes else []
     (out / "report.md").write_text("\n".join(report).rstrip("\n") + "\n")

@@ -115,7 +115,8 @@ def budget_curves(frame: list[dict], path: str | Path, evaluation: str, split: s
         for method in dict.fromkeys(e["method"] for e in rows if e["selector"] not in REFERENCE_METHODS):
             line = sorted((e for e in rows if e["method"] == method), key=lambda e: e["budget_fraction"])
             xs = [e["budget_fraction"] for e in line]
-            ax.plot(xs, [e["mean"] for e in line], label=method, markerfacecolor="none", **styles[method])
+            ax.plot(xs, [e["mean"] for e in line], label=method, markerfacecolor="none", clip_on=False,  # a mark at 0 whole
+                    **styles[method])
             bands = [interval(e) or (e["mean"], e["mean"]) for e in line]
             ax.fill_between(xs, [b[0] for b in bands], [b[1] for b in bands], color=styles[method]["color"], alpha=0.15,
                             linewidth=0)
