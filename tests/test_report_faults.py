@@ -15,6 +15,7 @@ from test_report_support import rows, write_job
 
 from delift.report.cli import build_report, main
 from delift.report.folder import slug
+from delift.report.jobs import cache_reads
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -150,3 +151,16 @@ def test_figure_files_and_captions_say_protocol_setting_method_and_seed(tmp_path
     survey_md = (tmp_path / "rep" / "survey.md").read_text()
     ifd_row = next(line for line in survey_md.splitlines() if "| IFD |" in line)
     assert ifd_row.endswith(" (cache 1/1) |")
+
+
+def test_cache_reads_are_found_wherever_a_selector_records_them():
+    delift = {"kernel_cached": True, "kernels": {"pool_pool": {"key": "k", "cached": True},
+                                                 "pool_query": {"key": "q", "cached": False}}, "positive_gain_picks": 3}
+    assert cache_reads(delift) == ["pool_pool kernel"]
+    assert cache_reads({"kernel_cached": True, "kernel_key": "k"}) == ["kernel"]  # Nuggets
+    assert cache_reads({"scored": 20, "cache_hits": 12, "scores": {"cached": True}}) == ["12 of 32 scores"]  # IFD
+    selectit = {"models": [{"scored": 8, "cache_hits": 0}, {"scored": 0, "cache_hits": 8}]}
+    assert cache_reads(selectit) == ["8 of 8 scores"]
+    assert cache_reads({"computed": 0, "cache_hits": 40, "checkpoints": []}) == ["40 of 40 scores"]  # LESS
+    assert cache_reads({"kernel_approximation": {"pool_pool": {"sample_cached": True}}}) == ["kernel sample"]
+    assert cache_reads({"kernel_cached": False, "cache_hits": 0, "requested_budget": 4}) == []

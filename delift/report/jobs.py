@@ -122,13 +122,17 @@ def read_object(path: Path) -> dict:
     return found
 
 
-def cache_reads(info: Any) -> list[str]:
-    """What a selection read from a cache instead of computing, found anywhere in subset.json's ``info``:
-    ``kernel_cached`` (DELIFT, Nuggets: the utility kernel), ``sample_cached`` (a learned kernel's sample),
-    ``cache_hits`` > 0 (per-example scores, gradient features: IFD, SelectIT, LoBaSS, LESS)."""
+def cache_reads(info: Any, name: str = "") -> list[str]:
+    """What a selection read from a cache instead of computing, found anywhere in subset.json's ``info``
+    (``name``: the key ``info`` sits under): ``kernels.<role>.cached`` (DELIFT: the kernels front sets a
+    kernel's ``meta["cached"]`` when it is loaded, not computed) or ``kernel_cached`` (Nuggets), ``sample_cached``
+    (a learned kernel's sample), ``cache_hits`` > 0 (per-example scores or gradient features: IFD, SelectIT,
+    LoBaSS, LESS)."""
     found: list[str] = []
     if isinstance(info, dict):
-        if info.get("kernel_cached") is True:
+        if info.get("cached") is True:
+            found.append(f"{name} kernel" if name else "kernel")
+        if info.get("kernel_cached") is True and not isinstance(info.get("kernels"), dict):
             found.append("kernel")
         if info.get("sample_cached") is True:
             found.append("kernel sample")
@@ -138,10 +142,10 @@ def cache_reads(info: Any) -> list[str]:
             found.append(f"{hits:g} of {hits + done:g} scores" if done is not None else f"{hits:g} scores")
         for key, value in info.items():
             if key != "scores":  # id -> score, no cache flags inside
-                found += cache_reads(value)
+                found += cache_reads(value, str(key))
     elif isinstance(info, list):
         for value in info:
-            found += cache_reads(value)
+            found += cache_reads(value, name)
     return found
 
 
