@@ -192,10 +192,14 @@ def test_gain_curve_marks_the_positive_gain_picks(tmp_path):
 
 def test_gain_curve_draws_no_marker_past_the_data_when_every_gain_is_positive(tmp_path):
     job = write_job(tmp_path, "job", "delift_se", 0, {"qlora/bge": 0.5},
-                    subset={"selected_ids": ["a", "b"], "gains": [2.0, 1.0], "info": {"positive_gain_picks": 2}})
-    ax = kernel_figures.gain_curve(job, tmp_path / "g.png").axes[0]
+                    subset={"selected_ids": ["a", "b"], "gains": [3.8e-4, 1.5e-4], "info": {"positive_gain_picks": 2}})
+    fig = kernel_figures.gain_curve(job, tmp_path / "g.png")
+    ax = fig.axes[0]
     assert len(ax.get_lines()) == 1 and max(ax.get_xlim()) <= 2.5  # no line at 2.5 past the last pick
     assert ax.get_title() == "DELIFT (SE), seed 0: greedy gains of 2 picks; all 2 gains positive"
+    fig.canvas.draw()
+    labels = [t.get_text().replace("$\\mathdefault{", "").replace("}$", "") for t in ax.get_yticklabels()]
+    assert labels and max(map(len, labels)) <= 4, labels  # 3.5 with a shared x10^-4, not 0.00035
 
 
 def test_a_top_k_selector_shows_scores_and_marks_the_picks_filled_from_dropped_examples(tmp_path):

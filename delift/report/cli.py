@@ -57,7 +57,7 @@ def reference_notes(frame: list[dict]) -> list[str]:
 def cached_selection_notes(groups: list[Group], shown: list[str]) -> list[str]:
     """Selection times that leave out computing what the job read from a cache (kernel, scores)."""
     notes = []
-    for group in groups:
+    for group in sort_groups(groups, list(shown)):
         reads = {str(job.seed): cache_reads(job.subset.get("info")) for job in group.jobs}
         cached = {seed: found for seed, found in reads.items() if found}
         if cached:

@@ -72,12 +72,12 @@ def describe(subset: dict, seed: Any, method: str | None, setting: str) -> str:
     return ", ".join(p for p in parts if p)
 
 
-def readable_colorbar(colorbar: Any) -> None:
-    """Tick labels with few digits: a shared power of ten above the bar instead of 0.000100."""
+def readable(axis: Any) -> None:
+    """Tick labels with few digits: a shared power of ten above the axis instead of 0.000100."""
     formatter = ScalarFormatter(useMathText=True)
     formatter.set_powerlimits((-2, 3))
-    colorbar.ax.yaxis.set_major_formatter(formatter)
-    colorbar.ax.yaxis.set_major_locator(MaxNLocator(6))
+    axis.set_major_formatter(formatter)
+    axis.set_major_locator(MaxNLocator(6))
 
 
 def kernel_heatmap(run_dir: str | Path, path: str | Path, cache_dir: str | Path | None = None,
@@ -100,7 +100,7 @@ def kernel_heatmap(run_dir: str | Path, path: str | Path, cache_dir: str | Path 
     limit = float(np.abs(shown).max()) or 1.0
     fig, (ax,) = new_figure(1, width=5.6, height=4.8)
     image = ax.imshow(shown, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest", aspect="auto")
-    readable_colorbar(fig.colorbar(image, ax=ax, label="UF = d_zero - d_one"))
+    readable(fig.colorbar(image, ax=ax, label="UF = d_zero - d_one").ax.yaxis)
     known = set(candidates)
     k = sum(1 for i in selected if i in known)
     ax.axvline(k - 0.5, color="black", linewidth=0.8)
@@ -138,6 +138,7 @@ def gain_curve(run_dir: str | Path, path: str | Path, setting: str = "", method:
         ax.axvline(picks + 0.5, color="red", linestyle="--", label=f"positive_gain_picks = {picks}")
     ax.set_xlim(0.5, len(gains) + 0.5)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    readable(ax.yaxis)
     ax.set_xlabel("greedy pick" if greedy else "pick (highest score first)")
     ax.set_ylabel(what)
     positive = f"; all {len(gains)} gains positive" if picks is not None and picks >= len(gains) else ""
