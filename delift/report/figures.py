@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from delift.report.labels import REFERENCE_METHODS, metric_bounds, metric_label, protocol_label
 
 REFERENCE_STYLE = {"full": ("black", "--"), "initial": ("grey", ":")}
+REFERENCE_BARS = {"full": "dimgrey", "initial": "silver"}  # light enough for the black whiskers to show
 INTERVAL = "95 % t-interval over seeds"  # the one uncertainty convention of every figure (none with one seed)
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 LINESTYLES = ("-", "--", "-.", ":")
@@ -152,7 +153,7 @@ def method_bars(frame: list[dict], path: str | Path, evaluation: str, split: str
         spans = [interval(e) for e in rows]
         errors = [[e["mean"] - s[0] if s else 0 for e, s in zip(rows, spans)],
                   [s[1] - e["mean"] if s else 0 for e, s in zip(rows, spans)]]
-        colours = [styles[e["method"]]["color"] if e["method"] in styles else REFERENCE_STYLE[e["selector"]][0]
+        colours = [styles[e["method"]]["color"] if e["method"] in styles else REFERENCE_BARS[e["selector"]]
                    for e in rows]
         ax.bar(range(len(rows)), means, yerr=errors, capsize=4, color=colours)
         ax.set_xticks(range(len(rows)), [e["method"] for e in rows], rotation=30, ha="right", fontsize="small")
