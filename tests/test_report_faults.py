@@ -137,7 +137,7 @@ def test_figure_files_and_captions_say_protocol_setting_method_and_seed(tmp_path
     done = build_report([root], out=tmp_path / "rep", resamples=50)
     names = sorted(p.name for p in done["figures"])
     assert names == ["bars_qlora_budget_fraction-0.25.png", "bars_qlora_budget_fraction-0.5.png",
-                     "budget_qlora_all.png", "gains_delift_se_budget_fraction-0.25_seed0.png",
+                     "budget_qlora.png", "gains_delift_se_budget_fraction-0.25_seed0.png",
                      "gains_ifd_budget_fraction-0.25_seed0.png"]  # no Full Data run: no PIR, no survey figure
     assert all(p.exists() and p.parent == tmp_path / "rep" / "figures" for p in done["figures"])
     report = done["report"].read_text()

@@ -44,10 +44,10 @@ def test_notebook_shows_tables_and_figures_of_a_tiny_sweep(tmp_path):
     assert "## Survey metrics (Liu et al. 2024)" in markdown
     images = outputs(nb, "image/png")
     figures = sorted(p.stem for p in (results / "report" / "figures").glob("*.png"))
-    assert figures == ["bars_qlora_budget_fraction-0.25", "bars_qlora_budget_fraction-0.5", "budget_qlora_all",
+    assert figures == ["bars_qlora_budget_fraction-0.25", "bars_qlora_budget_fraction-0.5", "budget_qlora",
                        "survey_qlora"] and len(images) == 4
     assert all(f"**report / {stem}**: " in markdown for stem in figures)
-    assert "**report / budget_qlora_all**: QLoRA score against the budget fraction: seed mean, 95 % t-interval" in markdown
+    assert "**report / budget_qlora**: QLoRA score against the budget fraction: seed mean, 95 % t-interval" in markdown
 
     # the report folder itself: its tables once (not again as "older flat tables")
     nb = nbformat.read(NOTEBOOK, as_version=4)

@@ -101,12 +101,12 @@ def draw_figures(frame: list[dict], rows: list[dict], groups: list[Group], spec:
     for evaluation in dict.fromkeys(e["evaluation"] for e in frame):
         name = protocol_label(evaluation)
         for setting in settings:
-            path = drawn.path("bars", evaluation, setting or "all")
+            path = drawn.path("bars", evaluation, setting)
             drawn.keep(figures.method_bars(frame, path, evaluation, setting=setting), path,
                        f"{name} scores per method{' at ' + setting if setting else ''}: {interval} as whiskers; "
                        "y-ranges shared with the other settings' bars.")
         for panel in panels:
-            path = drawn.path("budget", evaluation, panel or "all")
+            path = drawn.path("budget", evaluation, panel)
             drawn.keep(figures.budget_curves(frame, path, evaluation, panel=panel), path,
                        f"{name} score against the budget fraction{' at ' + panel if panel else ''}: {interval} as "
                        "bands; Full Data and Initial (no budget) as horizontal lines.")
