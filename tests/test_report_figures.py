@@ -230,3 +230,17 @@ def test_kernel_colour_bar_ticks_are_short(tmp_path):
     assert labels and all(len(text.replace("$", "").replace("\\mathdefault{", "").replace("}", "")) <= 5
                           for text in labels), labels  # e.g. 1, not 0.000100
     assert "10^{\u22124}" in bar.get_offset_text().get_text()  # the shared power of ten, with a true minus sign
+
+
+def test_a_method_keeps_its_colour_in_every_figure(frame, tmp_path):
+    from matplotlib.colors import to_hex
+
+    curves = figures.budget_curves(frame, tmp_path / "c.png", "qlora").axes[1]
+    line = {drawn.get_label(): to_hex(drawn.get_color()) for drawn in curves.get_lines()}
+    bars = figures.method_bars(frame, tmp_path / "b.png", "qlora", setting="budget_fraction=0.25").axes[1]
+    bar = {t.get_text(): to_hex(p.get_facecolor()) for t, p in zip(bars.get_xticklabels(), bars.patches)}
+    assert bar["DELIFT"] == line["DELIFT"] and bar["Random"] == line["Random"] and bar["DELIFT"] != bar["Random"]
+    spec = load_survey()
+    scatter = figures.survey_scatter(survey_rows(frame, spec), spec, tmp_path / "s.png", "qlora").axes[0]
+    dots = {c.get_label(): to_hex(c.get_facecolor()[0]) for c in scatter.collections if c.get_label().endswith("(this run)")}
+    assert dots["DELIFT (this run)"] == line["DELIFT"] and dots["Random (this run)"] == line["Random"]

@@ -52,6 +52,11 @@ def metrics_of(entries: list[dict]) -> list[str]:
     return list(dict.fromkeys(e["metric"] for e in entries))
 
 
+def colour(styles: dict[str, dict[str, Any]], method: str, selector: str) -> str:
+    """A method's colour in every figure (Full Data and Initial: their greys)."""
+    return styles[method]["color"] if method in styles else REFERENCE_BARS.get(selector, "black")
+
+
 def method_styles(frame: list[dict]) -> dict[str, dict[str, Any]]:
     """Method label -> plot style (colour, marker, line style, marker size), in the frame's method order;
     shrinking markers and changing dashes keep equal lines visible on top of each other."""
@@ -153,8 +158,7 @@ def method_bars(frame: list[dict], path: str | Path, evaluation: str, split: str
         spans = [interval(e) for e in rows]
         errors = [[e["mean"] - s[0] if s else 0 for e, s in zip(rows, spans)],
                   [s[1] - e["mean"] if s else 0 for e, s in zip(rows, spans)]]
-        colours = [styles[e["method"]]["color"] if e["method"] in styles else REFERENCE_BARS[e["selector"]]
-                   for e in rows]
+        colours = [colour(styles, e["method"], e["selector"]) for e in rows]
         ax.bar(range(len(rows)), means, yerr=errors, capsize=4, color=colours)
         ax.set_xticks(range(len(rows)), [e["method"] for e in rows], rotation=30, ha="right", fontsize="small")
         ax.set_ylim(*y_range(protocol, metric, from_zero=True))
@@ -184,11 +188,12 @@ def forgetting(frame: list[dict], path: str | Path, evaluation: str, metric: str
         span = interval(e) or (e["mean"], e["mean"])
         return [[e["mean"] - span[0]], [span[1] - e["mean"]]]
 
+    styles = method_styles(frame)
     fig, (ax,) = new_figure(1, width=5.2, height=4.2)
-    for i, (e, o) in enumerate(points):
+    for e, o in points:
         label = e["method"] + (f" ({e['setting_label']})" if e["setting_label"] and setting is None else "")
         ax.errorbar(o["mean"], e["mean"], xerr=whisker(o), yerr=whisker(e), fmt="o", capsize=3,
-                    color=f"C{i}", label=label)
+                    color=colour(styles, e["method"], e["selector"]), label=label)
     ax.set_xlabel(f"existing task {metric_label(metric)} ({protocol_label(evaluation)}; right = less forgetting)")
     ax.set_ylabel(f"new task {metric_label(metric)} ({protocol_label(evaluation)})")
     ax.set_title(f"{setting + ': ' if setting else ''}seed means, whiskers: {INTERVAL}", fontsize="small")
@@ -214,9 +219,11 @@ def survey_scatter(rows: list[dict], survey: dict[str, Any], path: str | Path, e
         ax.scatter(sdf, value, marker="x", color="grey")
         ax.annotate(f"{name} (lit.)", (sdf, value), fontsize="x-small", color="grey",
                     xytext=(3, -9 if crowded else 3), textcoords="offset points")
-    for i, method in enumerate(dict.fromkeys(r["method"] for r in mine if r["selector"] != "full")):
+    styles = method_styles(rows)  # every row, so a method has the colour it has in the other figures
+    for method in dict.fromkeys(r["method"] for r in mine if r["selector"] != "full"):
         pts = [r for r in mine if r["method"] == method]
-        ax.scatter([r["sdf"] for r in pts], [r["pir"] for r in pts], color=f"C{i}", label=f"{method} (this run)")
+        ax.scatter([r["sdf"] for r in pts], [r["pir"] for r in pts], color=colour(styles, method, pts[0]["selector"]),
+                   label=f"{method} (this run)")
     ax.axhline(1.0, color="black", linewidth=0.8, label="Full Data (PIR = 1)")
     ax.set_xlim(-0.01, right)
     ax.set_xlabel("SDF (selected data fraction)")
