@@ -144,6 +144,8 @@ def test_figure_files_and_captions_say_protocol_setting_method_and_seed(tmp_path
     assert ("*Figure 1 (`bars_qlora_budget_fraction-0.25.png`): QLoRA scores per method at budget_fraction=0.25: "
             "seed mean, 95 % t-interval over seeds (clipped to the metric's range) as whiskers") in report
     assert "(`gains_ifd_budget_fraction-0.25_seed0.png`): IFD, budget_fraction=0.25, seed 0: the score of each pick" in report
+    assert ("(`budget_qlora.png`): QLoRA score against the budget fraction: seed mean, 95 % t-interval over seeds "
+            "(clipped to the metric's range) as bands.*") in report  # no Full Data or Initial ran: no line named
     assert "(`gains_delift_se_budget_fraction-0.25_seed0.png`): DELIFT (SE), budget_fraction=0.25, seed 0: the marginal gain" in report
     # IFD read its scores from the cache: flagged in the notes and beside its selection time
     assert ("- IFD at budget_fraction=0.25: 1 of 1 seeds read from the cache (seed 0: 16 of 16 scores); their "

@@ -97,6 +97,8 @@ def draw_figures(frame: list[dict], rows: list[dict], groups: list[Group], spec:
     drawn, notes = Figures(out / "figures"), []
     interval = f"seed mean, {figures.INTERVAL} (clipped to the metric's range)"
     settings = list(dict.fromkeys(e["setting_label"] for e in frame))
+    ran = [method_label(r) for r in ("full", "initial") if any(e["selector"] == r for e in frame)]
+    references = f"; {' and '.join(ran)} (no budget) as horizontal lines" if ran else ""
     panels = list(dict.fromkeys(e["panel"] for e in frame))
     for evaluation in dict.fromkeys(e["evaluation"] for e in frame):
         name = protocol_label(evaluation)
@@ -109,7 +111,7 @@ def draw_figures(frame: list[dict], rows: list[dict], groups: list[Group], spec:
             path = drawn.path("budget", evaluation, panel)
             drawn.keep(figures.budget_curves(frame, path, evaluation, panel=panel), path,
                        f"{name} score against the budget fraction{' at ' + panel if panel else ''}: {interval} as "
-                       "bands; Full Data and Initial (no budget) as horizontal lines.")
+                       f"bands{references}.")
         for metric in dict.fromkeys(e["metric"] for e in frame if e["split"] == "existing" and e["evaluation"] == evaluation):
             path = drawn.path("forgetting", evaluation, metric)
             drawn.keep(figures.forgetting(frame, path, evaluation, metric), path,
