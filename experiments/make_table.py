@@ -16,7 +16,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from delift.report.cli import caveats_of, experiment_name, slug
+from delift.report.cli import caveats_of, experiment_name
+from delift.report.folder import slug
 from delift.report.frame import build_frame, columns
 from delift.report.jobs import display_keys, group_jobs, load_jobs
 from delift.report.tables import to_markdown, write_csv

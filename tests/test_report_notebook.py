@@ -44,8 +44,19 @@ def test_notebook_shows_tables_and_figures_of_a_tiny_sweep(tmp_path):
     assert "## Survey metrics (Liu et al. 2024)" in markdown
     images = outputs(nb, "image/png")
     figures = sorted(p.stem for p in (results / "report" / "figures").glob("*.png"))
-    assert figures == ["bars_qlora_s1", "bars_qlora_s2", "budget_qlora_p1", "survey_qlora"] and len(images) == 4
-    assert all(f"**report / {stem}**" in markdown for stem in figures)
+    assert figures == ["bars_qlora_budget_fraction-0.25", "bars_qlora_budget_fraction-0.5", "budget_qlora",
+                       "survey_qlora"] and len(images) == 4
+    assert all(f"**report / {stem}**: " in markdown for stem in figures)
+    assert "**report / budget_qlora**: QLoRA score against the budget fraction: seed mean, 95 % t-interval" in markdown
+
+    # the report folder itself: its tables once (not again as "older flat tables")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    (params,) = [cell for cell in nb.cells if "parameters" in cell.metadata.get("tags", [])]
+    params.source = f"SOURCE = {str(results / 'report')!r}\nOUT = None\nNAME = None"
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3").execute()
+    markdown = "\n".join(outputs(nb, "text/markdown"))
+    assert markdown.count("| 0.25 | DELIFT | 2 | 0.4300 ± 0.0071 [0.3665, 0.4935] † |") == 1
+    assert markdown.count("## Survey metrics (Liu et al. 2024)") == 1
 
     # a folder of reports (results/): the report is found, and the flat tables beside it are shown
     nb = nbformat.read(NOTEBOOK, as_version=4)

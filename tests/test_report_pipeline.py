@@ -41,7 +41,8 @@ def test_report_of_a_budget_sweep_keeps_the_budgets_apart(tmp_path):
     table = done["table"].read_text()
     assert "| 0.25 | Random | 1 |" in table and "| 0.5 | Random | 1 |" in table
     figures = {p.name for p in done["figures"]}
-    assert {"budget_qlora_p1.png", "kernel_delift_1_seed0.png", "gains_delift_1_seed0.png"} <= figures
+    assert {"budget_qlora.png", "kernel_delift_budget_fraction-0.25_seed0.png",
+            "gains_delift_budget_fraction-0.25_seed0.png"} <= figures
     uf, targets, candidates = load_kernel(kernel_path(delift["jobs"][0]))
     assert uf.shape == (len(targets), len(candidates)) == (16, 16)
     assert "tiny random model" in done["report"].read_text()

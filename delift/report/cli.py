@@ -8,26 +8,24 @@ writes into ``results/<name>/`` (``--out`` overrides; name = the experiment name
 ``table.md`` / ``table.csv`` (rows = method x varying setting, columns = protocol x metric, seed
 means with std, t-interval and paired-bootstrap markers), ``survey.md`` / ``survey.csv`` (SDF, PIR,
 efficiency and feasibility), ``jobs.csv`` (one row per job), ``figures/*.png`` and ``report.md`` (all
-of it, with the caveats the runs recorded in run.json).
+of it, with the caveats the runs recorded in run.json, figure captions and notes). The folder is written
+atomically (:mod:`delift.report.folder`). A job whose result file cannot be read is skipped with a
+warning naming the file and counted in report.md; ``--strict`` stops at it instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import re
 from pathlib import Path
 from typing import Any
 
-from delift.report import figures, kernel_figures, listing, survey, tables
-from delift.report.frame import build_frame, columns
-from delift.report.jobs import Group, Job, display_keys, group_jobs, load_jobs
-from delift.report.labels import method_label, setting_label
+from delift.report import figures, folder, kernel_figures, listing, survey, tables
+from delift.report.folder import slug
+from delift.report.frame import build_frame, columns, sort_groups
+from delift.report.jobs import BadJob, Group, Job, cache_reads, display_keys, group_jobs, load_jobs
+from delift.report.labels import method_label, metric_label, protocol_label, setting_label
 from delift.report.stats import BOOTSTRAP_RESAMPLES
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "all"
 
 
 def caveats_of(jobs: list[Job]) -> list[str]:
@@ -56,65 +54,100 @@ def reference_notes(frame: list[dict]) -> list[str]:
     return list(dict.fromkeys(notes))
 
 
-def cached_kernel_notes(groups: list[Group], shown: list[str]) -> list[str]:
-    """Selection times that exclude the kernel: the job read it from the cache."""
+def cached_selection_notes(groups: list[Group], shown: list[str]) -> list[str]:
+    """Selection times that leave out computing what the job read from a cache (kernel, scores)."""
     notes = []
-    for group in groups:
-        cached = [job for job in group.jobs if (job.subset.get("info") or {}).get("kernel_cached")]
+    for group in sort_groups(groups, list(shown)):
+        reads = {str(job.seed): cache_reads(job.subset.get("info")) for job in group.jobs}
+        cached = {seed: found for seed, found in reads.items() if found}
         if cached:
             label = method_label(group.selector, group.variant)
             where = f" at {setting_label({k: group.setting[k] for k in shown})}" if shown else ""
-            notes.append(f"{label}{where}: {len(cached)} of {len(group.jobs)} seeds read a cached kernel; their "
-                         "time/selection_s excludes computing it")
+            what = "; ".join(f"seed {seed}: {', '.join(found)}" for seed, found in cached.items())
+            notes.append(f"{label}{where}: {len(cached)} of {len(group.jobs)} seeds read from the cache ({what}); "
+                         "their time/selection_s leaves out computing it")
     return notes
 
 
-def draw_figures(frame: list[dict], rows: list[dict], groups: list[Group], spec: dict[str, Any], out: Path,
-                 cache_dir: str | None, shown: list[str] = ()) -> tuple[list[Path], list[str]]:
-    """Every figure the results allow; returns the files written and notes (e.g. kernel files not found).
-    A kernel or gains figure names its setting by the ``shown`` keys (those the tables tell settings apart by)."""
-    written, notes = [], []
-    folder = out / "figures"
+class Figures:
+    """The figures written and their captions; a file name is made unique within the report."""
 
-    def keep(fig: Any, path: Path) -> None:
+    def __init__(self, folder_: Path):
+        self.folder, self.written, self.captions = folder_, [], {}
+
+    def path(self, *parts: str) -> Path:
+        stem = "_".join(slug(p)[:80] for p in parts if p)
+        path, n = self.folder / f"{stem}.png", 2
+        while path in self.captions or path in self.written:
+            path, n = self.folder / f"{stem}_{n}.png", n + 1
+        return path
+
+    def keep(self, fig: Any, path: Path, caption: str) -> Any:
         if fig is not None:
-            written.append(path)
+            self.written.append(path)
+            self.captions[path] = caption
+        return fig
 
+
+def draw_figures(frame: list[dict], rows: list[dict], groups: list[Group], spec: dict[str, Any], out: Path,
+                 cache_dir: str | None, shown: list[str] = ()) -> tuple[Figures, list[str]]:
+    """Every figure the results allow; returns them (files and captions) and notes (e.g. kernel files not
+    found). File names and titles say the protocol and setting (bars, curves) or the method, setting and seed
+    (kernel, gains), the setting by the ``shown`` keys (those the tables tell settings apart by)."""
+    drawn, notes = Figures(out / "figures"), []
+    interval = f"seed mean, {figures.INTERVAL} (clipped to the metric's range)"
     settings = list(dict.fromkeys(e["setting_label"] for e in frame))
+    ran = [method_label(r) for r in ("full", "initial") if any(e["selector"] == r for e in frame)]
+    references = f"; {' and '.join(ran)} (no budget) as horizontal lines" if ran else ""
     panels = list(dict.fromkeys(e["panel"] for e in frame))
     for evaluation in dict.fromkeys(e["evaluation"] for e in frame):
-        for i, setting in enumerate(settings):
-            path = folder / f"bars_{evaluation}_s{i + 1}.png"
-            keep(figures.method_bars(frame, path, evaluation, setting=setting), path)
-        for i, panel in enumerate(panels):
-            path = folder / f"budget_{evaluation}_p{i + 1}.png"
-            keep(figures.budget_curves(frame, path, evaluation, panel=panel), path)
+        name = protocol_label(evaluation)
+        for setting in settings:
+            path = drawn.path("bars", evaluation, setting)
+            drawn.keep(figures.method_bars(frame, path, evaluation, setting=setting), path,
+                       f"{name} scores per method{' at ' + setting if setting else ''}: {interval} as whiskers; "
+                       "y-ranges shared with the other settings' bars.")
+        for panel in panels:
+            path = drawn.path("budget", evaluation, panel)
+            drawn.keep(figures.budget_curves(frame, path, evaluation, panel=panel), path,
+                       f"{name} score against the budget fraction{' at ' + panel if panel else ''}: {interval} as "
+                       f"bands{references}.")
         for metric in dict.fromkeys(e["metric"] for e in frame if e["split"] == "existing" and e["evaluation"] == evaluation):
-            path = folder / f"forgetting_{evaluation}_{metric}.png"
-            keep(figures.forgetting(frame, path, evaluation, metric), path)
-        path = folder / f"survey_{evaluation}.png"
-        keep(figures.survey_scatter(rows, spec, path, evaluation), path)
-    for i, group in enumerate(g for g in groups if g.jobs[0].subset.get("kernel_hash") or any(
-            v is not None for v in g.jobs[0].subset.get("gains") or [])):  # selectors with a kernel or gains
-        job = group.jobs[0]
-        stem = f"{group.selector}_{i + 1}_seed{job.seed}"
-        label = setting_label({k: group.setting[k] for k in shown})  # which setting the numbered figure shows
+            path = drawn.path("forgetting", evaluation, metric)
+            drawn.keep(figures.forgetting(frame, path, evaluation, metric), path,
+                       f"{name} {metric_label(metric)}: new task against the existing task (forgetting), {interval} "
+                       "as whiskers.")
+        path = drawn.path("survey", evaluation)
+        drawn.keep(figures.survey_scatter(rows, spec, path, evaluation), path,
+                   f"{name}: SDF against PIR of this report's methods, with the survey's line and its literature "
+                   "values (other models and data: not comparable runs).")
+    for group in sort_groups(groups, list(shown)):  # the tables' row order
+        job = group.jobs[0]  # the first seed's selection
+        if not job.subset.get("kernel_hash") and not any(v is not None for v in job.subset.get("gains") or []):
+            continue  # a selector with neither a kernel nor gains (Random, Full, Initial)
+        setting = setting_label({k: group.setting[k] for k in shown})
+        method = method_label(group.selector, group.variant)
+        variant = setting_label(group.variant)
+        what = f"{method}{', ' + setting if setting else ''}, seed {job.seed}"
         if job.subset.get("kernel_hash"):
-            path = folder / f"kernel_{stem}.png"
-            fig = kernel_figures.kernel_heatmap(job.path, path, cache_dir, label)
-            keep(fig, path)
+            path = drawn.path("kernel", group.selector, variant, setting, f"seed{job.seed}")
+            fig = drawn.keep(kernel_figures.kernel_heatmap(job.path, path, cache_dir, setting, method), path,
+                             f"{what}: the utility kernel, candidates in selection order (a line ends the subset).")
             if fig is None:
-                notes.append(f"kernel {job.subset['kernel_hash'][:12]} of {job.path} not found under "
+                notes.append(f"{what}: kernel {job.subset['kernel_hash'][:12]} of {job.path} not found under "
                              "paths.cache_dir (pass --cache-dir): no heatmap")
-        path = folder / f"gains_{stem}.png"
-        keep(kernel_figures.gain_curve(job.path, path, label), path)
-    return written, notes
+        path = drawn.path("gains", group.selector, variant, setting, f"seed{job.seed}")
+        greedy = "scores" not in (job.subset.get("info") or {})
+        drawn.keep(kernel_figures.gain_curve(job.path, path, setting, method), path,
+                   f"{what}: " + ("the marginal gain of each greedy pick." if greedy
+                                  else "the score of each pick (top-k selection)."))
+    return drawn, notes
 
 
 def write_survey_csv(rows: list[dict], path: Path) -> Path:
     fields = ["setting_label", "method", "selector", "evaluation", "sdf", "pir", "pir_metrics", "r", "efficiency_rank",
               "r_random", "simplicity", "flexibility", "simplicity_rank", "flexibility_rank", "feasibility_rank",
-              "selection_s"]
+              "selection_s", "selection_cached"]
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
@@ -125,11 +158,29 @@ def write_survey_csv(rows: list[dict], path: Path) -> Path:
 def build_report(roots: list[Path], out: Path | None = None, name: str | None = None, baselines: tuple[str, ...] = (),
                  ignore: tuple[str, ...] = (), pir_metrics: list[str] | None = None,
                  methods_yaml: str | Path | None = None, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES,
-                 cache_dir: str | None = None, draw: bool = True) -> dict[str, Any]:
+                 cache_dir: str | None = None, draw: bool = True, strict: bool = False) -> dict[str, Any]:
     """Read the jobs under ``roots`` and write every report file; returns the paths and the frames."""
-    jobs = load_jobs([Path(r) for r in roots])
+    skipped: list[BadJob] = []
+    jobs = load_jobs([Path(r) for r in roots], strict=strict, skipped=skipped)
     title = experiment_name(jobs, name)
     out = Path(out) if out else Path("results") / slug(title)
+    building = folder.start(out)
+    try:
+        done = write_report(jobs, skipped, roots, building, title, baselines, ignore, pir_metrics, methods_yaml, seed,
+                            resamples, cache_dir, draw)
+        folder.finish(building, out)
+    except BaseException:
+        folder.abandon(building)
+        raise
+    moved = {key: out / value.relative_to(building) for key, value in done.items() if isinstance(value, Path)}
+    return {**done, **moved, "out": out, "figures": [out / p.relative_to(building) for p in done["figures"]]}
+
+
+def write_report(jobs: list[Job], skipped: list[BadJob], roots: list[Path], out: Path, title: str,
+                 baselines: tuple[str, ...], ignore: tuple[str, ...], pir_metrics: list[str] | None,
+                 methods_yaml: str | Path | None, seed: int, resamples: int, cache_dir: str | None,
+                 draw: bool) -> dict[str, Any]:
+    """Every report file of ``jobs`` into the folder ``out``."""
     baselines = tuple(dict.fromkeys(("random", *baselines)))
     keys, groups = group_jobs(jobs, tuple(ignore))
     shown = display_keys(groups, keys)
@@ -137,27 +188,35 @@ def build_report(roots: list[Path], out: Path | None = None, name: str | None = 
     spec = survey.load_survey(methods_yaml)
     rows = survey.survey_rows(frame, spec, pir_metrics)
     caveats = caveats_of(jobs)
-    out.mkdir(parents=True, exist_ok=True)
     table = tables.to_markdown(frame, shown, baselines, title, caveats)
     (out / "table.md").write_text(table)
     tables.write_csv(frame, shown, baselines, out / "table.csv")
     (out / "survey.md").write_text(survey.to_markdown(rows, spec))
     write_survey_csv(rows, out / "survey.csv")
-    listing.write_csv([row for root in roots for row in listing.collect(Path(root))], out / "jobs.csv")
-    written, notes = draw_figures(frame, rows, groups, spec, out, cache_dir, shown) if draw else ([], [])
-    notes = [*reference_notes(frame), *cached_kernel_notes(groups, shown), *notes,
-             *(f"{p}: a second job of the same setting, method and seed; left out" for g in groups for p in g.duplicates)]
+    bad = [b.path.parent for b in skipped]
+    listing.write_csv([row for root in roots for row in listing.collect(Path(root), skip=bad)], out / "jobs.csv")
+    drawn, notes = draw_figures(frame, rows, groups, spec, out, cache_dir, shown) if draw else (Figures(out), [])
+    notes = [*reference_notes(frame), *cached_selection_notes(groups, shown), *notes,
+             *(f"{p}: a second job of the same setting, method and seed; left out" for g in groups for p in g.duplicates),
+             *(f"skipped, unreadable: {b}" for b in skipped)]
     report = [f"# {title}", ""] + [f"> caveat: {c}" for c in caveats] + ([""] if caveats else [])
     hidden = f"; {len(keys) - len(shown)} more keys vary with them: {', '.join(k for k in keys if k not in shown)}"
-    report += [f"{len(jobs)} jobs from {', '.join(str(r) for r in roots)}; settings told apart by "
+    lost = f"; {len(skipped)} skipped (unreadable result files, see the notes)" if skipped else ""
+    report += [f"{len(jobs)} jobs{lost} from {', '.join(str(r) for r in roots)}; settings told apart by "
                f"{', '.join(shown) or 'nothing (one setting)'}{hidden if len(keys) > len(shown) else ''} "
                "(seeds averaged, never settings).", ""]
     report += [tables.body(frame, shown, baselines), survey.to_markdown(rows, spec), "## Figures", ""]
-    report += [f"![{p.stem}](figures/{p.name})" for p in written] + [""]
+    if drawn.written:
+        report += [f"Uncertainty in every figure: the {figures.INTERVAL}, clipped to the range of a bounded metric "
+                   "(ROUGE, BGE, EM in [0, 1]); no interval with one seed.", ""]
+    for i, path in enumerate(drawn.written, 1):
+        report += [f"![{path.stem}](figures/{path.name})", "",
+                   f"*Figure {i} (`{path.name}`): {drawn.captions[path]}*", ""]
     report += (["## Notes", ""] + [f"- {n}" for n in notes]) if notes else []
     (out / "report.md").write_text("\n".join(report).rstrip("\n") + "\n")
-    return {"out": out, "table": out / "table.md", "report": out / "report.md", "figures": written, "frame": frame,
-            "survey": rows, "keys": keys, "shown": shown, "groups": groups, "notes": notes}
+    return {"table": out / "table.md", "report": out / "report.md", "figures": drawn.written,
+            "captions": {p.name: c for p, c in drawn.captions.items()}, "frame": frame, "survey": rows, "keys": keys,
+            "shown": shown, "groups": groups, "notes": notes, "skipped": [str(b.path) for b in skipped]}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -175,6 +234,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resamples", type=int, default=BOOTSTRAP_RESAMPLES, help="bootstrap resamples")
     p.add_argument("--cache-dir", help="paths.cache_dir holding the kernels (default: each run's own)")
     p.add_argument("--no-figures", action="store_true", help="tables only")
+    p.add_argument("--strict", action="store_true", help="stop at a job with an unreadable result file (default: "
+                   "skip it with a warning naming the file, and count it in report.md)")
     return p
 
 
@@ -182,10 +243,11 @@ def run(argv: list[str] | None = None) -> Path:
     """Build the report of the command line ``argv``, print its table; returns the output folder."""
     args = parser().parse_args(argv)
     done = build_report(args.roots, args.out, args.name, tuple(args.baseline), tuple(args.ignore), args.pir_metrics,
-                        args.methods_yaml, args.seed, args.resamples, args.cache_dir, not args.no_figures)
+                        args.methods_yaml, args.seed, args.resamples, args.cache_dir, not args.no_figures, args.strict)
     print(done["table"].read_text(), end="")
+    lost = f"; {len(done['skipped'])} jobs skipped, see report.md" if done["skipped"] else ""
     print(f"\nwrote {done['out']}/ (table.md, table.csv, survey.md, survey.csv, jobs.csv, report.md, "
-          f"{len(done['figures'])} figures)")
+          f"{len(done['figures'])} figures{lost})")
     return done["out"]
 
 

@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from delift.outputs import metric_key
-from delift.report.jobs import Group, Job, display_keys, number
+from delift.report.jobs import Group, Job, cache_reads, display_keys, number
 from delift.report.labels import (
     METRICS,
     PROTOCOLS,
@@ -89,7 +89,9 @@ def group_summary(group: Group, shown: list[str]) -> dict[str, Any]:
     return {"setting": group.setting, "setting_label": setting_label(label), "panel": setting_label(panel),
             "selector": group.selector, "variant": group.variant, "method": method_label(group.selector, group.variant), "budget_fraction": budget,
             "sdf": math.fsum(sdf) / len(sdf) if sdf else None, "selection_s": group.mean("time/selection_s"),
-            "total_s": group.mean("time/total_s"), "seeds": group.seeds, "jobs": [str(job.path) for job in group.jobs]}
+            "total_s": group.mean("time/total_s"),
+            "selection_cached": sum(1 for job in group.jobs if cache_reads(job.subset.get("info"))),  # seeds
+            "seeds": group.seeds, "jobs": [str(job.path) for job in group.jobs]}
 
 
 def build_frame(groups: list[Group], keys: list[str], cols: list[tuple[str, str, str]],

@@ -75,12 +75,78 @@ class Job:
         return number(self.metrics.get(key))
 
     def predictions(self) -> list[dict]:
-        """The rows of predictions.jsonl ([] when the file is absent)."""
+        """The rows of predictions.jsonl ([] when the file is absent); a bad line raises :class:`BadJob`."""
         if self._predictions is None:
             path = self.path / "predictions.jsonl"
-            lines = path.read_text().splitlines() if path.exists() else []
-            self._predictions = [json.loads(line) for line in lines if line.strip()]
+            lines = read_text(path).splitlines() if path.exists() else []
+            rows = []
+            for number_, line in enumerate(lines, 1):
+                if line.strip():
+                    row = parse_json(path, line, f"line {number_}")
+                    if not isinstance(row, dict):
+                        raise BadJob(path, f"line {number_} is a JSON {type(row).__name__}, not an object")
+                    rows.append(row)
+            self._predictions = rows
         return self._predictions
+
+
+class BadJob(Exception):
+    """A job folder whose result file cannot be read; names the file."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+
+
+def parse_json(path: Path, text: str, where: str = "") -> Any:
+    """``text`` (of ``path``) as JSON; :class:`BadJob` naming the file (and ``where``) when it is not."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        at = f"{where}: " if where else ""
+        raise BadJob(path, f"{at}not valid JSON ({'empty' if not text.strip() else err})") from None
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except UnicodeDecodeError as err:
+        raise BadJob(path, f"not UTF-8 text ({err.reason} at byte {err.start})") from None
+
+
+def read_object(path: Path) -> dict:
+    """A result file holding one JSON object (metrics.json, subset.json, run.json)."""
+    found = parse_json(path, read_text(path))
+    if not isinstance(found, dict):
+        raise BadJob(path, f"a JSON {type(found).__name__}, not an object")
+    return found
+
+
+def cache_reads(info: Any, name: str = "") -> list[str]:
+    """What a selection read from a cache instead of computing, found anywhere in subset.json's ``info``
+    (``name``: the key ``info`` sits under): ``kernels.<role>.cached`` (DELIFT: the kernels front sets a
+    kernel's ``meta["cached"]`` when it is loaded, not computed) or ``kernel_cached`` (Nuggets), ``sample_cached``
+    (a learned kernel's sample), ``cache_hits`` > 0 (per-example scores or gradient features: IFD, SelectIT,
+    LoBaSS, LESS)."""
+    found: list[str] = []
+    if isinstance(info, dict):
+        if info.get("cached") is True:
+            found.append(f"{name} kernel" if name else "kernel")
+        if info.get("kernel_cached") is True and not isinstance(info.get("kernels"), dict):
+            found.append("kernel")
+        if info.get("sample_cached") is True:
+            found.append("kernel sample")
+        hits = number(info.get("cache_hits"))
+        if hits:
+            done = number(info.get("scored", info.get("computed")))
+            found.append(f"{hits:g} of {hits + done:g} scores" if done is not None else f"{hits:g} scores")
+        for key, value in info.items():
+            if key != "scores":  # id -> score, no cache flags inside
+                found += cache_reads(value, str(key))
+    elif isinstance(info, list):
+        for value in info:
+            found += cache_reads(value, name)
+    return found
 
 
 def job_config(resolved: dict[str, Any]) -> dict[str, Any]:
@@ -92,18 +158,27 @@ def job_config(resolved: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_job(folder: Path) -> Job:
-    """The job in ``folder`` (it holds metrics.json); an error names a folder that is not a delift run."""
+    """The job in ``folder`` (it holds metrics.json), every result file read and checked; :class:`BadJob`
+    names the file that cannot be read, SystemExit a folder that is not a delift run."""
     subset_path, run_path = folder / "subset.json", folder / "run.json"
     if not subset_path.exists() or not run_path.exists():
         raise SystemExit(f"{folder}: metrics.json without subset.json/run.json; not a delift run folder")
-    run = json.loads(run_path.read_text())
-    return Job(path=folder, run=run, metrics=json.loads((folder / "metrics.json").read_text()),
-               subset=json.loads(subset_path.read_text()), config=job_config(run.get("config") or {}))
+    run, subset = read_object(run_path), read_object(subset_path)
+    if not isinstance(subset.get("selector"), str):
+        raise BadJob(subset_path, "no selector name")
+    if not isinstance(run.get("config") or {}, dict):
+        raise BadJob(run_path, "config is not an object")
+    job = Job(path=folder, run=run, metrics=read_object(folder / "metrics.json"), subset=subset,
+              config=job_config(run.get("config") or {}))
+    job.predictions()  # a truncated predictions.jsonl is found now, not in the middle of the report
+    return job
 
 
-def load_jobs(roots: list[Path]) -> list[Job]:
+def load_jobs(roots: list[Path], strict: bool = False, skipped: list[BadJob] | None = None) -> list[Job]:
     """Every job under the given run or multirun folders, in path order (no duplicates). A metrics.json
-    without a run.json beside it (not written by delift) or inside another job's folder is skipped."""
+    without a run.json beside it (not written by delift) or inside another job's folder is skipped. A job
+    with an unreadable result file is skipped with a warning naming the file (appended to ``skipped``),
+    or, ``strict``, stops everything with that message."""
     folders: dict[Path, None] = {}
     for root in roots:
         if not Path(root).exists():
@@ -116,7 +191,19 @@ def load_jobs(roots: list[Path]) -> list[Job]:
                 folders[folder] = None
     if not folders:
         raise SystemExit(f"no delift run folder (metrics.json with run.json) under {', '.join(map(str, roots))}")
-    return [read_job(folder) for folder in sorted(folders)]
+    jobs = []
+    for folder in sorted(folders):
+        try:
+            jobs.append(read_job(folder))
+        except BadJob as bad:
+            if strict:
+                raise SystemExit(f"{bad} (--strict: a bad job stops the report)") from None
+            log.warning("%s; job skipped", bad)
+            if skipped is not None:
+                skipped.append(bad)
+    if not jobs:
+        raise SystemExit(f"every job under {', '.join(map(str, roots))} was skipped: no readable result files")
+    return jobs
 
 
 def varying_keys(jobs: list[Job], ignore: tuple[str, ...] = ()) -> list[str]:

@@ -1,8 +1,11 @@
-"""Figures of one DELIFT run folder: its utility kernel as a heatmap and its greedy gain curve.
+"""Figures of one selection run folder: its utility kernel as a heatmap and its picks' gains or scores.
 
 The kernel is ``<paths.cache_dir>/kernels/<kernel_hash>.npz`` (see :mod:`delift.kernel.cache`): array
 ``uf`` (targets x candidates) and a JSON ``meta`` holding ``target_ids`` and ``candidate_ids``;
-``kernel_hash``, the greedy ``gains`` and ``info.positive_gain_picks`` come from subset.json.
+``kernel_hash``, the per-pick ``gains`` and ``info`` come from subset.json. A greedy selector's ``gains``
+are marginal gains of its objective (``info.positive_gain_picks``); a top-k selector's (``info.scores``)
+are its scores, and ``info.filled_from_dropped`` picks (IFD) came from examples its threshold dropped.
+Titles name the method (:func:`~delift.report.labels.method_label`), the setting and the seed.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
 from delift.report.figures import new_figure, save
+from delift.report.labels import method_label
 
 MAX_SHOWN = 1500  # examples per heatmap axis (the first in selection order); a bigger image says nothing more
 
@@ -54,17 +59,39 @@ def selection_order(ids: list[str], selected: list[str]) -> list[int]:
     return chosen + [i for i in range(len(ids)) if i not in taken]
 
 
+def run_files(run_dir: str | Path) -> tuple[dict, Any]:
+    """subset.json and the seed of a run folder."""
+    run_dir = Path(run_dir)
+    run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
+    return json.loads((run_dir / "subset.json").read_text()), (run.get("config") or {}).get("seed")
+
+
+def describe(subset: dict, seed: Any, method: str | None, setting: str) -> str:
+    """``DELIFT, budget_fraction=0.25, seed 0``: what a figure of one run shows."""
+    parts = [method or method_label(str(subset.get("selector"))), setting, "" if seed is None else f"seed {seed}"]
+    return ", ".join(p for p in parts if p)
+
+
+def readable(axis: Any) -> None:
+    """Tick labels with few digits: a shared power of ten above the axis instead of 0.000100."""
+    formatter = ScalarFormatter(useMathText=True)
+    formatter.set_powerlimits((-2, 3))
+    axis.set_major_formatter(formatter)
+    axis.set_major_locator(MaxNLocator(6))
+
+
 def kernel_heatmap(run_dir: str | Path, path: str | Path, cache_dir: str | Path | None = None,
-                   setting: str = "") -> Any:
+                   setting: str = "", method: str | None = None) -> Any:
     """The utility kernel, candidates (columns) in selection order; when targets and candidates are the
     same examples (pool x pool) the rows follow the same order, so the diagonal is the self-pairs.
-    A line marks the end of the selected subset; ``setting`` (e.g. ``scorer=...``) goes into the title.
-    None without a kernel file."""
+    A line marks the end of the selected subset; the title names ``method`` (default: the selector's label),
+    ``setting`` (e.g. ``budget_fraction=0.25``) and the seed. None without a kernel file."""
     found = kernel_path(run_dir, cache_dir)
     if found is None:
         return None
     uf, targets, candidates = load_kernel(found)
-    selected = [str(i) for i in json.loads((Path(run_dir) / "subset.json").read_text())["selected_ids"]]
+    subset, seed = run_files(run_dir)
+    selected = [str(i) for i in subset["selected_ids"]]
     cols = selection_order(candidates, selected)[:MAX_SHOWN]
     square = sorted(targets) == sorted(candidates)
     target_row = {ident: i for i, ident in enumerate(targets)}
@@ -73,7 +100,7 @@ def kernel_heatmap(run_dir: str | Path, path: str | Path, cache_dir: str | Path 
     limit = float(np.abs(shown).max()) or 1.0
     fig, (ax,) = new_figure(1, width=5.6, height=4.8)
     image = ax.imshow(shown, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest", aspect="auto")
-    fig.colorbar(image, ax=ax, label="UF = d_zero - d_one")
+    readable(fig.colorbar(image, ax=ax, label="UF = d_zero - d_one").ax.yaxis)
     known = set(candidates)
     k = sum(1 for i in selected if i in known)
     ax.axvline(k - 0.5, color="black", linewidth=0.8)
@@ -82,25 +109,40 @@ def kernel_heatmap(run_dir: str | Path, path: str | Path, cache_dir: str | Path 
     ax.set_xlabel(f"candidate (shown example), selection order; first {k} selected")
     ax.set_ylabel("target, same order (diagonal = self-pairs)" if square else "target (stored order)")
     cut = f" (first {MAX_SHOWN} shown)" if len(candidates) > MAX_SHOWN else ""
-    ax.set_title(f"utility kernel {found.stem[:12]}{cut}{', ' + setting if setting else ''}", fontsize="small")
+    ax.set_title(f"{describe(subset, seed, method, setting)}: utility kernel{cut}", fontsize="small")
     return save(fig, path)
 
 
-def gain_curve(run_dir: str | Path, path: str | Path, setting: str = "") -> Any:
-    """The marginal gain of each greedy pick, with ``positive_gain_picks`` marked (after it the gains are 0
-    and the fill is arbitrary); ``setting`` goes into the title. None when the selector records no gains."""
-    subset = json.loads((Path(run_dir) / "subset.json").read_text())
+def gain_curve(run_dir: str | Path, path: str | Path, setting: str = "", method: str | None = None) -> Any:
+    """The gain (greedy selectors) or score (top-k selectors) of each pick, in pick order; a greedy run's
+    ``positive_gain_picks`` marked where gains stop being positive (after it the fill is arbitrary), a
+    top-k run's picks filled from dropped examples marked apart. The title names ``method``, ``setting``
+    and the seed. None when the selector records no gains."""
+    subset, seed = run_files(run_dir)
     gains = [g for g in subset.get("gains") or [] if g is not None]
     if not gains:
         return None
-    picks = (subset.get("info") or {}).get("positive_gain_picks")
+    info = subset.get("info") or {}
+    greedy = "scores" not in info  # a top-k selector records every example's score, a greedy one its objective
+    picks = info.get("positive_gain_picks") if greedy else None
+    filled = int(info.get("filled_from_dropped") or 0) if not greedy else 0
+    xs = list(range(1, len(gains) + 1))
+    what = "marginal gain of the objective" if greedy else "score (top-k selection, pick order)"
     fig, (ax,) = new_figure(1, width=5.6, height=3.8)
-    ax.plot(range(1, len(gains) + 1), gains, marker=".", label="marginal gain")
-    if picks is not None:
+    kept = len(gains) - filled
+    ax.plot(xs[:kept], gains[:kept], marker=".", label="marginal gain" if greedy else "score")
+    if filled:
+        ax.plot(xs[kept:], gains[kept:], marker="x", linestyle="none", color="C3",
+                label=f"{filled} filled from dropped examples (above the threshold)")
+    if picks is not None and picks < len(gains):  # a line after the last pick would mark nothing
         ax.axvline(picks + 0.5, color="red", linestyle="--", label=f"positive_gain_picks = {picks}")
-    ax.set_xlabel("greedy pick")
-    ax.set_ylabel("marginal gain of the objective")
-    where = f", {setting}" if setting else ""
-    ax.set_title(f"{subset.get('selector')}: greedy gains ({len(gains)} picks){where}", fontsize="small")
+    ax.set_xlim(0.5, len(gains) + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    readable(ax.yaxis)
+    ax.set_xlabel("greedy pick" if greedy else "pick (highest score first)")
+    ax.set_ylabel(what)
+    positive = f"; all {len(gains)} gains positive" if picks is not None and picks >= len(gains) else ""
+    kind = "greedy gains" if greedy else "scores"
+    ax.set_title(f"{describe(subset, seed, method, setting)}: {kind} of {len(gains)} picks{positive}", fontsize="small")
     ax.legend(fontsize="small")
     return save(fig, path)

@@ -15,6 +15,8 @@ PROTOCOLS = {"icl": "ICL", "qlora": "QLoRA", "lora": "LoRA"}  # in the paper's c
 METRICS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "bge": "BGE", "judge": "LAJ",
            "exact_match": "EM"}  # known per-example scores, in column order; others follow, sorted
 SPLITS = {"": "test", "existing": "existing task's test (forgetting)"}
+BOUNDS = {"rouge1": (0.0, 1.0), "rouge2": (0.0, 1.0), "rougeL": (0.0, 1.0), "bge": (0.0, 1.0), "exact_match": (0.0, 1.0),
+          "judge": (1.0, 5.0)}  # the range a metric's score lives in (the judge grades 1-5); others unbounded
 
 
 def ordered(names: set[str] | list[str], known: dict[str, str]) -> list[str]:
@@ -43,6 +45,11 @@ def protocol_label(name: str) -> str:
 
 def metric_label(name: str) -> str:
     return METRICS.get(name, name)
+
+
+def metric_bounds(name: str) -> tuple[float, float] | None:
+    """(lowest, highest) score of a known bounded metric, None for others."""
+    return BOUNDS.get(name)
 
 
 def show(value: Any) -> str:

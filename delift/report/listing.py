@@ -8,11 +8,16 @@ Unlike the results table this never groups or averages; it is the raw listing be
 from __future__ import annotations
 
 import csv
-import json
+import logging
 import re
+from collections.abc import Collection
 from pathlib import Path
 
 import yaml
+
+from delift.report.jobs import BadJob, read_object
+
+log = logging.getLogger(__name__)
 
 DEFAULT_COLUMNS = ["*/rouge1", "*/rouge2", "*/rougeL", "*/bge", "subset/size", "pool/size", "time/selection_s",
                    "time/total_s"]  # "*/x" expands to every evaluation prefix present (qlora/x, lora/x...)
@@ -23,17 +28,27 @@ def job_order(path: Path) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.as_posix())]
 
 
-def collect(root: Path) -> list[dict]:
-    """One row per job folder holding a metrics.json: its Hydra overrides plus its metrics."""
+def collect(root: Path, skip: Collection[Path] = ()) -> list[dict]:
+    """One row per job folder holding a metrics.json: its Hydra overrides plus its metrics. A folder whose
+    metrics.json or run.json cannot be read is left out with a warning naming the file (silently when
+    it is in ``skip``: resolved folders already reported)."""
     rows = []
+    skip = {Path(p).resolve() for p in skip}
     for metrics_path in sorted(Path(root).rglob("metrics.json"), key=lambda p: job_order(p.parent)):
         job = metrics_path.parent
+        if job.resolve() in skip:
+            continue
         overrides_path = job / ".hydra" / "overrides.yaml"
         overrides = yaml.safe_load(overrides_path.read_text()) if overrides_path.exists() else []
         run_path = job / "run.json"
-        caveats = json.loads(run_path.read_text()).get("caveats", []) if run_path.exists() else []
+        try:
+            caveats = read_object(run_path).get("caveats", []) if run_path.exists() else []
+            metrics = read_object(metrics_path)
+        except BadJob as bad:
+            log.warning("%s; job left out of the listing", bad)
+            continue
         rows.append({"job": job.relative_to(root).as_posix() or ".", "overrides": " ".join(overrides or []),
-                     "caveats": "; ".join(caveats), **json.loads(metrics_path.read_text())})
+                     "caveats": "; ".join(caveats), **metrics})
     if not rows:
         raise SystemExit(f"no metrics.json under {root}")
     return rows

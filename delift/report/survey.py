@@ -120,6 +120,7 @@ def survey_rows(frame: list[dict], survey: dict[str, Any], metrics: list[str] | 
         rows.append({"row": row, "panel": first["panel"], "setting_label": first["setting_label"],
                      "method": first["method"], "selector": first["selector"], "evaluation": evaluation,
                      "sdf": sdf, "pir": value, "pir_metrics": chosen, "r": r, "selection_s": first["selection_s"],
+                     "seeds": first["seeds"], "selection_cached": first.get("selection_cached", 0),
                      **feasible.get(first["selector"], {})})
     for evaluation in {r["evaluation"] for r in rows}:
         for panel in {r["panel"] for r in rows}:
@@ -141,6 +142,13 @@ def _num(value: Any, digits: int = 3, signed: bool = False) -> str:
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
+def selection_cell(row: dict) -> str:
+    """Selection seconds, flagged when some seeds read a cache instead of computing."""
+    cached = row.get("selection_cached") or 0
+    seeds = len(row.get("seeds") or [])
+    return _num(row["selection_s"], 2) + (f" (cache {cached}/{seeds})" if cached else "")
+
+
 def to_markdown(rows: list[dict], survey: dict[str, Any]) -> str:
     """The survey table per protocol, the feasibility table of every described method, and the sources."""
     lines = ["## Survey metrics (Liu et al. 2024)", "",
@@ -150,7 +158,8 @@ def to_markdown(rows: list[dict], survey: dict[str, Any]) -> str:
              "selection methods of one setting); r (Random line) = the residual against the line through this "
              "run's Random points at two or more budgets. Penalties and feasibility rank from "
              "`conf/survey/methods.yaml` (ranked over every method described there); selection s = "
-             "`time/selection_s`, seed mean.", ""]
+             "`time/selection_s`, seed mean; (cache k/n): k of the n seeds read their kernel or scores from the cache, "
+             "so their time leaves out computing them (see the notes).", ""]
     for evaluation in dict.fromkeys(r["evaluation"] for r in rows):
         block = [r for r in rows if r["evaluation"] == evaluation]
         names = ", ".join(metric_label(m) for m in block[0]["pir_metrics"]) if block else ""
@@ -161,7 +170,7 @@ def to_markdown(rows: list[dict], survey: dict[str, Any]) -> str:
             lines.append("| " + " | ".join([
                 r["setting_label"] or "–", r["method"], _num(r["sdf"]), _num(r["pir"]), _num(r["r"], signed=True),
                 str(r["efficiency_rank"] or "–"), _num(r["r_random"], signed=True), str(r.get("simplicity", "–")),
-                str(r.get("flexibility", "–")), str(r.get("feasibility_rank", "–")), _num(r["selection_s"], 2)]) + " |")
+                str(r.get("flexibility", "–")), str(r.get("feasibility_rank", "–")), selection_cell(r)]) + " |")
         lines.append("")
     feasible = feasibility(survey["methods"])
     lines += ["### Feasibility of every described method", "",
