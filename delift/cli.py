@@ -157,7 +157,11 @@ def main(cfg: DictConfig) -> float | None:
                                                        "runs_at_budget_fraction": reference})
         log.info("skipped: %s", reason)
         return None
-    metrics = run_experiment(config, output_dir, launch=launch)
+    try:
+        metrics = run_experiment(config, output_dir, launch=launch)
+    except ConfigError as exc:  # e.g. a model no source has (delift.preflight), found before any stage
+        log.error("%s", exc)
+        sys.exit(2)
     headline = f"{list(config.evaluation)[-1]}/rouge1"
     return metrics.get(headline)
 

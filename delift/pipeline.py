@@ -32,6 +32,7 @@ from delift.kernel.tokens import overflowing_targets
 from delift.listeners import Listeners, ResultFiles, RunInfo, RunListener, Tracking
 from delift.models.config import ModelConfig
 from delift.outputs import write_json
+from delift.preflight import check_models
 from delift.protocols import EvalContext, Protocol, Timer
 from delift.selection.base import SelectionContext, Selector, budget_from_fraction
 from delift.tracking import LaunchInfo
@@ -196,6 +197,7 @@ def run_experiment(cfg: ExperimentConfig, output_dir: str | Path, launch: Launch
         raise TypeError("run_experiment takes the typed config: delift.config.loader.load_config(cfg) or "
                         "compose_config(overrides)")
     parts = build_parts(cfg)  # every part is checked before any data or model is loaded
+    check_models(cfg)  # every model the run loads is found (or all missing ones reported) before any output
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     run = RunInfo(cfg=cfg, output_dir=output_dir, resolved=asdict(cfg))
