@@ -21,6 +21,7 @@ metadata (no download) and a gated model needs a token.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
@@ -92,7 +93,7 @@ def hub_problem(repo_id: str, revision: str = "main") -> str | None:
     if hub_offline():
         return None if cached else "not in the Hugging Face cache"
     try:
-        info = huggingface_hub.HfApi().model_info(repo_id, revision=revision, timeout=HUB_TIMEOUT_S)
+        info = hub_model_info(repo_id, revision)
     except GatedRepoError:
         return (f"gated on the hub, and this token may not read it: accept its licence on "
                 f"https://huggingface.co/{repo_id}")
@@ -108,18 +109,26 @@ def hub_problem(repo_id: str, revision: str = "main") -> str | None:
     return None
 
 
+@functools.cache  # the CLI checks, then run_experiment again: ask the hub once per model
+def hub_model_info(repo_id: str, revision: str) -> Any:
+    """The hub's metadata of ``repo_id`` at ``revision`` (no download); its errors are raised, never kept."""
+    import huggingface_hub
+
+    return huggingface_hub.HfApi().model_info(repo_id, revision=revision, timeout=HUB_TIMEOUT_S)
+
+
 def _download(repo_id: str) -> str:
     return f"`hf download {repo_id}` where the hub is reachable, then copy that cache here"
 
 
 def model_problem(key: str, spec: ModelConfig, plumbing: str | None = None) -> Missing | None:
     """The causal LM ``spec`` (at config key ``key``) when it cannot be found, else None; builds nothing."""
-    from delift.models.loading import packaged_gguf_dir
-
     tail = f"; for plumbing only: {plumbing}" if plumbing else ""
     if spec.source == "tiny_random":
         return None
     if spec.source == "packaged_gguf":
+        from delift.models.loading import packaged_gguf_dir  # imports torch: only for a packaged model
+
         try:
             folder = packaged_gguf_dir(spec)
         except FileNotFoundError as exc:
@@ -158,8 +167,6 @@ def embedder_problem(key: str, name: str) -> Missing | None:
 
 def judge_problem(settings: Any, cache_dir: str) -> Missing | None:
     """The judge's model (``backend=hf``) or endpoint URL form (``openai``, not contacted) when it is unusable."""
-    from delift.evaluation.judge.hf_backend import judge_model_spec
-
     if not isinstance(settings, HFJudgeSettings):
         url = urlparse(settings.base_url)
         try:
@@ -171,6 +178,8 @@ def judge_problem(settings: Any, cache_dir: str) -> Missing | None:
                                                 "e.g. judge.base_url=http://localhost:8000/v1 (a vLLM server)")
     plumbing = "judge.model_source=tiny_random"
     if settings.model_source == "local":
+        from delift.evaluation.judge.hf_backend import judge_model_spec  # imports torch: only for a local judge
+
         problem = model_problem("judge", judge_model_spec(settings, cache_dir))
         return None if problem is None else Missing(
             "judge.model", settings.model, problem.why,
@@ -219,13 +228,13 @@ def find_missing(cfg: ExperimentConfig) -> list[Missing]:
 
 
 def _model_problems(cfg: ExperimentConfig, shard_job: bool) -> Iterator[Missing | None]:
-    from delift.selection.selectit import rater_config
-
     if cfg.scorer is not None:
         yield model_problem("scorer", cfg.scorer, "scorer=tiny_llama")
     if cfg.scorer is None or not shard_job:
         yield model_problem("model", cfg.model, PLUMBING_MODEL)
     for index, entry in enumerate(getattr(cfg.selector, "models", None) or []):
+        from delift.selection.selectit import rater_config  # imports torch: only with extra raters
+
         key = f"selector.models[{index}]"
         try:
             spec = rater_config(entry, cfg.scoring_model.cache_dir)

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Iterator
 
 import httpx2
 import huggingface_hub
@@ -28,12 +29,14 @@ RATER = "selector.models=[{name:rater,hub_id:nobody/no-such-rater}]"
 
 
 @pytest.fixture(autouse=True)
-def empty_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty Hugging Face cache: a hub id is missing unless a test puts it there."""
+def empty_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty Hugging Face cache (a hub id is missing unless a test puts it there), and no hub answer kept."""
     cache = tmp_path / "hf_hub"
     cache.mkdir()
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    return cache
+    preflight.hub_model_info.cache_clear()
+    yield cache
+    preflight.hub_model_info.cache_clear()
 
 
 def smoke(tmp_path: Path, *overrides: str):
@@ -189,6 +192,8 @@ def test_online_the_hub_metadata_decides(tmp_path, monkeypatch, answer, token, w
     assert asked == [("meta-llama/Meta-Llama-3-8B-Instruct", "main", preflight.HUB_TIMEOUT_S)]
     if why is None:
         assert missing == []
+        check_models(cfg)  # as run_experiment does after the CLI: the hub's answer is kept, not asked again
+        assert len(asked) == 1
     else:
         assert len(missing) == 1 and missing[0].key == "model.hub_id" and missing[0].why.startswith(why)
         with pytest.raises(ModelsNotFound, match="Online: the hub was asked for metadata"):
