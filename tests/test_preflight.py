@@ -30,10 +30,11 @@ RATER = "selector.models=[{name:rater,hub_id:nobody/no-such-rater}]"
 
 @pytest.fixture(autouse=True)
 def empty_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """An empty Hugging Face cache (a hub id is missing unless a test puts it there), and no hub answer kept."""
+    """Offline, an empty Hugging Face cache (a hub id is missing unless a test puts it there), no hub answer kept."""
     cache = tmp_path / "hf_hub"
     cache.mkdir()
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # as in CI, even where the shell is online
     for memo in (preflight.hub_model_info, preflight.hub_access):
         memo.cache_clear()
     yield cache
