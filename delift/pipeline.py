@@ -5,8 +5,9 @@ Each stage is a plain function call with explicit arguments on the typed config
 named by ``_target_`` (selector, protocols, metrics) is built, and every model the run loads is found
 (:mod:`delift.preflight`), before any data or model is loaded, so a bad value or a missing model fails
 first. The use case decides which datasets are loaded and which kernels the selector needs. :func:`_run`
-only runs the stages and tells the run's listeners (:mod:`delift.listeners`) what each produced: they write the result files into ``output_dir`` (metrics.json, subset.json,
-predictions.jsonl, run.json) and report to the experiment tracker.
+only runs the stages and tells the run's listeners (:mod:`delift.listeners`) what each produced: they
+write the result files into ``output_dir`` (metrics.json, subset.json, predictions.jsonl, run.json) and
+report to the experiment tracker.
 """
 
 from __future__ import annotations
