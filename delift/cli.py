@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from delift.checks import ConfigError
 from delift.config.loader import CONFIG_DIR, load_config
+from delift.preflight import check_models
 from delift.tracking.identity import LaunchInfo
 from delift.tracking.naming import job_dirname, override_key
 
@@ -144,7 +145,6 @@ def main(cfg: DictConfig) -> float | None:
         log.error("%s", exc)
         sys.exit(2)  # before any data or model is loaded
     from delift.outputs import write_json
-    from delift.pipeline import run_experiment
 
     launch = launch_info()
     output_dir = HydraConfig.get().runtime.output_dir
@@ -157,6 +157,13 @@ def main(cfg: DictConfig) -> float | None:
                                                        "runs_at_budget_fraction": reference})
         log.info("skipped: %s", reason)
         return None
+    try:
+        check_models(config)  # before the pipeline's slow imports: a model no source has fails in seconds
+    except ConfigError as exc:
+        log.error("%s", exc)
+        sys.exit(2)
+    from delift.pipeline import run_experiment
+
     metrics = run_experiment(config, output_dir, launch=launch)
     headline = f"{list(config.evaluation)[-1]}/rouge1"
     return metrics.get(headline)

@@ -2,11 +2,12 @@
 
 Each stage is a plain function call with explicit arguments on the typed config
 (:class:`delift.config.schema.ExperimentConfig`); Hydra only composes it (``delift.cli``). Every part
-named by ``_target_`` (selector, protocols, metrics) is built before any data or model is loaded, so a
-bad value fails first. The use case decides which datasets are loaded and which kernels the selector
-needs. :func:`_run` only runs the stages and tells the run's listeners (:mod:`delift.listeners`) what
-each produced: they write the result files into ``output_dir`` (metrics.json, subset.json,
-predictions.jsonl, run.json) and report to the experiment tracker.
+named by ``_target_`` (selector, protocols, metrics) is built, and every model the run loads is found
+(:mod:`delift.preflight`), before any data or model is loaded, so a bad value or a missing model fails
+first. The use case decides which datasets are loaded and which kernels the selector needs. :func:`_run`
+only runs the stages and tells the run's listeners (:mod:`delift.listeners`) what each produced: they
+write the result files into ``output_dir`` (metrics.json, subset.json, predictions.jsonl, run.json) and
+report to the experiment tracker.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from delift.kernel.tokens import overflowing_targets
 from delift.listeners import Listeners, ResultFiles, RunInfo, RunListener, Tracking
 from delift.models.config import ModelConfig
 from delift.outputs import write_json
+from delift.preflight import check_models
 from delift.protocols import EvalContext, Protocol, Timer
 from delift.selection.base import SelectionContext, Selector, budget_from_fraction
 from delift.tracking import LaunchInfo
@@ -196,6 +198,7 @@ def run_experiment(cfg: ExperimentConfig, output_dir: str | Path, launch: Launch
         raise TypeError("run_experiment takes the typed config: delift.config.loader.load_config(cfg) or "
                         "compose_config(overrides)")
     parts = build_parts(cfg)  # every part is checked before any data or model is loaded
+    check_models(cfg)  # every model the run loads is found (or all missing ones reported) before any output
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     run = RunInfo(cfg=cfg, output_dir=output_dir, resolved=asdict(cfg))

