@@ -222,3 +222,47 @@ def test_sparse_cache_file_round_trip_and_damage(tmp_path, caplog):
     np.savez(tmp_path / "dense.npz", uf=uf.toarray(), meta=np.array("{}"))  # the old dense layout: rebuilt
     assert load_sparse_kernel(tmp_path / "dense.npz") is None and "dense layout" in caplog.text
     assert load_sparse_kernel(tmp_path / "absent.npz") is None
+
+
+def load_scale_selection():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "scale_selection.py"
+    spec = importlib.util.spec_from_file_location("scale_selection", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_kernel_is_knn_shaped_and_the_bench_prints_its_last_line(capsys):
+    scale = load_scale_selection()
+    s = scale.random_knn_kernel(500, 7, seed=2)
+    assert s.shape == (500, 500) and s.nnz == 500 * 8 and s.dtype == np.float32 and s.data.min() >= 0
+    for i in (0, 123, 499):
+        row = s.indices[s.indptr[i]:s.indptr[i + 1]]
+        assert len(set(row.tolist())) == 8 and i in row and np.all(np.diff(row) > 0)
+    np.testing.assert_array_equal(scale.random_knn_kernel(500, 7, seed=2).toarray(), s.toarray())  # seeded
+    scale.run_selection(300, 5, 0.3)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1].startswith("sparse n300 m5: ") and lines[-1].endswith("MB")
+    assert "StochasticGreedy" in lines[-2] and "value ratio" in lines[-2]
+
+
+def test_nuggets_reads_a_sparse_golden_kernel_with_unscored_pairs_as_losses():
+    from delift.selection.nuggets import NuggetsSelector
+
+    pool, query = make_examples(4, "c"), make_examples(3, "q")
+    # UF = l_one - l_zero on the scored pairs only; unscored pairs are UF = 0, a tie, so a loss
+    uf = sp.csr_matrix((np.array([1.0, -1.0, 0.5, 2.0, 0.0], dtype=np.float32), np.array([0, 2, 3, 1, 3]),
+                        np.array([0, 2, 3, 5])), shape=(3, 4))
+
+    class Golden:
+        def utility(self, targets, candidates, aggregate="distance"):
+            return UtilityKernel(uf=uf, d_zero=np.full(3, -5.0), d_one=None, target_ids=[t.id for t in targets],
+                                 candidate_ids=[c.id for c in candidates], meta={"aggregate": aggregate})
+
+    ctx = SelectionContext(pool=pool, seed=0, kernels=Golden(), query=query)
+    selection = NuggetsSelector(golden="query").select(ctx, 2)
+    # wins per candidate: c0 1 (row 0), c1 1 (row 2), c2 0 (row 0 loses), c3 1 (row 1; row 2 ties) -> GS 1/3, 1/3, 0, 1/3
+    assert selection.indices == [0, 1] and selection.gains == pytest.approx([1 / 3, 1 / 3])
