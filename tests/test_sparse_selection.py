@@ -266,3 +266,14 @@ def test_nuggets_reads_a_sparse_golden_kernel_with_unscored_pairs_as_losses():
     selection = NuggetsSelector(golden="query").select(ctx, 2)
     # wins per candidate: c0 1 (row 0), c1 1 (row 2), c2 0 (row 0 loses), c3 1 (row 1; row 2 ties) -> GS 1/3, 1/3, 0, 1/3
     assert selection.indices == [0, 1] and selection.gains == pytest.approx([1 / 3, 1 / 3])
+
+
+def test_report_reads_a_sparse_kernel_file(tmp_path):
+    from delift.report.kernel_figures import load_kernel
+
+    uf = signed_sparse(5, 5, 2, seed=6)
+    kernel = UtilityKernel(uf=uf, d_zero=np.zeros(5), d_one=None, target_ids=list("abcde"),
+                           candidate_ids=list("abcde"))
+    read, targets, candidates = load_kernel(save_sparse_kernel(tmp_path / "k.npz", kernel, "k", {}))
+    assert sp.issparse(read) and targets == candidates == list("abcde")
+    np.testing.assert_array_equal(read.toarray(), uf.toarray())
