@@ -243,10 +243,13 @@ def test_bench_kernel_is_knn_shaped_and_the_bench_prints_its_last_line(capsys):
         row = s.indices[s.indptr[i]:s.indptr[i + 1]]
         assert len(set(row.tolist())) == 8 and i in row and np.all(np.diff(row) > 0)
     np.testing.assert_array_equal(scale.random_knn_kernel(500, 7, seed=2).toarray(), s.toarray())  # seeded
-    scale.run_selection(300, 5, 0.3)
+    rect = scale.random_rectangular(40, 300, 5, seed=1)
+    assert rect.shape == (40, 300) and rect.nnz == 200 and all(len(set(rect[i].indices)) == 5 for i in range(40))
+    scale.run_selection(300, 5, 0.3, aux=20)
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1].startswith("sparse n300 m5: ") and lines[-1].endswith("MB")
-    assert "StochasticGreedy" in lines[-2] and "value ratio" in lines[-2]
+    assert [line.split()[:2] for line in lines[1:-1]] == [["FL", "LazyGreedy"], ["FL", "StochasticGreedy"],
+                                                          ["FLMI", "LazyGreedy"], ["FLCG", "LazyGreedy"]]
 
 
 def test_nuggets_reads_a_sparse_golden_kernel_with_unscored_pairs_as_losses():
