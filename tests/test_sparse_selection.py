@@ -280,3 +280,16 @@ def test_report_reads_a_sparse_kernel_file(tmp_path):
     read, targets, candidates = load_kernel(save_sparse_kernel(tmp_path / "k.npz", kernel, "k", {}))
     assert sp.issparse(read) and targets == candidates == list("abcde")
     np.testing.assert_array_equal(read.toarray(), uf.toarray())
+
+
+def test_the_cost_plan_counts_a_knn_kernels_stored_entries():
+    from delift.kernel.approximations.knn import KnnConfig
+    from delift.kernel.config import KernelConfig
+    from delift.plan.kernel import kernel_bytes, stored_entries
+
+    knn = KernelConfig(approximation="knn", knn=KnnConfig(neighbors=8))
+    assert stored_entries(knn, 1000, 1000) == 9000 and stored_entries(knn, 10, 5) == 50
+    assert stored_entries(KernelConfig(), 1000, 1000) == 10 ** 6
+    # memory: float32 value + int32 column a stored entry, d_zero and the row pointers 8 bytes a row each
+    assert kernel_bytes(knn, 1000, 1000, 0)[1] == 8 * 9000 + 16 * 1000
+    assert kernel_bytes(KernelConfig(), 1000, 1000, 0)[1] == 16 * 10 ** 6 + 8 * 1000  # dense: unchanged

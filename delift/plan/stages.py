@@ -23,7 +23,7 @@ from delift.kernel.front import Kernels
 from delift.kernel.provider import KernelProvider
 from delift.kernel.settings import KernelRequest
 from delift.kernel.tokens import TokenizedExample
-from delift.plan.kernel import Schedule, kernel_bytes, kernel_work, stored_entries
+from delift.plan.kernel import FLOAT, Schedule, kernel_bytes, kernel_work, stored_entries
 from delift.plan.models import PlanModel, flops
 from delift.plan.work import Work, attended
 from delift.scoring.layout import answer_items, training_items
@@ -128,8 +128,13 @@ def delift_stages(job: JobInputs) -> None:
     for role, request in zip(roles, job.selector.kernel_requests(job.context())):
         stage = kernel_stage(job, f"kernel {role}", KernelRequest(*request))
         job.stages.append(stage)
-        per_entry = SPARSE_SELECTION_BYTES if job.cfg.kernel.approximation == "knn" else SELECTION_BYTES
-        job.selection_bytes += stage.dense + per_entry * stored_entries(job.cfg.kernel, *map(len, request[:2]))
+        pairs = len(request[0]) * len(request[1])
+        if job.cfg.kernel.approximation != "knn":
+            job.selection_bytes += stage.dense + SELECTION_BYTES * pairs
+        elif job.selector.postprocess == "clip":  # stays sparse
+            job.selection_bytes += stage.dense + SPARSE_SELECTION_BYTES * stored_entries(job.cfg.kernel, *map(len, request[:2]))
+        else:  # minmax densifies it: a float64 UF, then the dense path's copies
+            job.selection_bytes += stage.dense + (FLOAT + SELECTION_BYTES) * pairs
 
 
 def nuggets_stages(job: JobInputs) -> None:
