@@ -25,6 +25,7 @@ each approximation strategy (``delift.kernel.approximations``) owns its settings
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any, ClassVar, NamedTuple, Sequence
 
@@ -128,6 +129,13 @@ class UtilityKernel:
     target_ids: list[str]
     candidate_ids: list[str]
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+def is_sparse(matrix: Any) -> bool:
+    """A scipy sparse matrix, e.g. a knn kernel's ``uf``? (scipy is imported once one exists: composing a config
+    does not load it)"""
+    scipy_sparse = sys.modules.get("scipy.sparse")
+    return scipy_sparse is not None and scipy_sparse.issparse(matrix)
 
 
 def utility_matrix(d_zero: np.ndarray, d_one: np.ndarray, aggregate: str = DEFAULT_AGGREGATE) -> np.ndarray:

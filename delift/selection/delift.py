@@ -26,9 +26,9 @@ import numpy as np
 
 from delift.data.records import Example
 from delift.kernel.postprocess import postprocess_joint
-from delift.kernel.settings import self_pairs
+from delift.kernel.settings import is_sparse, self_pairs
 from delift.selection.base import Selection, SelectionContext, Selector
-from delift.selection.objectives import check_objective_name, is_sparse, resolve_objective, select_with_objective
+from delift.selection.objectives import check_objective_name, resolve_objective, select_with_objective
 
 KERNEL_ROLES = {"facility_location": ("pool_pool",), "flmi": ("pool_pool", "query_pool"),
                 "flcg": ("pool_pool", "pool_existing")}

@@ -45,10 +45,9 @@ import numpy as np
 
 from delift.config.schema import Problems, at_least, choice
 from delift.data.records import Example
-from delift.kernel.settings import KernelRequest
+from delift.kernel.settings import KernelRequest, is_sparse
 from delift.models.embeddings import DEFAULT_EMBEDDER, embed, embedder_identity, load_sentence_embedder
 from delift.selection.base import ScoreSelector, Selection, SelectionContext
-from delift.selection.objectives import is_sparse
 
 GOLDEN_MODES = ("kmeans", "query")
 AGGREGATE = "logprob_sum"

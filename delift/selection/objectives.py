@@ -13,11 +13,11 @@ must then agree with the context.
 from __future__ import annotations
 
 import logging
-import sys
 from typing import Any
 
 import numpy as np
 
+from delift.kernel.settings import is_sparse
 from delift.selection.base import Selection, SelectionContext
 from delift.selection.submodular import facility_location_submodlib, flcg_submodlib, flmi_submodlib
 
@@ -25,12 +25,6 @@ log = logging.getLogger(__name__)
 
 OBJECTIVES = ("facility_location", "flmi", "flcg")
 OBJECTIVE_CHOICES = ("auto",) + OBJECTIVES
-
-
-def is_sparse(matrix: Any) -> bool:
-    """A scipy sparse matrix? (scipy is imported once one exists: composing a config does not load it)"""
-    scipy_sparse = sys.modules.get("scipy.sparse")
-    return scipy_sparse is not None and scipy_sparse.issparse(matrix)
 
 
 def check_objective_name(objective: str) -> str:
