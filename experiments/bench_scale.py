@@ -157,7 +157,15 @@ def main() -> None:
                              "'predicted' part 1 adds a row of the smallest fraction with predicted self-pairs")
     parser.add_argument("--cache-dir", default=None, help="reuse this cache folder (default: a fresh one)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--selection-only", action="store_true", help="only select from a seeded random sparse "
+                        "kernel of --n x the largest --neighbors (experiments/scale_selection.py; no model)")
+    parser.add_argument("--n", type=int, default=100_000, help="--selection-only: the pool size")
     args = parser.parse_args()
+    if args.selection_only:
+        from scale_selection import run_selection  # experiments/ is this script's folder
+
+        run_selection(args.n, max(int(m) for m in args.neighbors.split(",") if m), args.budget_fraction)
+        return
     if args.device not in ("cpu", "cuda"):
         sys.exit(f"--device {args.device}: expected cpu or cuda")
     if args.device == "cpu":

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 from conftest import make_examples
 
@@ -199,7 +200,7 @@ def test_sharded_knn_fills_its_row_blocks_and_merges_to_the_unsharded_kernel(tin
     assert (again["blocks_computed"], again["blocks_skipped"], again["pairs"]) == (0, 2, 0)
     merged = shards[1].utility(pool, pool)
     assert merged.meta["blocks_resumed"] == 3 and merged.meta["pairs"] == 0
-    np.testing.assert_array_equal(merged.uf, whole.uf)
+    np.testing.assert_array_equal(merged.uf.toarray(), whole.uf.toarray())
     np.testing.assert_array_equal(merged.d_zero, whole.d_zero)
 
 
@@ -227,17 +228,29 @@ def test_knn_kernel_equals_exact_on_its_pairs_and_zero_elsewhere(tiny_spec, trai
     scored = np.zeros(kernel.uf.shape, dtype=bool)
     for i, cols in enumerate(chosen):
         scored[i, cols] = True
-    np.testing.assert_allclose(kernel.uf[scored], exact.uf[scored], atol=1e-5, rtol=0)
+    # sparse: a float32 CSR storing exactly the scored pairs, no d_one
+    assert sp.isspmatrix_csr(kernel.uf) and kernel.uf.dtype == np.float32 and kernel.d_one is None
+    assert [kernel.uf.indices[a:b].tolist() for a, b in zip(kernel.uf.indptr, kernel.uf.indptr[1:])] == \
+        [c.tolist() for c in chosen]
+    uf = kernel.uf.toarray()
+    np.testing.assert_allclose(uf[scored], exact.uf[scored], atol=1e-5, rtol=0)
     np.testing.assert_allclose(kernel.d_zero, exact.d_zero, atol=1e-5, rtol=0)
-    assert np.all(kernel.uf[~scored] == 0.0)
+    assert np.all(uf[~scored] == 0.0)
     per_target = 2 if rectangular else 3  # neighbours, plus itself in the pool x pool kernel
-    assert scored.sum() == len(targets) * per_target == kernel.meta["scored_pairs"]
+    assert scored.sum() == len(targets) * per_target == kernel.meta["scored_pairs"] == kernel.uf.nnz
     assert kernel.meta["approximation"] == "knn" and kernel.meta["neighbors"] == 2
+    # the cache file holds the CSR, and is read back as it was written
+    path = provider.provider.cache.path(kernel.meta["key"])
+    with np.load(path) as data:
+        assert "uf" not in data.files and "d_one" not in data.files and data["uf_data"].dtype == np.float32
+    cached = provider.utility(targets, candidates)
+    assert cached.meta["cached"] is True and sp.isspmatrix_csr(cached.uf)
+    np.testing.assert_array_equal(cached.uf.toarray(), uf)
     # resume: the per-block files are reused when the merged kernel is gone
-    provider.provider.cache.path(kernel.meta["key"]).unlink()
+    path.unlink()
     resumed = provider.utility(targets, candidates)
     assert resumed.meta["blocks_resumed"] == (1 if rectangular else 2)
-    np.testing.assert_array_equal(resumed.uf, kernel.uf)
+    np.testing.assert_array_equal(resumed.uf.toarray(), uf)
 
 
 def test_cache_keys_differ_by_settings_and_the_exact_key_is_unchanged(tiny_spec, tmp_path):

@@ -25,6 +25,7 @@ each approximation strategy (``delift.kernel.approximations``) owns its settings
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any, ClassVar, NamedTuple, Sequence
 
@@ -118,15 +119,23 @@ class UtilityKernel:
     """UF (targets x candidates) with the per-sequence values it came from (``utility_matrix``).
 
     With the default aggregate ``d_zero`` / ``d_one`` are distances; with ``logprob_sum``
-    (``meta["aggregate"]``) they are sums of log-probabilities of the scored tokens.
+    (``meta["aggregate"]``) they are sums of log-probabilities of the scored tokens. A sparse kernel
+    (``kernel.approximation=knn``) holds ``uf`` as a float32 scipy CSR and no d_one (:mod:`delift.kernel.sparse`).
     """
 
-    uf: np.ndarray
+    uf: Any  # (n_targets, n_candidates): np.ndarray, or scipy.sparse.csr_matrix for a sparse kernel
     d_zero: np.ndarray  # (n_targets,)
-    d_one: np.ndarray  # (n_targets, n_candidates)
+    d_one: np.ndarray | None  # (n_targets, n_candidates); None for a sparse kernel (uf a CSR: delift.kernel.sparse)
     target_ids: list[str]
     candidate_ids: list[str]
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+def is_sparse(matrix: Any) -> bool:
+    """A scipy sparse matrix, e.g. a knn kernel's ``uf``? (scipy is imported once one exists: composing a config
+    does not load it)"""
+    scipy_sparse = sys.modules.get("scipy.sparse")
+    return scipy_sparse is not None and scipy_sparse.issparse(matrix)
 
 
 def utility_matrix(d_zero: np.ndarray, d_one: np.ndarray, aggregate: str = DEFAULT_AGGREGATE) -> np.ndarray:

@@ -183,13 +183,23 @@ def kernel_work(settings: Schedule, config: BaseKernelConfig, targets: Sequence[
     return exact_kernel(settings, targets, candidates, config.block_size, config.num_shards, config.shard), True
 
 
+def stored_entries(config: BaseKernelConfig, n_targets: int, n_candidates: int) -> int:
+    """Entries the kernel holds: every pair, or for ``knn`` (a sparse kernel) at most m + 1 a target."""
+    if config.approximation == "knn":
+        return n_targets * min(config.knn.neighbors + 1, n_candidates)
+    return n_targets * n_candidates
+
+
 def kernel_bytes(config: BaseKernelConfig, n_targets: int, n_candidates: int, id_chars: int) -> tuple[int, int]:
-    """(disk, dense memory) of one kernel. Disk: the block files (``d`` float64 and 6 counts each), the manifest
+    """(disk, memory) of one kernel. Disk: the block files (``d`` float64 and 6 counts each), the manifest
     (ids and payload as JSON) and the merged ``<key>.npz`` (UF, d_one, d_zero, and its metadata as a numpy
     unicode string, 4 bytes a character, ids included): about 24 bytes a pair. Memory: UF and d_one, 16 bytes a
-    pair. ``id_chars``: the characters of the targets' and candidates' ids."""
+    pair; a ``knn`` kernel is a float32 CSR (8 bytes a stored entry, no d_one) in memory and in its merged file.
+    ``id_chars``: the characters of the targets' and candidates' ids."""
     pairs = n_targets * n_candidates
     dense = 2 * FLOAT * pairs + FLOAT * n_targets
+    if config.approximation == "knn":
+        dense = 8 * stored_entries(config, n_targets, n_candidates) + 2 * FLOAT * n_targets
     merged = dense + NPZ_HEADERS + 4 * (META_CHARS + id_chars + 4 * (n_targets + n_candidates))
     rows, cols = -(-n_targets // config.block_size), -(-n_candidates // config.block_size)
     blocks = FLOAT * (pairs + n_targets) + (rows + rows * cols) * BLOCK_FILE

@@ -23,7 +23,7 @@ from delift.kernel.front import Kernels
 from delift.kernel.provider import KernelProvider
 from delift.kernel.settings import KernelRequest
 from delift.kernel.tokens import TokenizedExample
-from delift.plan.kernel import Schedule, kernel_bytes, kernel_work
+from delift.plan.kernel import FLOAT, Schedule, kernel_bytes, kernel_work, stored_entries
 from delift.plan.models import PlanModel, flops
 from delift.plan.work import Work, attended
 from delift.scoring.layout import answer_items, training_items
@@ -31,6 +31,7 @@ from delift.selection.base import SelectionContext, Selector
 from delift.usecases import UsecaseData
 
 SELECTION_BYTES = 12  # per kernel entry at selection, beyond the kernel: post-processed s (f64) + submodlib's f32
+SPARSE_SELECTION_BYTES = 20  # per stored entry of a knn kernel: clipped CSR s (f32 + int32) + the greedy's CSC (f64 + int32)
 
 
 @dataclass
@@ -127,7 +128,13 @@ def delift_stages(job: JobInputs) -> None:
     for role, request in zip(roles, job.selector.kernel_requests(job.context())):
         stage = kernel_stage(job, f"kernel {role}", KernelRequest(*request))
         job.stages.append(stage)
-        job.selection_bytes += stage.dense + SELECTION_BYTES * len(request[0]) * len(request[1])
+        pairs = len(request[0]) * len(request[1])
+        if job.cfg.kernel.approximation != "knn":
+            job.selection_bytes += stage.dense + SELECTION_BYTES * pairs
+        elif job.selector.postprocess == "clip":  # stays sparse
+            job.selection_bytes += stage.dense + SPARSE_SELECTION_BYTES * stored_entries(job.cfg.kernel, *map(len, request[:2]))
+        else:  # minmax densifies it: a float64 UF, then the dense path's copies
+            job.selection_bytes += stage.dense + (FLOAT + SELECTION_BYTES) * pairs
 
 
 def nuggets_stages(job: JobInputs) -> None:

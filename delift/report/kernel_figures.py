@@ -44,11 +44,18 @@ def kernel_path(run_dir: str | Path, cache_dir: str | Path | None = None) -> Pat
     return None
 
 
-def load_kernel(path: str | Path) -> tuple[np.ndarray, list[str], list[str]]:
-    """``uf``, target ids, candidate ids of a cached kernel file."""
+def load_kernel(path: str | Path) -> tuple[Any, list[str], list[str]]:
+    """``uf`` (a scipy CSR for a sparse knn kernel: :mod:`delift.kernel.sparse`), target ids, candidate ids."""
     with np.load(path, allow_pickle=False) as data:
         meta = json.loads(str(data["meta"]))
-        return np.asarray(data["uf"]), [str(i) for i in meta["target_ids"]], [str(i) for i in meta["candidate_ids"]]
+        if "uf_indptr" in data.files:
+            import scipy.sparse as sp
+
+            uf = sp.csr_matrix((data["uf_data"], data["uf_indices"], data["uf_indptr"]),
+                               shape=tuple(int(x) for x in data["uf_shape"]))
+        else:
+            uf = np.asarray(data["uf"])
+        return uf, [str(i) for i in meta["target_ids"]], [str(i) for i in meta["candidate_ids"]]
 
 
 def selection_order(ids: list[str], selected: list[str]) -> list[int]:
@@ -97,6 +104,7 @@ def kernel_heatmap(run_dir: str | Path, path: str | Path, cache_dir: str | Path 
     target_row = {ident: i for i, ident in enumerate(targets)}
     rows = [target_row[candidates[c]] for c in cols] if square else list(range(len(targets)))[:MAX_SHOWN]
     shown = uf[np.ix_(rows, cols)]
+    shown = shown.toarray() if hasattr(shown, "toarray") else shown  # sparse: only the shown block dense
     limit = float(np.abs(shown).max()) or 1.0
     fig, (ax,) = new_figure(1, width=5.6, height=4.8)
     image = ax.imshow(shown, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest", aspect="auto")

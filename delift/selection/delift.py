@@ -11,17 +11,22 @@ Kernels (rows = targets, columns = candidates, as everywhere; UF = utility(targe
 pp is ``selector.postprocess`` (clip | minmax), applied to s and the auxiliary kernel together
 (one scale, delift.kernel.postprocess.postprocess_joint). Each objective computes only the
 kernels it lists in :meth:`DeliftSelector.kernel_requests`.
+
+A sparse kernel (``kernel.approximation=knn``: UF as a CSR, unstored entries 0) stays sparse under clip and is
+maximised by :mod:`delift.selection.sparse_submodular` (memory n (m + 1), not n^2); minmax maps the unstored
+zeros to a non-zero value, so it densifies the kernels (refused past delift.kernel.sparse.DENSE_LIMIT entries).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
 
 from delift.data.records import Example
 from delift.kernel.postprocess import postprocess_joint
+from delift.kernel.settings import is_sparse, self_pairs
 from delift.selection.base import Selection, SelectionContext, Selector
 from delift.selection.objectives import check_objective_name, resolve_objective, select_with_objective
 
@@ -86,8 +91,9 @@ class DeliftSelector(Selector):
             return [(pool, pool), (pool, list(ctx.existing))]
         return [(pool, pool)]
 
-    def similarity(self, ctx: SelectionContext, objective: str) -> tuple[np.ndarray, np.ndarray | None, dict]:
-        """s (pool x pool) and s_aux (pool x Q, pool x P or None), post-processed together, and what to record."""
+    def similarity(self, ctx: SelectionContext, objective: str) -> tuple[Any, Any, dict]:
+        """s (pool x pool) and s_aux (pool x Q, pool x P or None), post-processed together, and what to record;
+        sparse (CSR) when the kernels are (``kernel.approximation=knn``) and ``postprocess`` is clip."""
         if ctx.kernels is None:
             raise ValueError("the delift selector needs a kernel provider in the selection context")
         roles = KERNEL_ROLES[objective]
@@ -96,6 +102,27 @@ class DeliftSelector(Selector):
             kernels[role] = ctx.kernels.utility(targets, candidates)
             _check_ids(kernels[role], targets, candidates, role)
         pool_kernel = kernels["pool_pool"]
+        if any(is_sparse(k.uf) for k in kernels.values()):
+            s, s_aux, means, tail = self._sparse_similarity(pool_kernel, kernels, objective)
+        else:
+            s, s_aux, means, tail = self._dense_similarity(pool_kernel, kernels, objective)
+        info: dict[str, Any] = {
+            # the pool x pool kernel at the top level (as recorded before FLMI/FLCG), every kernel under "kernels"
+            "kernel_key": pool_kernel.meta.get("key"), "kernel_cached": pool_kernel.meta.get("cached"),
+            "kernel_seconds": pool_kernel.meta.get("seconds"),
+            "kernel_keys": {role: k.meta.get("key") for role, k in kernels.items()},
+            "kernels": {role: {key: k.meta.get(key) for key in KERNEL_META} for role, k in kernels.items()},
+            "postprocess": self.postprocess, "exclude_self_pairs": self.exclude_self_pairs,
+            **means, **{key: pool_kernel.meta.get(key) for key in TRUNCATION_COUNTS}, **tail,
+        }
+        approximated = approximation_info(kernels)
+        if approximated:  # only approximate kernels add keys: exact runs record what they did before
+            info["approximation"] = approximated["pool_pool"]["approximation"] if "pool_pool" in approximated else None
+            info["kernel_approximation"] = approximated
+        return s, s_aux, info
+
+    def _dense_similarity(self, pool_kernel, kernels: dict, objective: str) -> tuple[np.ndarray, Any, dict, dict]:
+        """s and s_aux post-processed, the UF means to record, and what to record after the truncation counts."""
         uf_aux = None
         if objective == "flmi":
             uf_aux = np.asarray(kernels["query_pool"].uf).T  # Q x pool -> pool x Q
@@ -104,24 +131,31 @@ class DeliftSelector(Selector):
         mask = np.equal.outer(np.array(pool_kernel.target_ids), np.array(pool_kernel.candidate_ids))
         s, s_aux = postprocess_joint(pool_kernel.uf, uf_aux, self.postprocess, self.exclude_self_pairs, mask)
         uf = np.asarray(pool_kernel.uf)
-        info: dict[str, Any] = {
-            # the pool x pool kernel at the top level (as recorded before FLMI/FLCG), every kernel under "kernels"
-            "kernel_key": pool_kernel.meta.get("key"), "kernel_cached": pool_kernel.meta.get("cached"),
-            "kernel_seconds": pool_kernel.meta.get("seconds"),
-            "kernel_keys": {role: k.meta.get("key") for role, k in kernels.items()},
-            "kernels": {role: {key: k.meta.get(key) for key in KERNEL_META} for role, k in kernels.items()},
-            "postprocess": self.postprocess, "exclude_self_pairs": self.exclude_self_pairs,
-            "uf_diagonal_mean": float(np.mean(uf[mask])) if mask.any() else None,
-            "uf_offdiagonal_mean": float(np.mean(uf[~mask])) if (~mask).any() else None,
-            **{key: pool_kernel.meta.get(key) for key in TRUNCATION_COUNTS},
-        }
+        means = {"uf_diagonal_mean": float(np.mean(uf[mask])) if mask.any() else None,
+                 "uf_offdiagonal_mean": float(np.mean(uf[~mask])) if (~mask).any() else None}
+        return s, s_aux, means, {} if uf_aux is None else {"uf_aux_mean": float(np.mean(uf_aux))}
+
+    def _sparse_similarity(self, pool_kernel, kernels: dict, objective: str) -> tuple[Any, Any, dict, dict]:
+        """A sparse (knn) kernel: clip keeps it sparse; minmax densifies it (refused past DENSE_LIMIT entries)."""
+        from delift.kernel.sparse import densify, postprocess_sparse  # scipy: only once a sparse kernel exists
+
+        aux_kernel = kernels.get({"flmi": "query_pool", "flcg": "pool_existing"}.get(objective, ""))
+        uf_aux = None if aux_kernel is None else aux_kernel.uf.T if objective == "flmi" else aux_kernel.uf
+        if self.postprocess != "clip":
+            what = f"selector.postprocess={self.postprocess}"
+            dense = {role: replace(k, uf=densify(k.uf, what)) for role, k in kernels.items()}
+            return self._dense_similarity(dense["pool_pool"], dense, objective)
+        rows, cols = self_pairs(pool_kernel.target_ids, pool_kernel.candidate_ids)
+        uf = pool_kernel.uf
+        s, s_aux = postprocess_sparse(uf, uf_aux, "clip", *((rows, cols) if self.exclude_self_pairs else ()))
+        diagonal = np.asarray(uf[rows, cols], dtype=np.float64).ravel() if len(rows) else np.empty(0)
+        off = uf.shape[0] * uf.shape[1] - len(rows)
+        means = {"uf_diagonal_mean": float(diagonal.mean()) if len(rows) else None,
+                 "uf_offdiagonal_mean": float((uf.sum(dtype=np.float64) - diagonal.sum()) / off) if off else None}
+        tail: dict[str, Any] = {"kernel_stored_entries": int(uf.nnz)}
         if uf_aux is not None:
-            info["uf_aux_mean"] = float(np.mean(uf_aux))
-        approximated = approximation_info(kernels)
-        if approximated:  # only approximate kernels add keys: exact runs record what they did before
-            info["approximation"] = approximated["pool_pool"]["approximation"] if "pool_pool" in approximated else None
-            info["kernel_approximation"] = approximated
-        return s, s_aux, info
+            tail["uf_aux_mean"] = float(uf_aux.sum(dtype=np.float64) / (uf_aux.shape[0] * uf_aux.shape[1]))
+        return s, s_aux, means, tail
 
     def select(self, ctx: SelectionContext, budget: int) -> Selection:
         objective = resolve_objective(self.objective, ctx)

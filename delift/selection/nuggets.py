@@ -45,7 +45,7 @@ import numpy as np
 
 from delift.config.schema import Problems, at_least, choice
 from delift.data.records import Example
-from delift.kernel.settings import KernelRequest
+from delift.kernel.settings import KernelRequest, is_sparse
 from delift.models.embeddings import DEFAULT_EMBEDDER, embed, embedder_identity, load_sentence_embedder
 from delift.selection.base import ScoreSelector, Selection, SelectionContext
 
@@ -227,7 +227,12 @@ class NuggetsSelector(ScoreSelector):
             raise ValueError(f"nuggets needs a {AGGREGATE} kernel, got {kernel.meta.get('aggregate')!r}")
         # l_one > l_zero exactly when UF = l_one - l_zero > 0 (fp64, finite): reading UF also serves
         # approximate kernels, whose predicted rows have no l_zero / l_one
-        scores = golden_scores(np.zeros(len(kernel.target_ids)), kernel.uf)
+        uf = kernel.uf
+        if is_sparse(uf):  # knn: |G| x pool, small enough dense (an unscored pair, UF = 0, is a loss)
+            from delift.kernel.sparse import densify
+
+            uf = densify(uf, "nuggets' golden scores")
+        scores = golden_scores(np.zeros(len(kernel.target_ids)), uf)
         info: dict[str, Any] = {
             "golden": self.golden, "golden_size": len(request.targets), "golden_size_setting": self.golden_size,
             "golden_ids": [e.id for e in request.targets],

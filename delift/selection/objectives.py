@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from delift.kernel.settings import is_sparse
 from delift.selection.base import Selection, SelectionContext
 from delift.selection.submodular import facility_location_submodlib, flcg_submodlib, flmi_submodlib
 
@@ -66,9 +67,17 @@ def objective_parameters(objective: str, ctx: SelectionContext) -> dict[str, flo
     return {"flmi": {"eta": float(ctx.eta)}, "flcg": {"nu": float(ctx.nu)}}.get(objective, {})
 
 
-def run_objective(objective: str, s: np.ndarray, s_aux: np.ndarray | None, budget: int, eta: float = 1.0,
-                  nu: float = 1.0, optimizer: str = "LazyGreedy") -> tuple[list[int], list[float]]:
-    """Maximise the objective with submodlib: s is pool x pool, s_aux pool x Q (FLMI) or pool x P (FLCG)."""
+def run_objective(objective: str, s: Any, s_aux: Any, budget: int, eta: float = 1.0,
+                  nu: float = 1.0, optimizer: str = "LazyGreedy", seed: int = 0) -> tuple[list[int], list[float]]:
+    """Maximise the objective: s is pool x pool, s_aux pool x Q (FLMI) or pool x P (FLCG). Dense: submodlib;
+    sparse s (scipy): :func:`~delift.selection.sparse_submodular.maximize_sparse` (``seed``: its stochastic
+    optimizers' sample)."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}: expected one of {OBJECTIVES}")
+    if is_sparse(s):
+        from delift.selection.sparse_submodular import maximize_sparse
+
+        return maximize_sparse(objective, s, s_aux, budget, eta, nu, optimizer, seed)
     if objective == "facility_location":
         if s_aux is not None:
             raise ValueError("facility location takes no auxiliary kernel")
@@ -77,30 +86,39 @@ def run_objective(objective: str, s: np.ndarray, s_aux: np.ndarray | None, budge
         raise ValueError(f"objective {objective} needs its auxiliary kernel (pool x Q or pool x P)")
     if objective == "flmi":
         return flmi_submodlib(s, s_aux, budget, eta, optimizer)
-    if objective == "flcg":
-        return flcg_submodlib(s, s_aux, budget, nu, optimizer)
-    raise ValueError(f"unknown objective {objective!r}: expected one of {OBJECTIVES}")
+    return flcg_submodlib(s, s_aux, budget, nu, optimizer)
 
 
-def diagnostics(s: np.ndarray, s_aux: np.ndarray | None, gains: list[float]) -> dict[str, Any]:
+def diagnostics(s: Any, s_aux: Any, gains: list[float]) -> dict[str, Any]:
     """Cheap numbers to record: kernel means, and how many picks still had a positive gain.
 
     After FLMI saturates (every pool item covered up to its query cap) or FLCG runs out of items
     not already covered by P, every further gain is 0 and the rest of the budget is an arbitrary fill.
     """
     positive = sum(1 for g in gains if g is not None and g > 1e-9)
-    out: dict[str, Any] = {"s_mean": float(np.mean(s)) if s.size else None, "positive_gain_picks": positive}
-    if s_aux is not None:
+    if is_sparse(s):  # an unstored entry is 0
+        size = s.shape[0] * s.shape[1]
+        out: dict[str, Any] = {"s_mean": float(s.sum(dtype=np.float64) / size) if size else None,
+                               "positive_gain_picks": positive}
+    else:
+        out = {"s_mean": float(np.mean(s)) if s.size else None, "positive_gain_picks": positive}
+    if is_sparse(s_aux):
+        from delift.selection.sparse_submodular import row_max
+
+        out["s_aux_mean"] = float(s_aux.sum(dtype=np.float64) / (s_aux.shape[0] * s_aux.shape[1]))
+        out["s_aux_rowmax_mean"] = float(np.mean(row_max(s_aux, s_aux.shape[0], "s_aux")))
+    elif s_aux is not None:
         out["s_aux_mean"] = float(np.mean(s_aux))
         out["s_aux_rowmax_mean"] = float(np.mean(np.max(s_aux, axis=1)))
     return out
 
 
-def select_with_objective(name: str, objective: str, s: np.ndarray, s_aux: np.ndarray | None,
+def select_with_objective(name: str, objective: str, s: Any, s_aux: Any,
                           kernel_info: dict[str, Any], ctx: SelectionContext, budget: int,
                           optimizer: str = "LazyGreedy") -> Selection:
     """Run the objective and record it: objective, eta or nu, the kernel's info, the diagnostics."""
-    indices, gains = run_objective(objective, s, s_aux, budget, eta=ctx.eta, nu=ctx.nu, optimizer=optimizer)
+    indices, gains = run_objective(objective, s, s_aux, budget, eta=ctx.eta, nu=ctx.nu, optimizer=optimizer,
+                                   seed=ctx.seed)
     info = {"objective": objective, **objective_parameters(objective, ctx), **kernel_info,
             **diagnostics(s, s_aux, gains)}
     aux = auxiliary_set(objective, ctx)

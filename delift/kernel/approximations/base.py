@@ -130,12 +130,19 @@ class CachedApproximation(Approximation):
             aggregate: str) -> str:
         return kernel_cache_key(self.payload(ctx, targets, candidates, aggregate))
 
+    def load(self, cache: KernelCache, key: str) -> UtilityKernel | None:
+        """The cached kernel ``<key>.npz`` or None (a strategy with another file layout overrides this and store)."""
+        return cache.load(key)
+
+    def store(self, cache: KernelCache, key: str, kernel: UtilityKernel, payload: dict[str, Any]) -> None:
+        cache.save(key, kernel, payload)
+
     def utility(self, ctx: ApproximationContext, targets: Sequence[Example], candidates: Sequence[Example],
                 aggregate: str) -> UtilityKernel:
         payload = self.payload(ctx, targets, candidates, aggregate)
         key = kernel_cache_key(payload)
         cache = ctx.provider.cache
-        kernel = cache.load(key)
+        kernel = self.load(cache, key)
         if kernel is not None:
             kernel.meta.update(cached=True, key=key)
             return kernel
@@ -144,7 +151,7 @@ class CachedApproximation(Approximation):
         kernel.meta.update(approximation=self.name, aggregate=aggregate, cached=False,
                            seconds=time.perf_counter() - started,
                            approximation_settings=ctx.config.approximation_identity())
-        cache.save(key, kernel, payload)
+        self.store(cache, key, kernel, payload)
         kernel.meta["key"] = key
         log.info("%s kernel %s (%dx%d) in %.1f s", self.name, key[:12], len(targets), len(candidates),
                  kernel.meta["seconds"])

@@ -12,7 +12,8 @@ Targets are scored in blocks of ``kernel.block_size``; each block's values are w
 ``<cache root>/<key>/knn/rows<start>.npz`` as soon as it is done, so a killed run resumes there.
 Sharding (``kernel.num_shards`` > 1): row block number b belongs to shard b % num_shards; a shard run
 (``fill``) computes only its blocks, and a normal run then reads them all.
-The returned kernel is dense (n_t x n_c float64, as an exact kernel): fine up to ~20k examples.
+The returned kernel is sparse (:mod:`delift.kernel.sparse`): UF as a float32 CSR holding the scored pairs only,
+``d_one`` None; cached so too (``<key>.npz`` in the CSR layout), so memory and disk grow as n (m + 1), not n^2.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from delift.data.records import Example
 from delift.fsutil import atomic_write
 from delift.kernel.approximations.base import ApproximationContext, CachedApproximation
 from delift.kernel.blocks import IncompleteKernelError
-from delift.kernel.settings import UtilityKernel, utility_matrix
+from delift.kernel.cache import KernelCache
+from delift.kernel.settings import UtilityKernel, uf_of_entries
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +110,11 @@ def _score_wanted(setup, t_tok, c_tok, pair_rows: np.ndarray, pair_cols: np.ndar
 def _knn_blocks(ctx: ApproximationContext, targets: Sequence[Example], candidates: Sequence[Example],
                 aggregate: str, key: str, assemble: bool) -> tuple[UtilityKernel | None, dict[str, Any]]:
     """Compute this shard's missing row blocks (block number % ``kernel.num_shards`` == ``kernel.shard``);
-    with ``assemble``, also read every block and return the dense kernel (IncompleteKernelError when
+    with ``assemble``, also read every block and return the sparse kernel (IncompleteKernelError when
     blocks of other shards are missing)."""
     from delift.kernel.engine import BlockStats  # torch: see approximations.base
     from delift.kernel.pairs import score_zero
+    from delift.kernel.sparse import csr_rows  # scipy: composing a config stays fast
 
     provider, settings = ctx.provider, ctx.config
     neighbors = ctx.settings.neighbors
@@ -122,7 +125,8 @@ def _knn_blocks(ctx: ApproximationContext, targets: Sequence[Example], candidate
     folder = ctx.cache_root / key / "knn"
     block = settings.block_size
     d_zero = np.empty(len(targets))
-    d_one = np.empty((len(targets), len(candidates))) if assemble else None
+    columns: list[np.ndarray] = []  # per target, its scored candidates (sorted), and their UF in the same order
+    uf_values: list[np.ndarray] = []
     setup, t_tok, c_tok = None, None, None
     stats, missing = BlockStats(), []
     counts: dict[str, Any] = {"blocks_computed": 0, "blocks_skipped": 0, "blocks_resumed": 0, "scored": 0}
@@ -162,8 +166,8 @@ def _knn_blocks(ctx: ApproximationContext, targets: Sequence[Example], candidate
         if assemble:
             values, zero = found
             d_zero[rows.start:rows.stop] = zero
-            d_one[rows.start:rows.stop] = zero[:, None]  # unscored: UF = 0
-            d_one[pair_rows, pair_cols] = values
+            columns.extend(chosen)  # pair_rows ascend, each row's columns sorted: the CSR order
+            uf_values.append(uf_of_entries(zero[pair_rows - rows.start], values, aggregate))
             counts["scored"] += len(pair_rows)
     bar.close()
     counts.update(pairs=stats.pairs, tokens=stats.tokens, seconds=time.perf_counter() - started, missing=missing)
@@ -174,13 +178,14 @@ def _knn_blocks(ctx: ApproximationContext, targets: Sequence[Example], candidate
             f"knn kernel {key}: {len(missing)} row blocks of other shards are missing ({missing[:8]}"
             f"{' ...' if len(missing) > 8 else ''} in {folder}); finish the runs of every kernel.shard in "
             f"[0, kernel.num_shards={settings.num_shards}) first")
-    uf = utility_matrix(d_zero, d_one, aggregate)  # unscored: d_zero - d_zero, exactly 0
+    uf = csr_rows(len(candidates), columns, np.concatenate(uf_values) if uf_values else np.empty(0))
     scored = counts["scored"]
-    meta = {"neighbors": neighbors, "scored_pairs": scored, "exact_pairs": scored,
-            "predicted_pairs": 0, "zero_pairs": uf.size - scored, "blocks_resumed": counts["blocks_resumed"],
+    meta = {"neighbors": neighbors, "scored_pairs": scored, "exact_pairs": scored, "storage": "csr float32",
+            "predicted_pairs": 0, "zero_pairs": len(targets) * len(candidates) - scored,
+            "blocks_resumed": counts["blocks_resumed"],
             "embedder": ctx.config.embedder, "pairs": stats.pairs, "tokens": stats.tokens,
             **{name: getattr(stats, name) for name in ("shown_truncated", "shown_dropped", "query_truncated")}}
-    return UtilityKernel(uf=uf, d_zero=d_zero, d_one=d_one, target_ids=t_ids, candidate_ids=c_ids, meta=meta), counts
+    return UtilityKernel(uf=uf, d_zero=d_zero, d_one=None, target_ids=t_ids, candidate_ids=c_ids, meta=meta), counts
 
 
 class Knn(CachedApproximation):
@@ -191,9 +196,19 @@ class Knn(CachedApproximation):
 
     def compute(self, ctx: ApproximationContext, targets: Sequence[Example], candidates: Sequence[Example],
                 aggregate: str, key: str) -> UtilityKernel:
-        """The dense knn kernel: this shard's missing row blocks computed, every block read back."""
+        """The sparse knn kernel: this shard's missing row blocks computed, every block read back."""
         kernel, _ = _knn_blocks(ctx, targets, candidates, aggregate, key, assemble=True)
         return kernel
+
+    def load(self, cache: KernelCache, key: str) -> UtilityKernel | None:
+        from delift.kernel.sparse import load_sparse_kernel
+
+        return load_sparse_kernel(cache.path(key))
+
+    def store(self, cache: KernelCache, key: str, kernel: UtilityKernel, payload: dict[str, Any]) -> None:
+        from delift.kernel.sparse import save_sparse_kernel
+
+        save_sparse_kernel(cache.path(key), kernel, key, payload)
 
     def fill_missing(self, ctx: ApproximationContext, targets: Sequence[Example], candidates: Sequence[Example],
                      aggregate: str, key: str) -> dict[str, Any]:
