@@ -42,7 +42,8 @@ class OpenAIJudgeSettings:
     base_url: str = "http://localhost:8000/v1"
     model: str = "prometheus-eval/prometheus-7b-v2.0"
     api_key_env: str | None = "OPENAI_API_KEY"
-    timeout_s: float = 120.0
+    timeout_s: float = 120.0  # one attempt as a whole (connect, headers, body)
+    budget_s: float | None = None  # the whole judge run, retries included; null = no limit
     max_retries: int = 4
     backoff_s: float = 2.0
     max_concurrency: int = 8
@@ -90,6 +91,8 @@ def judge_settings(cfg: Mapping[str, Any]) -> HFJudgeSettings | OpenAIJudgeSetti
                "base_url", settings.base_url, "an http:// or https:// URL (e.g. http://localhost:8000/v1)")
         _check(isinstance(settings.timeout_s, (int, float)) and settings.timeout_s > 0,
                "timeout_s", settings.timeout_s, "a number of seconds > 0")
+        _check(settings.budget_s is None or (isinstance(settings.budget_s, (int, float)) and settings.budget_s > 0),
+               "budget_s", settings.budget_s, "null (no limit) or a number of seconds > 0")
         _check(isinstance(settings.max_retries, int) and settings.max_retries >= 0,
                "max_retries", settings.max_retries, "an integer >= 0")
         _check(isinstance(settings.backoff_s, (int, float)) and settings.backoff_s >= 0,
