@@ -27,7 +27,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from delift.checks import ConfigError
-from delift.config.loader import CONFIG_DIR, load_config
+from delift.config.loader import CONFIG_DIR, check_group_choices, load_config
 from delift.tracking.identity import LaunchInfo
 from delift.tracking.naming import job_dirname, override_key
 
@@ -134,8 +134,19 @@ def reference_fraction(config: Any, fractions: list[float]) -> float | None:
     return fractions[0]
 
 
+def main() -> float | None:
+    """``delift [overrides]``: a misspelt group option (``selector=delfit``) exits 2 with a did-you-mean before
+    Hydra composes; then Hydra runs :func:`run` (once, or per sweep job)."""
+    try:
+        check_group_choices(sys.argv[1:])
+    except ConfigError as exc:
+        print(f"delift: {exc}", file=sys.stderr)
+        sys.exit(2)
+    return run()
+
+
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> float | None:
+def run(cfg: DictConfig) -> float | None:
     """Run one experiment; returns the headline metric so sweepers can optimise it."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
@@ -162,7 +173,7 @@ def main(cfg: DictConfig) -> float | None:
     return metrics.get(headline)
 
 
-__all__ = ["CONFIG_DIR", "main", "register_resolvers"]
+__all__ = ["CONFIG_DIR", "main", "register_resolvers", "run"]
 
 if __name__ == "__main__":
     main()

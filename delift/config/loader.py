@@ -90,6 +90,30 @@ def _unknown(key: str, value: str, known: Iterable[str], what: str) -> ConfigErr
     return ConfigError(f"{key}: unknown {what} {value!r}.{hint} Known: {', '.join(known)}")
 
 
+def check_group_choices(arguments: Iterable[str]) -> None:
+    """ConfigError listing every ``group=option`` argument (``data@usecase.target=...``, sweeps ``a,b``, lists
+    ``[a,b]``) that names no ``conf/<group>/<option>.yaml``, each with a did-you-mean: called before Hydra
+    composes, whose own error has none. Flags, plain keys and Hydra's groups (``hydra/...``) are left to Hydra."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser, problems = OverridesParser.create(), []
+    for argument in arguments:
+        try:
+            override = parser.parse_override(argument)
+        except Exception:  # noqa: BLE001 - a flag or its value (--cfg job), or a syntax error Hydra reports
+            continue
+        group = override.key_or_group
+        if override.is_delete() or group.startswith("hydra") or not (Path(CONFIG_DIR) / group).is_dir():
+            continue
+        values = list(override.sweep_string_iterator()) if override.is_discrete_sweep() else override.value()
+        for value in values if isinstance(values, list) else [values]:
+            if isinstance(value, str) and value not in _options(group):
+                problems.append(str(_unknown(f"{override.get_key_element()}", value, _options(group),
+                                             f"{group} option")))
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
 def _type_evaluation(cfg: DictConfig) -> None:
     """Chosen blocks (with ``_target_``) are typed; a block an experiment pre-sets for a protocol that
     is not chosen is checked against that protocol's schema and dropped; anything else is an error."""
