@@ -64,7 +64,8 @@ class DripServer:
 
 
 def cfg(url: str, **extra) -> dict:
-    return {"backend": "openai", "base_url": url, "model": "judge-m", "api_key_env": None, "timeout_s": 1,
+    return {"backend": "openai", "base_url": url, "model": "judge-m", "api_key_env": None, "client": "urllib",
+            "timeout_s": 1,
             "max_retries": 0, "backoff_s": 0.01, "max_concurrency": 1, "max_tokens": 8, **extra}
 
 

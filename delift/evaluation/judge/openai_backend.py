@@ -1,8 +1,9 @@
 """Judge backend on any OpenAI-compatible chat-completions endpoint (``judge.backend=openai``).
 
 Works with a vLLM server (``vllm serve prometheus-eval/prometheus-7b-v2.0`` ->
-``http://localhost:8000/v1``), Ollama (``http://localhost:11434/v1``) or a hosted API. Plain HTTP
-with the standard library: ``POST {base_url}/chat/completions`` with
+``http://localhost:8000/v1``), Ollama (``http://localhost:11434/v1``) or a hosted API. ``judge.client``:
+the ``openai`` package (:mod:`.openai_sdk`; ``auto`` uses it when installed) or plain HTTP with the standard
+library (here; ``auto``'s fallback). Either sends ``POST {base_url}/chat/completions`` with
 ``{"model", "messages", "temperature", "max_tokens"}``; ``Authorization: Bearer <key>`` when the
 environment variable named by ``api_key_env`` is set and non-empty (local servers need none).
 
@@ -25,6 +26,7 @@ Loopback URLs (localhost, 127.0.0.1, ::1) bypass any HTTP proxy set in the envir
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import json
 import logging
 import os
@@ -47,7 +49,7 @@ MAX_WAIT_S = 60.0
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
 
-class _Retryable(Exception):
+class Retryable(Exception):
     """A failure worth another attempt (connection, timeout, 429, 5xx)."""
 
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
@@ -55,11 +57,11 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-class _Fatal(Exception):
+class UnusableReply(Exception):
     """A failure another attempt will not fix (4xx, malformed reply)."""
 
 
-def _retry_after(headers: Any) -> float | None:
+def retry_after(headers: Any) -> float | None:
     try:
         return float(headers.get("Retry-After")) if headers is not None else None
     except (TypeError, ValueError):
@@ -115,8 +117,8 @@ def _shut(sock: socket.socket | None) -> None:
 def _complete_or_timed_out(payload: bytes, reason: str) -> str:
     try:
         return extract_reply(payload)
-    except _Fatal:
-        raise _Retryable(reason) from None
+    except UnusableReply:
+        raise Retryable(reason) from None
 
 
 class _WatchedHTTP(urllib.request.HTTPHandler):
@@ -138,15 +140,22 @@ class _WatchedHTTPS(urllib.request.HTTPSHandler):
 
 
 def extract_reply(body: bytes) -> str:
-    """``choices[0].message.content`` of a chat-completions response; :class:`_Fatal` otherwise."""
+    """``choices[0].message.content`` of a chat-completions response; :class:`UnusableReply` otherwise."""
     try:
         data = json.loads(body.decode("utf-8"))
         content = data["choices"][0]["message"]["content"]
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
-        raise _Fatal(f"not a chat-completions reply ({type(exc).__name__}): {body[:200]!r}") from None
+        raise UnusableReply(f"not a chat-completions reply ({type(exc).__name__}): {body[:200]!r}") from None
     if not isinstance(content, str):
-        raise _Fatal(f"reply content is {type(content).__name__}, not text")
+        raise UnusableReply(f"reply content is {type(content).__name__}, not text")
     return content
+
+
+def resolve_client(client: str) -> str:
+    """``judge.client`` made concrete: ``auto`` is ``openai`` when that package is installed, else ``urllib``."""
+    if client == "auto":
+        return "openai" if importlib.util.find_spec("openai") is not None else "urllib"
+    return client
 
 
 class OpenAIJudgeBackend:
@@ -157,6 +166,12 @@ class OpenAIJudgeBackend:
         self.url = settings.base_url.rstrip("/") + "/chat/completions"
         host = urllib.parse.urlsplit(self.url).hostname or ""
         self._proxies = [urllib.request.ProxyHandler({})] if host in LOOPBACK else []
+        self.client = resolve_client(settings.client)
+        self._sdk: Any = None
+        if self.client == "openai":
+            from delift.evaluation.judge.openai_sdk import make_client
+
+            self._sdk = make_client(settings.base_url, self._api_key() or "", use_env_proxy=host not in LOOPBACK)
         self._run_deadline: float | None = None  # monotonic end of judge.budget_s, set by complete()
 
     def identity(self) -> dict[str, Any]:
@@ -165,9 +180,12 @@ class OpenAIJudgeBackend:
     def generation_settings(self) -> dict[str, Any]:
         return {"max_tokens": self.settings.max_tokens, "temperature": float(self.settings.temperature)}
 
+    def _api_key(self) -> str | None:
+        return os.environ.get(self.settings.api_key_env) if self.settings.api_key_env else None
+
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        key = os.environ.get(self.settings.api_key_env) if self.settings.api_key_env else None
+        key = self._api_key()
         if key:
             headers["Authorization"] = f"Bearer {key}"
         return headers
@@ -178,7 +196,12 @@ class OpenAIJudgeBackend:
             return float(self.settings.timeout_s)
         return min(float(self.settings.timeout_s), self._run_deadline - time.monotonic())
 
-    def _attempt(self, body: bytes, seconds: float) -> str:
+    def _attempt(self, payload: dict[str, Any], seconds: float) -> str:
+        if self._sdk is not None:
+            from delift.evaluation.judge.openai_sdk import sdk_attempt
+
+            return sdk_attempt(self._sdk, payload, seconds, self._timed_out(seconds))
+        body = json.dumps(payload).encode("utf-8")
         request = urllib.request.Request(self.url, data=body, headers=self._headers(), method="POST")
         deadline = _Deadline(seconds)
         opener = urllib.request.build_opener(*self._proxies, _WatchedHTTP(deadline), _WatchedHTTPS(deadline))
@@ -188,17 +211,17 @@ class OpenAIJudgeBackend:
             if deadline.expired:  # the shut-down socket may end a read early without an error
                 return _complete_or_timed_out(payload, self._timed_out(seconds))
         except TimeoutError:
-            raise _Retryable(self._timed_out(seconds)) from None
+            raise Retryable(self._timed_out(seconds)) from None
         except urllib.error.HTTPError as exc:
             detail = exc.read()[:200] if exc.fp is not None else b""
             if exc.code == 429 or exc.code >= 500:
-                raise _Retryable(f"HTTP {exc.code}", _retry_after(exc.headers)) from None
-            raise _Fatal(f"HTTP {exc.code}: {detail!r}") from None
+                raise Retryable(f"HTTP {exc.code}", retry_after(exc.headers)) from None
+            raise UnusableReply(f"HTTP {exc.code}: {detail!r}") from None
         except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
             if deadline.expired or isinstance(getattr(exc, "reason", None), TimeoutError):
-                raise _Retryable(self._timed_out(seconds)) from None
+                raise Retryable(self._timed_out(seconds)) from None
             reason = getattr(exc, "reason", exc)
-            raise _Retryable(f"{type(exc).__name__}: {reason}") from None
+            raise Retryable(f"{type(exc).__name__}: {reason}") from None
         return extract_reply(payload)
 
     def _timed_out(self, seconds: float) -> str:
@@ -209,18 +232,18 @@ class OpenAIJudgeBackend:
     def request(self, messages: Messages) -> str | None:
         """One conversation -> its reply text, or None after the retries (never raises for HTTP)."""
         s = self.settings
-        body = json.dumps({"model": s.model, "messages": list(messages), "temperature": float(s.temperature),
-                           "max_tokens": s.max_tokens}).encode("utf-8")
+        payload = {"model": s.model, "messages": list(messages), "temperature": float(s.temperature),
+                   "max_tokens": s.max_tokens}
         for attempt in range(s.max_retries + 1):
             seconds = self._seconds_left()
             if seconds <= 0:
                 return None  # the run's budget is spent (complete() reports it)
             try:
-                return self._attempt(body, seconds)
-            except _Fatal as exc:
+                return self._attempt(payload, seconds)
+            except UnusableReply as exc:
                 log.warning("judge request to %s failed, not retried: %s", self.url, exc)
                 return None
-            except _Retryable as exc:
+            except Retryable as exc:
                 if attempt == s.max_retries:
                     log.warning("judge request to %s failed after %d attempts: %s", self.url, attempt + 1, exc)
                     return None
