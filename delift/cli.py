@@ -154,6 +154,7 @@ def run(cfg: DictConfig) -> float | None:
     except ConfigError as exc:
         log.error("%s", exc)
         sys.exit(2)  # before any data or model is loaded
+    from delift.data.errors import DataFileError, DataFormatError
     from delift.outputs import write_json
     from delift.pipeline import run_experiment
 
@@ -168,7 +169,11 @@ def run(cfg: DictConfig) -> float | None:
                                                        "runs_at_budget_fraction": reference})
         log.info("skipped: %s", reason)
         return None
-    metrics = run_experiment(config, output_dir, launch=launch)
+    try:
+        metrics = run_experiment(config, output_dir, launch=launch)  # run.json records the error first
+    except (DataFileError, DataFormatError) as exc:  # bad input, named with its file (and row): no traceback
+        log.error("%s", exc)
+        sys.exit(2)
     headline = f"{list(config.evaluation)[-1]}/rouge1"
     return metrics.get(headline)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -92,3 +94,19 @@ def test_a_symlink_loop_is_not_called_missing(tmp_path):
     dangling = tmp_path / "dangling.jsonl"
     os.symlink(tmp_path / "gone.jsonl", dangling)
     assert "is a dangling symlink to" in message_of(FileNotFoundError, dangling)
+
+
+def test_the_cli_reports_a_bad_data_file_without_a_traceback_exit_2(tmp_path):
+    empty = tmp_path / "alpaca.jsonl"
+    empty.write_text("")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p)}
+    done = subprocess.run([sys.executable, "-m", "delift", "experiment=smoke", "data=alpaca",
+                           f"data.local_path={empty}", f"paths.cache_dir={tmp_path / 'cache'}",
+                           f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output[-2000:]
+    assert f"{empty}: is empty (0 bytes)" in output and "Traceback" not in output
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["error"].startswith("DataFileError")

@@ -36,3 +36,19 @@ class DataFileError(ValueError):
 
     def __reduce__(self) -> tuple[type, tuple[str, str]]:
         return (type(self), (self.path, self.problem))
+
+
+class DataFileMissing(DataFileError, FileNotFoundError):
+    """A data path that cannot be opened: absent, a dangling symlink or a symlink loop (``what`` names the setting,
+    e.g. ``data.local_path``)."""
+
+    def __init__(self, path: str, problem: str, what: str = "data file or folder") -> None:
+        super().__init__(path, problem)
+        self.what = what
+        self.args = (f"{what} {self.path} {problem}",)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
+        return (type(self), (self.path, self.problem, self.what))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Union
 
-from delift.data.errors import ROW, DataFileError, DataFormatError
+from delift.data.errors import ROW, DataFileError, DataFileMissing, DataFormatError
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 # What a binary file starts with, for text files that are not text: (magic bytes, what it is, what to do).
@@ -95,7 +95,8 @@ def iter_rows(
 
 
 def check_exists(path: Path, what: str = "data file or folder") -> None:
-    """FileNotFoundError naming ``path`` and why it cannot be opened: absent, a dangling symlink or a symlink loop."""
+    """DataFileMissing (a FileNotFoundError) naming ``path`` and why it cannot be opened: absent, a dangling
+    symlink or a symlink loop."""
     if path.exists():
         return
     if path.is_symlink():
@@ -103,10 +104,10 @@ def check_exists(path: Path, what: str = "data file or folder") -> None:
             os.stat(path)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise FileNotFoundError(f"{what} {path} is a symlink loop (it points back to itself through "
-                                        f"{os.readlink(path)!r}); point it at the real file") from None
-        raise FileNotFoundError(f"{what} {path} is a dangling symlink to {os.readlink(path)!r} (no such file)")
-    raise FileNotFoundError(f"{what} does not exist: {path}")
+                raise DataFileMissing(path, "is a symlink loop (it points back to itself through "
+                                            f"{os.readlink(path)!r}); point it at the real file", what) from None
+        raise DataFileMissing(path, f"is a dangling symlink to {os.readlink(path)!r} (no such file)", what)
+    raise DataFileMissing(path, "does not exist", what)
 
 
 def _iter_local(path: Path, split: str | None) -> Iterator[tuple[RowLocation, dict[str, Any]]]:
