@@ -27,7 +27,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from delift.checks import ConfigError
-from delift.config.loader import CONFIG_DIR, load_config
+from delift.config.loader import CONFIG_DIR, check_group_choices, load_config
 from delift.preflight import check_models
 from delift.tracking.identity import LaunchInfo
 from delift.tracking.naming import job_dirname, override_key
@@ -135,8 +135,19 @@ def reference_fraction(config: Any, fractions: list[float]) -> float | None:
     return fractions[0]
 
 
+def main() -> float | None:
+    """``delift [overrides]``: a misspelt group option (``selector=delfit``) exits 2 with a did-you-mean before
+    Hydra composes; then Hydra runs :func:`run` (once, or per sweep job)."""
+    try:
+        check_group_choices(sys.argv[1:])
+    except ConfigError as exc:
+        print(f"delift: {exc}", file=sys.stderr)
+        sys.exit(2)
+    return run()
+
+
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> float | None:
+def run(cfg: DictConfig) -> float | None:
     """Run one experiment; returns the headline metric so sweepers can optimise it."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
@@ -144,6 +155,7 @@ def main(cfg: DictConfig) -> float | None:
     except ConfigError as exc:
         log.error("%s", exc)
         sys.exit(2)  # before any data or model is loaded
+    from delift.data.errors import DataFileError, DataFormatError
     from delift.outputs import write_json
 
     launch = launch_info()
@@ -164,12 +176,16 @@ def main(cfg: DictConfig) -> float | None:
         sys.exit(2)
     from delift.pipeline import run_experiment
 
-    metrics = run_experiment(config, output_dir, launch=launch)
+    try:
+        metrics = run_experiment(config, output_dir, launch=launch)  # run.json records the error first
+    except (DataFileError, DataFormatError) as exc:  # bad input, named with its file (and row): no traceback
+        log.error("%s", exc)
+        sys.exit(2)
     headline = f"{list(config.evaluation)[-1]}/rouge1"
     return metrics.get(headline)
 
 
-__all__ = ["CONFIG_DIR", "main", "register_resolvers"]
+__all__ = ["CONFIG_DIR", "main", "register_resolvers", "run"]
 
 if __name__ == "__main__":
     main()

@@ -37,6 +37,16 @@ def _default_mode(base: int) -> int:
     return base & ~current_umask()
 
 
+def follow_umask(folder: Path) -> None:
+    """Give every file and folder under ``folder`` the mode ``open``/``mkdir`` would (0o666 / 0o777 less the umask).
+
+    Writers such as safetensors create their files 0600 whatever the umask; a group-shared cache must not.
+    """
+    for path in Path(folder).rglob("*"):
+        if not path.is_symlink():
+            os.chmod(path, _default_mode(0o777 if path.is_dir() else 0o666))
+
+
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
     """Call ``write`` on a temporary sibling of ``path``, fsync it, then rename it into place.
 
@@ -65,7 +75,7 @@ def atomic_folder(target: Path, build: Callable[[Path], None]) -> Path:
 
     Two processes may race to build the same folder (sweep jobs converting one model); the loser
     discards its copy and uses the winner's. The folder gets the mode a plain ``mkdir`` would give
-    (0o777 less the umask), not mkdtemp's 0700.
+    (0o777 less the umask), not mkdtemp's 0700, and so does everything ``build`` writes into it.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -73,6 +83,7 @@ def atomic_folder(target: Path, build: Callable[[Path], None]) -> Path:
     try:
         os.chmod(tmp, _default_mode(0o777))
         build(tmp)
+        follow_umask(tmp)
         try:
             os.replace(tmp, target)
         except OSError:

@@ -141,7 +141,6 @@ def test_a_typo_inside_an_experiment_yaml_fails(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("overrides,message", [
-    (["selector.postprocess=bad"], "selector.postprocess='bad'"),
     (["data=alpaca", "data.format=alpacca"], "data.format: unknown format 'alpacca'; did you mean 'alpaca'?"),
     (["usecase=task_specific", "usecase.target.format=gsm"], "usecase.target.format: unknown format 'gsm'"),
 ])

@@ -331,7 +331,7 @@ def completion(text):
 
 def openai_cfg(url, **extra):
     return {"backend": "openai", "base_url": url, "model": "judge-m", "api_key_env": "DELIFT_TEST_JUDGE_KEY",
-            "timeout_s": 5, "max_retries": 2, "backoff_s": 0.01, "max_concurrency": 4, "max_tokens": 64,
+            "client": "urllib", "timeout_s": 5, "max_retries": 2, "backoff_s": 0.01, "max_concurrency": 4, "max_tokens": 64,
             "temperature": 0.0, **extra}
 
 

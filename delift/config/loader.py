@@ -8,7 +8,8 @@ value is range-checked. A metric is found by its name: ``metrics.names=[rouge,bg
 evaluation block finds ``conf/evaluation/<name>.yaml``; ``scorer=smollm2_135m`` reads
 ``conf/model/smollm2_135m.yaml`` (:func:`_add_scorer`). All of it runs before any data or model is loaded, and every
 error names its key. Only the entry point (and tests) handle a ``DictConfig``; everything below gets the typed
-objects this returns.
+objects this returns. Every problem found is reported at once, in one :class:`ConfigError` (a step whose input
+is broken is skipped, so one mistake is not reported twice).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, Iterable
 
 from hydra.core.config_store import ConfigStore
 from hydra.utils import get_class
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from delift.checks import ConfigError, raise_problems
@@ -89,6 +90,30 @@ def _unknown(key: str, value: str, known: Iterable[str], what: str) -> ConfigErr
     return ConfigError(f"{key}: unknown {what} {value!r}.{hint} Known: {', '.join(known)}")
 
 
+def check_group_choices(arguments: Iterable[str]) -> None:
+    """ConfigError listing every ``group=option`` argument (``data@usecase.target=...``, sweeps ``a,b``, lists
+    ``[a,b]``) that names no ``conf/<group>/<option>.yaml``, each with a did-you-mean: called before Hydra
+    composes, whose own error has none. Flags, plain keys and Hydra's groups (``hydra/...``) are left to Hydra."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser, problems = OverridesParser.create(), []
+    for argument in arguments:
+        try:
+            override = parser.parse_override(argument)
+        except Exception:  # noqa: BLE001 - a flag or its value (--cfg job), or a syntax error Hydra reports
+            continue
+        group = override.key_or_group
+        if override.is_delete() or group.startswith("hydra") or not (Path(CONFIG_DIR) / group).is_dir():
+            continue
+        values = list(override.sweep_string_iterator()) if override.is_discrete_sweep() else override.value()
+        for value in values if isinstance(values, list) else [values]:
+            if isinstance(value, str) and value not in _options(group):
+                problems.append(str(_unknown(f"{override.get_key_element()}", value, _options(group),
+                                             f"{group} option")))
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
 def _type_evaluation(cfg: DictConfig) -> None:
     """Chosen blocks (with ``_target_``) are typed; a block an experiment pre-sets for a protocol that
     is not chosen is checked against that protocol's schema and dropped; anything else is an error."""
@@ -114,11 +139,33 @@ def _type_evaluation(cfg: DictConfig) -> None:
     cfg.evaluation = chosen
 
 
-def _add_metrics(cfg: DictConfig) -> None:
+class _Problems(list):
+    """The messages of every failed step, each starting with its key; raised together by :meth:`raise_all`."""
+
+    def step(self, run, *args) -> bool:
+        """``run(*args)``; a :class:`ConfigError` is recorded (False) instead of raised."""
+        try:
+            run(*args)
+        except ConfigError as exc:
+            self.append(str(exc))
+            return False
+        return True
+
+    def raise_all(self) -> None:
+        if len(self) == 1:
+            raise ConfigError(self[0])
+        if self:
+            lines = "\n".join("  " + line.strip() for message in self for line in message.splitlines()
+                              if not line.startswith("invalid config value"))  # raise_problems' own header
+            raise ConfigError(f"invalid config values ({lines.count(chr(10)) + 1} problems):\n{lines}")
+
+
+def _add_metrics(cfg: DictConfig, problems: list[str]) -> None:
     """One ``metric_library`` block per ``metrics.names`` entry (and per block the config already has):
     ``conf/metric/<name>.yaml`` with the config's own ``metric_library.<name>`` merged over it (e.g.
     ``+metric_library.bge.device=cuda``). Runs before interpolations are resolved, so a metric YAML's
-    ``${metrics.embedder}`` or ``${judge}`` refers to the run's config."""
+    ``${metrics.embedder}`` or ``${judge}`` refers to the run's config. An unknown name is recorded in
+    ``problems`` and left out."""
     given = cfg.metric_library
     keys = {str(name): f"metrics.names[{index}]" for index, name in reversed(list(enumerate(cfg.metrics.names)))}
     keys.update({str(name): f"metric_library.{name}" for name in given if str(name) not in keys})
@@ -127,7 +174,8 @@ def _add_metrics(cfg: DictConfig) -> None:
         path = Path(CONFIG_DIR) / "metric" / f"{name}.yaml"
         block = given.get(name)
         if not path.is_file() and not (isinstance(block, DictConfig) and "_target_" in block):
-            raise _unknown(key, name, _options("metric"), "metric")
+            problems.append(str(_unknown(key, name, _options("metric"), "metric")))
+            continue
         library[name] = OmegaConf.load(path) if block is None else (
             OmegaConf.merge(OmegaConf.load(path), block) if path.is_file() else block)
     cfg.metric_library = library
@@ -148,16 +196,20 @@ def _add_scorer(cfg: DictConfig) -> None:
     cfg.scorer = OmegaConf.load(Path(CONFIG_DIR) / "model" / f"{scorer}.yaml")
 
 
-def _type_metrics(cfg: DictConfig) -> None:
+def _type_metrics(cfg: DictConfig, problems: _Problems) -> None:
     """Every block is typed by its class's ``Config``; only the chosen ones are kept (and built)."""
     library = {}
     for name, block in cfg.metric_library.items():
         key = f"metric_library.{name}"
-        library[name] = _typed(block, _schema_of(block.get("_target_") if isinstance(block, DictConfig) else None,
-                                                 key), key)
+
+        def typed(block=block, key=key, name=name) -> None:
+            target = block.get("_target_") if isinstance(block, DictConfig) else None
+            library[name] = _typed(block, _schema_of(target, key), key)
+        problems.step(typed)
     if len(set(cfg.metrics.names)) != len(cfg.metrics.names):
-        raise ConfigError(f"metrics.names={list(cfg.metrics.names)}: a metric is named twice")
-    cfg.metric_library = {name: library[name] for name in cfg.metrics.names}  # only what runs gets built
+        problems.append(f"metrics.names={list(cfg.metrics.names)}: a metric is named twice")
+    # only what runs gets built (an unknown or broken one is already a problem)
+    cfg.metric_library = {name: library[name] for name in cfg.metrics.names if name in library}
 
 
 def _type_judge(cfg: DictConfig) -> None:
@@ -191,39 +243,55 @@ def load_config(cfg: DictConfig) -> ExperimentConfig:
     if OmegaConf.get_type(cfg) is not ExperimentConfig:
         raise ConfigError(f"the config does not extend the {SCHEMA_NAME!r} schema: conf/config.yaml's defaults "
                           f"must start with {SCHEMA_NAME} (registered by importing delift.config)")
+    problems = _Problems()
     try:
-        _add_metrics(cfg)
-        _add_scorer(cfg)
+        _add_metrics(cfg, problems)
+        problems.step(_add_scorer, cfg)
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as exc:
-        raise ConfigError(f"{getattr(exc, 'full_key', '')}: {exc}") from None
+        problems.append(f"{getattr(exc, 'full_key', '')}: {exc}")
+        problems.raise_all()  # an unresolved interpolation leaves nothing sound to check further
     extra = _undeclared(cfg)
     if extra:
-        raise ConfigError(f"unknown config key{'s' if len(extra) > 1 else ''} {', '.join(extra)} (added with "
-                          "'+'?): no part of delift reads it; check the spelling against conf/")
+        problems.append(f"unknown config key{'s' if len(extra) > 1 else ''} {', '.join(extra)} (added with "
+                        "'+'?): no part of delift reads it; check the spelling against conf/")
+        for key in extra:  # dropped, so the rest can still be typed and checked
+            parent, _, name = key.rpartition(".")
+            node = OmegaConf.select(cfg, parent) if parent else cfg
+            with open_dict(node):
+                node.pop(name)
     for key, reader in (("target", "task_specific"), ("existing", "continual")):
         if cfg.usecase.name != reader:
             cfg.usecase[key] = None  # a nested data config this use case never reads
-    cfg.selector = _typed(cfg.selector, _schema_of(cfg.selector.get("_target_"), "selector"), "selector")
-    if cfg.scorer is not None:
-        cfg.scorer = _typed(cfg.scorer, ModelConfig, "scorer")
-    _type_evaluation(cfg)
-    _type_metrics(cfg)
-    _type_judge(cfg)
+    typed_parts = [problems.step(_type_selector, cfg), problems.step(_type_scorer, cfg),
+                   problems.step(_type_evaluation, cfg), problems.step(_type_judge, cfg)]
+    _type_metrics(cfg, problems)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
-        raise ConfigError(f"missing config values: {', '.join(missing)}")
+        problems.append(f"missing config values: {', '.join(missing)}")
+    if missing:
+        problems.raise_all()  # a missing value does not convert to the typed objects
     typed = OmegaConf.to_object(cfg)
     for spec in (typed.model, typed.scorer):
-        if spec is not None and spec.cache_dir is None:  # converted models are cached with everything else
+        if isinstance(spec, ModelConfig) and spec.cache_dir is None:  # converted models are cached with the rest
             spec.cache_dir = typed.paths.cache_dir
-    raise_problems(typed)
-    if "judge" in typed.metrics.names:  # the backend's own value checks (URLs, model sources, ...)
+    problems.step(raise_problems, typed)  # ranges and choices of every part that could be typed
+    if all(typed_parts) and "judge" in typed.metrics.names:  # the backend's own checks (URLs, model sources...)
         try:
             import_module(JUDGE_SETTINGS.rsplit(".", 1)[0]).judge_settings(asdict(typed.judge))
         except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+            problems.append(str(exc))
+    problems.raise_all()
     return typed
+
+
+def _type_selector(cfg: DictConfig) -> None:
+    cfg.selector = _typed(cfg.selector, _schema_of(cfg.selector.get("_target_"), "selector"), "selector")
+
+
+def _type_scorer(cfg: DictConfig) -> None:
+    if cfg.scorer is not None:
+        cfg.scorer = _typed(cfg.scorer, ModelConfig, "scorer")
 
 
 def compose_config(overrides: Iterable[str] = (), config_name: str = "config") -> ExperimentConfig:

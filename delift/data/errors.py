@@ -23,3 +23,32 @@ class DataFormatError(ValueError):
     def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
         """Keep the error picklable across worker processes despite the custom ``__init__``."""
         return (type(self), (self.location, self.field, self.problem))
+
+
+class DataFileError(ValueError):
+    """A data file that cannot be read as a whole, named with the real cause: empty, rows without data, another
+    format than its suffix says (Parquet, gzip, a JSON array in a ``.jsonl``), a symlink loop, every row bad."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return (type(self), (self.path, self.problem))
+
+
+class DataFileMissing(DataFileError, FileNotFoundError):
+    """A data path that cannot be opened: absent, a dangling symlink or a symlink loop (``what`` names the setting,
+    e.g. ``data.local_path``)."""
+
+    def __init__(self, path: str, problem: str, what: str = "data file or folder") -> None:
+        super().__init__(path, problem)
+        self.what = what
+        self.args = (f"{what} {self.path} {problem}",)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
+        return (type(self), (self.path, self.problem, self.what))

@@ -30,7 +30,7 @@ from typing import Any, Iterator
 from omegaconf import MISSING
 
 from delift.data.config import DataConfig, SyntheticConfig
-from delift.data.errors import DataFormatError
+from delift.data.errors import DataFileError, DataFormatError
 from delift.data.fields import HUB_CONFIG_FIELD
 from delift.data.formatters import SYNTHETIC_FORMAT, get_formatter
 from delift.data.readers import HubSource, RowLocation, iter_rows
@@ -140,6 +140,8 @@ def _load(data_cfg: DataConfig,
                 filtered[value] += 1
                 continue
         examples.append(example)
+    if skipped and not examples and not filtered:
+        raise _all_skipped(data_cfg, formatter, resolved, skipped)
     if skipped:
         reasons = Counter(exc.field for exc in skipped)
         log.warning("data '%s': skipped %d bad rows (data.on_bad_row=skip) by field %s, first: %s", name,
@@ -160,6 +162,36 @@ def _load(data_cfg: DataConfig,
               "skipped_by_field": dict(Counter(exc.field for exc in skipped)),
               "filtered_out": sum(filtered.values())}
     return examples, record
+
+
+def _all_skipped(data_cfg: DataConfig, formatter: Any, resolved: ResolvedSource,
+                 skipped: list[DataFormatError]) -> DataFileError:
+    """Every row was bad: most likely the file is another dataset than ``data.format`` reads (GSM8K as alpaca)."""
+    reasons = Counter(f"field '{exc.field}': {exc.problem}" for exc in skipped)
+    reason, count = reasons.most_common(1)[0]
+    expected = ", ".join(_required_fields(formatter)) or "?"
+    return DataFileError(", ".join(resolved.to_dict()["sources"]), (
+        f"all {len(skipped)} rows were skipped as bad (data.on_bad_row=skip); {count} of them for {reason} "
+        f"(first: {skipped[0].location}). data.format={data_cfg.format} expects the fields {expected}: is this "
+        "file another dataset, or is data.format wrong?"))
+
+
+def _required_fields(formatter: Any, limit: int = 12) -> list[str]:
+    """The fields ``formatter`` requires, found by feeding it rows that lack one field at a time."""
+    row: dict[str, Any] = {}
+    found: list[str] = []
+    for _ in range(limit):
+        try:
+            formatter(dict(row), RowLocation("probe#0", 0))
+            break
+        except DataFormatError as exc:
+            if exc.field in row or "missing" not in exc.problem:
+                break
+            found.append(exc.field)
+            row[exc.field] = "x"
+        except Exception:  # noqa: BLE001 - a placeholder value a formatter cannot parse ends the probe
+            break
+    return found
 
 
 def load_examples(data_cfg: DataConfigLike,

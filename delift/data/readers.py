@@ -11,6 +11,7 @@ CSV records can span lines).
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 import re
@@ -18,9 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Union
 
-from delift.data.errors import ROW, DataFormatError
+from delift.data.errors import ROW, DataFileError, DataFileMissing, DataFormatError
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+# What a binary file starts with, for text files that are not text: (magic bytes, what it is, what to do).
+MAGIC = ((b"PAR1", "a Parquet file", "rename it to .parquet"),
+         (b"\x1f\x8b", "gzip-compressed", "decompress it (gunzip) first"),
+         (b"PK\x03\x04", "a zip archive", "unpack it first"))
 
 
 class RowLocation(str):
@@ -89,24 +94,64 @@ def iter_rows(
             return
 
 
+def check_exists(path: Path, what: str = "data file or folder") -> None:
+    """DataFileMissing (a FileNotFoundError) naming ``path`` and why it cannot be opened: absent, a dangling
+    symlink or a symlink loop."""
+    if path.exists():
+        return
+    if path.is_symlink():
+        try:
+            os.stat(path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise DataFileMissing(path, "is a symlink loop (it points back to itself through "
+                                            f"{os.readlink(path)!r}); point it at the real file", what) from None
+        raise DataFileMissing(path, f"is a dangling symlink to {os.readlink(path)!r} (no such file)", what)
+    raise DataFileMissing(path, "does not exist", what)
+
+
 def _iter_local(path: Path, split: str | None) -> Iterator[tuple[RowLocation, dict[str, Any]]]:
-    if not path.exists():
-        raise FileNotFoundError(f"no such data file or folder: {path}")
+    check_exists(path)
     if path.is_dir():
-        return _iter_saved_dataset(path, split)
+        return _counted(path, _iter_saved_dataset(path, split))
     suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json", ".csv"):
+        _check_text(path, suffix)
     if suffix == ".jsonl":
-        return _utf8_checked(path, _iter_jsonl(path))
+        return _counted(path, _utf8_checked(path, _iter_jsonl(path)))
     if suffix == ".json":
-        return _utf8_checked(path, _iter_json(path))
+        return _counted(path, _utf8_checked(path, _iter_json(path)))
     if suffix == ".csv":
-        return _utf8_checked(path, _iter_csv(path))
+        return _counted(path, _utf8_checked(path, _iter_csv(path)), "a header row but no data rows")
     if suffix == ".parquet":
-        return _iter_parquet(path)
+        return _counted(path, _iter_parquet(path))
     raise ValueError(
         f"unsupported data file type {suffix!r} for {path}; "
         f"supported: {', '.join(LOCAL_SUFFIXES)} or a save_to_disk folder"
     )
+
+
+def _check_text(path: Path, suffix: str) -> None:
+    """DataFileError for a text-format file that is empty or is really a binary format (by its magic bytes)."""
+    with path.open("rb") as handle:
+        head = handle.read(4096)
+    for magic, what, fix in MAGIC:
+        if head.startswith(magic):
+            raise DataFileError(path, f"is {what} (it starts with {magic!r}), not {suffix[1:].upper()} text: {fix}")
+    if not head.strip():
+        size = path.stat().st_size
+        raise DataFileError(path, "is empty (0 bytes)" if size == 0 else f"holds only whitespace ({size} bytes)")
+
+
+def _counted(path: Path, rows: Iterator[tuple[RowLocation, dict[str, Any]]],
+             none: str = "no rows") -> Iterator[tuple[RowLocation, dict[str, Any]]]:
+    """``rows``; a DataFileError naming ``path`` when it yields none (an empty array, a header-only CSV)."""
+    count = 0
+    for item in rows:
+        count += 1
+        yield item
+    if count == 0:
+        raise DataFileError(path, f"holds {none}")
 
 
 def _utf8_checked(
@@ -155,10 +200,19 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[RowLocation, dict[str, Any]]]:
                 value = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataFormatError(
-                    location, ROW, f"invalid JSON: {exc.msg} (column {exc.colno})"
+                    location, ROW, f"invalid JSON: {exc.msg} (column {exc.colno}){_array_hint(path, row, line)}"
                 ) from None
+            if isinstance(value, list):
+                raise DataFormatError(location, ROW, f"expected a JSON object, got list{_array_hint(path, row, line)}")
             yield location, _check_object(value, location)
             row += 1
+
+
+def _array_hint(path: Path, row: int, line: str) -> str:
+    """A rename hint when the first line of a ``.jsonl`` file opens a JSON array (JSON saved under a JSONL name)."""
+    if row == 0 and path.suffix.lower() == ".jsonl" and line.lstrip().startswith("["):
+        return "; the file looks like one JSON array, not JSON lines: rename it to .json"
+    return ""
 
 
 def _iter_json(path: Path) -> Iterator[tuple[RowLocation, dict[str, Any]]]:

@@ -31,7 +31,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from delift.data.config import DataConfig
-from delift.data.readers import HubSource, Source
+from delift.data.readers import HubSource, Source, check_exists
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +115,7 @@ def _local(data_cfg: DataConfig) -> ResolvedSource:
         raise ValueError(f"data '{data_cfg.name}': data.local_path is empty; give a file or folder, "
                          "or null to use the hub / offline copy")
     path = Path(local).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"data.local_path does not exist: {path}")
+    check_exists(path, "data.local_path")
     return ResolvedSource("local_path", (path,), fixture=_inside(path, FIXTURES_DIR))
 
 

@@ -26,8 +26,10 @@ def write_manifest(folder: Path) -> None:
     (folder / MANIFEST).write_text(json.dumps({"files": files}, indent=2) + "\n", encoding="utf-8")
 
 
-def folder_problem(folder: Path) -> str | None:
-    """Why the built ``folder`` cannot be used (naming the file), or None when it checks out."""
+def folder_problem(folder: Path, required: tuple[str, ...] = REQUIRED_FILES) -> str | None:
+    """Why the built ``folder`` cannot be used (naming the file), or None when it checks out.
+
+    ``required``: the files its manifest must list (a model's by default; an adapter cache passes its own)."""
     manifest_path = folder / MANIFEST
     try:
         files = json.loads(manifest_path.read_text(encoding="utf-8"))["files"]
@@ -37,7 +39,7 @@ def folder_problem(folder: Path) -> str | None:
         return f"{manifest_path} is unreadable: {exc!r}"
     if not isinstance(files, dict) or not all(isinstance(size, int) for size in files.values()):
         return f"{manifest_path} is malformed"
-    missing = [name for name in REQUIRED_FILES if name not in files]
+    missing = [name for name in required if name not in files]
     if missing or not any(name.endswith(".safetensors") for name in files):
         return f"{manifest_path} lists no {missing[0] if missing else 'safetensors weights'}"
     for name, size in files.items():

@@ -24,11 +24,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from delift.checks import Problems, choice
 from delift.data.records import Example
 from delift.kernel.postprocess import postprocess_joint
 from delift.kernel.settings import is_sparse, self_pairs
 from delift.selection.base import Selection, SelectionContext, Selector
-from delift.selection.objectives import check_objective_name, resolve_objective, select_with_objective
+from delift.selection.objectives import (
+    OBJECTIVE_CHOICES,
+    check_objective_name,
+    resolve_objective,
+    select_with_objective,
+)
 
 KERNEL_ROLES = {"facility_location": ("pool_pool",), "flmi": ("pool_pool", "query_pool"),
                 "flcg": ("pool_pool", "pool_existing")}
@@ -71,6 +77,12 @@ class DeliftSelector(Selector):
         postprocess: str = "clip"  # clip | minmax
         exclude_self_pairs: bool = False
         optimizer: str = "LazyGreedy"
+
+        def problems(self) -> Problems:
+            found: Problems = {}
+            choice(found, "objective", self.objective, OBJECTIVE_CHOICES)
+            choice(found, "postprocess", self.postprocess, UTILITY_POSTPROCESS)
+            return found
 
     def __init__(self, objective: str = "auto", postprocess: str = "clip", exclude_self_pairs: bool = False,
                  optimizer: str = "LazyGreedy"):

@@ -30,12 +30,19 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from delift.checks import Problems, at_least, choice
 from delift.data.prompts import PromptTemplate
 from delift.data.records import Example
 from delift.kernel.postprocess import POSTPROCESS, postprocess_joint
 from delift.models.embeddings import DEFAULT_EMBEDDER, embed, embedder_identity, load_sentence_embedder
 from delift.selection.base import Selection, SelectionContext, Selector
-from delift.selection.objectives import auxiliary_set, check_objective_name, resolve_objective, select_with_objective
+from delift.selection.objectives import (
+    OBJECTIVE_CHOICES,
+    auxiliary_set,
+    check_objective_name,
+    resolve_objective,
+    select_with_objective,
+)
 
 TEXT_MODES = ("fields", "template")
 
@@ -74,6 +81,14 @@ class DeliftSESelector(Selector):
         batch_size: int = 64
         device: Optional[str] = None
         optimizer: str = "LazyGreedy"
+
+        def problems(self) -> Problems:
+            found: Problems = {}
+            choice(found, "objective", self.objective, OBJECTIVE_CHOICES)
+            choice(found, "text", self.text, TEXT_MODES)
+            choice(found, "postprocess", self.postprocess, POSTPROCESS)
+            at_least(found, "batch_size", self.batch_size, 1)
+            return found
 
     def __init__(self, objective: str = "auto", embedder: str = DEFAULT_EMBEDDER, text: str = "fields",
                  postprocess: str = "none", exclude_self_pairs: bool = False, batch_size: int = 64,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from delift.checks import Problems, at_least, choice
 from delift.scoring import ExampleScorer
 from delift.selection.base import Selection, SelectionContext, Selector, top_k
 
@@ -53,6 +54,13 @@ class IFDSelector(Selector):
         pre_experience: bool = False  # Cherry's pre-experienced model (not built yet)
         batch_size: int = 8
         max_length: int = 1024
+
+        def problems(self) -> Problems:
+            found: Problems = {}
+            choice(found, "form", self.form, FORMS)
+            at_least(found, "batch_size", self.batch_size, 1)
+            at_least(found, "max_length", self.max_length, 1)
+            return found
 
     def __init__(self, form: str = "loss", header: str = "### Response:\n", threshold: float = 1.0,
                  pre_experience: bool = False, batch_size: int = 8, max_length: int = 1024):

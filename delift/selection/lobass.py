@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from delift.checks import Problems, at_least, choice
 from delift.scoring import ExampleScorer
 from delift.selection.base import ScoreSelector, SelectionContext
 
@@ -44,6 +45,13 @@ class LoBaSSSelector(ScoreSelector):
         mode: str = "normalized"  # normalized (L_ini - L_ref) / L_ini | raw L_ini - L_ref
         batch_size: int = 8
         max_length: int = 1024
+
+        def problems(self) -> Problems:
+            found: Problems = {}
+            choice(found, "mode", self.mode, MODES)
+            at_least(found, "batch_size", self.batch_size, 1)
+            at_least(found, "max_length", self.max_length, 1)
+            return found
 
     def __init__(self, mode: str = "normalized", batch_size: int = 8, max_length: int = 1024):
         if mode not in MODES:

@@ -25,6 +25,7 @@ from typing import Any, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from delift.checks import Problems, at_least, choice
 from delift.data.records import Example
 from delift.models.config import ModelConfig, TinyModelConfig
 from delift.scoring import ExampleScorer
@@ -121,6 +122,14 @@ class SelectITSelector(ScoreSelector):
         models: List[Any] = field(default_factory=list)  # extra model configs (conf/model schema); [] = scoring model
         batch_size: int = 8
         max_length: int = 1024
+
+        def problems(self) -> Problems:
+            found: Problems = {}
+            choice(found, "normalise", self.normalise, NORMALISE)
+            at_least(found, "alpha", self.alpha, 0.0)
+            at_least(found, "batch_size", self.batch_size, 1)
+            at_least(found, "max_length", self.max_length, 1)
+            return found
 
     def __init__(self, normalise: str = "softmax", alpha: float = 0.2, rating_prompts_file: str | None = None,
                  answer_suffix: str = "The answer is: ", models: Sequence[Any] = (), batch_size: int = 8,

@@ -4,8 +4,9 @@ The key is the sha256 of the base model's identity, the training examples' finge
 template, every training setting and the seed: the same training run always maps to the same
 folder. The fine-tuning protocol stores the adapter it trains; a selector that needs an adapter
 trained on a given set with the run's settings (LoBaSS's reference model: the whole pool, exactly as
-the Full Data baseline trains) reuses it, or trains and stores it. A folder missing its adapter files
-is a miss (reported) and is rebuilt.
+the Full Data baseline trains) reuses it, or trains and stores it. A folder carries a manifest and is
+checked like a model folder (:mod:`delift.models.folder_check`: sizes, JSON, safetensors header) before
+each use; a damaged one (a truncated copy, a missing file) is reported naming the file and rebuilt.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from delift.data.prompts import PromptTemplate
 from delift.data.records import Example, fingerprint
 from delift.fsutil import atomic_folder, discard_folder
 from delift.models.config import ModelConfig
+from delift.models.folder_check import folder_problem, write_manifest
 from delift.models.loading import model_identity
 from delift.training.finetune import FinetuneConfig, finetune
 
@@ -48,16 +50,25 @@ class AdapterCache:
         folder = self.root / key
         if not folder.exists():
             return None
-        missing = [name for name in ADAPTER_FILES if not (folder / name).is_file() or not (folder / name).stat().st_size]
-        if missing:
-            log.warning("adapter cache %s lacks %s; it is retrained", folder, missing)
+        problem = folder_problem(folder, required=ADAPTER_FILES)
+        if problem is not None:
+            log.warning("adapter cache %s is damaged (%s); the adapter is retrained", folder, problem)
             discard_folder(folder)
             return None
         return folder
 
     def put(self, key: str, adapter_dir: str | Path) -> Path:
-        """Copy a trained adapter folder into the cache (atomically; a concurrent writer's copy wins)."""
-        return atomic_folder(self.root / key, lambda tmp: shutil.copytree(adapter_dir, tmp, dirs_exist_ok=True))
+        """Copy a trained adapter folder into the cache with its manifest (atomically; a concurrent writer's
+        copy wins)."""
+        def build(tmp: Path) -> None:
+            shutil.copytree(adapter_dir, tmp, dirs_exist_ok=True)
+            write_manifest(tmp)
+
+        target = atomic_folder(self.root / key, build)
+        problem = folder_problem(target, required=ADAPTER_FILES)
+        if problem is not None:
+            raise RuntimeError(f"adapter cache {target} fails its check right after being stored: {problem}")
+        return target
 
 
 def trained_adapter(spec: ModelConfig, train_set: Sequence[Example], template: PromptTemplate, cfg: FinetuneConfig,

@@ -27,6 +27,7 @@ from delift.checks import ConfigError, raise_problems
 from delift.config.schema import TrainConfig
 from delift.data.prompts import PromptTemplate
 from delift.data.records import Example
+from delift.fsutil import follow_umask
 from delift.models.config import ModelConfig, resolve_dtype
 from delift.models.loading import DTYPES, load_model, load_tokenizer
 
@@ -323,6 +324,7 @@ def finetune(model_spec: ModelConfig, train_examples: Sequence[Example], templat
 
     adapter_dir = output_dir / "adapter"
     model.save_pretrained(str(adapter_dir))  # adapter weights and config only, not the base
+    follow_umask(adapter_dir)  # safetensors writes 0600; a shared results folder must stay readable
     model.config.use_cache = True
     model.eval()
     losses = [float(entry["loss"]) for entry in trainer.state.log_history if "loss" in entry]

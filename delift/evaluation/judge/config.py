@@ -9,6 +9,7 @@ a built test model to ``<cache_dir>/models``) and ``progress``; those two are no
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -42,7 +43,9 @@ class OpenAIJudgeSettings:
     base_url: str = "http://localhost:8000/v1"
     model: str = "prometheus-eval/prometheus-7b-v2.0"
     api_key_env: str | None = "OPENAI_API_KEY"
-    timeout_s: float = 120.0
+    client: str = "auto"  # openai (the package: pip install 'delift[judge]') | urllib (standard library) | auto
+    timeout_s: float = 120.0  # one attempt as a whole (connect, headers, body)
+    budget_s: float | None = None  # the whole judge run, retries included; null = no limit
     max_retries: int = 4
     backoff_s: float = 2.0
     max_concurrency: int = 8
@@ -53,6 +56,7 @@ class OpenAIJudgeSettings:
 
 SETTINGS = {"hf": HFJudgeSettings, "openai": OpenAIJudgeSettings}
 MODEL_SOURCES = ("hub", "local", "tiny_random")
+CLIENTS = ("auto", "openai", "urllib")
 
 
 def _check(condition: bool, key: str, value: Any, expected: str) -> None:
@@ -90,6 +94,12 @@ def judge_settings(cfg: Mapping[str, Any]) -> HFJudgeSettings | OpenAIJudgeSetti
                "base_url", settings.base_url, "an http:// or https:// URL (e.g. http://localhost:8000/v1)")
         _check(isinstance(settings.timeout_s, (int, float)) and settings.timeout_s > 0,
                "timeout_s", settings.timeout_s, "a number of seconds > 0")
+        _check(settings.client in CLIENTS, "client", settings.client, f"one of {list(CLIENTS)}")
+        if settings.client == "openai" and importlib.util.find_spec("openai") is None:
+            raise ValueError("judge.client=openai: the openai package is not installed; pip install 'delift[judge]' "
+                             "(or judge.client=auto / urllib, the standard-library client)")
+        _check(settings.budget_s is None or (isinstance(settings.budget_s, (int, float)) and settings.budget_s > 0),
+               "budget_s", settings.budget_s, "null (no limit) or a number of seconds > 0")
         _check(isinstance(settings.max_retries, int) and settings.max_retries >= 0,
                "max_retries", settings.max_retries, "an integer >= 0")
         _check(isinstance(settings.backoff_s, (int, float)) and settings.backoff_s >= 0,
