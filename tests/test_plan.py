@@ -271,3 +271,11 @@ def test_plan_rejects_a_bad_accelerator_or_efficiency_before_planning(flag, mess
     with pytest.raises(SystemExit) as stop:
         plan_cli.main(["experiment=smoke", *flag])
     assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_plan_names_a_misspelt_group_option_with_a_did_you_mean(capsys, monkeypatch):
+    import delift.plan.cli as plan_cli
+
+    monkeypatch.setattr(plan_cli, "plan_jobs", lambda *a, **k: pytest.fail("planned a misspelt selector"))
+    assert plan_cli.main(["experiment=smoke", "selector=delfit"]) == 2
+    assert "Did you mean 'delift'?" in capsys.readouterr().err

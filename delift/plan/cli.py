@@ -20,7 +20,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from delift.checks import ConfigError
-from delift.config.loader import CONFIG_DIR
+from delift.config.loader import CONFIG_DIR, check_group_choices
 from delift.models.config import ModelConfig
 from delift.plan.jobs import JobPlan, plan_jobs
 from delift.plan.stages import Stage, prompt_template
@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 0.0 < rates.efficiency <= 1.0:
         parser.error(f"--efficiency {rates.efficiency!r}: a share of the peak, in (0, 1]")
     try:
+        check_group_choices(args.overrides)  # a misspelt group option gets a did-you-mean, as in delift
         cache_dir = os.environ.get("DELIFT_CACHE_DIR", ".cache/delift")
         plans = plan_jobs(args.overrides, args.multirun, model_config(args.stand_in, cache_dir))
     except ConfigError as exc:
