@@ -115,6 +115,9 @@ class KernelProvider:
         kernel = store.merge()  # its seconds: every block's compute time, whichever run or shard computed it
         kernel.meta.update(cached=False, blocks_computed=counts["blocks_computed"],
                            blocks_skipped=counts["blocks_skipped"])
+        log.info("kernel %s merged from %s: blocks computed %d, skipped %d; %.1f s of block compute in all",
+                 store.key[:12], store.folder.name, counts["blocks_computed"], counts["blocks_skipped"],
+                 kernel.meta["seconds"])
         self.cache.save(store.key, kernel, store.payload)
         kernel.meta["key"] = store.key
         return kernel
