@@ -36,15 +36,16 @@ def writing(lock: Path) -> Iterator[None]:
     Where the filesystem has no ``flock`` (some cluster mounts), nothing is locked and nothing is ever cleaned.
     """
     lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    fd = _open_lock(lock)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)
-        except OSError as exc:  # no flock on this mount: remove_stale_temporaries cannot lock either
+        except (OSError, ValueError) as exc:  # no flock on this mount (or no lock file): nobody can clean either
             log.debug("no lock on %s (%s): writing unlocked", lock, exc)
         yield
     finally:
-        os.close(fd)  # releases the lock; a killed writer's lock goes with its process
+        if fd >= 0:
+            os.close(fd)  # releases the lock; a killed writer's lock goes with its process
 
 
 def remove_stale_temporaries(folder: Path, lock: Path, started: float = RUN_STARTED) -> list[Path]:
@@ -57,12 +58,12 @@ def remove_stale_temporaries(folder: Path, lock: Path, started: float = RUN_STAR
     old = [path for path in folder.glob(TEMPORARY_GLOB) if _modified(path) < started]
     if not old:
         return []
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    fd = _open_lock(lock)
     removed = []
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # a live writer (or no flock here): these files may be its
+        except (OSError, ValueError):  # a live writer (or no lock here): these files may be its
             return []
         for path in old:
             if _modified(path) < started:  # checked again under the lock
@@ -70,8 +71,20 @@ def remove_stale_temporaries(folder: Path, lock: Path, started: float = RUN_STAR
                 removed.append(path)
                 log.warning("removed %s: the temporary file of a write that never finished (a killed run)", path)
     finally:
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
     return removed
+
+
+def _open_lock(lock: Path) -> int:
+    """A descriptor of the lock file (created with the umask's mode), read-only where another user's lock file
+    is not writable; -1 where it cannot be opened at all (flock then fails: nothing locked, nothing cleaned)."""
+    for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):
+        try:
+            return os.open(lock, flags, 0o666)
+        except OSError:
+            continue
+    return -1
 
 
 def _modified(path: Path) -> float:
