@@ -74,16 +74,14 @@ def shard_of(block: Block, num_shards: int) -> int:
 
 
 def _every_shard_scores_pairs(n_targets: int, n_candidates: int, block_size: int, num_shards: int) -> bool:
-    """True when each of ``num_shards`` shards owns at least one one-shot block at this block size."""
-    if num_tiles(n_candidates, block_size) >= num_shards:  # a row's one-shot blocks have consecutive indices
-        return True
-    owners: set[int] = set()
-    for block in iter_blocks(n_targets, n_candidates, block_size):
-        if block.col is not None:
-            owners.add(shard_of(block, num_shards))
-            if len(owners) == num_shards:
-                return True
-    return False
+    """True when each of ``num_shards`` shards owns at least one one-shot block at this block size.
+
+    One-shot block (r, c) has index r * (C + 1) + 1 + c (``iter_blocks``); its shard, that index mod num_shards,
+    repeats after num_shards rows or columns, so at most num_shards^2 blocks are looked at."""
+    rows, cols = num_tiles(n_targets, block_size), num_tiles(n_candidates, block_size)
+    owners = {(r * (cols + 1) + 1 + c) % num_shards for r in range(min(rows, num_shards))
+              for c in range(min(cols, num_shards))}
+    return len(owners) == num_shards
 
 
 def block_size_for(block_size: int, n_targets: int, n_candidates: int, num_shards: int) -> int:
