@@ -3,13 +3,15 @@
 Same process, same model, same examples (default: SmolLM2-135M-Instruct and the first examples of
 ../shared/datasets/alpaca/train.jsonl). Three parts:
 
-1. speed, bf16, n = --n: pairs/s of (a) a faithful re-creation of the per-pair method — one full
+1. speed, n = --n, in --dtype (default ``auto``: the ``model.dtype: auto`` rule, bf16 only where the hardware
+   has it natively, else fp32): pairs/s of (a) a faithful re-creation of the per-pair method — one full
    forward pass per (target, candidate) sequence plus one per zero-shot sequence, sequences sorted
    by length into batches of 32, every batch built in host memory before the first pass, full
    logits at every position — and (b) the engine (on a CPU, ``--workers`` passes side by side,
    default one single-threaded pass per torch thread); their ratio; peak RSS of each phase (sampled);
-   the engine's useful GFLOP/s beside a bf16 2048^3 matmul peak measured in this process; the
-   tokens each side processes.
+   the engine's useful GFLOP/s beside a square matmul peak measured in this process, in the run's dtype
+   and on its threads (the other of fp32 / bf16 printed for reference); the tokens each side processes.
+   The CPU features that decide bf16 speed (avx2, avx512f, avx512_bf16, amx) are printed first.
 2. exactness, fp32, n = --n-exact: max |UF_reference - UF_engine|.
 3. bf16 error, n = --n-exact: each bf16 kernel against the fp32 kernel (mean / max absolute error
    of UF, Pearson correlation off the diagonal).
@@ -36,6 +38,7 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
@@ -56,11 +59,39 @@ from delift.kernel.config import KernelConfig  # noqa: E402
 from delift.kernel.engine import ScoringSetup, score_one_shot, score_zero_shot  # noqa: E402
 from delift.kernel.sequences import build_sequence  # noqa: E402
 from delift.kernel.tokens import TokenizedExample, tokenize_examples  # noqa: E402
-from delift.models.config import ModelConfig, TinyModelConfig  # noqa: E402
+from delift.models.config import AUTO_DTYPE, ModelConfig, TinyModelConfig, resolve_dtype  # noqa: E402
 from delift.models.loading import load_model, load_tokenizer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = PromptTemplate()
+CPU_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")  # what decides a CPU's bf16 speed
+NATIVE_BF16_CPU = {"avx512_bf16", "amx_bf16"}  # delift.models.config.native_bf16's CPU rule
+
+
+def cpu_features(cpuinfo: str | None = None) -> tuple[list[str], str]:
+    """The CPU_FEATURES found in /proc/cpuinfo's flags (or ``cpuinfo``), and torch's CPU capability (e.g. AVX512)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    flags = set(cpuinfo.split())
+    return [f for f in CPU_FEATURES if f in flags], torch.backends.cpu.get_cpu_capability()
+
+
+def run_dtype(requested: str, device: str, features: list[str]) -> str:
+    """The speed run's dtype: ``requested``, or for ``auto`` the ``model.dtype: auto`` rule (``resolve_dtype``);
+    on a CPU decided by this CPU's ``features`` (resolve_dtype asks the GPU first when one is visible)."""
+    if requested != AUTO_DTYPE:
+        return requested
+    if device == "cpu":
+        return "bfloat16" if NATIVE_BF16_CPU & set(features) else "float32"
+    return resolve_dtype(requested)
+
+
+def peak_dtypes(dtype: str) -> tuple[str, str]:
+    """The dtype whose matmul peak the run is compared with (its own), and the reference one (fp32 or bf16)."""
+    return dtype, "bfloat16" if dtype == "float32" else "float32"
 
 
 def model_spec(name: str, dtype: str) -> ModelConfig:
@@ -184,14 +215,23 @@ def useful_flops(model, tokens, max_length) -> tuple[float, dict]:
     return flops, {"non_embedding_params": params, "tokens": linear_tokens, "scored_positions": scored}
 
 
-def matmul_peak(dtype=torch.bfloat16, size=2048, repeats=5, device="cpu") -> float:
-    if device != "cpu":
-        size *= 4  # a GPU needs a larger product to reach its peak
-    a = torch.randn(size, size, dtype=dtype, device=device)
-    b = torch.randn(size, size, dtype=dtype, device=device)
-    a @ b
-    best = min(_timed(lambda: a @ b, device) for _ in range(repeats))
-    return 2 * size ** 3 / best / 1e9
+def matmul_peak(dtype: str, device: str = "cpu", largest: int = 2048, seconds: float = 0.25,
+                repeats: int = 5) -> tuple[float, int]:
+    """(GFLOP/s, size) of the best of ``repeats`` square products in ``dtype`` on the current torch threads.
+
+    The size doubles from 256 up to ``largest`` (4x on a GPU) while one product takes under ``seconds``, so an
+    emulated dtype (bf16 on an AVX2-only CPU: ~0.1 GFLOP/s) is measured in seconds, not hours."""
+    largest *= 1 if device == "cpu" else 4  # a GPU needs a larger product to reach its peak
+    size = 256
+    while True:
+        a = torch.randn(size, size, dtype=getattr(torch, dtype), device=device)
+        b = torch.randn(size, size, dtype=getattr(torch, dtype), device=device)
+        product = partial(torch.matmul, a, b)
+        if size >= largest or _timed(product, device) > seconds:  # the first product is also the warm-up
+            break
+        size *= 2
+    best = min(_timed(product, device) for _ in range(repeats))
+    return 2 * size ** 3 / best / 1e9, size
 
 
 def _sync(device: str) -> None:
@@ -222,7 +262,8 @@ def off_diagonal(m):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="smollm2", help="smollm2 | tiny | <hub id> | <local folder>")
-    parser.add_argument("--dtype", default="bfloat16", help="dtype of the speed run")
+    parser.add_argument("--dtype", default=AUTO_DTYPE,
+                        help="dtype of the speed run (auto: bfloat16 where the GPU / CPU has it natively, else float32)")
     parser.add_argument("--n", type=int, default=32, help="pool size of the speed run (n x n pairs)")
     parser.add_argument("--n-exact", type=int, default=12, help="pool size of the fp32 / bf16 error runs")
     parser.add_argument("--device", default="cpu")
@@ -241,6 +282,8 @@ def main() -> None:
     torch.manual_seed(0)
     settings = KernelConfig(max_length=args.max_length, tokens_per_batch=args.tokens_per_batch,
                             workers=args.workers)
+    features, capability = cpu_features()
+    args.dtype = run_dtype(args.dtype, args.device, features)
     spec = model_spec(args.model, args.dtype)
     tok = load_tokenizer(spec)
     if args.rss_child:  # engine only, in a fresh process: its peak RSS for this pool size
@@ -251,7 +294,10 @@ def main() -> None:
         return
 
     examples = load_examples(args.data, max(args.n, args.n_exact))
-    print(f"model {spec.name}, data {args.data}, device {args.device}, threads {torch.get_num_threads()}")
+    print(f"model {spec.name}, data {args.data}, device {args.device}, threads {torch.get_num_threads()}, "
+          f"dtype {args.dtype}")
+    print(f"CPU features: {', '.join(features) or 'none of ' + ', '.join(CPU_FEATURES)}; torch CPU capability "
+          f"{capability}; native bf16 on this CPU: {'yes' if NATIVE_BF16_CPU & set(features) else 'no (emulated)'}")
     model = load_model(spec).to(args.device)
     workers = ScoringSetup(model, tok.eos_token_id, tok.pad_token_id, True, args.max_length,
                            workers=args.workers).workers
@@ -261,7 +307,10 @@ def main() -> None:
     n_pairs = args.n * args.n
 
     # 1. speed
-    peak = matmul_peak(device=args.device)
+    peaks = {name: matmul_peak(name, args.device) for name in peak_dtypes(args.dtype)}
+    print("matmul peak on " + f"{torch.get_num_threads()} thread(s): " + ", ".join(
+        f"{name} {gflops:.1f} GFLOP/s ({size}^3)" for name, (gflops, size) in peaks.items()))
+    peak = peaks[args.dtype][0]
     engine_kernel(model, tok, tokens[:2], settings)  # warm-up
     print(f"\n[speed] {args.dtype}, n={args.n} ({n_pairs} pairs + {args.n} zero-shot sequences)", flush=True)
     with PeakRSS() as rss_engine:
@@ -282,7 +331,7 @@ def main() -> None:
     print(f"  tokens: per-pair {ref_stats['tokens']} real ({ref_stats['padded_tokens']} with padding), engine "
           f"{stats.tokens} (needed {flop_parts['tokens']}); ratio {ref_stats['tokens'] / stats.tokens:.2f}x")
     print(f"  engine useful {flops / seconds_engine / 1e9:.1f} GFLOP/s ({flops / 1e9:.0f} GFLOP) = "
-          f"{100 * flops / seconds_engine / 1e9 / peak:.0f} % of bf16 matmul peak {peak:.1f} GFLOP/s "
+          f"{100 * flops / seconds_engine / 1e9 / peak:.0f} % of {args.dtype} matmul peak {peak:.1f} GFLOP/s "
           f"(non-embedding params {flop_parts['non_embedding_params'] / 1e6:.1f}M, "
           f"scored positions {flop_parts['scored_positions']})", flush=True)
 

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from delift.data.prompts import PromptTemplate
 from delift.data.records import Example, fingerprint
-from delift.kernel.blocks import Block, BlockStore, IncompleteKernelError, shard_of
+from delift.kernel.blocks import Block, BlockStore, IncompleteKernelError, adopted_block_size, block_size_for, shard_of
 from delift.kernel.cache import KernelCache, kernel_cache_key
 from delift.kernel.engine import BlockStats, ScoringSetup, score_one_shot, score_zero_shot
 from delift.kernel.probabilities import check_head_matches_forward
@@ -86,15 +86,20 @@ class KernelProvider:
 
     def block_store(self, targets: Sequence[Example], candidates: Sequence[Example],
                     aggregate: str = DEFAULT_AGGREGATE) -> BlockStore:
+        """The kernel's blocks on disk: tiled by ``blocks.block_size_for`` (small kernels split finer when sharded),
+        or by the block size of the ``tiles<b>/`` folder of this key that already holds most of its blocks."""
         payload = self.cache_payload(targets, candidates, aggregate)
-        return BlockStore(self.cache.root, kernel_cache_key(payload), self.config.block_size,
-                          [e.id for e in targets], [e.id for e in candidates], payload, aggregate)
+        key = kernel_cache_key(payload)
+        c, n, m = self.config, len(targets), len(candidates)
+        size = adopted_block_size(self.cache.root, key, block_size_for(c.block_size, n, m, c.num_shards), n, m)
+        return BlockStore(self.cache.root, key, size, [e.id for e in targets], [e.id for e in candidates], payload,
+                          aggregate)
 
     def utility(self, targets: Sequence[Example], candidates: Sequence[Example],
                       aggregate: str = DEFAULT_AGGREGATE) -> UtilityKernel:
         """The complete exact kernel: from the cache, else this shard's blocks are computed and all are merged."""
         store = self.block_store(targets, candidates, aggregate)
-        kernel = self.cache.load(store.key)
+        kernel = self.cache.load(store.key, store.target_ids, store.candidate_ids)
         if kernel is not None:
             kernel.meta.setdefault("aggregate", store.aggregate)  # kernels cached before it was recorded
             kernel.meta.update(cached=True, key=store.key)
@@ -107,9 +112,12 @@ class KernelProvider:
                 f"kernel {store.key}: {len(missing)} blocks of other shards are missing ({names[:8]}"
                 f"{' ...' if len(names) > 8 else ''} in {store.folder}); finish the runs of every "
                 f"kernel.shard in [0, kernel.num_shards={self.config.num_shards}) first")
-        kernel = store.merge()
-        kernel.meta.update(cached=False, seconds=counts["seconds"], blocks_computed=counts["blocks_computed"],
+        kernel = store.merge()  # its seconds: every block's compute time, whichever run or shard computed it
+        kernel.meta.update(cached=False, blocks_computed=counts["blocks_computed"],
                            blocks_skipped=counts["blocks_skipped"])
+        log.info("kernel %s merged from %s: blocks computed %d, skipped %d; %.1f s of block compute in all",
+                 store.key[:12], store.folder.name, counts["blocks_computed"], counts["blocks_skipped"],
+                 kernel.meta["seconds"])
         self.cache.save(store.key, kernel, store.payload)
         kernel.meta["key"] = store.key
         return kernel
@@ -129,6 +137,7 @@ class KernelProvider:
     def _fill(self, store: BlockStore, targets: Sequence[Example], candidates: Sequence[Example]) -> dict[str, Any]:
         config = self.config
         store.ensure_manifest()  # checked even when nothing is left to do: a damaged one is rewritten
+        store.remove_stale_temporaries()  # a killed run's half-written blocks
         mine = [b for b in store.blocks() if shard_of(b, config.num_shards) == config.shard]
         todo = [b for b in mine if not store.has(b)]  # damaged blocks are reported, removed and redone
         counts: dict[str, Any] = {"blocks_computed": 0, "blocks_skipped": len(mine) - len(todo), "pairs": 0,
@@ -151,8 +160,9 @@ class KernelProvider:
         stats = BlockStats()
         try:
             for block in todo:
+                block_started = time.perf_counter()
                 d, block_stats = self._compute_block(setup, store, block, tgt, cand)
-                store.save(block, d, block_stats.as_dict())
+                store.save(block, d, block_stats.as_dict(), time.perf_counter() - block_started)
                 stats.add(block_stats)
                 counts["blocks_computed"] += 1
         finally:

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from delift.kernel.blocks import iter_blocks, shard_of
+from delift.kernel.blocks import block_size_for, iter_blocks, shard_of
 from delift.kernel.schedule import continuation_length, length_batches, one_shot_plan, prefix_chunks, sequence_length
 from delift.kernel.settings import BaseKernelConfig, self_pairs
 from delift.kernel.tokens import TokenizedExample
@@ -99,9 +99,10 @@ def one_shot(settings: Schedule, shown: np.ndarray, cont: np.ndarray, scored: np
 
 def exact_kernel(settings: Schedule, targets: Sequence[TokenizedExample], candidates: Sequence[TokenizedExample],
                  block_size: int, num_shards: int = 1, shard: int = 0) -> Work:
-    """Every block of this shard, as ``KernelProvider._fill`` computes them."""
+    """Every block of this shard, as ``KernelProvider._fill`` computes them (a small sharded kernel tiled finer)."""
     t_shown, t_cont, t_scored = _lengths(targets, settings)
     c_shown = _lengths(candidates, settings)[0]
+    block_size = block_size_for(block_size, len(targets), len(candidates), num_shards)
     work = Work()
     for block in iter_blocks(len(targets), len(candidates), block_size):
         if shard_of(block, num_shards) != shard:
