@@ -214,6 +214,8 @@ def test_sparse_cache_file_round_trip_and_damage(tmp_path, caplog):
     np.testing.assert_array_equal(back.uf.toarray(), uf.toarray())
     np.testing.assert_array_equal(back.d_zero, kernel.d_zero)
     assert back.target_ids == list("abcdef") and back.meta["neighbors"] == 2 and back.d_one is None
+    assert load_sparse_kernel(path, "k") is not None  # its own key
+    assert load_sparse_kernel(path, "other") is None and "holds the kernel of key k, not other" in caplog.text
     damaged = sp.csr_matrix(uf, copy=True)
     damaged.data[0] = np.nan
     save_sparse_kernel(path, UtilityKernel(damaged, kernel.d_zero, None, kernel.target_ids, kernel.candidate_ids), "k",

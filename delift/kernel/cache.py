@@ -153,7 +153,7 @@ class KernelCache:
         except Exception as exc:  # a damaged file is a miss: recompute and overwrite it
             log.warning("kernel cache file %s is unreadable (%s: %s); recomputing", path, type(exc).__name__, exc)
             return None
-        problem = kernel_problem(kernel) or _identity_problem(kernel, key, target_ids, candidate_ids)
+        problem = kernel_problem(kernel) or identity_problem(kernel, key, target_ids, candidate_ids)
         if problem is not None:
             log.warning("kernel cache file %s is damaged: %s; recomputing", path, problem)
             return None
@@ -172,7 +172,7 @@ class KernelCache:
         return self.path(key)
 
 
-def _identity_problem(kernel: UtilityKernel, key: str, target_ids: Sequence[str] | None,
+def identity_problem(kernel: UtilityKernel, key: str, target_ids: Sequence[str] | None,
                       candidate_ids: Sequence[str] | None) -> str | None:
     """Why a sound kernel file is not the kernel of ``key`` (and of these ids), or None."""
     stored = kernel.meta.get("key")

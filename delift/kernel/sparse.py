@@ -20,6 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from delift.fsutil import atomic_write
+from delift.kernel.cache import identity_problem
 from delift.kernel.settings import UtilityKernel
 
 log = logging.getLogger(__name__)
@@ -87,9 +88,9 @@ def save_sparse_kernel(path: Path, kernel: UtilityKernel, key: str, payload: dic
     return path
 
 
-def load_sparse_kernel(path: Path) -> UtilityKernel | None:
-    """The sparse kernel at ``path``, or None: absent, unreadable, damaged or in the dense layout (a warning
-    names the file; the caller recomputes it)."""
+def load_sparse_kernel(path: Path, key: str | None = None) -> UtilityKernel | None:
+    """The sparse kernel at ``path``, or None: absent, unreadable, damaged, in the dense layout or another
+    key's file (a warning names the file; the caller recomputes it)."""
     path = Path(path)
     if not path.exists():
         return None
@@ -106,7 +107,7 @@ def load_sparse_kernel(path: Path) -> UtilityKernel | None:
     except Exception as exc:  # a damaged file is a miss: recompute and overwrite it
         log.warning("kernel cache file %s is unreadable (%s: %s); recomputing", path, type(exc).__name__, exc)
         return None
-    problem = sparse_kernel_problem(kernel)
+    problem = sparse_kernel_problem(kernel) or (identity_problem(kernel, key, None, None) if key else None)
     if problem is not None:
         log.warning("kernel cache file %s is damaged: %s; recomputing", path, problem)
         return None

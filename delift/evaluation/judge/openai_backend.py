@@ -41,31 +41,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from delift.evaluation.judge.config import OpenAIJudgeSettings
+from delift.evaluation.judge.replies import Retryable, UnusableReply, extract_reply, retry_after
 
 log = logging.getLogger(__name__)
 
 Messages = Sequence[dict[str, str]]
 MAX_WAIT_S = 60.0
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}
-
-
-class Retryable(Exception):
-    """A failure worth another attempt (connection, timeout, 429, 5xx)."""
-
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.retry_after = retry_after
-
-
-class UnusableReply(Exception):
-    """A failure another attempt will not fix (4xx, malformed reply)."""
-
-
-def retry_after(headers: Any) -> float | None:
-    try:
-        return float(headers.get("Retry-After")) if headers is not None else None
-    except (TypeError, ValueError):
-        return None
 
 
 class _Deadline:
@@ -137,18 +119,6 @@ class _WatchedHTTPS(urllib.request.HTTPSHandler):
 
     def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
         return super().do_open(lambda host, **kw: self.deadline.watch(http_class(host, **kw)), req, **kwargs)
-
-
-def extract_reply(body: bytes) -> str:
-    """``choices[0].message.content`` of a chat-completions response; :class:`UnusableReply` otherwise."""
-    try:
-        data = json.loads(body.decode("utf-8"))
-        content = data["choices"][0]["message"]["content"]
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
-        raise UnusableReply(f"not a chat-completions reply ({type(exc).__name__}): {body[:200]!r}") from None
-    if not isinstance(content, str):
-        raise UnusableReply(f"reply content is {type(content).__name__}, not text")
-    return content
 
 
 def resolve_client(client: str) -> str:

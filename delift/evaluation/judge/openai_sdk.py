@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from delift.evaluation.judge.openai_backend import Retryable, UnusableReply, extract_reply, retry_after
+from delift.evaluation.judge.replies import Retryable, UnusableReply, extract_reply, retry_after
 
 
 def make_client(base_url: str, api_key: str, use_env_proxy: bool) -> Any:

@@ -203,7 +203,7 @@ class Knn(CachedApproximation):
     def load(self, cache: KernelCache, key: str) -> UtilityKernel | None:
         from delift.kernel.sparse import load_sparse_kernel
 
-        return load_sparse_kernel(cache.path(key))
+        return load_sparse_kernel(cache.path(key), key)
 
     def store(self, cache: KernelCache, key: str, kernel: UtilityKernel, payload: dict[str, Any]) -> None:
         from delift.kernel.sparse import save_sparse_kernel
