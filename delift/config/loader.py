@@ -246,7 +246,8 @@ def load_config(cfg: DictConfig) -> ExperimentConfig:
     problems = _Problems()
     try:
         _add_metrics(cfg, problems)
-        problems.step(_add_scorer, cfg)
+        if not problems.step(_add_scorer, cfg):
+            cfg.scorer = None  # its error is recorded; nothing of it is left to type or check
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as exc:
         problems.append(f"{getattr(exc, 'full_key', '')}: {exc}")
