@@ -42,18 +42,19 @@ def sylvester(bits: int, dtype: torch.dtype = torch.float32, device: torch.devic
     return (1 - 2 * parity).to(dtype)
 
 
-def fwht(x: torch.Tensor, radix_bits: int = RADIX_BITS) -> torch.Tensor:
-    """Unnormalised Walsh-Hadamard transform of each row of ``x`` (rows x 2^k); ``x`` is overwritten.
+def fwht(x: torch.Tensor, radix_bits: int = RADIX_BITS, work: torch.Tensor | None = None) -> torch.Tensor:
+    """Unnormalised Walsh-Hadamard transform of each row of ``x`` (rows x 2^k), returned in ``x`` or ``work``
+    (a buffer of x's shape; both are overwritten).
 
     H_N is the Kronecker product of small Hadamard matrices, one per group of index bits, so each
-    group is one batched matmul (contiguous, out-of-place into a second buffer): O(N log N) per row."""
+    group is one batched matmul (contiguous, out-of-place into the other buffer): O(N log N) per row."""
     rows, n = x.shape
     bits = n.bit_length() - 1
     if n != 1 << bits:
         raise ValueError(f"fwht: row length {n} is not a power of two")
     groups = max(1, -(-bits // radix_bits))
     sizes = [bits // groups + (g < bits % groups) for g in range(groups)]  # balanced bit groups
-    source, target, low = x, torch.empty_like(x), 0
+    source, target, low = x, (torch.empty_like(x) if work is None else work), 0
     for size in sizes:
         if size == 0:
             continue
@@ -85,6 +86,7 @@ class SRHTProjection:
         self.signs = self.sign_vector(self.seed, self.dim_in).to(self.device, dtype)
         self.rows = torch.from_numpy(self.sampled_rows(self.seed, self.padded, self.dim_out)).to(self.device)
         self.scale = 1.0 / math.sqrt(self.dim_out)
+        self.buffers: tuple[torch.Tensor, torch.Tensor] | None = None  # reused: fresh pages cost a third of the time
 
     @staticmethod
     def sign_vector(seed: int, dim_in: int) -> torch.Tensor:
@@ -102,6 +104,10 @@ class SRHTProjection:
         """(n, dim_out) projections of ``rows`` (n, dim_in); each row independently of the others."""
         if rows.ndim != 2 or rows.shape[-1] != self.dim_in:
             raise ValueError(f"rows of shape {tuple(rows.shape)}; the projection expects (n, {self.dim_in})")
-        padded = torch.zeros(rows.shape[0], self.padded, dtype=self.dtype, device=self.device)
+        n = rows.shape[0]
+        if self.buffers is None or self.buffers[0].shape[0] < n:
+            self.buffers = tuple(torch.zeros(n, self.padded, dtype=self.dtype, device=self.device) for _ in range(2))
+        padded, work = (buffer[:n] for buffer in self.buffers)
+        padded[:, self.dim_in:].zero_()
         padded[:, :self.dim_in].copy_(rows).mul_(self.signs)
-        return fwht(padded)[:, self.rows].mul_(self.scale)
+        return fwht(padded, work=work)[:, self.rows].mul_(self.scale)
