@@ -19,8 +19,9 @@ selection does this once per epoch, for pool and targets):
   (same ``--proj-dim``, same gradients), as LESS does.
 
 LESS's score of each pool example (the cosine of its feature with the targets' mean normalised feature) is
-computed from each projection and from the exact full-dimension cosines; it prints their Spearman
-correlations, seconds and seconds per 100 examples for each stage, the peak RSS after each stage
+computed from each projection (``--seeds`` seeds of each; timings are seed 0's) and from the exact
+full-dimension cosines; it prints their Spearman correlations with the exact scores and between seeds of
+one kind (the agreement two independent projections can reach on this pool at this ``--proj-dim``), seconds and seconds per 100 examples for each stage, the peak RSS after each stage
 (ru_maxrss), the LoRA parameter count, and the agreement of the fast path with one backward per example
 on the first ``--n-check`` examples, in the model's dtype and (a separate float32 load) in float32.
 Its last line: ``projection speedup: <rademacher s / srht s>x spearman: <rademacher vs srht scores>``.
@@ -86,6 +87,9 @@ def main() -> None:
     parser.add_argument("--proj-block", type=int, default=1024)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--n-check", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=2,
+                        help="projection seeds 0..S-1 of each kind: seed 1 on gives the seed-to-seed agreement "
+                             "that bounds the cross-projection Spearman (each extra rademacher seed costs a projection)")
     parser.add_argument("--max-length", type=int, default=0,
                         help="tokens per example (0: 1024; 2048 for the byte-level tiny model)")
     parser.add_argument("--dtype", default=None, choices=("float32", "bfloat16"),
@@ -141,8 +145,9 @@ def main() -> None:
     m = torch.randn(n_params, generator=generator) * 1e-4
     v = torch.rand(n_params, generator=generator) * 1e-8
 
-    srht = SRHTProjection(n_params, args.proj_dim, seed=0)
-    srht_rows = torch.empty(total, args.proj_dim)
+    seeds = range(max(args.seeds, 1))
+    srhts = [SRHTProjection(n_params, args.proj_dim, seed=seed) for seed in seeds]
+    srht_rows = [torch.empty(total, args.proj_dim) for _ in seeds]
     target_sum = torch.zeros(n_params, dtype=torch.float64)  # exact: the targets' normalised gradients, summed
     exact = np.empty(args.n)
     stored: list[int] = []  # item index of each scratch row
@@ -159,28 +164,34 @@ def main() -> None:
                 scratch.write_rows(len(stored), rows.numpy())
                 gradient_s += time.perf_counter() - start
                 stored += positions
-                start = time.perf_counter()
-                srht_rows[positions] = normalise_rows(srht.project_rows(rows))
-                srht_s += time.perf_counter() - start
+                for seed, srht in zip(seeds, srhts):
+                    start = time.perf_counter()
+                    srht_rows[seed][positions] = normalise_rows(srht.project_rows(rows))
+                    if seed == 0:
+                        srht_s += time.perf_counter() - start
                 full = normalise_rows(rows.double())
                 if side == "target":
                     target_sum += full.sum(0)
                 else:
                     exact[positions] = (full @ (target_sum / args.targets)).numpy()
         rss["gradients + srht"] = peak_rss_mb()
-        projection = RademacherProjection(n_params, args.proj_dim, seed=0, block_rows=args.proj_block)
-        start = time.perf_counter()
-        out = projection.project(lambda a, b: torch.from_numpy(scratch.read_cols(a, b)), total)
-        rademacher_rows = torch.empty_like(out)
-        rademacher_rows[stored] = normalise_rows(out)
-        rademacher_s = time.perf_counter() - start
+        rademacher_rows = []
+        for seed in seeds:
+            projection = RademacherProjection(n_params, args.proj_dim, seed=seed, block_rows=args.proj_block)
+            start = time.perf_counter()
+            out = projection.project(lambda a, b: torch.from_numpy(scratch.read_cols(a, b)), total)
+            rademacher_rows.append(torch.empty_like(out))
+            rademacher_rows[-1][stored] = normalise_rows(out)
+            if seed == 0:
+                rademacher_s = time.perf_counter() - start
         rss["rademacher"] = peak_rss_mb()
         scratch.close()
 
     def less_scores(features: torch.Tensor) -> np.ndarray:
         return (features[:args.n].double() @ features[args.n:].double().mean(0)).numpy()
 
-    scores = {"rademacher": less_scores(rademacher_rows), "srht": less_scores(srht_rows)}
+    scores = {f"{name} seed {seed}": less_scores(rows[seed]) for name, rows in (("rademacher", rademacher_rows),
+                                                                               ("srht", srht_rows)) for seed in seeds}
     check = [items[i] for i in range(min(args.n_check, len(items)))]
     in_dtype = agreement(model, check, pad)
     del model
@@ -188,7 +199,7 @@ def main() -> None:
 
     per100 = 100 / total
     print(f"LoRA parameters: {n_params:,} (gradient row {n_params * 4 / 2**20:.1f} MiB in fp32; srht pads to "
-          f"{srht.padded:,})")
+          f"{srhts[0].padded:,})")
     print(f"gradients (fast path + Adam feature + scratch write), {total} examples: {gradient_s:.1f} s, "
           f"{gradient_s * per100:.1f} s per 100 examples, {total / gradient_s:.2f} ex/s")
     for name, seconds, how in (("rademacher", rademacher_s, f"{projection.n_blocks} blocks, one chunk"),
@@ -200,10 +211,15 @@ def main() -> None:
     if spec.resolved_dtype != "float32":
         line += f"; {spec.resolved_dtype} max abs {in_dtype[0]:.2e} (relative {in_dtype[1]:.2e})"
     print(line)
-    print(f"LESS scores of the {args.n} pool examples, Spearman with the exact full-dimension cosines: "
-          + ", ".join(f"{name} {spearmanr(values, exact).statistic:.4f}" for name, values in scores.items()))
+    rho = lambda a, b: spearmanr(a, b).statistic  # noqa: E731
+    print(f"LESS scores of the {args.n} pool examples (exact: std {exact.std():.4f}), Spearman with the exact "
+          "full-dimension cosines: " + ", ".join(f"{name} {rho(values, exact):.4f}" for name, values in scores.items()))
+    for name in ("rademacher", "srht"):
+        if len(seeds) > 1:
+            print(f"seed to seed, {name}: " + ", ".join(
+                f"0 vs {seed} {rho(scores[f'{name} seed 0'], scores[f'{name} seed {seed}']):.4f}" for seed in seeds[1:]))
     print(f"projection speedup: {rademacher_s / srht_s:.1f}x "
-          f"spearman: {spearmanr(scores['rademacher'], scores['srht']).statistic:.4f}")
+          f"spearman: {rho(scores['rademacher seed 0'], scores['srht seed 0']):.4f}")
 
 if __name__ == "__main__":
     main()
