@@ -79,7 +79,7 @@ class FeatureEngine:
 
     def __init__(self, spec: ModelConfig, template: PromptTemplate, settings: WarmupSettings, store: FeatureStore,
                  family: dict[str, Any], *, proj_dim: int | None, proj_seed: int, proj_block: int,
-                 batch_size: int, gradient_path: str, scratch_dir: str | Path, projection: str = "rademacher"):
+                 batch_size: int, gradient_path: str, scratch_dir: str | Path, projection: str):
         self.spec, self.template, self.settings, self.store = spec, template, settings, store
         self.family, self.proj_dim, self.proj_seed, self.proj_block = family, proj_dim, proj_seed, proj_block
         self.projection = projection
