@@ -104,6 +104,12 @@ def test_exact_scores_equal_the_definition(exact, tiny_spec, tiny_tokenizer):
     np.testing.assert_allclose(info["weights"], checkpoint_weights([c["mean_lr"] for c in info["checkpoints"]]))
     assert info["projection"]["dim"] is None and info["projection"]["seed"] == 0
     assert set(info["scores"]) == {ex.id for ex in pool_with_duplicate()}
+    # deviations follow this run: 7 examples, batch 2, 4 steps over 2 epochs -> 2 * 2 = 4 trained on, not 5 %
+    assert ("the warm-up trained on 4 of the 7 pool examples (57%) instead of warmup_fraction=0.05 (1): the floor "
+            "of min_warmup_steps=4 optimizer steps") in info["deviations"]
+    assert "batch_size=2 (LESS: 32: batch 1 x 32 accumulation)" in info["deviations"]
+    assert "exact full-dimension cosines" in info["deviations"][-2]
+    assert not any("Rademacher" in line for line in info["deviations"])
 
 
 def test_projected_scores_equal_a_materialised_projection(exact, tiny_spec, tiny_tokenizer, cache_dir):
@@ -128,6 +134,7 @@ def test_srht_scores_equal_its_explicit_matrix_and_never_share_rademacher_featur
     expected = independent_scores(tiny_spec, tiny_tokenizer, selection, project=lambda x: x.double() @ matrix)
     np.testing.assert_allclose(scores_of(selection), expected, rtol=0, atol=1e-5)
     assert selection.info["projection"]["kind"] == "srht"
+    assert selection.info["deviations"][-2].startswith("subsampled randomized Hadamard transform to 256")
     families = [json.loads(p.read_text())["projection"] for p in (cache_dir / "less" / "features").glob("*/family.json")
                 if "projection" in json.loads(p.read_text())]
     # a Rademacher feature's key is what it was before srht existed: {dim, seed} alone
