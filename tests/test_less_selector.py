@@ -155,8 +155,9 @@ class Killed(Exception):
     pass
 
 
-def test_a_killed_feature_stage_resumes_from_its_chunks(exact, tiny_spec, cache_dir, monkeypatch):
-    kwargs = dict(**SETTINGS, proj_dim=128, proj_seed=3)
+@pytest.mark.parametrize("projection", ["rademacher", "srht"])
+def test_a_killed_feature_stage_resumes_from_its_chunks(exact, tiny_spec, cache_dir, monkeypatch, projection):
+    kwargs = dict(**SETTINGS, proj_dim=128, proj_seed=3, projection=projection)
     ctx = context(tiny_spec, cache_dir, query=make_examples(2, "q"))
     original, calls = features_module.FeatureStore.save, []
 
