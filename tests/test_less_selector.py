@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from delift.selection.less.matching import checkpoint_weights, influence, scores
 from delift.selection.less.projection import RademacherProjection
 from delift.selection.less.warmup import Checkpoint, build_lora_model
 from tests.conftest import make_examples
+from tests.test_less_srht import explicit_matrix
 
 TEMPLATE = PromptTemplate()
 SETTINGS = dict(epochs=2, min_warmup_steps=4, batch_size=2, lora_r=4, lora_alpha=8, forward_batch_size=3,
@@ -102,6 +104,12 @@ def test_exact_scores_equal_the_definition(exact, tiny_spec, tiny_tokenizer):
     np.testing.assert_allclose(info["weights"], checkpoint_weights([c["mean_lr"] for c in info["checkpoints"]]))
     assert info["projection"]["dim"] is None and info["projection"]["seed"] == 0
     assert set(info["scores"]) == {ex.id for ex in pool_with_duplicate()}
+    # deviations follow this run: 7 examples, batch 2, 4 steps over 2 epochs -> 2 * 2 = 4 trained on, not 5 %
+    assert ("the warm-up trained on 4 of the 7 pool examples (57%) instead of warmup_fraction=0.05 (1): the floor "
+            "of min_warmup_steps=4 optimizer steps") in info["deviations"]
+    assert "batch_size=2 (LESS: 32: batch 1 x 32 accumulation)" in info["deviations"]
+    assert "exact full-dimension cosines" in info["deviations"][-2]
+    assert not any("Rademacher" in line for line in info["deviations"])
 
 
 def test_projected_scores_equal_a_materialised_projection(exact, tiny_spec, tiny_tokenizer, cache_dir):
@@ -113,6 +121,26 @@ def test_projected_scores_equal_a_materialised_projection(exact, tiny_spec, tiny
     expected = independent_scores(tiny_spec, tiny_tokenizer, selection, project=lambda x: x.double() @ matrix)
     np.testing.assert_allclose(scores_of(selection), expected, rtol=0, atol=1e-5)
     assert selection.info["projection"] == {**selection.info["projection"], "dim": 256, "seed": 7}
+
+
+def test_srht_scores_equal_its_explicit_matrix_and_never_share_rademacher_features(tiny_spec, tiny_tokenizer,
+                                                                                     cache_dir):
+    kwargs = dict(**SETTINGS, proj_dim=256, proj_seed=7, subtask_field="subject")
+    ctx = context(tiny_spec, cache_dir, valid=targets())
+    LESSSelector(**kwargs).select(ctx, 3)  # Rademacher features of the same dim and seed, cached first
+    selection = LESSSelector(**kwargs, projection="srht").select(ctx, 3)
+    assert selection.info["computed"] == 2 * (7 + 3) and selection.info["cache_hits"] == 0  # nothing reused
+    matrix = torch.from_numpy(explicit_matrix(selection.info["lora_parameters"], 256, 7))
+    expected = independent_scores(tiny_spec, tiny_tokenizer, selection, project=lambda x: x.double() @ matrix)
+    np.testing.assert_allclose(scores_of(selection), expected, rtol=0, atol=1e-5)
+    assert selection.info["projection"]["kind"] == "srht"
+    assert selection.info["deviations"][-2].startswith("subsampled randomized Hadamard transform to 256")
+    families = [json.loads(p.read_text())["projection"] for p in (cache_dir / "less" / "features").glob("*/family.json")
+                if "projection" in json.loads(p.read_text())]
+    # a Rademacher feature's key is what it was before srht existed: {dim, seed} alone
+    assert {"dim": 256, "seed": 7} in families and {"dim": 256, "seed": 7, "kind": "srht"} in families
+    again = LESSSelector(**kwargs, projection="srht").select(ctx, 3)
+    assert again.info["computed"] == 0 and again.info["scores"] == selection.info["scores"]
 
 
 def test_a_rerun_reads_everything_from_the_cache(exact, tiny_spec, cache_dir, monkeypatch):
@@ -127,8 +155,9 @@ class Killed(Exception):
     pass
 
 
-def test_a_killed_feature_stage_resumes_from_its_chunks(exact, tiny_spec, cache_dir, monkeypatch):
-    kwargs = dict(**SETTINGS, proj_dim=128, proj_seed=3)
+@pytest.mark.parametrize("projection", ["rademacher", "srht"])
+def test_a_killed_feature_stage_resumes_from_its_chunks(exact, tiny_spec, cache_dir, monkeypatch, projection):
+    kwargs = dict(**SETTINGS, proj_dim=128, proj_seed=3, projection=projection)
     ctx = context(tiny_spec, cache_dir, query=make_examples(2, "q"))
     original, calls = features_module.FeatureStore.save, []
 
@@ -161,6 +190,7 @@ def test_selector_less_composes_and_bad_values_name_their_keys():
     assert selector.warmup_settings().r == 8 and selector.warmup_settings().alpha == 32
     with pytest.raises(ConfigError) as error:
         compose_config(["selector=less", "selector.proj_block=100", "selector.gradient_path=slow",
-                        "selector.warmup_fraction=0"])
-    for key in ("selector.proj_block", "selector.gradient_path", "selector.warmup_fraction"):
+                        "selector.warmup_fraction=0", "selector.projection=hadamard"])
+    for key in ("selector.proj_block", "selector.gradient_path", "selector.warmup_fraction", "selector.projection"):
         assert key in str(error.value)
+    assert "selector.projection: 'hadamard': expected one of rademacher, srht" in str(error.value)

@@ -4,10 +4,11 @@ For each checkpoint the LoRA weights are loaded into one model in eval mode (dro
 examples is run in length-sorted batches of per-example gradients (training side: Adam feature with
 that checkpoint's moments; target side: the plain gradient). Then:
 
-- projected (``proj_dim`` set): every batch is written to a :class:`BlockedScratch` file, the chunk is
-  projected block by block by the shared :class:`RademacherProjection`, and the L2-normalised rows
-  (chunk x proj_dim) are stored: one file per (checkpoint, side, chunk content), written atomically,
-  so a killed run recomputes at most the chunk it was in;
+- projected (``proj_dim`` set), ``projection: rademacher``: every batch is written to a :class:`BlockedScratch`
+  file and the chunk is projected block by block by the shared :class:`RademacherProjection`;
+  ``projection: srht``: each batch is projected as it comes by the shared :class:`SRHTProjection` (no scratch
+  file). The L2-normalised rows (chunk x proj_dim) are stored: one file per (checkpoint, side, projection,
+  chunk content), written atomically, so a killed run recomputes at most the chunk it was in;
 - exact (``proj_dim: null``): rows are L2-normalised in full dimension; the target side is reduced at
   once to its subtask means (subtasks x P), and each training chunk to its cosines with them
   (chunk x subtasks), since a subtask's mean cosine is the cosine-style product with the mean row.
@@ -35,6 +36,7 @@ from delift.scoring.cache import content_key
 from delift.scoring.layout import training_items
 from delift.selection.less.gradients import adam_feature, lora_parameters, per_example_gradients
 from delift.selection.less.projection import BlockedScratch, RademacherProjection, normalise_rows
+from delift.selection.less.srht import SRHTProjection
 from delift.selection.less.warmup import Checkpoint, WarmupSettings, build_lora_model
 
 log = logging.getLogger(__name__)
@@ -77,9 +79,10 @@ class FeatureEngine:
 
     def __init__(self, spec: ModelConfig, template: PromptTemplate, settings: WarmupSettings, store: FeatureStore,
                  family: dict[str, Any], *, proj_dim: int | None, proj_seed: int, proj_block: int,
-                 batch_size: int, gradient_path: str, scratch_dir: str | Path):
+                 batch_size: int, gradient_path: str, scratch_dir: str | Path, projection: str):
         self.spec, self.template, self.settings, self.store = spec, template, settings, store
         self.family, self.proj_dim, self.proj_seed, self.proj_block = family, proj_dim, proj_seed, proj_block
+        self.projection = projection
         self.batch_size, self.gradient_path, self.scratch_dir = batch_size, gradient_path, Path(scratch_dir)
         self.model: Any = None
         self.tokenizer = load_tokenizer(spec)
@@ -118,8 +121,10 @@ class FeatureEngine:
     def projected(self, checkpoint: Checkpoint, examples: Sequence[Example], adam: bool,
                   bars: tuple[Any, Any] = (None, None)) -> np.ndarray:
         """(len(examples), proj_dim) L2-normalised projected features (cached)."""
-        family = self._family(checkpoint, "train-adam" if adam else "target-sgd",
-                              projection={"dim": self.proj_dim, "seed": self.proj_seed})
+        identity = {"dim": self.proj_dim, "seed": self.proj_seed}  # a Rademacher feature's key, as before srht
+        if self.projection != "rademacher":
+            identity["kind"] = self.projection
+        family = self._family(checkpoint, "train-adam" if adam else "target-sgd", projection=identity)
         path = self.store.path(family, examples)
         found = self.store.load(path, (len(examples), self.proj_dim))
         if found is not None:
@@ -127,6 +132,11 @@ class FeatureEngine:
             return found
         self._use(checkpoint)
         device = next(self.model.parameters()).device
+        if self.projection == "srht":
+            values = self._srht(examples, adam, bars, SRHTProjection(self.n_params, self.proj_dim, self.proj_seed,
+                                                                      device))
+            self.store.save(path, values, family)
+            return values
         projection = RademacherProjection(self.n_params, self.proj_dim, self.proj_seed, self.proj_block, device)
         self.scratch_dir.mkdir(parents=True, exist_ok=True)
         _clean_stale_scratch(self.scratch_dir)
@@ -142,6 +152,16 @@ class FeatureEngine:
         values = np.empty((len(examples), self.proj_dim), dtype=np.float32)
         values[order] = normalise_rows(out).cpu().numpy()
         self.store.save(path, values, family)
+        return values
+
+    def _srht(self, examples: Sequence[Example], adam: bool, bars: tuple[Any, Any],
+              projection: SRHTProjection) -> np.ndarray:
+        """(len(examples), proj_dim) L2-normalised SRHT features, each batch projected as it comes."""
+        values = np.empty((len(examples), self.proj_dim), dtype=np.float32)
+        for positions, rows in self._batches(examples, adam, bars[0]):
+            values[positions] = normalise_rows(projection.project_rows(rows.float())).cpu().numpy()
+            if bars[1] is not None:
+                bars[1].update(len(positions))
         return values
 
     def exact_means(self, checkpoint: Checkpoint, targets: Sequence[Example], groups: Sequence[tuple[str, list[int]]],

@@ -3,9 +3,10 @@ best match the target task's gradients.
 
 1. warm-up (:mod:`.warmup`): LoRA on a seeded random ``warmup_fraction`` of the pool for ``epochs`` epochs;
    LoRA weights and Adam moments after every epoch; cached by model, template, pool, settings and seed;
-2. features (:mod:`.features`, :mod:`.gradients`, :mod:`.projection`): per checkpoint, per-example gradients
-   of the LoRA weights in eval mode; pool examples get ``m' / sqrt(v' + eps)``, targets the plain gradient;
-   a seeded Rademacher projection to ``proj_dim`` (or exact full-dimension cosines), L2-normalised;
+2. features (:mod:`.features`, :mod:`.gradients`, :mod:`.projection`, :mod:`.srht`): per checkpoint,
+   per-example gradients of the LoRA weights in eval mode; pool examples get ``m' / sqrt(v' + eps)``, targets
+   the plain gradient; a seeded projection to ``proj_dim`` (``projection``: a Rademacher matrix or a
+   subsampled randomized Hadamard transform), or exact full-dimension cosines; L2-normalised;
 3. matching (:mod:`.matching`): ``score(z) = max_subtask mean_{z'} sum_i w_i cos(G_i(z), g_i(z'))`` with
    ``w_i`` the epochs' mean learning rates, normalised; the top k, highest first, ties by pool order.
 
@@ -24,11 +25,12 @@ from typing import Any, Optional
 import numpy as np
 from tqdm.auto import tqdm
 
-from delift.config.schema import Problems, at_least, choice
+from delift.checks import Problems, at_least, choice
 from delift.data.records import Example, fingerprint
 from delift.models.loading import model_identity
 from delift.scoring.cache import content_key
 from delift.selection.base import ScoreSelector, SelectionContext
+from delift.selection.less.deviations import less_deviations
 from delift.selection.less.features import FeatureEngine, FeatureStore
 from delift.selection.less.matching import best_subtask, checkpoint_weights, subtask_groups, subtask_means
 from delift.selection.less.projection import UNIT_ROWS
@@ -38,14 +40,7 @@ log = logging.getLogger(__name__)
 
 LESS_CODE_VERSION = 1
 GRADIENT_PATHS = ("fast", "reference")
-DEVIATIONS = [
-    "LoRA r=8, alpha=32 on all linear layers by default (LESS: r=128, alpha=512 on q,k,v,o; set lora_r, "
-    "lora_alpha, target_modules)",
-    "warm-up lr 2e-4 and batch 8 by default for short runs (LESS: 2e-5, batch 32 over 5% of ~270k examples)",
-    "a warm-up floor of min_warmup_steps optimizer steps (the set grows, then cycles) so small pools still train",
-    "Rademacher matrix from numpy Philox per 128-row unit (LESS: TRAK's projector; another random matrix)",
-    "features in fp32 (LESS projects fp16 gradients)",
-]
+PROJECTIONS = ("rademacher", "srht")
 
 
 class LESSSelector(ScoreSelector):
@@ -73,6 +68,7 @@ class LESSSelector(ScoreSelector):
         gradient_path: str = "fast"
         forward_batch_size: int = 4
         proj_dim: Optional[int] = 8192
+        projection: str = "rademacher"
         proj_seed: Optional[int] = None
         proj_block: int = 1024
         chunk_size: int = 256
@@ -95,6 +91,7 @@ class LESSSelector(ScoreSelector):
             if self.proj_block < UNIT_ROWS or self.proj_block % UNIT_ROWS:
                 found["proj_block"] = f"{self.proj_block!r}: must be a positive multiple of {UNIT_ROWS}"
             choice(found, "gradient_path", self.gradient_path, GRADIENT_PATHS)
+            choice(found, "projection", self.projection, PROJECTIONS)
             if self.dtype is not None:
                 choice(found, "dtype", self.dtype, ("float32", "bfloat16", "float16"))
             return found
@@ -148,7 +145,8 @@ class LESSSelector(ScoreSelector):
         engine = FeatureEngine(ctx.model_spec, ctx.template, settings, FeatureStore(root / "features"),
                                {"warmup": warmup_key}, proj_dim=c.proj_dim, proj_seed=proj_seed,
                                proj_block=c.proj_block, batch_size=c.forward_batch_size,
-                               gradient_path=c.gradient_path, scratch_dir=root / "scratch")
+                               gradient_path=c.gradient_path, scratch_dir=root / "scratch",
+                               projection=c.projection)
         per_subtask = np.zeros((len(pool), len(groups)))
         chunks = [(s, pool[s:s + c.chunk_size]) for s in range(0, len(pool), c.chunk_size)]
         target_chunks = [targets[s:s + c.chunk_size] for s in range(0, len(targets), c.chunk_size)]
@@ -181,6 +179,14 @@ class LESSSelector(ScoreSelector):
                                 disable=not ctx.progress)
         return bar("gradients"), (bar("projection") if projected else None)
 
+    def _projection_info(self, proj_seed: int) -> dict[str, Any]:
+        c = self.config
+        if c.proj_dim is None:
+            return {"dim": None, "seed": proj_seed, "kind": "none: exact full-dimension cosines"}
+        generator = (f"numpy Philox keyed (seed, {UNIT_ROWS}-row unit)" if c.projection == "rademacher" else
+                     "signs and sampled coordinates from numpy Philox keyed (seed, 2^64 - 1) and (seed, 2^64 - 2)")
+        return {"dim": c.proj_dim, "seed": proj_seed, "kind": c.projection, "generator": generator}
+
     def _diagnostics(self, ctx, target_name, targets, groups, checkpoints, weights, proj_seed, best, engine,
                      warmup_seconds, seconds, root, warmup_key, settings) -> dict[str, Any]:
         plan = WarmupPlan.build(len(ctx.pool), settings, int(ctx.seed))
@@ -192,13 +198,11 @@ class LESSSelector(ScoreSelector):
             "checkpoints": [{"epoch": ck.epoch, "step": ck.step, "mean_lr": ck.mean_lr, "weight": float(w),
                              "mean_loss": ck.loss, "folder": str(ck.folder)} for ck, w in zip(checkpoints, weights)],
             "weights": [float(w) for w in weights],
-            "projection": ({"dim": self.config.proj_dim, "seed": proj_seed, "kind": "rademacher",
-                            "generator": f"numpy Philox keyed (seed, {UNIT_ROWS}-row unit)"} if self.config.proj_dim
-                           else {"dim": None, "seed": proj_seed, "kind": "none: exact full-dimension cosines"}),
+            "projection": self._projection_info(proj_seed),
             "warmup": {"size": len(plan.indices), "ids": [ctx.pool[i].id for i in plan.indices],
                        "steps_per_epoch": plan.steps_per_epoch, "total_steps": plan.total_steps,
                        "key": warmup_key, "seconds": warmup_seconds},
             "gradient_path": self.config.gradient_path, "lora_parameters": getattr(engine, "n_params", None),
             "computed": engine.computed, "cache_hits": engine.cache_hits, "seconds": seconds, "cache": str(root),
-            "deviations": DEVIATIONS,
+            "deviations": less_deviations(self.config, plan, len(ctx.pool)),
         }
