@@ -215,7 +215,7 @@ RANDOM_DRAWS = 100  # seeded random subsets of the budget: the chance level of f
 
 def compare(bench: Bench, cache_dir: Path, args, fractions: list[float], neighbors: list[int]) -> float:
     """Part 1; returns the learned FL ratio at the smallest fraction (self-pairs as ``--scale-diagonal``)."""
-    from bench_structured import report_blocks, report_usecase2, tasks_of
+    from bench_structured import learned_extra, report_blocks, report_usecase2, tasks_of
 
     from delift.kernel.agreement import coverage, fl_off, off_diagonal_spearman, overlap
     from delift.selection.submodular import facility_location_value
@@ -262,6 +262,11 @@ def compare(bench: Bench, cache_dir: Path, args, fractions: list[float], neighbo
     if fractions and args.scale_diagonal == "predicted":
         runs.append(("learned", {"learned": {"sample_fraction": min(fractions), "exact_diagonal": False}},
                      f"learned f={min(fractions):g} pred-diag"))
+    tuned = learned_extra(args.learned_extra)
+    if tuned:
+        tag = " ".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}" for key, value in tuned.items())
+        runs += [("learned", {"learned": {"sample_fraction": f, **tuned}}, f"learned f={f:g} {tag}")
+                 for f in sorted(fractions)]
     runs += [("knn", {"knn": {"neighbors": m}}, f"knn m={m}") for m in neighbors]
     for method, extra, label in runs:
         kernel, seconds = bench.kernel(cache_dir, pool, method, **extra)

@@ -28,6 +28,25 @@ def add_pool_arguments(parser) -> None:
     group.add_argument("--pool-seed", type=int, default=0, help="structured: the generator's seed")
     group.add_argument("--mix-rows", type=int, default=0, help="structured: real Alpaca rows mixed in")
     group.add_argument("--target-task", default=None, help="structured, use case 2: the target task (default: the first)")
+    parser.add_argument("--learned-extra", default="", metavar="KEY=VALUE,...",
+                        help="part 1: more learned rows, one per --fractions, with these kernel.learned settings "
+                             "changed (e.g. lr=1e-3,epochs=100); the sample kernels are shared with the plain rows")
+
+
+def learned_extra(text: str) -> dict:
+    """``lr=1e-3,epochs=100`` as kernel.learned settings, each value typed like the setting's default."""
+    from dataclasses import fields
+
+    from delift.kernel.approximations.learned import LearnedConfig
+
+    types = {item.name: type(getattr(LearnedConfig(), item.name)) for item in fields(LearnedConfig)}
+    out = {}
+    for part in filter(None, text.split(",")):
+        key, _, value = part.partition("=")
+        if key not in types or not value:
+            raise SystemExit(f"--learned-extra {part!r}: expected KEY=VALUE with KEY one of {', '.join(types)}")
+        out[key] = value.lower() in ("1", "true", "yes") if types[key] is bool else types[key](value)
+    return out
 
 
 def structured_pool(args, n: int | None = None) -> list:
