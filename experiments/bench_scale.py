@@ -239,13 +239,24 @@ def compare(bench: Bench, cache_dir: Path, args, fractions: list[float], neighbo
                fl_off(s_exact, picks, exact_picks), overlap(picks, exact_picks)]
         return row + ([coverage(picks, labels, tasks)] if structured else [])
 
+    runs = [("learned", {"learned": {"sample_fraction": f}}, f"learned f={f:g}") for f in sorted(fractions)]
+    if fractions and args.scale_diagonal == "predicted":
+        runs.append(("learned", {"learned": {"sample_fraction": min(fractions), "exact_diagonal": False}},
+                     f"learned f={min(fractions):g} pred-diag"))
+    tuned = learned_extra(args.learned_extra)
+    if tuned:
+        tag = " ".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}" for key, value in tuned.items())
+        runs += [("learned", {"learned": {"sample_fraction": f, **tuned}}, f"learned f={f:g} {tag}")
+                 for f in sorted(fractions)]
+    runs += [("knn", {"knn": {"neighbors": m}}, f"knn m={m}") for m in neighbors]
+    width = max([22, *(len(label) for *_, label in runs)])
     extra_head = f" {'coverage':>9} {'pairs%':>7} {'held_rho':>8}" if structured else ""
-    print(f"{'method':<22} {'seconds':>8} {'passes':>28} {'spearman':>9} {'fl_ratio':>9} {'fl_off':>8} "
+    print(f"{'method':<{width}} {'seconds':>8} {'passes':>28} {'spearman':>9} {'fl_ratio':>9} {'fl_off':>8} "
           f"{'overlap':>8}" + extra_head)
 
     def row(label: str, seconds: float, passes_text: str, rho: str, values, pairs: float | None = None,
             held: float | None = None) -> str:
-        text = (f"{label:<22} {seconds:>8.1f} {passes_text:>28} {rho:>9} {values[0]:>9.4f} {values[1]:>8.4f} "
+        text = (f"{label:<{width}} {seconds:>8.1f} {passes_text:>28} {rho:>9} {values[0]:>9.4f} {values[1]:>8.4f} "
                 f"{values[2]:>8.3f}")
         if structured:
             text += f" {values[3]:>9.3f} {'' if pairs is None else f'{100 * pairs:.1f}':>7} "
@@ -258,16 +269,6 @@ def compare(bench: Bench, cache_dir: Path, args, fractions: list[float], neighbo
                      axis=0)
     print(row(f"random ({RANDOM_DRAWS} draws)", 0.0, "none", "n/a", chance))
     ratios, ufs, similarities = {}, {"exact": exact.uf}, {"exact": s_exact}
-    runs = [("learned", {"learned": {"sample_fraction": f}}, f"learned f={f:g}") for f in sorted(fractions)]
-    if fractions and args.scale_diagonal == "predicted":
-        runs.append(("learned", {"learned": {"sample_fraction": min(fractions), "exact_diagonal": False}},
-                     f"learned f={min(fractions):g} pred-diag"))
-    tuned = learned_extra(args.learned_extra)
-    if tuned:
-        tag = " ".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}" for key, value in tuned.items())
-        runs += [("learned", {"learned": {"sample_fraction": f, **tuned}}, f"learned f={f:g} {tag}")
-                 for f in sorted(fractions)]
-    runs += [("knn", {"knn": {"neighbors": m}}, f"knn m={m}") for m in neighbors]
     for method, extra, label in runs:
         kernel, seconds = bench.kernel(cache_dir, pool, method, **extra)
         rho = off_diagonal_spearman(kernel.uf, exact.uf)

@@ -76,11 +76,12 @@ def report_blocks(kernels: dict[str, np.ndarray], labels: list[str]) -> None:
     """Within-task vs across-task mean UF (off-diagonal pairs) of each kernel."""
     tasks = tasks_of(labels)
     print("\nmean UF off the diagonal, within one task vs across two tasks")
-    print(f"{'kernel':<22} {'within':>9} {'across':>9} {'ratio':>7}")
+    width = max([22, *map(len, kernels)])
+    print(f"{'kernel':<{width}} {'within':>9} {'across':>9} {'ratio':>7}")
     for label, uf in kernels.items():
         within, across = block_means(uf, labels, tasks)
         ratio = within / across if across else float("nan")
-        print(f"{label:<22} {within:>9.4g} {across:>9.4g} {ratio:>7.3g}")
+        print(f"{label:<{width}} {within:>9.4g} {across:>9.4g} {ratio:>7.3g}")
 
 
 def query_kernel(s: np.ndarray, query: list[int]) -> np.ndarray:
@@ -104,12 +105,13 @@ def report_usecase2(similarities: dict[str, np.ndarray], labels: list[str], targ
     budget = len(query)
     rate = base_rate(labels, target)
     print(f"\nuse case 2: target task {target} ({len(query)} examples as Q), FLMI picks {budget}; base rate {rate:.3f}")
-    print(f"{'kernel':<22} {'share':>7} {'x base':>7} {'coverage':>9}")
+    width = max([22, *map(len, similarities)])
+    print(f"{'kernel':<{width}} {'share':>7} {'x base':>7} {'coverage':>9}")
     rng = np.random.default_rng(0)
     shares = [target_share(rng.choice(len(labels), size=budget, replace=False).tolist(), labels, target)
               for _ in range(draws)]
-    print(f"{f'random ({draws} draws)':<22} {np.mean(shares):>7.3f} {np.mean(shares) / rate:>7.2f} {'':>9}")
+    print(f"{f'random ({draws} draws)':<{width}} {np.mean(shares):>7.3f} {np.mean(shares) / rate:>7.2f} {'':>9}")
     for label, s in similarities.items():
         picks, _ = flmi_submodlib(s, query_kernel(s, query), budget)
         share = target_share(picks, labels, target)
-        print(f"{label:<22} {share:>7.3f} {share / rate:>7.2f} {coverage(picks, labels, tasks):>9.3f}")
+        print(f"{label:<{width}} {share:>7.3f} {share / rate:>7.2f} {coverage(picks, labels, tasks):>9.3f}")

@@ -185,3 +185,33 @@ def test_off_diagonal_spearman_ignores_the_diagonal():
     assert agreement.off_diagonal_spearman(a, np.eye(6)) is None
     with pytest.raises(ValueError, match="square"):
         agreement.block_means(np.ones((2, 3)), ["a", "b"])
+
+
+@pytest.mark.slow
+def test_bench_scale_on_the_structured_pool(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "DELIFT_CACHE_DIR": str(tmp_path / "models")}
+    command = [sys.executable, str(root / "experiments" / "bench_scale.py"), "--model", "tiny_llama", "--pool",
+               "structured", "--tasks", "4", "--per-task", "4", "--fractions", "0.5", "--neighbors", "3",
+               "--learned-extra", "lr=1e-3,epochs=5", "--scale-sizes", "", "--threads", "1",
+               "--cache-dir", str(tmp_path / "cache")]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    start = next(k for k, line in enumerate(lines) if line.startswith("method "))
+    table = lines[start + 1:lines.index("", start)]  # the main table, up to the blank line before the next
+    rows = {line.split("  ")[0].strip(): line.split() for line in table}
+    assert set(rows) == {"exact", "random (100 draws)", "learned f=0.5", "learned f=0.5 lr=0.001 epochs=5", "knn m=3"}
+    assert rows["exact"][-2] in ("0.250", "0.500", "0.750", "1.000") and rows["exact"][-1] == "100.0"  # k/4 tasks
+    assert rows["knn m=3"][-1] == "25.0"  # 16 x (3 + 1) of 256 pairs (no held-out Spearman)
+    assert 0 < float(rows["random (100 draws)"][-1]) <= 1  # its coverage
+    assert any(line.startswith("use case 2: target task reverse_words (4 examples as Q)") and "base rate 0.250" in line
+               for line in lines)
+    at = lines.index("mean UF off the diagonal, within one task vs across two tasks")
+    name, within, across, ratio = lines[at + 2].split()  # the exact kernel's row, under the table's header
+    assert name == "exact" and float(ratio) == pytest.approx(float(within) / float(across), rel=1e-2)
