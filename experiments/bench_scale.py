@@ -76,6 +76,11 @@ def similarity(kernel) -> np.ndarray:
     return postprocess_joint(kernel.uf, None, "clip", False, mask)[0]
 
 
+def dense(uf) -> np.ndarray:
+    """A kernel's UF as a dense float64 array: a sparse (CSR) knn kernel's unscored pairs become 0, its value."""
+    return np.asarray(uf.toarray() if hasattr(uf, "toarray") else uf, dtype=np.float64)
+
+
 def select(s: np.ndarray, budget: int) -> tuple[list[int], float]:
     from delift.selection.submodular import facility_location_submodlib
 
@@ -271,6 +276,7 @@ def compare(bench: Bench, cache_dir: Path, args, fractions: list[float], neighbo
     ratios, ufs, similarities = {}, {"exact": exact.uf}, {"exact": s_exact}
     for method, extra, label in runs:
         kernel, seconds = bench.kernel(cache_dir, pool, method, **extra)
+        kernel.uf = dense(kernel.uf)
         rho = off_diagonal_spearman(kernel.uf, exact.uf)
         s_method = similarity(kernel)
         picks, _ = select(s_method, budget)
