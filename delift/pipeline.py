@@ -22,7 +22,7 @@ from typing import Any
 from hydra.utils import get_class
 
 from delift.config.schema import ExperimentConfig
-from delift.data.formatters import SYNTHETIC_FORMAT, get_formatter
+from delift.data.formatters import GENERATED_FORMATS, get_formatter
 from delift.data.prompts import PromptTemplate
 from delift.evaluation.metrics import Metric
 from delift.kernel.cache import KernelCache
@@ -65,7 +65,7 @@ class Parts:
 def build_parts(cfg: ExperimentConfig) -> Parts:
     """Build (and so check) every configured part; cheap: nothing is loaded."""
     for key, data in data_configs(cfg.data, cfg.usecase).items():
-        if data.format != SYNTHETIC_FORMAT:
+        if data.format not in GENERATED_FORMATS:
             try:
                 get_formatter(data.format)
             except ValueError as exc:

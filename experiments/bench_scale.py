@@ -2,6 +2,7 @@
 
     python experiments/bench_scale.py [--n-exact 200] [--fractions 0.1,0.2,0.3] [--neighbors 8,16,32]
                                       [--scale-sizes 1000,10000] [--scale-methods learned,knn]
+                                      [--pool structured --tasks 8 --per-task 25]
 
 Part 1, on one pool (the first ``--n-exact`` rows of ``--data``, default the offline Alpaca copy):
 the exact kernel, then ``learned`` at each ``--fractions`` and ``knn`` at each ``--neighbors``. Per
@@ -12,6 +13,11 @@ lazy greedy as the delift selector runs it): ``fl_ratio`` = f(A_method) / f(A_ex
 the EXACT kernel, ``fl_off`` the same ratio with the self-pairs of the exact kernel set to 0 (with self-pairs
 kept, the exact diagonal dominates f), and ``overlap`` = |A_method ∩ A_exact| / k. A ``random`` row gives the
 chance level: the mean of each column over 100 seeded random subsets of the budget.
+
+``--pool structured`` (see ``bench_structured.py``) replaces the pool by ``data=structured``'s T tasks x m
+examples and adds, per row, the subset's task ``coverage`` (tasks with >= 1 pick / T) and ``pairs%`` (pairs
+scored exactly / n^2), then the within-task vs across-task mean UF of each kernel and use case 2 (the share
+of FLMI's picks from one target task against its base rate). Learned rows also show their held-out Spearman.
 
 Part 2, pools of each ``--scale-sizes`` (the first n rows of ``--scale-data``): the wall time of each
 ``--scale-methods`` kernel and of the facility-location selection on it, no exact reference. ``learned``
@@ -46,6 +52,7 @@ for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 import numpy as np  # noqa: E402
+from bench_structured import add_pool_arguments, labels_of, structured_pool  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DELIFT_SHARED_DATASETS", ROOT.parent / "shared" / "datasets"))
@@ -67,6 +74,11 @@ def similarity(kernel) -> np.ndarray:
 
     mask = np.equal.outer(np.array(kernel.target_ids), np.array(kernel.candidate_ids))
     return postprocess_joint(kernel.uf, None, "clip", False, mask)[0]
+
+
+def dense(uf) -> np.ndarray:
+    """A kernel's UF as a dense float64 array: a sparse (CSR) knn kernel's unscored pairs become 0, its value."""
+    return np.asarray(uf.toarray() if hasattr(uf, "toarray") else uf, dtype=np.float64)
 
 
 def select(s: np.ndarray, budget: int) -> tuple[list[int], float]:
@@ -133,16 +145,13 @@ def passes(kernel, method: str, n: int) -> str:
     return f"{meta.get('zero_shot_rows', n)} zero-shot + {meta.get('exact_pairs', 0)} pairs"
 
 
-def off_diagonal(m: np.ndarray) -> np.ndarray:
-    return np.asarray(m)[~np.eye(*np.shape(m), dtype=bool)]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2_135m", help="a conf/model name")
     parser.add_argument("--device", default="cpu", help="cpu | cuda")
     parser.add_argument("--data", default=str(SHARED / "alpaca" / "train.jsonl"))
     parser.add_argument("--format", default="alpaca", help="data format of --data and --scale-data")
+    add_pool_arguments(parser)
     parser.add_argument("--n-exact", type=int, default=200,
                         help="pool of the exact comparison (n^2 exact pairs); 0 skips part 1")
     parser.add_argument("--fractions", default="0.1,0.2,0.3", help="learned: sample fractions compared")
@@ -187,10 +196,12 @@ def main() -> None:
         cache_dir = Path(args.cache_dir or scratch)
         print(f"model {bench.spec.name} ({bench.spec.resolved_dtype}), device {args.device}, threads "
               f"{torch.get_num_threads()}, cache {cache_dir}")
-        ratio_line = compare(bench, cache_dir, args, fractions, neighbors) if args.n_exact > 0 else float("nan")
+        part1 = args.n_exact > 0 or args.pool == "structured"
+        ratio_line = compare(bench, cache_dir, args, fractions, neighbors) if part1 else float("nan")
         last = None
         for n in sizes:
-            pool = bench.read_pool(args.scale_data or args.data, args.format, n)
+            pool = (structured_pool(args, n) if args.pool == "structured"
+                    else bench.read_pool(args.scale_data or args.data, args.format, n))
             budget = max(1, int(args.budget_fraction * n))
             for method in methods:
                 extra = ({"learned": {"sample_fraction": min(1.0, args.scale_sample / n),
@@ -217,11 +228,17 @@ RANDOM_DRAWS = 100  # seeded random subsets of the budget: the chance level of f
 
 def compare(bench: Bench, cache_dir: Path, args, fractions: list[float], neighbors: list[int]) -> float:
     """Part 1; returns the learned FL ratio at the smallest fraction (self-pairs as ``--scale-diagonal``)."""
-    from delift.kernel.pairnet import spearman
+    from bench_structured import learned_extra, report_blocks, report_usecase2, tasks_of
+
+    from delift.kernel.agreement import coverage, fl_off, off_diagonal_spearman, overlap
     from delift.selection.submodular import facility_location_value
 
-    pool = bench.read_pool(args.data, args.format, args.n_exact)
-    n, budget = len(pool), max(1, int(args.budget_fraction * args.n_exact))
+    structured = args.pool == "structured"
+    pool = structured_pool(args) if structured else bench.read_pool(args.data, args.format, args.n_exact)
+    args.n_exact = n = len(pool)  # structured: T x m (+ mixed rows), for the last line
+    labels = labels_of(pool) if structured else None
+    tasks = tasks_of(labels) if structured else None
+    budget = max(1, int(args.budget_fraction * n))
     exact, seconds = bench.kernel(cache_dir, pool)
     s_exact = similarity(exact)
     exact_picks, _ = select(s_exact, budget)
@@ -229,40 +246,59 @@ def compare(bench: Bench, cache_dir: Path, args, fractions: list[float], neighbo
     cached = " (cached)" if exact.meta.get("cached") else ""
     print(f"n={n}, budget {budget}: exact kernel {seconds:.1f} s{cached} ({passes(exact, 'exact', n)}), "
           f"f(A_exact) = {best:.4f}")
-    s_off = s_exact.copy()
-    np.fill_diagonal(s_off, 0.0)  # square pool kernel: self-pairs on the diagonal
-    best_off = facility_location_value(s_off, exact_picks)
 
-    def scores(picks) -> tuple[float, float, float]:
-        return (facility_location_value(s_exact, picks) / best if best > 0 else float("nan"),
-                facility_location_value(s_off, picks) / best_off if best_off > 0 else float("nan"),
-                len(set(picks) & set(exact_picks)) / budget)
+    def scores(picks) -> list[float]:
+        row = [facility_location_value(s_exact, picks) / best if best > 0 else float("nan"),
+               fl_off(s_exact, picks, exact_picks), overlap(picks, exact_picks)]
+        return row + ([coverage(picks, labels, tasks)] if structured else [])
 
-    header = (f"{'method':<22} {'seconds':>8} {'passes':>28} {'spearman':>9} {'fl_ratio':>9} {'fl_off':>8} "
-              f"{'overlap':>8}")
-    print(header)
-    print(f"{'exact':<22} {seconds:>8.1f} {passes(exact, 'exact', n):>28} {1.0:>9.3f} {1.0:>9.4f} {1.0:>8.4f} "
-          f"{1.0:>8.3f}")
-    rng = np.random.default_rng(0)
-    chance = np.mean([scores(rng.choice(n, size=budget, replace=False).tolist()) for _ in range(RANDOM_DRAWS)],
-                     axis=0)
-    print(f"{f'random ({RANDOM_DRAWS} draws)':<22} {0.0:>8.1f} {'none':>28} {'n/a':>9} {chance[0]:>9.4f} "
-          f"{chance[1]:>8.4f} {chance[2]:>8.3f}")
-    ratios = {}
     runs = [("learned", {"learned": {"sample_fraction": f}}, f"learned f={f:g}") for f in sorted(fractions)]
     if fractions and args.scale_diagonal == "predicted":
         runs.append(("learned", {"learned": {"sample_fraction": min(fractions), "exact_diagonal": False}},
                      f"learned f={min(fractions):g} pred-diag"))
+    tuned = learned_extra(args.learned_extra)
+    if tuned:
+        tag = " ".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}" for key, value in tuned.items())
+        runs += [("learned", {"learned": {"sample_fraction": f, **tuned}}, f"learned f={f:g} {tag}")
+                 for f in sorted(fractions)]
     runs += [("knn", {"knn": {"neighbors": m}}, f"knn m={m}") for m in neighbors]
+    width = max([22, *(len(label) for *_, label in runs)])
+    extra_head = f" {'coverage':>9} {'pairs%':>7} {'held_rho':>8}" if structured else ""
+    print(f"{'method':<{width}} {'seconds':>8} {'passes':>28} {'spearman':>9} {'fl_ratio':>9} {'fl_off':>8} "
+          f"{'overlap':>8}" + extra_head)
+
+    def row(label: str, seconds: float, passes_text: str, rho: str, values, pairs: float | None = None,
+            held: float | None = None) -> str:
+        text = (f"{label:<{width}} {seconds:>8.1f} {passes_text:>28} {rho:>9} {values[0]:>9.4f} {values[1]:>8.4f} "
+                f"{values[2]:>8.3f}")
+        if structured:
+            text += f" {values[3]:>9.3f} {'' if pairs is None else f'{100 * pairs:.1f}':>7} "
+            text += f"{'' if held is None else f'{held:.3f}':>8}"
+        return text
+
+    print(row("exact", seconds, passes(exact, "exact", n), "1.000", scores(exact_picks), 1.0))
+    rng = np.random.default_rng(0)
+    chance = np.mean([scores(rng.choice(n, size=budget, replace=False).tolist()) for _ in range(RANDOM_DRAWS)],
+                     axis=0)
+    print(row(f"random ({RANDOM_DRAWS} draws)", 0.0, "none", "n/a", chance))
+    ratios, ufs, similarities = {}, {"exact": exact.uf}, {"exact": s_exact}
     for method, extra, label in runs:
         kernel, seconds = bench.kernel(cache_dir, pool, method, **extra)
-        rho = spearman(off_diagonal(kernel.uf), off_diagonal(exact.uf))
-        picks, _ = select(similarity(kernel), budget)
-        ratio, ratio_off, overlap = scores(picks)
-        ratios[label] = ratio
-        rho_text = f"{rho:.3f}" if rho is not None else "n/a"
-        print(f"{label:<22} {seconds:>8.1f} {passes(kernel, method, n):>28} {rho_text:>9} {ratio:>9.4f} "
-              f"{ratio_off:>8.4f} {overlap:>8.3f}" + (" (cached)" if kernel.meta.get("cached") else ""))
+        kernel.uf = dense(kernel.uf)
+        rho = off_diagonal_spearman(kernel.uf, exact.uf)
+        s_method = similarity(kernel)
+        picks, _ = select(s_method, budget)
+        values = scores(picks)
+        ratios[label] = values[0]
+        ufs[label], similarities[label] = kernel.uf, s_method
+        held = kernel.meta.get("holdout_spearman")
+        pairs = kernel.meta.get("exact_pairs")
+        print(row(label, seconds, passes(kernel, method, n), f"{rho:.3f}" if rho is not None else "n/a", values,
+                  pairs / (n * n) if isinstance(pairs, int) else None, held if isinstance(held, float) else None)
+              + (" (cached)" if kernel.meta.get("cached") else ""))
+    if structured:
+        report_blocks(ufs, labels)
+        report_usecase2(similarities, labels, args.target_task, RANDOM_DRAWS)
     if not fractions:
         return float("nan")
     return ratios[f"learned f={min(fractions):g}" + (" pred-diag" if args.scale_diagonal == "predicted" else "")]

@@ -26,6 +26,7 @@ from delift.data import (
     make_splits,
 )
 from delift.data.config import DataConfig, SizesConfig
+from delift.data.formatters import GENERATED_FORMATS
 from delift.data.readers import row_index
 
 REPO = Path(__file__).resolve().parents[1]
@@ -383,13 +384,13 @@ def test_synthetic_near_duplicates(rate: float) -> None:
 def test_conf_data_yamls_share_keys_and_quickstart_loads() -> None:
     configs = {p.stem: OmegaConf.load(p) for p in sorted((REPO / "conf" / "data").glob("*.yaml"))}
     expected = {"quickstart", "alpaca", "dolly", "mixinstruct", "gsm8k", "mmlu", "squad", "p3", "hotpotqa",
-                "mt_bench"}
+                "mt_bench", "structured"}
     assert expected <= set(configs)
     keys = {stem: list(cfg.keys()) for stem, cfg in configs.items()}
     assert len({tuple(k) for k in keys.values()}) == 1, keys
     for stem, cfg in configs.items():
         assert cfg.local_path is None and cfg.name == stem
-        assert cfg.format == "synthetic" or cfg.format in FORMATTERS
+        assert cfg.format in GENERATED_FORMATS or cfg.format in FORMATTERS
     splits = load_splits(configs["quickstart"], seed=0)
     assert splits.sizes == dict(configs["quickstart"].sizes)
     assert sum(splits.sizes.values()) <= configs["quickstart"].synthetic.n

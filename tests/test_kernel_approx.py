@@ -361,3 +361,23 @@ def test_entry_helpers_invert_utility_matrix(aggregate):
     np.testing.assert_allclose(d_one_of(uf, d_zero, aggregate), d_one, atol=1e-12)
     rows, cols = np.array([0, 2, 1]), np.array([3, 0, 1])
     np.testing.assert_allclose(uf_of_entries(d_zero[rows], d_one[rows, cols], aggregate), uf[rows, cols], atol=1e-12)
+
+
+def test_learned_warns_naming_the_key_when_the_sample_leaves_few_training_pairs(tiny_spec, trained_tiny_model,
+                                                                                tmp_path, caplog, monkeypatch):
+    """Issue 22.11: a tiny sample (here 4 examples, 1 held out: 3 x 2 training pairs) must not run silently."""
+    import logging
+
+    import delift.kernel.approximations.learned as learned_module
+
+    pool = make_examples(8)
+    with caplog.at_level(logging.WARNING, logger=learned_module.__name__):
+        provider_for(tiny_spec, trained_tiny_model, tmp_path / "few", LEARNED).utility(pool, pool)
+    (message,) = [r.getMessage() for r in caplog.records if "training pairs" in r.getMessage()]
+    assert "kernel.learned.sample_fraction=0.5 samples 4 x 4 examples" in message
+    assert "leaves 6 training pairs (fewer than 100) and 6 hold-out pairs" in message
+    caplog.clear()
+    monkeypatch.setattr(learned_module, "MIN_TRAIN_PAIRS", 6)  # exactly at the minimum: no warning
+    with caplog.at_level(logging.WARNING, logger=learned_module.__name__):
+        provider_for(tiny_spec, trained_tiny_model, tmp_path / "enough", LEARNED).utility(pool, pool)
+    assert not [r for r in caplog.records if "training pairs" in r.getMessage()]

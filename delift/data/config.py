@@ -12,6 +12,7 @@ from typing import Any, List, Optional
 from omegaconf import MISSING
 
 from delift.checks import Problems, at_least, choice
+from delift.data.structured import TASK_NAMES
 
 
 @dataclass
@@ -65,11 +66,38 @@ class SyntheticConfig:
 
 
 @dataclass
+class StructuredConfig:
+    """``format: structured`` (delift.data.structured): T tasks x m examples, optionally mixed with real rows."""
+
+    num_tasks: int = 8  # T: the first T of ``tasks`` (default: the generator's catalogue, in order)
+    per_task: int = 25  # m: examples of each task
+    tasks: Optional[List[str]] = None  # task names to draw from; null = the catalogue
+    seed: int = 0  # fixes the pool itself; the run seed only changes the split
+    mix_rows: int = 0  # real rows mixed in (metadata task "mix"), drawn with the seed
+    mix_file: str = "alpaca/train.jsonl"  # their file: absolute, or relative to paths.shared_datasets
+    mix_format: str = "alpaca"
+
+    def problems(self) -> Problems:
+        found: Problems = {}
+        names = list(TASK_NAMES if self.tasks is None else self.tasks)
+        unknown = [name for name in names if name not in TASK_NAMES]
+        if unknown:
+            found["tasks"] = f"unknown task(s) {unknown}; known: {', '.join(TASK_NAMES)}"
+        elif len(set(names)) != len(names):
+            found["tasks"] = "a task is listed twice"
+        if not 1 <= self.num_tasks <= len(names):
+            found["num_tasks"] = f"{self.num_tasks!r}: must be in [1, {len(names)}] (the tasks available)"
+        at_least(found, "per_task", self.per_task, 1)
+        at_least(found, "mix_rows", self.mix_rows, 0)
+        return found
+
+
+@dataclass
 class DataConfig:
     """One dataset (``conf/data/*.yaml``); also the nested ``usecase.target`` / ``usecase.existing``."""
 
     name: str = MISSING
-    format: str = MISSING  # a formatter name (delift.data.formatters) or synthetic
+    format: str = MISSING  # a formatter name (delift.data.formatters), synthetic or structured
     hub_id: Optional[str] = None
     hub_config: Any = None  # one config name, a list of them (P3 templates), or null
     hub_split: Optional[str] = "train"
@@ -81,6 +109,7 @@ class DataConfig:
     row_filter: Optional[RowFilterConfig] = None
     sizes: SizesConfig = field(default_factory=SizesConfig)
     synthetic: Optional[SyntheticConfig] = None
+    structured: Optional[StructuredConfig] = None
 
     def problems(self) -> Problems:
         found: Problems = {}
@@ -88,8 +117,10 @@ class DataConfig:
         at_least(found, "max_rows", self.max_rows, 0)
         if self.format == "synthetic" and self.synthetic is None:
             found["synthetic"] = "format synthetic needs {n, near_duplicate_rate, seed}"
+        if self.format == "structured" and self.structured is None:
+            found["structured"] = "format structured needs {num_tasks, per_task, seed, ...}"
         if self.local_path is not None and not str(self.local_path).strip():
             found["local_path"] = "empty: give a file or folder, or null to use the hub / offline copy"
-        elif self.format == "synthetic" and self.local_path is not None:
-            found["local_path"] = "set, but format is synthetic (generated, never read): pick one"
+        elif self.format in ("synthetic", "structured") and self.local_path is not None:
+            found["local_path"] = f"set, but format is {self.format} (generated, never read): pick one"
         return found

@@ -30,6 +30,8 @@ from delift.data.records import Example
 
 Formatter = Callable[[dict[str, Any], str], Example]
 SYNTHETIC_FORMAT = "synthetic"
+STRUCTURED_FORMAT = "structured"
+GENERATED_FORMATS = (SYNTHETIC_FORMAT, STRUCTURED_FORMAT)  # generated in code (delift.data.synthetic / structured)
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 P3_END = "<|endoftext|>"  # every completion of the shared P3 sample ends with this literal
 
@@ -235,12 +237,12 @@ def get_formatter(name: str) -> Formatter:
     """The formatter called ``name``; a typo gets a did-you-mean instead of a bare KeyError."""
     if name in FORMATTERS:
         return FORMATTERS[name]
-    if name == SYNTHETIC_FORMAT:
+    if name in GENERATED_FORMATS:
         raise ValueError(
-            "format 'synthetic' is generated in code, not read from rows; "
-            "use delift.data.synthetic.generate_synthetic or load_examples"
+            f"format '{name}' is generated in code, not read from rows; "
+            f"use delift.data.{name}.generate_{name} or load_examples"
         )
-    known = sorted([*FORMATTERS, SYNTHETIC_FORMAT])
+    known = sorted([*FORMATTERS, *GENERATED_FORMATS])
     close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.5)
     hint = f"; did you mean '{close[0]}'?" if close else ";"
     raise ValueError(f"unknown format '{name}'{hint} known: {', '.join(known)}")

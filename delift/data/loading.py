@@ -18,6 +18,8 @@ Data config keys (a :class:`~delift.data.config.DataConfig`, or a plain dict / O
   and the first locations), for releases with a few known-bad rows (Alpaca has empty outputs).
 - ``sizes``: ``{train, valid, test}``, ints or one null ("all remaining").
 - ``synthetic``: ``{n, near_duplicate_rate, seed}`` for ``format: synthetic`` (else null).
+- ``structured``: ``{num_tasks, per_task, tasks, seed, mix_rows, mix_file, mix_format}`` for
+  ``format: structured`` (else null; see :mod:`delift.data.structured`).
 """
 
 from __future__ import annotations
@@ -32,11 +34,12 @@ from omegaconf import MISSING
 from delift.data.config import DataConfig, SyntheticConfig
 from delift.data.errors import DataFileError, DataFormatError
 from delift.data.fields import HUB_CONFIG_FIELD
-from delift.data.formatters import SYNTHETIC_FORMAT, get_formatter
+from delift.data.formatters import STRUCTURED_FORMAT, SYNTHETIC_FORMAT, get_formatter
 from delift.data.readers import HubSource, RowLocation, iter_rows
 from delift.data.records import Example
-from delift.data.sources import DataConfigLike, ResolvedSource, data_config, resolve_source
+from delift.data.sources import SHARED_ENV, DataConfigLike, ResolvedSource, data_config, resolve_source
 from delift.data.splits import DataSplits, make_splits
+from delift.data.structured import load_structured
 from delift.data.synthetic import generate_synthetic
 
 log = logging.getLogger(__name__)
@@ -102,6 +105,9 @@ def _load(data_cfg: DataConfig,
         raise ValueError("data.format is required (a formatter name or 'synthetic')")
     max_rows = _max_rows(data_cfg)
     name = data_cfg.name
+    if fmt == STRUCTURED_FORMAT:
+        shared = shared_datasets if shared_datasets is not None else os.environ.get(SHARED_ENV)
+        return load_structured(data_cfg.structured, max_rows, data_cfg.name, shared)
     if fmt == SYNTHETIC_FORMAT:
         return _load_synthetic(data_cfg, max_rows), {"kind": "synthetic", "fixture": False, "note": None,
                                                      "sources": [], "skipped_bad_rows": 0, "filtered_out": 0}

@@ -35,6 +35,7 @@ from delift.kernel.settings import UtilityKernel, d_one_of, self_pairs, uf_of_en
 log = logging.getLogger(__name__)
 
 LOW_SPEARMAN = 0.3  # a held-out rank correlation below this gets a warning
+MIN_TRAIN_PAIRS = 100  # fewer training pairs than this get a warning: the network then fits a handful of numbers
 
 
 @dataclass
@@ -98,6 +99,15 @@ def learned_sample(target_ids: Sequence[str], candidate_ids: Sequence[str], sett
     return LearnedSample(rows, cols, held_rows, held_cols, square)
 
 
+def warn_small_sample(train_pairs: int, holdout_pairs: int, sample: LearnedSample, settings: LearnedConfig) -> None:
+    """A warning naming the key when the sample leaves fewer than :data:`MIN_TRAIN_PAIRS` training pairs."""
+    if train_pairs < MIN_TRAIN_PAIRS:
+        log.warning("learned kernel: kernel.learned.sample_fraction=%g samples %d x %d examples, which leaves %d "
+                    "training pairs (fewer than %d) and %d hold-out pairs: the network and its held-out Spearman "
+                    "rest on a handful of numbers; raise kernel.learned.sample_fraction", settings.sample_fraction,
+                    len(sample.rows), len(sample.cols), train_pairs, MIN_TRAIN_PAIRS, holdout_pairs)
+
+
 class _Clock:
     """Wall seconds per named stage, each lap measured from the previous one."""
 
@@ -120,8 +130,6 @@ def learned_kernel(ctx: ApproximationContext, targets: Sequence[Example], candid
     t_ids, c_ids = [e.id for e in targets], [e.id for e in candidates]
     sample = learned_sample(t_ids, c_ids, settings)
     clock = _Clock()
-    sub = provider.utility([targets[i] for i in sample.rows], [candidates[j] for j in sample.cols], aggregate)
-
     # every sampled pair in sub-kernel coordinates (a, b) and pool coordinates (gi, gj)
     a, b = (g.ravel() for g in np.meshgrid(np.arange(len(sample.rows)), np.arange(len(sample.cols)), indexing="ij"))
     gi, gj = sample.rows[a], sample.cols[b]
@@ -132,7 +140,8 @@ def learned_kernel(ctx: ApproximationContext, targets: Sequence[Example], candid
         raise ValueError(f"kernel.learned.sample_fraction={settings.sample_fraction}: a sample of "
                          f"{len(sample.rows)} x {len(sample.cols)} examples leaves no training pairs after the "
                          f"hold-out (kernel.learned.holdout_fraction={settings.holdout_fraction}); raise it")
-
+    warn_small_sample(int(train.sum()), int(holdout.sum()), sample, settings)  # before the sample kernel's cost
+    sub = provider.utility([targets[i] for i in sample.rows], [candidates[j] for j in sample.cols], aggregate)
     clock.lap("sample_kernel")
     e_t = ctx.embed(targets)
     e_c = e_t if sample.square else ctx.embed(candidates)
