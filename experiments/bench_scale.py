@@ -68,8 +68,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def similarity(kernel) -> np.ndarray:
-    """clip(UF) with self-pairs kept: the delift selector's defaults."""
+def similarity(kernel):
+    """clip(UF) with self-pairs kept: the delift selector's defaults (a sparse knn kernel stays sparse)."""
+    from delift.kernel.sparse import is_sparse, postprocess_sparse
+
+    if is_sparse(kernel.uf):
+        return postprocess_sparse(kernel.uf, None, "clip")[0]
     from delift.kernel.postprocess import postprocess_joint
 
     mask = np.equal.outer(np.array(kernel.target_ids), np.array(kernel.candidate_ids))
@@ -81,11 +85,17 @@ def dense(uf) -> np.ndarray:
     return np.asarray(uf.toarray() if hasattr(uf, "toarray") else uf, dtype=np.float64)
 
 
-def select(s: np.ndarray, budget: int) -> tuple[list[int], float]:
+def select(s, budget: int) -> tuple[list[int], float]:
+    """Facility location: submodlib's lazy greedy on a dense kernel, the CSR lazy greedy on a sparse one."""
+    from delift.kernel.sparse import is_sparse
+    from delift.selection.sparse_submodular import maximize_sparse
     from delift.selection.submodular import facility_location_submodlib
 
     start = time.perf_counter()
-    picks, _ = facility_location_submodlib(s, budget)
+    if is_sparse(s):
+        picks, _ = maximize_sparse("facility_location", s, None, budget)
+    else:
+        picks, _ = facility_location_submodlib(s, budget)
     return picks, time.perf_counter() - start
 
 
