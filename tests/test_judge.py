@@ -363,7 +363,10 @@ def test_openai_retries_500_and_429_then_succeeds():
     assert result.scores == [4.0] and len(server.requests) == 3
 
 
-def test_openai_failures_are_counted_not_raised():
+@pytest.mark.parametrize("client", ["urllib", "openai"])
+def test_openai_failures_are_counted_not_raised(client):
+    if client == "openai":
+        pytest.importorskip("openai")  # the judge extra: the package's client follows the same rules
     def script(n, body):
         content = body["messages"][0]["content"]
         if "BAD-REQUEST" in content:
@@ -376,7 +379,7 @@ def test_openai_failures_are_counted_not_raised():
 
     with FakeServer(script) as server:
         result = run_judge(["q"] * 4, ["BAD-REQUEST", "NOT-JSON", "ALWAYS-503", "fine"], ["ref"] * 4,
-                           openai_cfg(server.url, max_retries=2, max_concurrency=1))
+                           openai_cfg(server.url, max_retries=2, max_concurrency=1, client=client))
     assert [v.status for v in result.verdicts] == ["error", "error", "error", "ok"]
     assert result.counts == {"judge_n": 4, "judge_valid": 1, "judge_parse_failures": 0, "judge_out_of_range": 0,
                              "judge_errors": 3}

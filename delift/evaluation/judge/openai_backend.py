@@ -103,7 +103,9 @@ def _complete_or_timed_out(payload: bytes, reason: str) -> str:
         raise Retryable(reason) from None
 
 
-class _WatchedHTTP(urllib.request.HTTPHandler):
+class _Watching:
+    """Mixed into urllib's HTTP(S) handler: every connection it opens is handed to the attempt's deadline."""
+
     def __init__(self, deadline: _Deadline) -> None:
         super().__init__()
         self.deadline = deadline
@@ -112,13 +114,12 @@ class _WatchedHTTP(urllib.request.HTTPHandler):
         return super().do_open(lambda host, **kw: self.deadline.watch(http_class(host, **kw)), req, **kwargs)
 
 
-class _WatchedHTTPS(urllib.request.HTTPSHandler):
-    def __init__(self, deadline: _Deadline) -> None:
-        super().__init__()
-        self.deadline = deadline
+class _WatchedHTTP(_Watching, urllib.request.HTTPHandler):
+    pass
 
-    def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
-        return super().do_open(lambda host, **kw: self.deadline.watch(http_class(host, **kw)), req, **kwargs)
+
+class _WatchedHTTPS(_Watching, urllib.request.HTTPSHandler):
+    pass
 
 
 def resolve_client(client: str) -> str:
