@@ -70,9 +70,11 @@ def peak_rss_mb() -> float:
 
 def similarity(kernel):
     """clip(UF) with self-pairs kept: the delift selector's defaults (a sparse knn kernel stays sparse)."""
-    from delift.kernel.sparse import is_sparse, postprocess_sparse
+    from delift.kernel.settings import is_sparse
 
     if is_sparse(kernel.uf):
+        from delift.kernel.sparse import postprocess_sparse
+
         return postprocess_sparse(kernel.uf, None, "clip")[0]
     from delift.kernel.postprocess import postprocess_joint
 
@@ -82,20 +84,17 @@ def similarity(kernel):
 
 def dense(uf) -> np.ndarray:
     """A kernel's UF as a dense float64 array: a sparse (CSR) knn kernel's unscored pairs become 0, its value."""
-    return np.asarray(uf.toarray() if hasattr(uf, "toarray") else uf, dtype=np.float64)
+    from delift.kernel.sparse import densify
+
+    return densify(uf, "bench_scale's comparison with the exact kernel")
 
 
 def select(s, budget: int) -> tuple[list[int], float]:
-    """Facility location: submodlib's lazy greedy on a dense kernel, the CSR lazy greedy on a sparse one."""
-    from delift.kernel.sparse import is_sparse
-    from delift.selection.sparse_submodular import maximize_sparse
-    from delift.selection.submodular import facility_location_submodlib
+    """Facility location as the delift selector runs it (submodlib dense, the CSR lazy greedy sparse)."""
+    from delift.selection.objectives import run_objective
 
     start = time.perf_counter()
-    if is_sparse(s):
-        picks, _ = maximize_sparse("facility_location", s, None, budget)
-    else:
-        picks, _ = facility_location_submodlib(s, budget)
+    picks, _ = run_objective("facility_location", s, None, budget)
     return picks, time.perf_counter() - start
 
 

@@ -59,14 +59,19 @@ def overlap(picks: Sequence[int], reference: Sequence[int]) -> float:
     return len(set(picks) & set(reference)) / len(set(reference)) if len(reference) else float("nan")
 
 
-def off_diagonal_spearman(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Spearman's rank correlation of the off-diagonal entries (None when a side is constant)."""
-    x, y = off_diagonal(a), off_diagonal(b)
-    if x.size < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Spearman's rank correlation (None for fewer than 2 pairs or a constant side)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return None
     from scipy.stats import spearmanr
 
-    return float(spearmanr(x, y).statistic)
+    return float(spearmanr(a, b).statistic)
+
+
+def off_diagonal_spearman(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Spearman's rank correlation of the off-diagonal entries (None when a side is constant)."""
+    return spearman(off_diagonal(a), off_diagonal(b))
 
 
 def block_means(uf: np.ndarray, labels: Sequence[str], tasks: Collection[str] | None = None) -> tuple[float, float]:

@@ -111,12 +111,3 @@ def fit_pair_network(e_targets: np.ndarray, e_candidates: np.ndarray, rows: np.n
     train_mse = loss_sum / max(count, 1) * std * std if epochs else math.nan
     return net, FitReport(len(y), epochs, train_mse, time.perf_counter() - started)
 
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Spearman's rank correlation (None for fewer than 2 pairs or a constant side)."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return None
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(a, b).statistic)

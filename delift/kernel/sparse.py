@@ -29,10 +29,6 @@ DENSE_LIMIT = 20_000 ** 2  # entries a sparse kernel may be densified to (3.2 GB
 LAYOUT = "csr"
 
 
-def is_sparse(matrix: Any) -> bool:
-    return sp.issparse(matrix)
-
-
 def csr_rows(n_cols: int, columns: Sequence[np.ndarray], values: np.ndarray) -> sp.csr_matrix:
     """The float32 CSR whose row i holds ``values`` at the sorted columns ``columns[i]`` (values in row order);
     stored zeros stay stored, so a knn kernel has exactly its scored pairs."""
@@ -55,7 +51,7 @@ def densify(matrix: Any, what: str, limit: int | None = None) -> np.ndarray:
     if rows * cols > limit:
         raise ValueError(f"{what} needs the sparse {rows} x {cols} kernel dense ({rows * cols:,} entries, more than "
                          f"{limit:,}); use a step that reads it sparse (e.g. selector.postprocess=clip)")
-    return matrix.toarray().astype(np.float64)
+    return matrix.astype(np.float64).toarray()
 
 
 def sparse_kernel_problem(kernel: UtilityKernel) -> str | None:

@@ -124,7 +124,8 @@ class _Clock:
 def learned_kernel(ctx: ApproximationContext, targets: Sequence[Example], candidates: Sequence[Example],
                    aggregate: str) -> UtilityKernel:
     from delift.kernel import pairs  # torch: imported when a kernel is computed (see approximations.base)
-    from delift.kernel.pairnet import fit_pair_network, spearman
+    from delift.kernel.agreement import spearman
+    from delift.kernel.pairnet import fit_pair_network
 
     settings, provider = ctx.settings, ctx.provider
     t_ids, c_ids = [e.id for e in targets], [e.id for e in candidates]
