@@ -270,8 +270,7 @@ class Tracking(RunListener):
         self.logger.flush()
 
     def on_shard(self, metrics: dict[str, Any]) -> None:
-        self._stage_numbers(metrics)
-        self.logger.flush()
+        self._stage_numbers(metrics)  # on_end follows at once: its finish() writes them
 
     def on_selection(self, selection: Selection, pool: Sequence[Example], metrics: dict[str, Any]) -> None:
         cfg, self.selection = self.run.cfg, selection
@@ -303,8 +302,7 @@ class Tracking(RunListener):
         self.logger.flush()
 
     def on_results(self, metrics: dict[str, Any], rows: list[dict]) -> None:
-        self.logger.log_summary(metrics)
-        self.logger.flush()
+        self.logger.log_summary(metrics)  # on_end's finish() writes it: no flush to wait for
 
     def on_end(self) -> None:
         self.logger.finish()
@@ -325,11 +323,11 @@ def selection_figures(run: RunInfo, folder: Path) -> dict[str, Path]:
         kernel = kernel_figures.kernel_path(run.output_dir, run.cfg.paths.cache_dir)
         if kernel is None or kernel.stat().st_size > KERNEL_FIGURE_MAX_BYTES:  # the figure loads the whole file
             return None
-        return kernel_figures.kernel_heatmap(run.output_dir, path, run.cfg.paths.cache_dir)
+        return kernel_figures.kernel_heatmap(run.output_dir, path, run.cfg.paths.cache_dir, seed=run.cfg.seed)
 
-    found: dict[str, Path] = {}
+    found: dict[str, Path] = {}  # run.json is written when the run ends: the seed comes from the config
     makers = {"figures/kernel": kernel_heatmap,
-              "figures/greedy_gains": lambda path: kernel_figures.gain_curve(run.output_dir, path)}
+              "figures/greedy_gains": lambda path: kernel_figures.gain_curve(run.output_dir, path, seed=run.cfg.seed)}
     for key, make in makers.items():
         path = folder / f"{key.rsplit('/', 1)[-1]}.png"
         try:

@@ -159,3 +159,23 @@ def test_the_flush_interval_is_set_only_on_a_wandb_that_has_it(monkeypatch: pyte
     if "x_transaction_log_flush_interval" in wandb.Settings.model_fields:
         settings = wandb_logger._flush_settings(wandb)["settings"]
         assert settings.x_transaction_log_flush_interval == wandb_logger.FLUSH_INTERVAL_S
+
+
+def test_the_run_figures_name_the_configs_seed_before_run_json_exists(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import delift.listeners as listeners
+    from delift.report import kernel_figures
+
+    cache, out = tmp_path / "cache", tmp_path / "run"
+    cfg = compose_config(["experiment=smoke", "seed=7", f"paths.cache_dir={cache}"])
+    pool = [Example(f"ex-{i}", f"q{i}", "", f"a{i}", "test") for i in range(4)]
+    kernel_file(cache, "k" * 16, [ex.id for ex in pool])
+    run = RunInfo(cfg=cfg, output_dir=out, resolved={})
+    selection = Selection(indices=[2, 0], gains=[0.5, 0.25], selector="delift", budget=2,
+                          info={"kernel_key": "k" * 16, "positive_gain_picks": 2})
+    ResultFiles(run).on_selection(selection, pool, {})  # subset.json only: run.json comes when the run ends
+    titles, save = [], kernel_figures.save
+    monkeypatch.setattr(kernel_figures, "save", lambda fig, path: titles.append(fig.axes[0].get_title()) or save(fig, path))
+    assert set(listeners.selection_figures(run, tmp_path / "figures")) == {"figures/kernel", "figures/greedy_gains"}
+    assert not (out / "run.json").exists() and len(titles) == 2
+    assert all(title.startswith("DELIFT, seed 7: ") for title in titles), titles

@@ -88,16 +88,18 @@ def readable(axis: Any) -> None:
 
 
 def kernel_heatmap(run_dir: str | Path, path: str | Path, cache_dir: str | Path | None = None,
-                   setting: str = "", method: str | None = None) -> Any:
+                   setting: str = "", method: str | None = None, seed: Any = None) -> Any:
     """The utility kernel, candidates (columns) in selection order; when targets and candidates are the
     same examples (pool x pool) the rows follow the same order, so the diagonal is the self-pairs.
     A line marks the end of the selected subset; the title names ``method`` (default: the selector's label),
-    ``setting`` (e.g. ``budget_fraction=0.25``) and the seed. None without a kernel file."""
+    ``setting`` (e.g. ``budget_fraction=0.25``) and ``seed`` (default: run.json's, which a running run has not
+    written yet). None without a kernel file."""
     found = kernel_path(run_dir, cache_dir)
     if found is None:
         return None
     uf, targets, candidates = load_kernel(found)
-    subset, seed = run_files(run_dir)
+    subset, recorded = run_files(run_dir)
+    seed = recorded if seed is None else seed
     selected = [str(i) for i in subset["selected_ids"]]
     cols = selection_order(candidates, selected)[:MAX_SHOWN]
     square = sorted(targets) == sorted(candidates)
@@ -121,12 +123,14 @@ def kernel_heatmap(run_dir: str | Path, path: str | Path, cache_dir: str | Path 
     return save(fig, path)
 
 
-def gain_curve(run_dir: str | Path, path: str | Path, setting: str = "", method: str | None = None) -> Any:
+def gain_curve(run_dir: str | Path, path: str | Path, setting: str = "", method: str | None = None,
+               seed: Any = None) -> Any:
     """The gain (greedy selectors) or score (top-k selectors) of each pick, in pick order; a greedy run's
     ``positive_gain_picks`` marked where gains stop being positive (after it the fill is arbitrary), a
     top-k run's picks filled from dropped examples marked apart. The title names ``method``, ``setting``
-    and the seed. None when the selector records no gains."""
-    subset, seed = run_files(run_dir)
+    and ``seed`` (default: run.json's). None when the selector records no gains."""
+    subset, recorded = run_files(run_dir)
+    seed = recorded if seed is None else seed
     gains = [g for g in subset.get("gains") or [] if g is not None]
     if not gains:
         return None
