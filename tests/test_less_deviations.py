@@ -48,3 +48,12 @@ def test_less_settings_on_a_large_pool_leave_only_the_projection_and_precision()
     assert exact == ["epochs=2 (LESS: 4)", "max_grad_norm=null (LESS: 1)",
                      "exact full-dimension cosines, no projection (LESS: TRAK's random projection to 8192)", FP32]
     assert not any("Rademacher" in line for line in exact)
+
+
+def test_one_pass_with_a_partial_last_batch_is_not_called_a_cycle():
+    # 5 examples, batch 2, 12 steps over 4 epochs: 3 steps an epoch = batches [2, 2, 1], one pass, not 6 / 5 = 1.2
+    selector = LESSSelector(batch_size=2, min_warmup_steps=12, epochs=4)
+    plan = WarmupPlan.build(5, selector.warmup_settings(), 0)
+    assert [len(batch) for batch in plan.epoch_batches(0, 1)] == [2, 2, 1] and plan.examples_per_epoch == 5
+    assert ("the warm-up trained on 5 of the 5 pool examples (100%) instead of warmup_fraction=0.05 (1): "
+            "the floor of min_warmup_steps=12 optimizer steps") in less_deviations(selector.config, plan, 5)

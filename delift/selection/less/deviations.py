@@ -44,7 +44,7 @@ def less_deviations(config: Any, plan: WarmupPlan, pool_size: int) -> list[str]:
     share = math.ceil(config.warmup_fraction * pool_size - 1e-9)
     size = len(plan.indices)
     if size > share:
-        cycles = plan.steps_per_epoch * plan.batch_size / size
+        cycles = plan.examples_per_epoch / size
         found.append(f"the warm-up trained on {size} of the {pool_size} pool examples ({size / pool_size:.0%}) "
                      f"instead of warmup_fraction={config.warmup_fraction:g} ({share}): the floor of "
                      f"min_warmup_steps={config.min_warmup_steps} optimizer steps"

@@ -97,11 +97,16 @@ class WarmupPlan:
     def total_steps(self) -> int:
         return self.steps_per_epoch * self.epochs
 
+    @property
+    def examples_per_epoch(self) -> int:
+        """One pass (the last batch may be partial), or full batches over several passes for the step floor."""
+        size = len(self.indices)
+        return size if self.steps_per_epoch == math.ceil(size / self.batch_size) else self.steps_per_epoch * self.batch_size
+
     def epoch_batches(self, seed: int, epoch: int) -> list[list[int]]:
         """Positions into ``indices`` for each step of ``epoch`` (1-based): one reshuffled pass, or several."""
         rng = np.random.default_rng([seed, 0x1E55, epoch])
-        size, step_size = len(self.indices), self.batch_size
-        length = size if self.steps_per_epoch == math.ceil(size / step_size) else self.steps_per_epoch * step_size
+        size, step_size, length = len(self.indices), self.batch_size, self.examples_per_epoch
         stream: list[int] = []
         while len(stream) < length:
             stream += [int(i) for i in rng.permutation(size)]
