@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 from delift.data.errors import DataFormatError
 from delift.data.formatters import get_formatter
-from delift.data.readers import iter_rows
+from delift.data.readers import check_exists, iter_rows
 from delift.data.records import Example
 
 SOURCE = "structured"
@@ -164,8 +164,7 @@ def mix_path(mix_file: str, shared_datasets: str | os.PathLike | None) -> Path:
             raise ValueError(f"data.structured.mix_file={mix_file!r} is relative, but no shared datasets folder "
                              "is given (paths.shared_datasets / DELIFT_SHARED_DATASETS)")
         path = Path(str(shared_datasets)).expanduser() / path
-    if not path.is_file():
-        raise FileNotFoundError(f"data.structured.mix_file: {path} does not exist")
+    check_exists(path, "data.structured.mix_file")  # absent, dangling or looping: named, exit 2 in the CLI
     return path
 
 

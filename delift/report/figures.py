@@ -126,10 +126,10 @@ def budget_curves(frame: list[dict], path: str | Path, evaluation: str, split: s
             bands = [interval(e) or (e["mean"], e["mean"]) for e in line]
             ax.fill_between(xs, [b[0] for b in bands], [b[1] for b in bands], color=styles[method]["color"], alpha=0.15,
                             linewidth=0)
-        for selector, (colour, style) in REFERENCE_STYLE.items():
+        for selector, (ref_colour, style) in REFERENCE_STYLE.items():  # not `colour`: that names a function here
             ref = sorted((e for e in rows if e["selector"] == selector), key=lambda e: e["budget_fraction"])
             if ref:
-                ax.axhline(ref[0]["mean"], color=colour, linestyle=style, label=ref[0]["method"])
+                ax.axhline(ref[0]["mean"], color=ref_colour, linestyle=style, label=ref[0]["method"])
         ax.set_ylim(*y_range(protocol, metric, from_zero=False))
         ax.set_xlabel("budget fraction (subset / pool)")
         ax.set_ylabel(f"{protocol_label(evaluation)} {metric_label(metric)}")
