@@ -11,8 +11,9 @@ from scipy.stats import spearmanr
 
 from delift.checks import ConfigError
 from delift.config.loader import compose_config
+from delift.data.config import StructuredConfig
 from delift.data.loading import load_examples, load_splits
-from delift.data.structured import MIX_TASK, TASK_NAMES, TASKS, generate_structured, task_list
+from delift.data.structured import MIX_TASK, TASK_NAMES, TASKS, generate_structured, load_structured, task_list
 from delift.kernel import agreement
 
 # (task, payload, what the input reads, the answer), worked out by hand
@@ -111,6 +112,8 @@ def test_real_rows_mixed_in_from_the_shared_folder(tmp_path):
     mixed = [e for e in pool if e.metadata["task"] == MIX_TASK]
     assert len(pool) == 9 and len(mixed) == 3 and {e.source for e in mixed} == {"alpaca"}
     assert {e.output for e in mixed} < {"one", "two", "three", "four"}
+    _, record = load_structured(StructuredConfig(num_tasks=2, per_task=3, mix_rows=3), None, "structured", tmp_path)
+    assert record["skipped_bad_rows"] == 1  # the empty-output row, counted, not dropped silently
     with pytest.raises(ValueError, match="mix_rows=5: .* has only 4 usable alpaca rows"):
         load_examples(cfg(num_tasks=2, per_task=3, mix_rows=5), shared_datasets=tmp_path)
     with pytest.raises(FileNotFoundError, match="data.structured.mix_file"):
