@@ -112,3 +112,10 @@ def test_planned_learned_kernel_runs_the_engine_passes_of_the_real_one(counted, 
     assert exact and kernel.meta["diagonal_exact"]
     assert work.passes == len(calls) - 2  # the provider checks its head against the model's forward: 2 calls
     assert work.pairs == kernel.meta["exact_pairs"]
+
+
+def test_the_engine_and_the_plan_resolve_kernel_workers_by_one_rule():
+    from delift.kernel.schedule import resolve_workers
+
+    assert [resolve_workers(0, True, t) for t in (1, 2, 8)] == [1, 2, 4]  # auto: a pass per thread, at most 4
+    assert resolve_workers(3, True, 16) == 3 and resolve_workers(3, False, 16) == 1  # one pass at a time on a GPU

@@ -43,7 +43,7 @@ from transformers import DynamicCache
 from delift.kernel.attention import grouped_sdpa, sliding_window
 from delift.kernel.host_memory import heap_reuse
 from delift.kernel.probabilities import decoder_and_head, score_sequences, token_probabilities
-from delift.kernel.schedule import length_batches, one_shot_plan, prefix_chunks
+from delift.kernel.schedule import length_batches, one_shot_plan, prefix_chunks, resolve_workers
 from delift.kernel.sequences import ScoredSequence, build_sequence
 from delift.kernel.settings import DEFAULT_AGGREGATE, check_aggregate
 from delift.kernel.tokens import TokenizedExample
@@ -87,11 +87,7 @@ class ScoringSetup:
         check_aggregate(self.aggregate)
         if self.workers < 0:
             raise ValueError(f"kernel.workers={self.workers}: must be 0 (auto) or more")
-        if self.device.type != "cpu":
-            self.workers = 1
-            return
-        if self.workers == 0:  # one single-threaded pass per torch thread, at most 4 (memory per pass)
-            self.workers = min(torch.get_num_threads(), 4)
+        self.workers = resolve_workers(self.workers, self.device.type == "cpu", torch.get_num_threads())
 
     @contextmanager
     def pool(self) -> Iterator[Callable]:

@@ -34,6 +34,14 @@ class EngineSettings(Protocol):
     workers: int
 
 
+def resolve_workers(requested: int, on_cpu: bool, threads: int) -> int:
+    """``kernel.workers`` as the engine runs it: 1 pass at a time off the CPU; on it the setting, or (0 = auto)
+    one single-threaded pass per torch thread, at most 4 (memory per pass)."""
+    if not on_cpu:
+        return 1
+    return requested or min(threads, 4)
+
+
 def continuation_length(settings: EngineSettings, query: int, response: int) -> int:
     """Tokens of ``[query] EOS [response] EOS`` (the first EOS only with ``eos_after_prompt``)."""
     return query + int(settings.eos_after_prompt) + response + 1

@@ -16,7 +16,14 @@ from typing import Sequence
 import numpy as np
 
 from delift.kernel.blocks import block_size_for, iter_blocks, shard_of
-from delift.kernel.schedule import continuation_length, length_batches, one_shot_plan, prefix_chunks, sequence_length
+from delift.kernel.schedule import (
+    continuation_length,
+    length_batches,
+    one_shot_plan,
+    prefix_chunks,
+    resolve_workers,
+    sequence_length,
+)
 from delift.kernel.settings import BaseKernelConfig, self_pairs
 from delift.kernel.tokens import TokenizedExample
 from delift.plan.work import Work
@@ -48,9 +55,7 @@ def engine_workers(config: BaseKernelConfig) -> int:
     """What :class:`delift.kernel.engine.ScoringSetup` resolves ``kernel.workers`` to on this machine."""
     import torch
 
-    if torch.cuda.is_available():
-        return 1
-    return config.workers or min(torch.get_num_threads(), 4)
+    return resolve_workers(config.workers, not torch.cuda.is_available(), torch.get_num_threads())  # models load on CUDA when it exists
 
 
 def _lengths(examples: Sequence[TokenizedExample], settings: Schedule) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
