@@ -42,9 +42,10 @@ def follow_umask(folder: Path) -> None:
 
     Writers such as safetensors create their files 0600 whatever the umask; a group-shared cache must not.
     """
+    mask = current_umask()  # read once, not per file
     for path in Path(folder).rglob("*"):
         if not path.is_symlink():
-            os.chmod(path, _default_mode(0o777 if path.is_dir() else 0o666))
+            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
