@@ -1,14 +1,17 @@
-"""Small filesystem and environment helpers shared by every layer (imports nothing from delift)."""
+"""File helpers shared by every layer (imports nothing from delift): atomic files and folders, strict JSON,
+the umask, installed package versions."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import shutil
 import tempfile
 import threading
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, Any, Callable, Iterable
 
 _UMASK_LOCK = threading.Lock()
 _PROC_STATUS = Path("/proc/self/status")  # Linux >= 4.7 shows the umask there
@@ -122,3 +125,31 @@ def distribution_version(name: str | None) -> str | None:
         except PackageNotFoundError:
             continue
     return None
+
+
+def write_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return atomic_write(Path(path), lambda handle: handle.write(text.encode("utf-8")))
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None: strict JSON has no NaN."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Strict JSON (NaN and inf become null), indented."""
+    return write_atomic(path, json.dumps(json_safe(data), indent=2, sort_keys=False, default=str,
+                                         allow_nan=False) + "\n")
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> Path:
+    """One strict-JSON object per line (NaN and inf become null)."""
+    return write_atomic(path, "".join(json.dumps(json_safe(row), ensure_ascii=False, default=str, allow_nan=False)
+                                      + "\n" for row in rows))

@@ -110,7 +110,7 @@ def main() -> None:
     from delift.data.loading import load_examples
     from delift.data.prompts import PromptTemplate
     from delift.models.loading import load_tokenizer
-    from delift.pipeline import build_parts
+    from delift.run.pipeline import build_parts
     from delift.scoring.layout import training_items
     from delift.selection.less.gradients import adam_feature, lora_parameters, per_example_gradients
     from delift.selection.less.projection import BlockedScratch, RademacherProjection, normalise_rows

@@ -102,7 +102,7 @@ class Bench:
     def __init__(self, args):
         from delift.config.loader import compose_config
         from delift.data.prompts import PromptTemplate
-        from delift.pipeline import build_parts
+        from delift.run.pipeline import build_parts
 
         cfg = compose_config([f"model={args.model}", "progress=true"])
         self.spec = build_parts(cfg).scoring_spec
@@ -113,7 +113,7 @@ class Bench:
     def read_pool(self, path: str, fmt: str, n: int):
         """The first n rows of the file whose responses fit in kernel.max_length (as kernel.on_overflow=skip)."""
         from delift.data.loading import load_examples
-        from delift.pipeline import drop_overflowing
+        from delift.run.pipeline import drop_overflowing
 
         rows = load_examples({"name": Path(path).parent.name, "format": fmt, "local_path": path,
                               "on_bad_row": "skip", "max_rows": n + n // 10 + 20})

@@ -46,7 +46,7 @@ def main() -> None:
     from delift.kernel.cache import KernelCache
     from delift.kernel.front import Kernels
     from delift.kernel.provider import KernelProvider
-    from delift.pipeline import build, build_parts, reference_training
+    from delift.run.pipeline import build, build_parts, reference_training
     from delift.selection.base import SelectionContext
     from delift.training.adapter_cache import trained_adapter
 

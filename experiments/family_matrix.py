@@ -78,7 +78,7 @@ def engine_check(family: str, cache_dir: Path, n: int = 8) -> tuple[float, float
     from delift.kernel.tokens import tokenize_examples
     from delift.models.loading import load_model, load_tokenizer
     from delift.models.tiny import fit_to_texts
-    from delift.usecases import load_usecase_data
+    from delift.run.usecases import load_usecase_data
 
     cfg = compose_config(smoke_overrides(family, "random", "float32", ("icl",), cache_dir))
     pool = load_usecase_data(cfg.usecase, cfg.data, cfg.seed, cfg.paths.shared_datasets).pool[:n]
@@ -107,7 +107,7 @@ def smoke_run(family: str, selector: str, dtype: str, protocols: tuple[str, ...]
               output_dir: Path) -> list[str]:
     """Run one smoke experiment; the problems of its result (an exception's text when it failed)."""
     from delift.config.loader import compose_config
-    from delift.pipeline import run_experiment
+    from delift.run.pipeline import run_experiment
 
     try:
         metrics = run_experiment(compose_config(smoke_overrides(family, selector, dtype, protocols, cache_dir)),

@@ -4,7 +4,7 @@
 
 Plans ``data=alpaca data.sizes.train=<pool>`` with DELIFT (no weights loaded), calibrates the scoring model on
 this machine (cached under the cache folder), then computes the pool x pool kernel as a run does
-(``delift.pipeline``: data, overflow drop, kernel provider) and compares pairs, sequences, tokens and
+(``delift.run.pipeline``: data, overflow drop, kernel provider) and compares pairs, sequences, tokens and
 per-sequence pairs with what the engine recorded in the kernel's metadata. Exits 1 on any difference. Last line:
 ``plan_vs_run: pool <n> <pairs> pairs <tokens> tokens equal; kernel <s>s, planned <s>s here``.
 """
@@ -33,11 +33,11 @@ def main() -> int:
                  f"paths.cache_dir={cache}"]
 
     from delift.config.loader import compose_config
-    from delift.pipeline import build_parts, drop_overflowing_targets, kernel_provider
     from delift.plan.jobs import plan_jobs
     from delift.plan.stages import prompt_template
     from delift.plan.timing import cached_calibration, calibrate, load_rates
-    from delift.usecases import load_usecase_data
+    from delift.run.pipeline import build_parts, drop_overflowing_targets, kernel_provider
+    from delift.run.usecases import load_usecase_data
 
     (plan,) = plan_jobs(overrides, multirun=False)
     (stage,) = [s for s in plan.stages if s.name.startswith("kernel")]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from delift.checks import ConfigError
+from delift.config.checks import ConfigError
 from delift.config.loader import check_group_choices
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from delift.checks import ConfigError
+from delift.config.checks import ConfigError
 from delift.config.loader import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,11 +11,11 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from delift.checks import ConfigError
+from delift.config.checks import ConfigError
 from delift.config.loader import CONFIG_DIR, compose_config
 from delift.config.schema import ExperimentConfig, TrainConfig
-from delift.pipeline import build_parts
 from delift.protocols import Protocol
+from delift.run.pipeline import build_parts
 from delift.selection.base import Selector
 
 CONF = Path(CONFIG_DIR)
@@ -157,13 +157,13 @@ def test_partial_blocks_of_unchosen_protocols_are_checked_then_dropped():
     assert OmegaConf.structured(cfg).evaluation.qlora.generation.max_new_tokens == 12
 
 
-def test_importing_delift_config_registers_the_schema():
-    """Hydra's own compose API works after ``import delift.config`` alone (a notebook's first cell)."""
-    code = ("import sys\nimport delift.config\nfrom hydra import compose, initialize_config_dir\n"
+def test_importing_the_config_loader_registers_the_schema():
+    """Hydra's own compose API works after ``import delift.config.loader`` alone (a notebook's first cell)."""
+    code = ("import sys\nimport delift.config.loader\nfrom hydra import compose, initialize_config_dir\n"
             "from delift.config.loader import CONFIG_DIR\n"
             "with initialize_config_dir(config_dir=CONFIG_DIR, version_base='1.3'):\n"
             "    cfg = compose(config_name='config', overrides=['experiment=smoke'])\n"
-            "assert 'delift.cli' not in sys.modules and 'delift.pipeline' not in sys.modules\n"
+            "assert 'delift.cli' not in sys.modules and 'delift.run.pipeline' not in sys.modules\n"
             "print(cfg.name, cfg.metrics.names)")
     repo = Path(__file__).resolve().parents[1]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(repo), os.environ.get("PYTHONPATH")) if p))
@@ -186,7 +186,7 @@ def test_metrics_are_found_by_name_in_conf_metric():
 
 
 def test_every_usecase_option_has_its_table_entry():
-    from delift.usecases import USECASES
+    from delift.run.usecases import USECASES
 
     assert sorted(USECASES) == options("usecase")
     assert sorted(OmegaConf.load(CONF / "usecase" / f"{name}.yaml").name for name in USECASES) == sorted(USECASES)

@@ -87,7 +87,7 @@ def test_gsm8k_extract_options_score_the_same_generations_differently_by_hand():
 
 
 def test_gsm8k_extract_is_a_checked_config_choice():
-    from delift.checks import ConfigError
+    from delift.config.checks import ConfigError
     from delift.config.loader import compose_config
 
     cfg = compose_config(["experiment=smoke", "metrics=exact_match", "+metric_library.exact_match.gsm8k_extract=strict"])

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from delift.config.loader import CONFIG_DIR, compose_config
-from delift.pipeline import run_experiment
+from delift.run.pipeline import run_experiment
 
 SHARED = Path(os.environ.get("DELIFT_SHARED_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 TINY = ["model=tiny_llama", "progress=false", "kernel.max_length=512", "kernel.on_overflow=skip",

@@ -17,7 +17,7 @@ from test_less_gradients import randomise_lora
 from test_scoring import naive_log_probs
 from test_training import greedy_by_hand
 
-from delift.checks import collect_problems
+from delift.config.checks import collect_problems
 from delift.config.loader import CONFIG_DIR, compose_config
 from delift.data.prompts import PromptTemplate
 from delift.evaluation.generation import generate

@@ -11,7 +11,7 @@ import pytest
 
 from delift.config.loader import compose_config
 from delift.models.config import TINY_FAMILIES
-from delift.pipeline import run_experiment
+from delift.run.pipeline import run_experiment
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "family_matrix.py"
 spec = importlib.util.spec_from_file_location("family_matrix", SCRIPT)

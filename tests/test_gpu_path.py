@@ -27,7 +27,7 @@ def test_paper_scale_model_configs_load_from_the_hub(name, hub_id):
 
 
 def test_paper_scale_model_offline_names_the_missing_download(tmp_path):
-    from delift.pipeline import build_parts
+    from delift.run.pipeline import build_parts
 
     cfg = compose_config(["model=qwen2_7b", f"paths.cache_dir={tmp_path}"])
     spec = build_parts(cfg).model_spec

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from delift.checks import ConfigError
+from delift.config.checks import ConfigError
 from delift.config.loader import compose_config
 from delift.evaluation.judge import judge_settings, run_judge
 

@@ -290,7 +290,7 @@ def test_cache_keys_differ_by_settings_and_the_exact_key_is_unchanged(tiny_spec,
     (["+kernel.knn.typo=1"], "kernel.knn.typo"),
 ])
 def test_typed_config_rejects_bad_approximation_values(overrides, message):
-    from delift.checks import ConfigError
+    from delift.config.checks import ConfigError
     from delift.config.loader import compose_config
 
     with pytest.raises(ConfigError) as caught:

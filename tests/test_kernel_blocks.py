@@ -123,7 +123,7 @@ def test_two_shards_merge_to_the_single_process_kernel(tiny_spec, tmp_path, monk
 def test_sharded_pipeline_multirun_then_normal_run_uses_the_merged_kernel(tmp_path):
     """Two shards through the CLI (basic launcher); a merge in-process equals one process's kernel."""
     from delift.config.loader import compose_config
-    from delift.usecases import load_usecase_data
+    from delift.run.usecases import load_usecase_data
 
     env = dict(os.environ, DELIFT_CACHE_DIR=str(tmp_path / "cache"), HF_HUB_OFFLINE="1", WANDB_MODE="disabled")
     overrides = ["experiment=smoke", "data.sizes.train=6", "kernel.block_size=2", "kernel.num_shards=2"]

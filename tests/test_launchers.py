@@ -10,7 +10,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from delift.config.loader import CONFIG_DIR
-from delift.launch_checks import RayClusterAddress
+from delift.run.launch_checks import RayClusterAddress
 
 LAUNCHERS = Path(CONFIG_DIR) / "hydra" / "launcher"
 
@@ -35,7 +35,7 @@ def test_ray_cluster_preset_installs_the_check_and_ray_local_asks_for_no_gpu():
     assert "/hydra/callbacks/ray_cluster_address" in cluster["defaults"]
     callback = (Path(CONFIG_DIR) / "hydra" / "callbacks" / "ray_cluster_address.yaml").read_text()
     assert "# @package hydra.callbacks.ray_cluster_address" in callback
-    assert yaml.safe_load(callback)["_target_"] == "delift.launch_checks.RayClusterAddress"
+    assert yaml.safe_load(callback)["_target_"] == "delift.run.launch_checks.RayClusterAddress"
     local = yaml.safe_load((LAUNCHERS / "ray_local.yaml").read_text())["ray"]
     assert local["init"]["address"] is None and local["init"]["num_gpus"] == 0 and local["remote"]["num_gpus"] == 0
 

@@ -180,9 +180,9 @@ def test_a_killed_feature_stage_resumes_from_its_chunks(exact, tiny_spec, cache_
 
 
 def test_selector_less_composes_and_bad_values_name_their_keys():
-    from delift.checks import ConfigError
+    from delift.config.checks import ConfigError
     from delift.config.loader import compose_config
-    from delift.pipeline import build
+    from delift.run.pipeline import build
 
     cfg = compose_config(["selector=less", "selector.proj_dim=null", "selector.subtask_field=subject"])
     selector = build(cfg.selector)

@@ -200,7 +200,7 @@ def test_tiny_model_without_cache_dir_is_cached_under_delift_cache_dir(tmp_path,
     ("model.cache_dir=''", "model.cache_dir: empty"),
 ])
 def test_bad_tiny_model_and_cache_values_fail_at_load_naming_the_key(override, message):
-    from delift.checks import ConfigError
+    from delift.config.checks import ConfigError
     from delift.config.loader import compose_config
 
     with pytest.raises(ConfigError, match=re.escape(message)):

@@ -202,9 +202,9 @@ def test_nuggets_end_to_end_equals_naive_golden_scores(tiny_spec, trained_tiny_m
 
 
 def test_config_composes_builds_and_checks_its_values():
-    from delift.checks import ConfigError
+    from delift.config.checks import ConfigError
     from delift.config.loader import compose_config
-    from delift.pipeline import build_parts
+    from delift.run.pipeline import build_parts
 
     cfg = compose_config(["experiment=smoke", "selector=nuggets", "selector.golden_size=5"])
     selector = build_parts(cfg).selector

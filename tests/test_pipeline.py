@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from delift.cli import duplicate_reference_job, is_budget_independent, swept_fractions, swept_keys
 from delift.config.loader import CONFIG_DIR, compose_config
-from delift.pipeline import run_experiment
+from delift.run.pipeline import run_experiment
+from delift.run.sweep import duplicate_reference_job, is_budget_independent, swept_fractions, swept_keys
 from delift.selection.base import budget_from_fraction
 from delift.tracking import LaunchInfo
 from delift.tracking.identity import sweep_group
@@ -355,8 +355,8 @@ def test_smoke_runs_under_every_usecase(tmp_path, usecase):
 
 
 def test_an_emptied_pool_names_what_emptied_it():
-    from delift.pipeline import _why_small
-    from delift.usecases import UsecaseData
+    from delift.run.pipeline import _why_small
+    from delift.run.usecases import UsecaseData
 
     data = UsecaseData(name="instruction_tuning", pool=[], counts={"pool/decontaminated": 48})
     with pytest.raises(ValueError, match=r"a pool of 0 selects nothing; the pool lost 48 dropped by decontamination"):
@@ -366,7 +366,7 @@ def test_an_emptied_pool_names_what_emptied_it():
 
 
 def test_result_files_are_strict_json(tmp_path):
-    from delift.outputs import write_json, write_jsonl
+    from delift.fsutil import write_json, write_jsonl
 
     write_json(tmp_path / "m.json", {"judge": float("nan"), "n": [1.0, float("inf")], "ok": 0.5})
     write_jsonl(tmp_path / "p.jsonl", [{"judge": float("nan")}])
@@ -386,7 +386,7 @@ def test_a_failed_run_still_writes_run_json_with_its_error(tmp_path):
 
 
 def test_every_listener_hears_an_error_even_when_one_fails():
-    from delift.listeners import Listeners, RunListener
+    from delift.run.listeners import Listeners, RunListener
 
     heard = []
 
@@ -403,7 +403,7 @@ def test_every_listener_hears_an_error_even_when_one_fails():
 
 
 def test_the_protocol_contract_names_training_settings_and_adapter_folder(tmp_path):
-    from delift.pipeline import build_parts, reference_training
+    from delift.run.pipeline import build_parts, reference_training
 
     parts = build_parts(smoke_config(tmp_path / "cache", "evaluation=[icl,qlora]"))
     icl, qlora = parts.protocols

@@ -92,8 +92,8 @@ def _selectors() -> list[str]:
 def test_budget_curve_expands_to_the_basic_sweepers_jobs():
     """experiment=budget_curve: 5 fractions x every conf/selector option x 3 seeds, numbered in sweep order;
     Initial and Full run once per seed (delift.cli's rule), their other 4 fractions do no work."""
-    from delift.cli import fractions_of, reference_fraction
     from delift.plan.jobs import expand
+    from delift.run.sweep import fractions_of, reference_fraction
 
     specs, arguments = expand(["experiment=budget_curve"], multirun=True)
     selectors = _selectors()
@@ -148,8 +148,8 @@ def _counting_model_loads(monkeypatch) -> list[int]:
 
 def _plan_against_run(overrides: list[str], tmp_path, monkeypatch):
     from delift.kernel.cache import KernelCache
-    from delift.pipeline import run_experiment
     from delift.plan.jobs import plan_jobs
+    from delift.run.pipeline import run_experiment
 
     (plan,) = plan_jobs(overrides, multirun=False)
     kernels = [s for s in plan.stages if s.name.startswith("kernel")]
@@ -223,8 +223,8 @@ def test_plan_of_ifd_scoring_equals_its_passes(tmp_path, monkeypatch):
     """IFD's two per-example scoring stages: the plan's forward calls and real tokens against the scorer's
     (the attention mask of each pass counts its real tokens)."""
     from delift.kernel.probabilities import decoder_and_head
-    from delift.pipeline import run_experiment
     from delift.plan.jobs import plan_jobs
+    from delift.run.pipeline import run_experiment
     from delift.scoring import scorer
 
     overrides = ["experiment=smoke", "selector=ifd", "selector.batch_size=3", "evaluation=icl",

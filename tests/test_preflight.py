@@ -1,4 +1,4 @@
-"""Every model a run loads is found before the first stage (delift.preflight), offline and online."""
+"""Every model a run loads is found before the first stage (delift.run.preflight), offline and online."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
 from delift import preflight
 from delift.config.loader import compose_config
-from delift.pipeline import run_experiment
-from delift.preflight import ModelsNotFound, check_models, find_missing
+from delift.run.pipeline import run_experiment
+from delift.run.preflight import ModelsNotFound, check_models, find_missing
 
 slow = pytest.mark.slow  # CLI subprocesses
 RATER = "selector.models=[{name:rater,hub_id:nobody/no-such-rater}]"

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from delift.config.loader import compose_config
-from delift.pipeline import run_experiment
 from delift.report.cli import build_report
 from delift.report.kernel_figures import kernel_path, load_kernel
+from delift.run.pipeline import run_experiment
 
 
 @pytest.mark.slow

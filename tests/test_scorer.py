@@ -10,15 +10,15 @@ import pytest
 from conftest import make_examples
 from test_pipeline import isolated_env
 
-from delift.checks import ConfigError
+from delift.config.checks import ConfigError
 from delift.config.loader import compose_config
-from delift.listeners import subset_record
 from delift.models.config import ModelConfig, TinyModelConfig
-from delift.pipeline import build_parts, kernel_provider, run_experiment, selection_context
-from delift.provenance import run_record
+from delift.run.listeners import subset_record
+from delift.run.pipeline import build_parts, kernel_provider, run_experiment, selection_context
+from delift.run.provenance import run_record
+from delift.run.usecases import UsecaseData, data_configs
 from delift.selection.base import Selection
 from delift.tracking import run_identity
-from delift.usecases import UsecaseData, data_configs
 
 slow = pytest.mark.slow  # end-to-end runs
 A, B = "tiny_llama", "tiny_llama_b"  # two tiny models with different tokenizers (byte-level; byte-level + merges)

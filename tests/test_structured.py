@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from delift.checks import ConfigError
+from delift.config.checks import ConfigError
 from delift.config.loader import compose_config
 from delift.data.config import StructuredConfig
 from delift.data.loading import load_examples, load_splits
@@ -221,7 +221,7 @@ def test_bench_scale_on_the_structured_pool(tmp_path):
 
 
 def test_results_on_the_structured_pool_carry_a_caveat():
-    from delift.provenance import caveats
+    from delift.run.provenance import caveats
 
     config = compose_config(["experiment=smoke", "data=structured"])
     notes = caveats(config.model, {"data": config.data}, None)

@@ -403,7 +403,7 @@ def test_artifact_names_differ_by_budget_and_usecase() -> None:
 def test_logger_config_values_fail_naming_their_key() -> None:
     from hydra.errors import ConfigCompositionException
 
-    from delift.checks import ConfigError
+    from delift.config.checks import ConfigError
     from delift.config.loader import compose_config
 
     assert compose_config(["logger=wandb"]).logger.log_adapter is False

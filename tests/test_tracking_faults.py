@@ -22,7 +22,7 @@ LOSSES = [2.5, 2.25, 2.0]
 
 CHILD = """
 import sys, time
-import delift.pipeline as pipeline
+import delift.run.pipeline as pipeline
 from delift.config.loader import compose_config
 
 def waiting_evaluation(protocols, ctx, train_set, tests, events):

@@ -12,7 +12,7 @@ import pytest
 
 from delift.config.loader import compose_config
 from delift.data.records import Example
-from delift.listeners import Listeners, ResultFiles, RunInfo, Tracking
+from delift.run.listeners import Listeners, ResultFiles, RunInfo, Tracking
 from delift.selection.base import Selection
 from delift.tracking import LaunchInfo, WandbLogger, run_identity
 from delift.tracking.offline import offline_runs
@@ -96,7 +96,7 @@ def test_stage_numbers_go_to_the_summary_and_figures_to_images(tmp_path: Path) -
 
 
 def test_figures_are_skipped_when_the_logger_records_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import delift.listeners as listeners
+    import delift.run.listeners as listeners
 
     drawn = []
     monkeypatch.setattr(listeners, "selection_figures", lambda run, folder: drawn.append(folder) or {})
@@ -109,7 +109,7 @@ def test_figures_are_skipped_when_the_logger_records_none(tmp_path: Path, monkey
 
 def test_a_kernel_file_over_the_limit_is_not_reloaded_for_a_figure(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    import delift.listeners as listeners
+    import delift.run.listeners as listeners
 
     cache, out = tmp_path / "cache", tmp_path / "run"
     out.mkdir()
@@ -163,7 +163,7 @@ def test_the_flush_interval_is_set_only_on_a_wandb_that_has_it(monkeypatch: pyte
 
 def test_the_run_figures_name_the_configs_seed_before_run_json_exists(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    import delift.listeners as listeners
+    import delift.run.listeners as listeners
     from delift.report import kernel_figures
 
     cache, out = tmp_path / "cache", tmp_path / "run"

@@ -1,14 +1,9 @@
-"""Typed configuration: the schemas, their checks, and the loader the entry point calls.
+"""Typed configuration: the checks every settings class uses (:mod:`~delift.config.checks`, the bottom of the
+package graph), the schemas (:mod:`~delift.config.schema`) and the loader the entry point calls
+(:mod:`~delift.config.loader`).
 
-Importing this package registers the top-level schema in Hydra's ConfigStore, so Hydra's own compose
-API (``initialize_config_dir`` + ``compose`` on :data:`delift.config.loader.CONFIG_DIR`) works in a
-notebook that imports nothing else of delift.
+This ``__init__`` imports nothing, so the settings classes below the schema (data, model, kernel) can use the
+checks without an import cycle. Importing :mod:`delift.config.loader` registers the top-level schema in Hydra's
+ConfigStore, so Hydra's own compose API (``initialize_config_dir`` + ``compose`` on
+:data:`delift.config.loader.CONFIG_DIR`) works in a notebook after ``import delift.config.loader`` alone.
 """
-
-from delift.checks import ConfigError, collect_problems, raise_problems
-from delift.config.loader import register
-from delift.config.schema import ExperimentConfig
-
-register()
-
-__all__ = ["ConfigError", "ExperimentConfig", "collect_problems", "raise_problems"]

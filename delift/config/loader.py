@@ -25,7 +25,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from delift.checks import ConfigError, raise_problems
+from delift.config.checks import ConfigError, raise_problems
 from delift.config.schema import ExperimentConfig
 from delift.models.config import ModelConfig
 
@@ -303,3 +303,6 @@ def compose_config(overrides: Iterable[str] = (), config_name: str = "config") -
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         composed = compose(config_name=config_name, overrides=list(overrides))
     return load_config(composed)
+
+
+register()  # importing the loader registers the schema: Hydra's own compose API works after it alone

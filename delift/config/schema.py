@@ -3,7 +3,7 @@
 Each ``conf/<group>/*.yaml`` is merged into its schema when Hydra composes the config, so a misspelt
 key or a value of the wrong type fails at compose time, naming the key. Ranges and choices are
 checked by each schema's ``problems()`` (local key -> message), walked with full key paths by
-:func:`delift.checks.collect_problems` before any data or model is loaded.
+:func:`delift.config.checks.collect_problems` before any data or model is loaded.
 
 Polymorphic nodes (``selector``, ``judge``, the blocks of ``evaluation`` and ``metric_library``) are
 typed ``Any`` here; their schema is the ``Config`` dataclass of the class their ``_target_`` (or, for
@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
-from delift.checks import Problems, at_least, choice  # noqa: F401 (re-exported for selector schemas)
+from delift.config.checks import Problems, at_least, choice  # noqa: F401 (re-exported for selector schemas)
 from delift.data.config import DataConfig
 from delift.kernel.config import KernelConfig
 from delift.models.config import DTYPES, ModelConfig

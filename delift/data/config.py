@@ -11,7 +11,7 @@ from typing import Any, List, Optional
 
 from omegaconf import MISSING
 
-from delift.checks import Problems, at_least, choice
+from delift.config.checks import Problems, at_least, choice
 from delift.data.structured import TASK_NAMES
 
 

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from delift.checks import Problems, choice
+from delift.config.checks import Problems, choice
 from delift.data.records import Example
 from delift.evaluation.metrics import Metric, MetricScores
 

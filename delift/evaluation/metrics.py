@@ -33,6 +33,11 @@ from delift.models.embeddings import DEFAULT_EMBEDDER
 
 log = logging.getLogger(__name__)
 
+
+def metric_key(evaluation: str, split: str, metric: str) -> str:
+    """The metrics.json key of one score: ``<evaluation>[/<split>]/<metric>``."""
+    return f"{evaluation}/{split}/{metric}" if split else f"{evaluation}/{metric}"
+
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
 

@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from delift.checks import raise_problems
+from delift.config.checks import raise_problems
 from delift.data.records import Example
 from delift.kernel.approximations import STRATEGIES
 from delift.kernel.approximations.base import Approximation, ApproximationContext

@@ -31,7 +31,7 @@ from typing import Any, ClassVar, NamedTuple, Sequence
 
 import numpy as np
 
-from delift.checks import Problems, at_least, choice
+from delift.config.checks import Problems, at_least, choice
 from delift.data.records import Example
 from delift.models.embeddings import DEFAULT_EMBEDDER
 

@@ -3,7 +3,7 @@
 A notebook builds it directly (``ModelConfig(name="tiny", source="tiny_random")``). ``dtype`` stays as
 written (``auto`` in run.json's config); :attr:`ModelConfig.resolved_dtype` is the concrete one that
 cache keys and loading use. Imports only the standard library, omegaconf's ``MISSING`` and
-:mod:`delift.checks` (torch only inside the two functions that need it), so the config schema can hold it.
+:mod:`delift.config.checks` (torch only inside the two functions that need it), so the config schema can hold it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional
 
 from omegaconf import MISSING
 
-from delift.checks import Problems, at_least, choice
+from delift.config.checks import Problems, at_least, choice
 
 SOURCE_NAMES = ("hub", "packaged_gguf", "tiny_random")  # the keys of delift.models.loading.SOURCES
 DTYPES = ("float32", "float16", "bfloat16", "auto")  # auto: bfloat16 on hardware with native bf16, else float32

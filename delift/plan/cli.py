@@ -19,7 +19,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from delift.checks import ConfigError
+from delift.config.checks import ConfigError
 from delift.config.loader import CONFIG_DIR, check_group_choices
 from delift.models.config import ModelConfig
 from delift.plan.jobs import JobPlan, plan_jobs

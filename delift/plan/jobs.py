@@ -4,7 +4,7 @@ A multirun is expanded by Hydra itself: the sweep config is composed in multirun
 ``hydra.sweeper.params`` and the command line's overrides are parsed by Hydra's override parser and
 crossed by the basic sweeper (:meth:`BasicSweeper.split_arguments`), and each job's config is composed
 from its overrides as the launcher would. A budget-independent selector's repeat jobs are recognised by
-``delift.cli``'s own rule (:func:`delift.cli.reference_fraction`) and cost nothing.
+the run's own rule (:func:`delift.run.sweep.reference_fraction`) and cost nothing.
 """
 
 from __future__ import annotations
@@ -13,20 +13,20 @@ import logging
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from delift.cli import fractions_of, reference_fraction
 from delift.config.loader import CONFIG_DIR, load_config, register
 from delift.config.schema import ExperimentConfig
 from delift.data.records import Example
 from delift.kernel.front import Kernels
 from delift.kernel.tokens import TokenizedExample, tokenize_examples
 from delift.models.config import ModelConfig
-from delift.pipeline import build, drop_overflowing_targets
 from delift.plan.kernel import Schedule, engine_workers
 from delift.plan.models import PlanModel, plan_model
 from delift.plan.stages import JobInputs, PlanProvider, Stage, job_stages, prompt_template
 from delift.plan.timing import CALIBRATION_SIZE
+from delift.run.pipeline import build, drop_overflowing_targets
+from delift.run.sweep import fractions_of, reference_fraction
+from delift.run.usecases import UsecaseData, load_usecase_data
 from delift.selection.base import budget_from_fraction
-from delift.usecases import UsecaseData, load_usecase_data
 
 log = logging.getLogger(__name__)
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"

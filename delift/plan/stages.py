@@ -26,9 +26,9 @@ from delift.kernel.tokens import TokenizedExample
 from delift.plan.kernel import FLOAT, Schedule, kernel_bytes, kernel_work, stored_entries
 from delift.plan.models import PlanModel, flops
 from delift.plan.work import Work, attended
+from delift.run.usecases import UsecaseData
 from delift.scoring.layout import answer_items, training_items
 from delift.selection.base import SelectionContext, Selector
-from delift.usecases import UsecaseData
 
 SELECTION_BYTES = 12  # per kernel entry at selection, beyond the kernel: post-processed s (f64) + submodlib's f32
 SPARSE_SELECTION_BYTES = 20  # per stored entry of a knn kernel: clipped CSR s (f32 + int32) + the greedy's CSC (f64 + int32)

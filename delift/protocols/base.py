@@ -14,9 +14,8 @@ from delift.config.schema import GenerationConfig
 from delift.data.prompts import PromptTemplate
 from delift.data.records import Example
 from delift.evaluation.generation import generate
-from delift.evaluation.metrics import Metric, score_all
+from delift.evaluation.metrics import Metric, metric_key, score_all
 from delift.models.config import ModelConfig
-from delift.outputs import metric_key
 
 if TYPE_CHECKING:  # an annotation only: the settings class lives with the training code
     from delift.training.finetune import FinetuneConfig
@@ -80,7 +79,7 @@ class Protocol(ABC):
             tests: Mapping[str, Sequence[Example]]) -> tuple[dict[str, Any], list[dict]]:
         """Evaluate ``train_set`` (empty for the Initial baseline: the untouched base model) on ``tests``
         (split key -> examples; ``""`` is the headline split). Returns ``(metrics, rows)``: flat metrics,
-        every key under ``<name>/`` (scores as :func:`delift.outputs.metric_key`), and one prediction row
+        every key under ``<name>/`` (scores as :func:`delift.evaluation.metrics.metric_key`), and one prediction row
         per (test split, example); :func:`score_generations` builds both. Stages are timed with
         ``ctx.timer.stage("<name>_<stage>")``; files go under ``ctx.output_dir``."""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from delift.outputs import metric_key
+from delift.evaluation.metrics import metric_key
 from delift.report.jobs import Group, Job, cache_reads, display_keys, number
 from delift.report.labels import (
     METRICS,

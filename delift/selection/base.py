@@ -83,7 +83,7 @@ class Selector(ABC):
     any work), takes those settings as keyword arguments, and implements :meth:`select`. It may
     override :meth:`kernel_requests` (the utility kernels it needs, for sharded precomputation) and
     set ``skip_training`` (the Initial baseline: evaluate the base model, train nothing) and
-    ``budget_independent`` (its subset ignores the budget: a budget sweep runs it once, see ``delift.cli``).
+    ``budget_independent`` (its subset ignores the budget: a budget sweep runs it once, see :mod:`delift.run.sweep`).
     """
 
     name: str = "selector"

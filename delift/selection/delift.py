@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from delift.checks import Problems, choice
+from delift.config.checks import Problems, choice
 from delift.data.records import Example
 from delift.kernel.postprocess import postprocess_joint
 from delift.kernel.settings import is_sparse, self_pairs

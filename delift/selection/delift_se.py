@@ -30,7 +30,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from delift.checks import Problems, at_least, choice
+from delift.config.checks import Problems, at_least, choice
 from delift.data.prompts import PromptTemplate
 from delift.data.records import Example
 from delift.kernel.postprocess import POSTPROCESS, postprocess_joint

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from delift.checks import Problems, at_least, choice
+from delift.config.checks import Problems, at_least, choice
 from delift.scoring import ExampleScorer
 from delift.selection.base import Selection, SelectionContext, Selector, top_k
 

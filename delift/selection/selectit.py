@@ -25,7 +25,7 @@ from typing import Any, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from delift.checks import Problems, at_least, choice
+from delift.config.checks import Problems, at_least, choice
 from delift.data.records import Example
 from delift.models.config import ModelConfig, TinyModelConfig
 from delift.scoring import ExampleScorer

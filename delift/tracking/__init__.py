@@ -54,7 +54,7 @@ def make_logger(cfg: LoggerConfig | Mapping[str, Any], defaults: Mapping[str, An
     """Build the logger ``cfg.name`` names (``none`` or ``wandb``) from the typed config (or a mapping).
 
     ``defaults`` supplies values for W&B fields that are null in ``cfg`` (e.g. a run's name, group, job
-    type and tags; the pipeline sets them on ``cfg`` itself, :meth:`delift.listeners.Tracking.for_run`). Unknown names or keys raise ``ValueError`` naming ``logger.<key>``.
+    type and tags; the pipeline sets them on ``cfg`` itself, :meth:`delift.run.listeners.Tracking.for_run`). Unknown names or keys raise ``ValueError`` naming ``logger.<key>``.
     """
     cfg = logger_config(cfg)
     if cfg.name == "none":

@@ -1,7 +1,7 @@
 """Names made from Hydra overrides: sweep job folders and W&B run names.
 
 A job folder is ``<job number>_<key=value,...>``: the job's overrides, those of the keys the sweep
-varies (``hydra.sweeper.params`` and command-line sweeps, see ``delift.cli.swept_keys``) first and
+varies (``hydra.sweeper.params`` and command-line sweeps, see ``delift.run.sweep.swept_keys``) first and
 the rest sorted, without the path-valued ones
 (see :func:`is_path_override`), any ``/`` left in a value replaced by ``_`` so a name never nests
 folders, and never longer than a file name may be (255 bytes on common file systems). A name over

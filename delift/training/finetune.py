@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from delift.checks import ConfigError, raise_problems
+from delift.config.checks import ConfigError, raise_problems
 from delift.config.schema import TrainConfig
 from delift.data.prompts import PromptTemplate
 from delift.data.records import Example

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from delift.evaluation.judge.parsing import OK, parse_verdict
-from delift.outputs import write_json
+from delift.fsutil import write_json
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from delift.checks import Problems, at_least
+from delift.config.checks import Problems, at_least
 from delift.data.records import Example
 from delift.fsutil import atomic_write
 from delift.kernel.approximations.base import ApproximationContext, CachedApproximation

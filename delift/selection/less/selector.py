@@ -25,7 +25,7 @@ from typing import Any, Optional
 import numpy as np
 from tqdm.auto import tqdm
 
-from delift.checks import Problems, at_least, choice
+from delift.config.checks import Problems, at_least, choice
 from delift.data.records import Example, fingerprint
 from delift.models.loading import model_identity
 from delift.scoring.cache import content_key

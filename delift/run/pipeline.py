@@ -3,9 +3,9 @@
 Each stage is a plain function call with explicit arguments on the typed config
 (:class:`delift.config.schema.ExperimentConfig`); Hydra only composes it (``delift.cli``). Every part
 named by ``_target_`` (selector, protocols, metrics) is built, and every model the run loads is found
-(:mod:`delift.preflight`), before any data or model is loaded, so a bad value or a missing model fails
+(:mod:`delift.run.preflight`), before any data or model is loaded, so a bad value or a missing model fails
 first. The use case decides which datasets are loaded and which kernels the selector needs. :func:`_run`
-only runs the stages and tells the run's listeners (:mod:`delift.listeners`) what each produced: they
+only runs the stages and tells the run's listeners (:mod:`delift.run.listeners`) what each produced: they
 write the result files into ``output_dir`` (metrics.json, subset.json, predictions.jsonl, run.json) and
 report to the experiment tracker.
 """
@@ -25,21 +25,21 @@ from delift.config.schema import ExperimentConfig
 from delift.data.formatters import GENERATED_FORMATS, get_formatter
 from delift.data.prompts import PromptTemplate
 from delift.evaluation.metrics import Metric
+from delift.fsutil import write_json
 from delift.kernel.cache import KernelCache
 from delift.kernel.config import KernelConfig
 from delift.kernel.front import Kernels
 from delift.kernel.provider import KernelProvider
 from delift.kernel.tokens import overflowing_targets
-from delift.listeners import Listeners, ResultFiles, RunInfo, RunListener, Tracking
 from delift.models.config import ModelConfig
-from delift.outputs import write_json
-from delift.preflight import check_models
 from delift.protocols import EvalContext, Protocol, Timer
+from delift.run.listeners import Listeners, ResultFiles, RunInfo, RunListener, Tracking
+from delift.run.preflight import check_models
+from delift.run.usecases import UsecaseData, data_configs, load_usecase_data
 from delift.selection.base import SelectionContext, Selector, budget_from_fraction
 from delift.tracking import LaunchInfo
 from delift.training.adapter_cache import trained_adapter
 from delift.training.finetune import FinetuneConfig, training_callbacks
-from delift.usecases import UsecaseData, data_configs, load_usecase_data
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,8 @@ def _evaluate(protocols: list[Protocol], ctx: EvalContext, train_set: list, test
     return metrics, rows
 
 
-def run_experiment(cfg: ExperimentConfig, output_dir: str | Path, launch: LaunchInfo | None = None) -> dict[str, Any]:
+def run_experiment(cfg: ExperimentConfig, output_dir: str | Path, launch: LaunchInfo | None = None,
+                   models_checked: bool = False) -> dict[str, Any]:
     """Run one configured experiment and write its result files into ``output_dir``.
 
     ``launch`` (from ``delift.cli``: the Hydra overrides, group choices and sweep folder) names the
@@ -198,7 +199,8 @@ def run_experiment(cfg: ExperimentConfig, output_dir: str | Path, launch: Launch
         raise TypeError("run_experiment takes the typed config: delift.config.loader.load_config(cfg) or "
                         "compose_config(overrides)")
     parts = build_parts(cfg)  # every part is checked before any data or model is loaded
-    check_models(cfg)  # every model the run loads is found (or all missing ones reported) before any output
+    if not models_checked:  # the entry point checks before its slow imports and says so: one check per run
+        check_models(cfg)  # every model the run loads is found (or all missing ones reported) before any output
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     run = RunInfo(cfg=cfg, output_dir=output_dir, resolved=asdict(cfg))

@@ -30,7 +30,7 @@ from urllib.parse import urlparse
 
 from hydra.utils import get_class
 
-from delift.checks import ConfigError
+from delift.config.checks import ConfigError
 from delift.config.schema import ExperimentConfig
 from delift.evaluation.judge.config import HFJudgeSettings, judge_settings
 from delift.kernel.settings import EXACT

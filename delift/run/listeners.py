@@ -1,6 +1,6 @@
 """What a run reports, as listeners on the pipeline's stage events.
 
-:func:`delift.pipeline.run_experiment` runs the stages and tells every listener, in this order:
+:func:`delift.run.pipeline.run_experiment` runs the stages and tells every listener, in this order:
 ``on_start()``; ``on_data(data, metrics)``; then either ``on_shard(metrics)`` (sharded kernel mode, the
 run stops there) or ``on_selection(selection, pool, metrics)``, for each protocol any number of
 ``on_train_step(evaluation, step, values)`` and one ``on_evaluation(protocol, metrics, rows, adapter)``,
@@ -28,13 +28,13 @@ from typing import Any, Mapping, Sequence
 
 from delift.config.schema import ExperimentConfig
 from delift.data.records import Example
-from delift.outputs import write_json, write_jsonl
+from delift.fsutil import write_json, write_jsonl
 from delift.protocols import Protocol
-from delift.provenance import run_record, scorer_record
+from delift.run.provenance import run_record, scorer_record
+from delift.run.usecases import UsecaseData, data_configs
 from delift.selection.base import Selection
 from delift.tracking import ExperimentLogger, LaunchInfo, artifact_name, make_logger, run_identity
 from delift.tracking.wandb_logger import history_values
-from delift.usecases import UsecaseData, data_configs
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ class Listeners(RunListener):
 
 def subset_record(cfg: ExperimentConfig, selection: Selection, pool: Sequence[Example],
                   scorer: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The content of subset.json; ``scorer`` (:func:`~delift.provenance.scorer_record`) is written only when
+    """The content of subset.json; ``scorer`` (:func:`~delift.run.provenance.scorer_record`) is written only when
     a scorer is set, so a run scored by its own model writes the file it wrote before scorers existed."""
     record = {"selector": selection.selector, "selector_config": asdict(cfg.selector), "usecase": cfg.usecase.name}
     if scorer is not None:

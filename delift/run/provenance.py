@@ -1,7 +1,7 @@
 """What produced a run's numbers: model and embedder identity, library versions, and caveats.
 
 Each function takes the parts of the config it reads: the model and the scorer (``ModelConfig``; the
-scorer is None when the run's model scores), the data configs a run reads (:func:`delift.usecases.data_configs`), ``metrics`` and ``judge``, ``paths.shared_datasets``.
+scorer is None when the run's model scores), the data configs a run reads (:func:`delift.run.usecases.data_configs`), ``metrics`` and ``judge``, ``paths.shared_datasets``.
 """
 
 from __future__ import annotations
