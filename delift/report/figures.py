@@ -18,6 +18,8 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from delift.report.parts import packaged
+
 REFERENCE_STYLE = {False: ("black", "--"), True: ("grey", ":")}  # by skip_training: Full Data, Initial
 REFERENCE_BARS = {False: "dimgrey", True: "silver"}  # light enough for the black whiskers to show
 INTERVAL = "95 % t-interval over seeds"  # the one uncertainty convention of every figure (none with one seed)
@@ -50,6 +52,11 @@ def metrics_of(entries: list[dict]) -> list[str]:
     return list(dict.fromkeys(e["metric"] for e in entries))
 
 
+def bounds_of(entry: dict) -> tuple[float, float] | None:
+    """The bounds the entry's metric declares (as the frame carries them; else the package's metric's)."""
+    return entry["bounds"] if "bounds" in entry else packaged().metric(entry["metric"]).bounds
+
+
 def protocol_label(entries: list[dict], evaluation: str) -> str:
     """The label ``evaluation``'s protocol declares, as the frame (or survey) entries carry it."""
     return next((e["evaluation_label"] for e in entries if e["evaluation"] == evaluation), evaluation)
@@ -78,7 +85,7 @@ def interval(entry: dict) -> tuple[float, float] | None:
     """The entry's t-interval clipped to its metric's bounds (None with fewer than two seeds)."""
     if entry["ci_low"] is None or entry["mean"] is None:
         return None
-    bounds = entry.get("bounds")
+    bounds = bounds_of(entry)
     low, high = entry["ci_low"], entry["ci_high"]
     return (max(low, bounds[0]), min(high, bounds[1])) if bounds else (low, high)
 
@@ -86,7 +93,7 @@ def interval(entry: dict) -> tuple[float, float] | None:
 def y_range(entries: list[dict], metric: str, from_zero: bool) -> tuple[float, float]:
     """The y-limits of ``metric`` over ``entries`` (means and clipped intervals): never outside a bounded
     metric's range, never empty (all zero: the whole range); ``from_zero`` for bars."""
-    bounds = next((e.get("bounds") for e in entries if e["metric"] == metric), None)
+    bounds = next((bounds_of(e) for e in entries if e["metric"] == metric), None)
     values = [v for e in entries if e["metric"] == metric and e["mean"] is not None
               for v in (e["mean"], *(interval(e) or ()))]
     low, high = (min(values), max(values)) if values else (0.0, 0.0)

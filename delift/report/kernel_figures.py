@@ -19,7 +19,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
 from delift.report.figures import new_figure, save
-from delift.report.parts import Parts
+from delift.report.parts import packaged
 
 MAX_SHOWN = 1500  # examples per heatmap axis (the first in selection order); a bigger image says nothing more
 
@@ -88,7 +88,7 @@ def run_files(run: Any) -> tuple[dict, Any]:
 
 def describe(subset: dict, seed: Any, method: str | None, setting: str) -> str:
     """``DELIFT, budget_fraction=0.25, seed 0``: what a figure of one run shows."""
-    label = method or Parts().selector(str(subset.get("selector"))).label
+    label = method or packaged().selector(str(subset.get("selector"))).label
     shown = [label, setting, "" if seed is None else f"seed {seed}"]
     return ", ".join(p for p in shown if p)
 

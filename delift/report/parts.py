@@ -216,3 +216,9 @@ class Parts:
     def references(self) -> list[str]:
         """The budget-independent selectors the jobs ran (Initial, Full), in row order."""
         return sorted((n for n, p in self.selectors.items() if p.reference), key=lambda n: self.selectors[n].order)
+
+
+@cache
+def packaged() -> Parts:
+    """The package's own parts only (conf/ groups): for entries built without a report's jobs."""
+    return Parts.of([])

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from delift.report.labels import SPLITS, show
-from delift.report.parts import Parts
+from delift.report.parts import packaged
 
 MARKS = ("†", "‡", "§", "¶")
 MAX_KEY_COLUMNS = 3
@@ -37,7 +37,7 @@ def marks(baselines: tuple[str, ...]) -> dict[str, str]:
 def selector_label(frame: list[dict], selector: str) -> str:
     """The label ``selector`` declares, as the frame carries it (a baseline the jobs lack: the package's)."""
     found = next((e["selector_label"] for e in frame if e["selector"] == selector), None)
-    return found if found is not None else Parts().selector(selector).label
+    return found if found is not None else packaged().selector(selector).label
 
 
 def legend(baselines: tuple[str, ...], frame: list[dict]) -> str:
