@@ -81,6 +81,7 @@ def test_score_all_rouge_only_means_and_no_embedder() -> None:
 def test_a_new_metric_class_gets_the_examples_with_metadata() -> None:
     class PromptLength(Metric):
         name = "prompt_len"
+        label, bounds, higher_is_better = "prompt length", None, True
 
         def score(self, generations, test_examples):
             return MetricScores({"prompt_len": [float(len(ex.instruction) + ex.metadata["extra"])
@@ -148,6 +149,7 @@ def test_judge_all_failed_mean_is_null_and_settings_are_required(monkeypatch, tm
 def test_nan_is_skipped_with_a_warning_and_an_empty_mean_is_null(caplog) -> None:
     class HalfNan(Metric):
         name = "half"
+        label, bounds, higher_is_better = "half", (0.0, 1.0), True
 
         def __init__(self, nan_ok):
             self.nan_ok = nan_ok

@@ -115,6 +115,10 @@ class ExactMatch(Metric):
     """GSM8K final-number and MMLU choice-letter accuracy."""
 
     name = "exact_match"
+    label = "EM"
+    bounds = (0.0, 1.0)
+    higher_is_better = True
+    column_order = 3
 
     @dataclass
     class Config:

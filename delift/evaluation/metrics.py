@@ -92,10 +92,41 @@ class MetricScores:
     nan_ok: bool = False  # NaN = "no score for this example": means skip it (and say how many had one)
 
 
+DECLARED = ("label", "bounds", "higher_is_better")  # what every metric class states about its scores
+
+
 class Metric(ABC):
-    """Scores generations against test examples; see the module docstring for the contract."""
+    """Scores generations against test examples; see the module docstring for the contract.
+
+    Every subclass declares what the report asks of its scores (a class without them is a TypeError
+    naming it, at its definition): ``label`` (the column label, e.g. "BGE"), ``bounds`` (``(lowest,
+    highest)`` every score lies in, figures clip intervals to it; ``None`` says "unbounded"),
+    ``higher_is_better``; optionally ``column_order`` (position among the report's metric columns; None:
+    after the ordered ones, by key) and ``key_labels`` (score key -> label, for a metric writing several
+    keys; default ``{name: label}``).
+    """
 
     name: str = "metric"
+    label: str
+    bounds: tuple[float, float] | None
+    higher_is_better: bool
+    column_order: int | None = None
+    key_labels: dict[str, str] | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        missing = [attr for attr in DECLARED if not hasattr(cls, attr)]
+        if missing:
+            raise TypeError(f"metric {cls.__module__}.{cls.__qualname__} does not declare {', '.join(missing)} "
+                            "(class attributes; bounds = None for an unbounded score)")
+        if cls.bounds is not None and not (len(cls.bounds) == 2 and cls.bounds[0] < cls.bounds[1]):
+            raise TypeError(f"metric {cls.__module__}.{cls.__qualname__}: bounds {cls.bounds!r} is not "
+                            "(lowest, highest) with lowest < highest")
+
+    @classmethod
+    def score_labels(cls) -> dict[str, str]:
+        """Score key -> its label, in column order."""
+        return dict(cls.key_labels or {cls.name: cls.label})
 
     @dataclass
     class Config:
@@ -110,6 +141,11 @@ class Rouge(Metric):
     """ROUGE-1/2/L F-measure (see :func:`rouge_scores`)."""
 
     name = "rouge"
+    label = "ROUGE"
+    key_labels = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L"}
+    bounds = (0.0, 1.0)
+    higher_is_better = True
+    column_order = 0
 
     @dataclass
     class Config:
@@ -123,6 +159,10 @@ class EmbeddingSimilarity(Metric):
     """``bge``: embedding cosine of generation and reference; the embedder loads on first use."""
 
     name = "bge"
+    label = "BGE"
+    bounds = (0.0, 1.0)
+    higher_is_better = True
+    column_order = 1
 
     @dataclass
     class Config:

@@ -68,6 +68,8 @@ class Protocol(ABC):
     """
 
     name: str
+    label: str  # the report's column label of its scores, e.g. "ICL" (see column())
+    column_order: int | None = None  # the report's column position; None: after the ordered ones, by name
 
     @dataclass
     class Config:
@@ -91,6 +93,11 @@ class Protocol(ABC):
         """The folder under the run's ``output_dir`` where :meth:`run` saves its trained adapter; None when
         it trains none."""
         return None
+
+    @classmethod
+    def column(cls, config: Mapping[str, Any]) -> tuple[int | None, str]:
+        """(column order, label) of the report's columns for one evaluation block (its recorded config)."""
+        return cls.column_order, cls.label
 
 
 def generate_all(ctx: EvalContext, model: Any, tokenizer: Any, prompts: Mapping[str, list[str]],

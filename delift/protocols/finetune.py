@@ -22,6 +22,13 @@ log = logging.getLogger(__name__)
 
 class FinetuneProtocol(Protocol):
     """QLoRA or plain LoRA (``train.method``) on the training set, then greedy generation."""
+    label = "QLoRA"
+    column_order = 1
+
+    @classmethod
+    def column(cls, config: Mapping[str, Any]) -> tuple[int | None, str]:
+        """QLoRA's column, or plain LoRA's after it (``train.method=lora``)."""
+        return (2, "LoRA") if (config.get("train") or {}).get("method") == "lora" else (cls.column_order, cls.label)
 
     @dataclass
     class Config:

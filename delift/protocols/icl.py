@@ -19,6 +19,8 @@ from delift.protocols.base import EvalContext, Protocol, generate_all, score_gen
 
 class IclProtocol(Protocol):
     """In-context learning with retrieved examples (cosine of instruction + input embeddings)."""
+    label = "ICL"
+    column_order = 0
 
     @dataclass
     class Config:

@@ -23,8 +23,9 @@ from typing import Any
 from delift.report import figures, folder, kernel_figures, listing, survey, tables
 from delift.report.folder import slug
 from delift.report.frame import build_frame, columns, sort_groups
-from delift.report.jobs import BadJob, Group, Job, cache_reads, display_keys, group_jobs, load_jobs
-from delift.report.labels import method_label, metric_label, protocol_label, setting_label
+from delift.report.jobs import BadJob, Group, Job, cache_reads, display_keys, group_jobs, load_jobs, result_folders
+from delift.report.labels import setting_label
+from delift.report.parts import Parts
 from delift.report.stats import BOOTSTRAP_RESAMPLES
 
 
@@ -41,7 +42,7 @@ def experiment_name(jobs: list[Job], name: str | None) -> str:
     return names[0]
 
 
-def reference_notes(frame: list[dict]) -> list[str]:
+def reference_notes(frame: list[dict], parts: Parts) -> list[str]:
     """Where Full Data / Initial came from another budget (they ignore it)."""
     by_row = {e["row"]: e for e in frame}
     notes = []
@@ -49,19 +50,19 @@ def reference_notes(frame: list[dict]) -> list[str]:
         for selector, row in e["ref_rows"].items():
             ref = by_row.get(row)
             if ref is not None and ref["setting_label"] != e["setting_label"]:
-                notes.append(f"{method_label(selector)} for {e['setting_label']} is the run at {ref['setting_label']} "
+                notes.append(f"{parts.method_label(selector)} for {e['setting_label']} is the run at {ref['setting_label']} "
                              "(it ignores the budget)")
     return list(dict.fromkeys(notes))
 
 
-def cached_selection_notes(groups: list[Group], shown: list[str]) -> list[str]:
+def cached_selection_notes(groups: list[Group], shown: list[str], parts: Parts) -> list[str]:
     """Selection times that leave out computing what the job read from a cache (kernel, scores)."""
     notes = []
-    for group in sort_groups(groups, list(shown)):
+    for group in sort_groups(groups, list(shown), parts):
         reads = {str(job.seed): cache_reads(job.subset.get("info")) for job in group.jobs}
         cached = {seed: found for seed, found in reads.items() if found}
         if cached:
-            label = method_label(group.selector, group.variant)
+            label = parts.method_label(group.selector, group.variant)
             where = f" at {setting_label({k: group.setting[k] for k in shown})}" if shown else ""
             what = "; ".join(f"seed {seed}: {', '.join(found)}" for seed, found in cached.items())
             notes.append(f"{label}{where}: {len(cached)} of {len(group.jobs)} seeds read from the cache ({what}); "
@@ -90,18 +91,19 @@ class Figures:
 
 
 def draw_figures(frame: list[dict], rows: list[dict], groups: list[Group], spec: dict[str, Any], out: Path,
-                 cache_dir: str | None, shown: list[str] = ()) -> tuple[Figures, list[str]]:
+                 cache_dir: str | None, shown: list[str] = (), parts: Parts | None = None) -> tuple[Figures, list[str]]:
     """Every figure the results allow; returns them (files and captions) and notes (e.g. kernel files not
     found). File names and titles say the protocol and setting (bars, curves) or the method, setting and seed
     (kernel, gains), the setting by the ``shown`` keys (those the tables tell settings apart by)."""
-    drawn, notes = Figures(out / "figures"), []
+    drawn, notes, parts = Figures(out / "figures"), [], parts or Parts.of([j for g in groups for j in g.jobs])
     interval = f"seed mean, {figures.INTERVAL} (clipped to the metric's range)"
     settings = list(dict.fromkeys(e["setting_label"] for e in frame))
-    ran = [method_label(r) for r in ("full", "initial") if any(e["selector"] == r for e in frame)]
+    ran = list(dict.fromkeys(e["selector_label"] for e in sorted((e for e in frame if e["reference"]),  # Full Data first
+                                                         key=lambda e: bool(e["skip_training"]))))
     references = f"; {' and '.join(ran)} (no budget) as horizontal lines" if ran else ""
     panels = list(dict.fromkeys(e["panel"] for e in frame))
     for evaluation in dict.fromkeys(e["evaluation"] for e in frame):
-        name = protocol_label(evaluation)
+        name = parts.protocol(evaluation).label
         for setting in settings:
             path = drawn.path("bars", evaluation, setting)
             drawn.keep(figures.method_bars(frame, path, evaluation, setting=setting), path,
@@ -115,30 +117,30 @@ def draw_figures(frame: list[dict], rows: list[dict], groups: list[Group], spec:
         for metric in dict.fromkeys(e["metric"] for e in frame if e["split"] == "existing" and e["evaluation"] == evaluation):
             path = drawn.path("forgetting", evaluation, metric)
             drawn.keep(figures.forgetting(frame, path, evaluation, metric), path,
-                       f"{name} {metric_label(metric)}: new task against the existing task (forgetting), {interval} "
+                       f"{name} {parts.metric(metric).label}: new task against the existing task (forgetting), {interval} "
                        "as whiskers.")
         path = drawn.path("survey", evaluation)
         drawn.keep(figures.survey_scatter(rows, spec, path, evaluation), path,
                    f"{name}: SDF against PIR of this report's methods, with the survey's line and its literature "
                    "values (other models and data: not comparable runs).")
-    for group in sort_groups(groups, list(shown)):  # the tables' row order
+    for group in sort_groups(groups, list(shown), parts):  # the tables' row order
         job = group.jobs[0]  # the first seed's selection
         if not job.subset.get("kernel_hash") and not any(v is not None for v in job.subset.get("gains") or []):
             continue  # a selector with neither a kernel nor gains (Random, Full, Initial)
         setting = setting_label({k: group.setting[k] for k in shown})
-        method = method_label(group.selector, group.variant)
+        method = parts.method_label(group.selector, group.variant)
         variant = setting_label(group.variant)
         what = f"{method}{', ' + setting if setting else ''}, seed {job.seed}"
         if job.subset.get("kernel_hash"):
             path = drawn.path("kernel", group.selector, variant, setting, f"seed{job.seed}")
-            fig = drawn.keep(kernel_figures.kernel_heatmap(job.path, path, cache_dir, setting, method), path,
+            fig = drawn.keep(kernel_figures.kernel_heatmap(job, path, cache_dir, setting, method), path,
                              f"{what}: the utility kernel, candidates in selection order (a line ends the subset).")
             if fig is None:
                 notes.append(f"{what}: kernel {job.subset['kernel_hash'][:12]} of {job.path} not found under "
                              "paths.cache_dir (pass --cache-dir): no heatmap")
         path = drawn.path("gains", group.selector, variant, setting, f"seed{job.seed}")
         greedy = "scores" not in (job.subset.get("info") or {})
-        drawn.keep(kernel_figures.gain_curve(job.path, path, setting, method), path,
+        drawn.keep(kernel_figures.gain_curve(job, path, setting, method), path,
                    f"{what}: " + ("the marginal gain of each greedy pick." if greedy
                                   else "the score of each pick (top-k selection)."))
     return drawn, notes
@@ -161,13 +163,14 @@ def build_report(roots: list[Path], out: Path | None = None, name: str | None = 
                  cache_dir: str | None = None, draw: bool = True, strict: bool = False) -> dict[str, Any]:
     """Read the jobs under ``roots`` and write every report file; returns the paths and the frames."""
     skipped: list[BadJob] = []
-    jobs = load_jobs([Path(r) for r in roots], strict=strict, skipped=skipped)
+    found = result_folders([Path(r) for r in roots])  # the one walk of the trees
+    jobs = load_jobs([Path(r) for r in roots], strict=strict, skipped=skipped, found=found)
     title = experiment_name(jobs, name)
     out = Path(out) if out else Path("results") / slug(title)
     building = folder.start(out)
     try:
         done = write_report(jobs, skipped, roots, building, title, baselines, ignore, pir_metrics, methods_yaml, seed,
-                            resamples, cache_dir, draw)
+                            resamples, cache_dir, draw, found)
         folder.finish(building, out)
     except BaseException:
         folder.abandon(building)
@@ -179,12 +182,14 @@ def build_report(roots: list[Path], out: Path | None = None, name: str | None = 
 def write_report(jobs: list[Job], skipped: list[BadJob], roots: list[Path], out: Path, title: str,
                  baselines: tuple[str, ...], ignore: tuple[str, ...], pir_metrics: list[str] | None,
                  methods_yaml: str | Path | None, seed: int, resamples: int, cache_dir: str | None,
-                 draw: bool) -> dict[str, Any]:
-    """Every report file of ``jobs`` into the folder ``out``."""
+                 draw: bool, found: dict[Path, list[Path]] | None = None) -> dict[str, Any]:
+    """Every report file of ``jobs`` into the folder ``out`` (``found``: the folders holding a metrics.json
+    under each root, as walked once; default: walked here for jobs.csv)."""
     baselines = tuple(dict.fromkeys(("random", *baselines)))
+    parts = Parts.of(jobs)  # the classes behind the results, asked for labels, orders and bounds
     keys, groups = group_jobs(jobs, tuple(ignore))
     shown = display_keys(groups, keys)
-    frame = build_frame(groups, keys, columns(jobs), baselines, seed=seed, resamples=resamples)
+    frame = build_frame(groups, keys, columns(jobs, parts), baselines, seed=seed, resamples=resamples, parts=parts)
     spec = survey.load_survey(methods_yaml)
     rows = survey.survey_rows(frame, spec, pir_metrics)
     caveats = caveats_of(jobs)
@@ -194,14 +199,19 @@ def write_report(jobs: list[Job], skipped: list[BadJob], roots: list[Path], out:
     (out / "survey.md").write_text(survey.to_markdown(rows, spec))
     write_survey_csv(rows, out / "survey.csv")
     bad = [b.path.parent for b in skipped]
-    listing.write_csv([row for root in roots for row in listing.collect(Path(root), skip=bad)], out / "jobs.csv")
-    drawn, notes = draw_figures(frame, rows, groups, spec, out, cache_dir, shown) if draw else (Figures(out), [])
-    notes = [*reference_notes(frame), *cached_selection_notes(groups, shown), *notes,
+    found = result_folders([Path(r) for r in roots]) if found is None else found
+    loaded = {job.path: job for job in jobs}  # resolved folders, as load_jobs read them
+    listing.write_csv([row for root in roots for row in listing.collect(Path(root), skip=bad, folders=found[Path(root)],
+                                                                        jobs=loaded)], out / "jobs.csv")
+    drawn, notes = draw_figures(frame, rows, groups, spec, out, cache_dir, shown, parts) if draw else (Figures(out), [])
+    notes = [*reference_notes(frame, parts), *cached_selection_notes(groups, shown, parts), *notes,
              *(f"{p}: a second job of the same setting, method and seed; left out" for g in groups for p in g.duplicates),
-             *(f"skipped, unreadable: {b}" for b in skipped)]
+             *(f"skipped, unreadable: {b}" for b in skipped), *(f"part not importable: {w}" for w in parts.warnings)]
     report = [f"# {title}", ""] + [f"> caveat: {c}" for c in caveats] + ([""] if caveats else [])
     hidden = f"; {len(keys) - len(shown)} more keys vary with them: {', '.join(k for k in keys if k not in shown)}"
     lost = f"; {len(skipped)} skipped (unreadable result files, see the notes)" if skipped else ""
+    lost += (f"; {len(parts.warnings)} part warnings (a recorded class not importable: labels, orders or bounds "
+             "from the package or the recorded name, see the notes)" if parts.warnings else "")
     report += [f"{len(jobs)} jobs{lost} from {', '.join(str(r) for r in roots)}; settings told apart by "
                f"{', '.join(shown) or 'nothing (one setting)'}{hidden if len(keys) > len(shown) else ''} "
                "(seeds averaged, never settings).", ""]

@@ -4,7 +4,7 @@ Each function takes the frame (:func:`delift.report.frame.build_frame`) or the s
 figure, writes it as PNG to ``path`` and returns the :class:`~matplotlib.figure.Figure` (tests read
 its axes). Full Data and Initial, which select no subset, are horizontal lines where the x axis is
 a budget or SDF. Uncertainty is always the :data:`INTERVAL` (the tables' too), clipped to the range of
-a bounded metric (:data:`~delift.report.labels.BOUNDS`); a metric's y-range is shared by every figure
+a bounded metric (the ``bounds`` its class declares, carried by each frame entry); a metric's y-range is shared by every figure
 of one protocol, so budgets compare by eye. A method keeps its colour, marker and line style in every
 figure of a report.
 """
@@ -18,10 +18,10 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from delift.report.labels import REFERENCE_METHODS, metric_bounds, metric_label, protocol_label
+from delift.report.parts import packaged
 
-REFERENCE_STYLE = {"full": ("black", "--"), "initial": ("grey", ":")}
-REFERENCE_BARS = {"full": "dimgrey", "initial": "silver"}  # light enough for the black whiskers to show
+REFERENCE_STYLE = {False: ("black", "--"), True: ("grey", ":")}  # by skip_training: Full Data, Initial
+REFERENCE_BARS = {False: "dimgrey", True: "silver"}  # light enough for the black whiskers to show
 INTERVAL = "95 % t-interval over seeds"  # the one uncertainty convention of every figure (none with one seed)
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 LINESTYLES = ("-", "--", "-.", ":")
@@ -52,15 +52,31 @@ def metrics_of(entries: list[dict]) -> list[str]:
     return list(dict.fromkeys(e["metric"] for e in entries))
 
 
-def colour(styles: dict[str, dict[str, Any]], method: str, selector: str) -> str:
-    """A method's colour in every figure (Full Data and Initial: their greys)."""
-    return styles[method]["color"] if method in styles else REFERENCE_BARS.get(selector, "black")
+def bounds_of(entry: dict) -> tuple[float, float] | None:
+    """The bounds the entry's metric declares (as the frame carries them; else the package's metric's)."""
+    return entry["bounds"] if "bounds" in entry else packaged().metric(entry["metric"]).bounds
+
+
+def protocol_label(entries: list[dict], evaluation: str) -> str:
+    """The label ``evaluation``'s protocol declares, as the frame (or survey) entries carry it."""
+    return next((e["evaluation_label"] for e in entries if e["evaluation"] == evaluation), evaluation)
+
+
+def metric_label(entries: list[dict], metric: str) -> str:
+    return next((e["metric_label"] for e in entries if e.get("metric") == metric), metric)
+
+
+def colour(styles: dict[str, dict[str, Any]], entry: dict) -> str:
+    """A method's colour in every figure (the budget-independent Full Data and Initial: their greys)."""
+    if entry["method"] in styles:
+        return styles[entry["method"]]["color"]
+    return REFERENCE_BARS[bool(entry.get("skip_training"))] if entry.get("reference") else "black"
 
 
 def method_styles(frame: list[dict]) -> dict[str, dict[str, Any]]:
     """Method label -> plot style (colour, marker, line style, marker size), in the frame's method order;
     shrinking markers and changing dashes keep equal lines visible on top of each other."""
-    methods = list(dict.fromkeys(e["method"] for e in frame if e["selector"] not in REFERENCE_METHODS))
+    methods = list(dict.fromkeys(e["method"] for e in frame if not e["reference"]))
     return {m: {"color": f"C{i % 10}", "marker": MARKERS[i % len(MARKERS)], "linestyle": LINESTYLES[i % len(LINESTYLES)],
                 "markersize": max(4.0, 10.0 - 1.5 * i)} for i, m in enumerate(methods)}
 
@@ -69,7 +85,7 @@ def interval(entry: dict) -> tuple[float, float] | None:
     """The entry's t-interval clipped to its metric's bounds (None with fewer than two seeds)."""
     if entry["ci_low"] is None or entry["mean"] is None:
         return None
-    bounds = metric_bounds(entry["metric"])
+    bounds = bounds_of(entry)
     low, high = entry["ci_low"], entry["ci_high"]
     return (max(low, bounds[0]), min(high, bounds[1])) if bounds else (low, high)
 
@@ -77,7 +93,7 @@ def interval(entry: dict) -> tuple[float, float] | None:
 def y_range(entries: list[dict], metric: str, from_zero: bool) -> tuple[float, float]:
     """The y-limits of ``metric`` over ``entries`` (means and clipped intervals): never outside a bounded
     metric's range, never empty (all zero: the whole range); ``from_zero`` for bars."""
-    bounds = metric_bounds(metric)
+    bounds = next((bounds_of(e) for e in entries if e["metric"] == metric), None)
     values = [v for e in entries if e["metric"] == metric and e["mean"] is not None
               for v in (e["mean"], *(interval(e) or ()))]
     low, high = (min(values), max(values)) if values else (0.0, 0.0)
@@ -111,14 +127,14 @@ def budget_curves(frame: list[dict], path: str | Path, evaluation: str, split: s
     protocol = pick(frame, evaluation=evaluation, split=split)
     panel = protocol[0]["panel"] if panel is None and protocol else panel
     entries = [e for e in protocol if e["panel"] == panel and e["budget_fraction"] is not None]
-    if len({e["budget_fraction"] for e in entries if e["selector"] not in REFERENCE_METHODS}) < 2:
+    if len({e["budget_fraction"] for e in entries if not e["reference"]}) < 2:
         return None
     styles = method_styles(frame)
     metrics = metrics_of(entries)
     fig, axes = new_figure(len(metrics))
     for ax, metric in zip(axes, metrics):
         rows = [e for e in entries if e["metric"] == metric and e["mean"] is not None]
-        for method in dict.fromkeys(e["method"] for e in rows if e["selector"] not in REFERENCE_METHODS):
+        for method in dict.fromkeys(e["method"] for e in rows if not e["reference"]):
             line = sorted((e for e in rows if e["method"] == method), key=lambda e: e["budget_fraction"])
             xs = [e["budget_fraction"] for e in line]
             ax.plot(xs, [e["mean"] for e in line], label=method, markerfacecolor="none", clip_on=False,  # a mark at 0 whole
@@ -126,16 +142,18 @@ def budget_curves(frame: list[dict], path: str | Path, evaluation: str, split: s
             bands = [interval(e) or (e["mean"], e["mean"]) for e in line]
             ax.fill_between(xs, [b[0] for b in bands], [b[1] for b in bands], color=styles[method]["color"], alpha=0.15,
                             linewidth=0)
-        for selector, (ref_colour, style) in REFERENCE_STYLE.items():  # not `colour`: that names a function here
+        references = dict.fromkeys(e["selector"] for e in rows if e["reference"])
+        for selector in sorted(references, key=lambda s: next(bool(e.get("skip_training")) for e in rows
+                                                               if e["selector"] == s)):  # Full Data, then Initial
             ref = sorted((e for e in rows if e["selector"] == selector), key=lambda e: e["budget_fraction"])
-            if ref:
-                ax.axhline(ref[0]["mean"], color=ref_colour, linestyle=style, label=ref[0]["method"])
+            ref_colour, style = REFERENCE_STYLE[bool(ref[0].get("skip_training"))]  # not `colour`: a function here
+            ax.axhline(ref[0]["mean"], color=ref_colour, linestyle=style, label=ref[0]["method"])
         ax.set_ylim(*y_range(protocol, metric, from_zero=False))
         ax.set_xlabel("budget fraction (subset / pool)")
-        ax.set_ylabel(f"{protocol_label(evaluation)} {metric_label(metric)}")
-        ax.set_title(metric_label(metric))
+        ax.set_ylabel(f"{protocol_label(protocol, evaluation)} {metric_label(protocol, metric)}")
+        ax.set_title(metric_label(protocol, metric))
     figure_legend(fig, axes)
-    fig.suptitle(f"{protocol_label(evaluation)}{', ' + panel if panel else ''}: seed mean, band: {INTERVAL} "
+    fig.suptitle(f"{protocol_label(protocol, evaluation)}{', ' + panel if panel else ''}: seed mean, band: {INTERVAL} "
                  "(clipped to the metric's range)", fontsize="small")
     return save(fig, path)
 
@@ -158,15 +176,15 @@ def method_bars(frame: list[dict], path: str | Path, evaluation: str, split: str
         spans = [interval(e) for e in rows]
         errors = [[e["mean"] - s[0] if s else 0 for e, s in zip(rows, spans)],
                   [s[1] - e["mean"] if s else 0 for e, s in zip(rows, spans)]]
-        colours = [colour(styles, e["method"], e["selector"]) for e in rows]
+        colours = [colour(styles, e) for e in rows]
         ax.bar(range(len(rows)), means, yerr=errors, capsize=4, color=colours)
         ax.set_xticks(range(len(rows)), [e["method"] for e in rows], rotation=30, ha="right", fontsize="small")
         ax.set_ylim(*y_range(protocol, metric, from_zero=True))
         ax.set_xlabel("method")
-        ax.set_ylabel(f"{protocol_label(evaluation)} {metric_label(metric)}")
-        ax.set_title(metric_label(metric))
+        ax.set_ylabel(f"{protocol_label(protocol, evaluation)} {metric_label(protocol, metric)}")
+        ax.set_title(metric_label(protocol, metric))
     seeds = sorted({len(e["seeds"]) for e in entries})
-    fig.suptitle(f"{protocol_label(evaluation)}{', ' + setting if setting else ''}: seed mean (n = "
+    fig.suptitle(f"{protocol_label(protocol, evaluation)}{', ' + setting if setting else ''}: seed mean (n = "
                  f"{'/'.join(map(str, seeds))}), whiskers: {INTERVAL} (clipped to the metric's range)", fontsize="small")
     return save(fig, path)
 
@@ -193,9 +211,9 @@ def forgetting(frame: list[dict], path: str | Path, evaluation: str, metric: str
     for e, o in points:
         label = e["method"] + (f" ({e['setting_label']})" if e["setting_label"] and setting is None else "")
         ax.errorbar(o["mean"], e["mean"], xerr=whisker(o), yerr=whisker(e), fmt="o", capsize=3,
-                    color=colour(styles, e["method"], e["selector"]), label=label)
-    ax.set_xlabel(f"existing task {metric_label(metric)} ({protocol_label(evaluation)}; right = less forgetting)")
-    ax.set_ylabel(f"new task {metric_label(metric)} ({protocol_label(evaluation)})")
+                    color=colour(styles, e), label=label)
+    ax.set_xlabel(f"existing task {metric_label(new, metric)} ({protocol_label(new, evaluation)}; right = less forgetting)")
+    ax.set_ylabel(f"new task {metric_label(new, metric)} ({protocol_label(new, evaluation)})")
     ax.set_title(f"{setting + ': ' if setting else ''}seed means, whiskers: {INTERVAL}", fontsize="small")
     ax.legend(fontsize="small")
     return save(fig, path)
@@ -209,7 +227,7 @@ def survey_scatter(rows: list[dict], survey: dict[str, Any], path: str | Path, e
         return None
     fig, (ax,) = new_figure(1, width=6.0, height=4.6)
     line = survey["line"]
-    right = max([0.3, *(r["sdf"] for r in mine if r["selector"] != "full")]) * 1.05
+    right = max([0.3, *(r["sdf"] for r in mine if not r.get("whole_pool"))]) * 1.05
     xs = [0.0, right]
     ax.plot(xs, [line["pir0"] + line["slope"] * (x - line["sdf0"]) for x in xs], color="black", linestyle="--",
             label="survey line (Instruction-Mining - InstructionGPT-4)")
@@ -220,14 +238,14 @@ def survey_scatter(rows: list[dict], survey: dict[str, Any], path: str | Path, e
         ax.annotate(f"{name} (lit.)", (sdf, value), fontsize="x-small", color="grey",
                     xytext=(3, -9 if crowded else 3), textcoords="offset points")
     styles = method_styles(rows)  # every row, so a method has the colour it has in the other figures
-    for method in dict.fromkeys(r["method"] for r in mine if r["selector"] != "full"):
+    for method in dict.fromkeys(r["method"] for r in mine if not r.get("whole_pool")):
         pts = [r for r in mine if r["method"] == method]
-        ax.scatter([r["sdf"] for r in pts], [r["pir"] for r in pts], color=colour(styles, method, pts[0]["selector"]),
+        ax.scatter([r["sdf"] for r in pts], [r["pir"] for r in pts], color=colour(styles, pts[0]),
                    label=f"{method} (this run)")
     ax.axhline(1.0, color="black", linewidth=0.8, label="Full Data (PIR = 1)")
     ax.set_xlim(-0.01, right)
     ax.set_xlabel("SDF (selected data fraction)")
-    ax.set_ylabel(f"PIR ({protocol_label(evaluation)} score / Full Data's)")
+    ax.set_ylabel(f"PIR ({protocol_label(mine, evaluation)} score / Full Data's)")
     ax.set_title("SDF-PIR; grey x: literature values (Liu et al. 2024), not comparable runs", fontsize="small")
     ax.legend(fontsize="x-small")
     return save(fig, path)

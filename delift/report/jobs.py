@@ -174,17 +174,29 @@ def read_job(folder: Path) -> Job:
     return job
 
 
-def load_jobs(roots: list[Path], strict: bool = False, skipped: list[BadJob] | None = None) -> list[Job]:
-    """Every job under the given run or multirun folders, in path order (no duplicates). A metrics.json
-    without a run.json beside it (not written by delift) or inside another job's folder is skipped. A job
-    with an unreadable result file is skipped with a warning naming the file (appended to ``skipped``),
-    or, ``strict``, stops everything with that message."""
-    folders: dict[Path, None] = {}
+def result_folders(roots: list[Path]) -> dict[Path, list[Path]]:
+    """Per root, every folder below it holding a metrics.json (one walk of each tree; the report's job
+    list and its jobs.csv listing both come from it)."""
+    found: dict[Path, list[Path]] = {}
     for root in roots:
         if not Path(root).exists():
             raise SystemExit(f"{root}: no such folder")
-        for metrics_path in sorted(Path(root).rglob("metrics.json"), key=lambda p: (len(p.parts), p)):
-            folder = metrics_path.parent.resolve()  # outer folders first, so a nested one is seen inside them
+        found[Path(root)] = [p.parent for p in Path(root).rglob("metrics.json")]
+    return found
+
+
+def load_jobs(roots: list[Path], strict: bool = False, skipped: list[BadJob] | None = None,
+              found: dict[Path, list[Path]] | None = None) -> list[Job]:
+    """Every job under the given run or multirun folders, in path order (no duplicates). A metrics.json
+    without a run.json beside it (not written by delift) or inside another job's folder is skipped. A job
+    with an unreadable result file is skipped with a warning naming the file (appended to ``skipped``),
+    or, ``strict``, stops everything with that message. ``found``: :func:`result_folders` of ``roots``,
+    when the caller walked them already."""
+    found = result_folders(roots) if found is None else found
+    folders: dict[Path, None] = {}
+    for root in roots:
+        for metrics_folder in sorted(found[Path(root)], key=lambda p: (len(p.parts), p)):
+            folder = metrics_folder.resolve()  # outer folders first, so a nested one is seen inside them
             if not (folder / "run.json").exists():
                 log.warning("%s: metrics.json without run.json, not a delift run folder; skipped", folder)
             elif not any(parent in folders for parent in folder.parents):

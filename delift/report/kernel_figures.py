@@ -5,7 +5,8 @@ The kernel is ``<paths.cache_dir>/kernels/<kernel_hash>.npz`` (see :mod:`delift.
 ``kernel_hash``, the per-pick ``gains`` and ``info`` come from subset.json. A greedy selector's ``gains``
 are marginal gains of its objective (``info.positive_gain_picks``); a top-k selector's (``info.scores``)
 are its scores, and ``info.filled_from_dropped`` picks (IFD) came from examples its threshold dropped.
-Titles name the method (:func:`~delift.report.labels.method_label`), the setting and the seed.
+Titles name the method (the label its selector class declares), the setting and the seed. Each function
+takes a run folder or a loaded :class:`~delift.report.jobs.Job` (its files already read, not read again).
 """
 
 from __future__ import annotations
@@ -18,21 +19,21 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
 from delift.report.figures import new_figure, save
-from delift.report.labels import method_label
+from delift.report.parts import packaged
 
 MAX_SHOWN = 1500  # examples per heatmap axis (the first in selection order); a bigger image says nothing more
 
 
-def kernel_path(run_dir: str | Path, cache_dir: str | Path | None = None) -> Path | None:
+def kernel_path(run_dir: Any, cache_dir: str | Path | None = None) -> Path | None:
     """Where the run's kernel file is (None when the run has no kernel hash or the file is absent).
     A relative ``paths.cache_dir`` is tried against the working directory and the run folder's parents."""
-    run_dir = Path(run_dir)
-    subset = json.loads((run_dir / "subset.json").read_text())
+    subset, run = result_files(run_dir)
+    run_dir = folder_of(run_dir)
     key = subset.get("kernel_hash")
     if not key:
         return None
     if cache_dir is None:
-        cache_dir = (json.loads((run_dir / "run.json").read_text()).get("config") or {}).get("paths", {}).get("cache_dir")
+        cache_dir = (run.get("config") or {}).get("paths", {}).get("cache_dir")
     if cache_dir is None:
         return None
     cache = Path(cache_dir).expanduser()
@@ -66,17 +67,30 @@ def selection_order(ids: list[str], selected: list[str]) -> list[int]:
     return chosen + [i for i in range(len(ids)) if i not in taken]
 
 
-def run_files(run_dir: str | Path) -> tuple[dict, Any]:
-    """subset.json and the seed of a run folder."""
-    run_dir = Path(run_dir)
-    run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
-    return json.loads((run_dir / "subset.json").read_text()), (run.get("config") or {}).get("seed")
+def folder_of(run: Any) -> Path:
+    return Path(run.path if hasattr(run, "subset") else run)
+
+
+def result_files(run: Any) -> tuple[dict, dict]:
+    """subset.json and run.json of a loaded job (as read once) or of a run folder (run.json may be absent)."""
+    if hasattr(run, "subset"):
+        return run.subset, run.run
+    run_dir = Path(run)
+    found = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
+    return json.loads((run_dir / "subset.json").read_text()), found
+
+
+def run_files(run: Any) -> tuple[dict, Any]:
+    """subset.json and the seed of a run folder or loaded job."""
+    subset, found = result_files(run)
+    return subset, (found.get("config") or {}).get("seed")
 
 
 def describe(subset: dict, seed: Any, method: str | None, setting: str) -> str:
     """``DELIFT, budget_fraction=0.25, seed 0``: what a figure of one run shows."""
-    parts = [method or method_label(str(subset.get("selector"))), setting, "" if seed is None else f"seed {seed}"]
-    return ", ".join(p for p in parts if p)
+    label = method or packaged().selector(str(subset.get("selector"))).label
+    shown = [label, setting, "" if seed is None else f"seed {seed}"]
+    return ", ".join(p for p in shown if p)
 
 
 def readable(axis: Any) -> None:
@@ -87,7 +101,7 @@ def readable(axis: Any) -> None:
     axis.set_major_locator(MaxNLocator(6))
 
 
-def kernel_heatmap(run_dir: str | Path, path: str | Path, cache_dir: str | Path | None = None,
+def kernel_heatmap(run_dir: Any, path: str | Path, cache_dir: str | Path | None = None,
                    setting: str = "", method: str | None = None, seed: Any = None) -> Any:
     """The utility kernel, candidates (columns) in selection order; when targets and candidates are the
     same examples (pool x pool) the rows follow the same order, so the diagonal is the self-pairs.
@@ -123,7 +137,7 @@ def kernel_heatmap(run_dir: str | Path, path: str | Path, cache_dir: str | Path 
     return save(fig, path)
 
 
-def gain_curve(run_dir: str | Path, path: str | Path, setting: str = "", method: str | None = None,
+def gain_curve(run_dir: Any, path: str | Path, setting: str = "", method: str | None = None,
                seed: Any = None) -> Any:
     """The gain (greedy selectors) or score (top-k selectors) of each pick, in pick order; a greedy run's
     ``positive_gain_picks`` marked where gains stop being positive (after it the fill is arbitrary), a

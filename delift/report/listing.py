@@ -10,8 +10,9 @@ from __future__ import annotations
 import csv
 import logging
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -28,22 +29,29 @@ def job_order(path: Path) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.as_posix())]
 
 
-def collect(root: Path, skip: Collection[Path] = ()) -> list[dict]:
+def collect(root: Path, skip: Collection[Path] = (), folders: list[Path] | None = None,
+            jobs: Mapping[Path, Any] | None = None) -> list[dict]:
     """One row per job folder holding a metrics.json: its Hydra overrides plus its metrics. A folder whose
     metrics.json or run.json cannot be read is left out with a warning naming the file (silently when
-    it is in ``skip``: resolved folders already reported)."""
-    rows = []
+    it is in ``skip``: resolved folders already reported). ``folders``: those holding a metrics.json (the
+    report's one walk; default: found here); ``jobs``: resolved folder -> its loaded
+    :class:`~delift.report.jobs.Job`, whose files are not read again."""
+    rows, jobs = [], jobs or {}
     skip = {Path(p).resolve() for p in skip}
-    for metrics_path in sorted(Path(root).rglob("metrics.json"), key=lambda p: job_order(p.parent)):
-        job = metrics_path.parent
-        if job.resolve() in skip:
+    found = [p.parent for p in Path(root).rglob("metrics.json")] if folders is None else folders
+    for job in sorted(found, key=job_order):
+        resolved = job.resolve()
+        if resolved in skip:
             continue
         overrides_path = job / ".hydra" / "overrides.yaml"
         overrides = yaml.safe_load(overrides_path.read_text()) if overrides_path.exists() else []
-        run_path = job / "run.json"
+        run_path, loaded = job / "run.json", jobs.get(resolved)
         try:
-            caveats = read_object(run_path).get("caveats", []) if run_path.exists() else []
-            metrics = read_object(metrics_path)
+            if loaded is not None:
+                caveats, metrics = loaded.run.get("caveats", []), loaded.metrics
+            else:
+                caveats = read_object(run_path).get("caveats", []) if run_path.exists() else []
+                metrics = read_object(job / "metrics.json")
         except BadJob as bad:
             log.warning("%s; job left out of the listing", bad)
             continue

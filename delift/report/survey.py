@@ -23,8 +23,6 @@ from typing import Any
 
 import yaml
 
-from delift.report.labels import REFERENCE_METHODS, metric_label, protocol_label
-
 METHODS_YAML = "survey/methods.yaml"
 
 
@@ -104,6 +102,7 @@ def least_squares_line(points: list[tuple[float, float]]) -> tuple[float, float]
 def survey_rows(frame: list[dict], survey: dict[str, Any], metrics: list[str] | None = None) -> list[dict]:
     """One row per (table row, evaluation protocol) on the headline test split; see the module docstring."""
     by_row: dict[tuple[int, str], dict[str, Any]] = {}
+    labels = {e["metric"]: e["metric_label"] for e in frame}
     for e in frame:
         if e["split"] == "":
             by_row.setdefault((e["row"], e["evaluation"]), {"first": e, "scores": {}})["scores"][e["metric"]] = e["mean"]
@@ -119,13 +118,15 @@ def survey_rows(frame: list[dict], survey: dict[str, Any], metrics: list[str] | 
         r = value - reference_pir(sdf, survey["line"]) if value is not None and sdf is not None else None
         rows.append({"row": row, "panel": first["panel"], "setting_label": first["setting_label"],
                      "method": first["method"], "selector": first["selector"], "evaluation": evaluation,
+                     "evaluation_label": first["evaluation_label"], "reference": first["reference"],
+                     "whole_pool": first["whole_pool"], "pir_labels": [labels.get(m, m) for m in chosen],
                      "sdf": sdf, "pir": value, "pir_metrics": chosen, "r": r, "selection_s": first["selection_s"],
                      "seeds": first["seeds"], "selection_cached": first.get("selection_cached", 0),
                      **feasible.get(first["selector"], {})})
     for evaluation in {r["evaluation"] for r in rows}:
         for panel in {r["panel"] for r in rows}:
             block = [r for r in rows if r["evaluation"] == evaluation and r["panel"] == panel]
-            ranked = {id(r): r["r"] for r in block if r["r"] is not None and r["selector"] not in REFERENCE_METHODS}
+            ranked = {id(r): r["r"] for r in block if r["r"] is not None and not r["reference"]}
             ranks = dense_rank(ranked, higher_first=True)
             fit = least_squares_line([(r["sdf"], r["pir"]) for r in block
                                       if r["selector"] == "random" and r["pir"] is not None and r["sdf"] is not None])
@@ -162,8 +163,8 @@ def to_markdown(rows: list[dict], survey: dict[str, Any]) -> str:
              "so their time leaves out computing them (see the notes).", ""]
     for evaluation in dict.fromkeys(r["evaluation"] for r in rows):
         block = [r for r in rows if r["evaluation"] == evaluation]
-        names = ", ".join(metric_label(m) for m in block[0]["pir_metrics"]) if block else ""
-        lines += [f"### {protocol_label(evaluation)} (PIR over {names or 'no metric: no Full Data run'})", "",
+        names = ", ".join(block[0]["pir_labels"]) if block else ""
+        lines += [f"### {block[0]['evaluation_label']} (PIR over {names or 'no metric: no Full Data run'})", "",
                   "| setting | method | SDF | PIR | r | efficiency rank | r (Random line) | simplicity penalty | "
                   "flexibility penalty | feasibility rank | selection s |", "|" + "---|" * 11]
         for r in block:

@@ -16,7 +16,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from delift.report.labels import SPLITS, method_label, metric_label, protocol_label, show
+from delift.report.labels import SPLITS, show
+from delift.report.parts import packaged
 
 MARKS = ("†", "‡", "§", "¶")
 MAX_KEY_COLUMNS = 3
@@ -33,8 +34,14 @@ def marks(baselines: tuple[str, ...]) -> dict[str, str]:
     return dict(zip(baselines, MARKS))
 
 
-def legend(baselines: tuple[str, ...]) -> str:
-    names = ", ".join(f"{mark} {method_label(b)}" for b, mark in marks(baselines).items())
+def selector_label(frame: list[dict], selector: str) -> str:
+    """The label ``selector`` declares, as the frame carries it (a baseline the jobs lack: the package's)."""
+    found = next((e["selector_label"] for e in frame if e["selector"] == selector), None)
+    return found if found is not None else packaged().selector(selector).label
+
+
+def legend(baselines: tuple[str, ...], frame: list[dict]) -> str:
+    names = ", ".join(f"{mark} {selector_label(frame, b)}" for b, mark in marks(baselines).items())
     return ("Cells: mean ± sample std over seeds [95 % t-interval over seeds], n = seeds; (n=k) when only k seeds "
             f"have the score. Marker ({names}): the paired bootstrap 95 % interval of the per-example difference "
             "to that baseline (same setting and seed; 10,000 resamples of test examples within seeds) excludes 0. "
@@ -82,7 +89,7 @@ def split_table(frame: list[dict], keys: list[str], split: str, baselines: tuple
         return []
     settings = list(dict.fromkeys(entries[0]["setting_label"] for entries in rows.values()))
     first_row = next(iter(rows.values()))
-    col_labels = [f"{protocol_label(e['evaluation'])} {metric_label(e['metric'])}" for e in first_row]
+    col_labels = [f"{e['evaluation_label']} {e['metric_label']}" for e in first_row]
     key_header = ["setting"] if len(keys) > MAX_KEY_COLUMNS else list(keys)
     baseline_marks = marks(baselines)
     timed = any(entries[0].get("total_s") is not None for entries in rows.values())
@@ -102,7 +109,7 @@ def split_table(frame: list[dict], keys: list[str], split: str, baselines: tuple
         for name, mark in baseline_marks.items():
             found = [e["vs"].get(name) for e in entries]
             if any(found):
-                diff_body.append([*key_cells(entries[0], keys, settings), entries[0]["method"], method_label(name),
+                diff_body.append([*key_cells(entries[0], keys, settings), entries[0]["method"], selector_label(frame, name),
                                   *("–" if c is None else f"{fmt(c.diff, True)} [{fmt(c.low, True)}, "
                                     f"{fmt(c.high, True)}]{' ' + mark if c.significant else ''}" for c in found)])
     if diff_body:
@@ -114,7 +121,7 @@ def split_table(frame: list[dict], keys: list[str], split: str, baselines: tuple
 
 def body(frame: list[dict], keys: list[str], baselines: tuple[str, ...], split: str | None = None) -> str:
     """The legend, then every split's table (or only ``split``'s)."""
-    lines = [legend(baselines), ""]
+    lines = [legend(baselines, frame), ""]
     for name in [split] if split is not None else list(dict.fromkeys(e["split"] for e in frame)):
         lines += split_table(frame, keys, name, baselines)
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -13,6 +13,8 @@ class RandomSelector(Selector):
     """A seeded uniform sample of k pool items (numpy default_rng(seed))."""
 
     name = "random"
+    label = "Random"
+    row_order = 1
 
     @dataclass
     class Config:
@@ -32,6 +34,8 @@ class FullSelector(Selector):
     """All of the pool, in pool order; the budget is ignored."""
 
     name = "full"
+    label = "Full Data"
+    row_order = 6
     budget_independent = True
 
     @dataclass
@@ -47,6 +51,8 @@ class InitialSelector(Selector):
     """The Initial baseline: no fine-tuning. An empty selection; the pipeline skips training for it."""
 
     name = "initial"
+    label = "Initial"
+    row_order = 0
     skip_training = True
     budget_independent = True
 

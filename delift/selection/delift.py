@@ -67,6 +67,8 @@ class DeliftSelector(Selector):
     """Facility location, FLMI or FLCG (``objective: auto`` follows the context) on s = postprocess(UF)."""
 
     name = "delift"
+    label = "DELIFT"
+    row_order = 5
 
     @dataclass
     class Config:

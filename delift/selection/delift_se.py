@@ -67,6 +67,8 @@ class DeliftSESelector(Selector):
     """DELIFT's objectives on s = (cos + 1) / 2 of sentence embeddings of the whole example."""
 
     name = "delift_se"
+    label = "DELIFT (SE)"
+    row_order = 4
 
     @dataclass
     class Config:

@@ -44,6 +44,8 @@ class IFDSelector(Selector):
     """Top k by IFD below 1 (see the module docstring)."""
 
     name = "ifd"
+    label = "IFD"
+    row_order = None
 
     @dataclass
     class Config:

@@ -38,6 +38,8 @@ class LoBaSSSelector(ScoreSelector):
     """Top k by learnability (see the module docstring)."""
 
     name = "lobass"
+    label = "LoBaSS"
+    row_order = None
 
     @dataclass
     class Config:

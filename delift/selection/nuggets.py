@@ -144,6 +144,8 @@ class NuggetsSelector(ScoreSelector):
     """Top k of the pool by golden score GS (Nuggets), from a logprob-sum kernel G x pool."""
 
     name = "nuggets"
+    label = "Nuggets"
+    row_order = None
 
     @dataclass
     class Config:

@@ -111,6 +111,8 @@ class SelectITSelector(ScoreSelector):
     """Top k by SelectIT's model-level score (see the module docstring)."""
 
     name = "selectit"
+    label = "SelectIT"
+    row_order = 2
 
     @dataclass
     class Config:

@@ -25,6 +25,10 @@ class JudgeMetric(Metric):
     """Grades each generation with the configured judge, given the question and the reference."""
 
     name = "judge"
+    label = "LAJ"
+    bounds = (1.0, 5.0)  # the judge grades 1-5
+    higher_is_better = True
+    column_order = 2
 
     @dataclass
     class Config:

@@ -47,6 +47,8 @@ class LESSSelector(ScoreSelector):
     """Top k by LESS's influence score (see the module docstring)."""
 
     name = "less"
+    label = "LESS"
+    row_order = 3
 
     @dataclass
     class Config:
