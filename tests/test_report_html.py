@@ -96,7 +96,7 @@ def sweep(root: Path) -> None:
     """Random and DELIFT, seeds 0 and 1, budget 3 of 8. DELIFT seed 0 carries subset_examples.jsonl (with an
     instruction holding markup); seed 1 is a run from before the file existed; Random seed 0 has the file too."""
     for seed in (0, 1):
-        for selector, offset in (("random", 5), ("delift", 0)):
+        for selector, offset in (("random", 4), ("delift", 0)):
             ids = [f"ex{(offset + 2 * k + seed) % 8}" for k in range(3)]
             gains = GAINS[seed] if selector == "delift" else [None, None, None]
             job = write_job(root, f"{selector}{seed}", selector, seed,
@@ -189,8 +189,12 @@ def test_the_subset_browser_has_one_row_per_pick_with_its_gain(report):
         assert [r[1] for r in body] == [f"ex{(2 * k + seed) % 8}" for k in range(3)]
         assert [float(r[2]) for r in body] == GAINS[seed]
         random_body = cells_of(beside)[1:]
-        assert [r[1] for r in random_body] == [f"ex{(5 + 2 * k + seed) % 8}" for k in range(3)]
+        assert [r[1] for r in random_body] == [f"ex{(4 + 2 * k + seed) % 8}" for k in range(3)]
         assert [r[2] for r in random_body] == ["–"] * 3
+        common = {f"ex{seed}", f"ex{4 + seed}"}  # DELIFT's picks 1 and 3 are Random's 3 and 1
+        for table in (own, beside):
+            assert {r.all("td")[1].text() for r in table.all("tr", "shared")} == common
+        assert "2 picked by both" in found[("delift", str(seed))].text()
     seed0 = cells_of(found[("delift", "0")].all("table")[0])
     assert seed0[0] == ["pick", "id", "gain", "instruction", "input", "response"]
     assert seed0[1][3:] == ["do ex0", "in ex0", "out ex0"]
@@ -245,11 +249,11 @@ def browser_or_skip():
 
 
 def test_the_page_works_in_headless_chromium(report):
+    done, _ = report
+    driver = browser_or_skip()
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    done, _ = report
-    driver = browser_or_skip()
     try:
         driver.get(done["html"].resolve().as_uri())
         errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]

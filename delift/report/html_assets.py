@@ -31,6 +31,8 @@ p.caption { color: #57606a; margin-top: .2em; }
 .pair h4 { margin: .3em 0; }
 .text { white-space: pre-wrap; max-height: 7.5em; overflow: auto; max-width: 34em; }
 .note { color: #9a6700; }
+table.picks td:nth-child(-n+3) { white-space: nowrap; }
+table.picks tr.shared td { background: #ddf4ff; }
 """
 
 JS = r"""

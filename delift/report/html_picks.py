@@ -72,28 +72,30 @@ def text_cell(value: Any) -> str:
     return f'<td><div class="text">{escape(text)}</div></td>'
 
 
-def picks_table(job: Job, picks: Picks) -> str:
-    """A sortable table, one row per pick: pick, id, gain (or score), then the texts when known."""
+def picks_table(job: Job, picks: Picks, shared: set[str]) -> str:
+    """A sortable table, one row per pick: pick, id, gain (or score), then the texts when known; a pick in
+    ``shared`` (also picked by the job beside it) is marked."""
     fields = TEXT_FIELDS if picks.texts else ()
     head = ["pick", "id", gain_name(job), *("response" if f == "output" else f for f in fields)]
     lines = ['<table class="sortable picks"><thead><tr>' + "".join(f"<th>{escape(h)}</th>" for h in head)
              + "</tr></thead><tbody>"]
     for row in picks.rows:
-        lines.append(f"<tr><td>{escape(str(row.get('pick', '')))}</td><td>{escape(str(row.get('id', '')))}</td>"
+        mark = ' class="shared" title="picked by both"' if row.get("id") in shared else ""
+        lines.append(f"<tr{mark}><td>{escape(str(row.get('pick', '')))}</td><td>{escape(str(row.get('id', '')))}</td>"
                      f"<td>{gain_text(row.get('gain'))}</td>" + "".join(text_cell(row.get(f)) for f in fields) + "</tr>")
     lines.append("</tbody></table>")
     note = f'<p class="note">{escape(picks.note)}</p>' if picks.note else ""
     return note + "\n".join(lines)
 
 
-def picks_block(job: Job, parts: Parts) -> str:
-    """A job's picks (or why none are listed)."""
+def picks_block(job: Job, parts: Parts, shared: set[str] = frozenset()) -> str:
+    """A job's picks (or why none are listed), those in ``shared`` marked."""
     ids = job.subset.get("selected_ids") or []
     if parts.selector(job.selector).whole_pool:
         return f'<p class="meta">every pool example ({len(ids)}): not listed</p>'
     if not ids:
         return '<p class="meta">no picks</p>'
-    return picks_table(job, job_picks(job))
+    return picks_table(job, job_picks(job), shared)
 
 
 def random_partner(groups: list[Group], group: Group, job: Job) -> Job | None:
@@ -115,10 +117,14 @@ def job_panel(groups: list[Group], group: Group, job: Job, shown: list[str], par
     own = picks_block(job, parts)
     if group.selector != "random" and ids and not parts.selector(group.selector).whole_pool:
         partner = random_partner(groups, group, job)
-        beside = (picks_block(partner, parts) if partner is not None
+        shared = set(ids) & set(partner.subset.get("selected_ids") or []) if partner is not None else set()
+        own = picks_block(job, parts, shared)
+        beside = (picks_block(partner, parts, shared) if partner is not None
                   else '<p class="meta">no Random job of this setting and seed</p>')
+        both = f"; {len(shared)} picked by both (shaded)" if partner is not None else ""
         own = (f'<div class="pair"><div><h4>{escape(method)}</h4>{own}</div>'
-               f'<div class="random"><h4>Random (same setting, seed {escape(str(job.seed))})</h4>{beside}</div></div>')
+               f'<div class="random"><h4>Random (same setting, seed {escape(str(job.seed))}){escape(both)}</h4>'
+               f'{beside}</div></div>')
     return (f'<section class="job" data-selector="{escape(group.selector)}"><h3>{escape(title)}</h3>'
             f'<p class="meta">{escape(meta)}</p>{own}</section>')
 
@@ -130,12 +136,14 @@ def browser(groups: list[Group], shown: list[str], parts: Parts) -> str:
     options = ['<option value="">all selectors</option>'] + [
         f'<option value="{escape(s)}">{escape(parts.selector(s).label)}</option>' for s in selectors]
     panels = [job_panel(groups, g, job, shown, parts) for g in ordered for job in g.jobs]
+    caveats = list(dict.fromkeys(c for g in ordered for job in g.jobs for c in job.run.get("caveats", [])))
     old = sum(1 for g in ordered for job in g.jobs if not (job.path / EXAMPLES_FILE).is_file()
               and job.subset.get("selected_ids") and not parts.selector(g.selector).whole_pool)
     lines = ['<section id="subsets"><h2>Subset browser</h2>',
              "<p>Per job, the examples its selector picked, in pick order, with the greedy gain or the score of each "
              "pick and the example's instruction, input and reference response; beside them Random's picks of the "
-             "same setting and seed. Click a column header to sort.</p>"]
+             "same setting and seed. Click a column header to sort.</p>",
+             *(f"<blockquote>caveat: {escape(str(c))}</blockquote>" for c in caveats)]
     if old:
         lines.append(f'<p class="note">{old} jobs predate {EXAMPLES_FILE}: their picks show ids and gains only '
                      "(rerun them for the examples' text).</p>")
