@@ -286,3 +286,16 @@ def test_the_page_works_in_headless_chromium(report):
         assert [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")] == []
     finally:
         driver.quit()
+
+
+def test_full_data_is_not_listed_pick_by_pick_and_initial_has_no_picks(tmp_path):
+    sweep(tmp_path / "runs")
+    every = [f"ex{i}" for i in range(8)]
+    write_job(tmp_path / "runs", "full0", "full", 0, {"qlora/rouge1": 0.9, "subset/size": 8, "pool/size": 8},
+              predictions=rows("qlora", {"rouge1": [0.9, 0.9]}), subset={"selected_ids": every, "pool_size": 8})
+    write_job(tmp_path / "runs", "initial0", "initial", 0, {"qlora/rouge1": 0.0, "subset/size": 0, "pool/size": 8},
+              predictions=rows("qlora", {"rouge1": [0.0, 0.0]}), subset={"pool_size": 8})
+    page = build_report([tmp_path / "runs"], out=tmp_path / "r", draw=False)["html"].read_text()
+    found = panels(Tree(page))
+    assert found[("full", "0")].all("table") == [] and "every pool example (8): not listed" in found[("full", "0")].text()
+    assert found[("initial", "0")].all("table") == [] and "no picks" in found[("initial", "0")].text()
