@@ -8,7 +8,8 @@ writes into ``results/<name>/`` (``--out`` overrides; name = the experiment name
 ``table.md`` / ``table.csv`` (rows = method x varying setting, columns = protocol x metric, seed
 means with std, t-interval and paired-bootstrap markers), ``survey.md`` / ``survey.csv`` (SDF, PIR,
 efficiency and feasibility), ``jobs.csv`` (one row per job), ``figures/*.png`` and ``report.md`` (all
-of it, with the caveats the runs recorded in run.json, figure captions and notes). The folder is written
+of it, with the caveats the runs recorded in run.json, figure captions and notes), and ``report.html`` (the
+same as one self-contained page, tables sortable, with a browser of each job's picks: :mod:`delift.report.html`). The folder is written
 atomically (:mod:`delift.report.folder`). A job whose result file cannot be read is skipped with a
 warning naming the file and counted in report.md; ``--strict`` stops at it instead.
 """
@@ -20,7 +21,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from delift.report import figures, folder, kernel_figures, listing, survey, tables
+from delift.report import figures, folder, html, kernel_figures, listing, survey, tables
 from delift.report.folder import slug
 from delift.report.frame import build_frame, columns, sort_groups
 from delift.report.jobs import BadJob, Group, Job, cache_reads, display_keys, group_jobs, load_jobs, result_folders
@@ -224,7 +225,8 @@ def write_report(jobs: list[Job], skipped: list[BadJob], roots: list[Path], out:
                    f"*Figure {i} (`{path.name}`): {drawn.captions[path]}*", ""]
     report += (["## Notes", ""] + [f"- {n}" for n in notes]) if notes else []
     (out / "report.md").write_text("\n".join(report).rstrip("\n") + "\n")
-    return {"table": out / "table.md", "report": out / "report.md", "figures": drawn.written,
+    page = html.write_page(out, groups, shown, parts)
+    return {"table": out / "table.md", "report": out / "report.md", "html": page, "figures": drawn.written,
             "captions": {p.name: c for p, c in drawn.captions.items()}, "frame": frame, "survey": rows, "keys": keys,
             "shown": shown, "groups": groups, "notes": notes, "skipped": [str(b.path) for b in skipped]}
 
@@ -256,7 +258,7 @@ def run(argv: list[str] | None = None) -> Path:
                         args.methods_yaml, args.seed, args.resamples, args.cache_dir, not args.no_figures, args.strict)
     print(done["table"].read_text(), end="")
     lost = f"; {len(done['skipped'])} jobs skipped, see report.md" if done["skipped"] else ""
-    print(f"\nwrote {done['out']}/ (table.md, table.csv, survey.md, survey.csv, jobs.csv, report.md, "
+    print(f"\nwrote {done['out']}/ (table.md, table.csv, survey.md, survey.csv, jobs.csv, report.md, report.html, "
           f"{len(done['figures'])} figures{lost})")
     return done["out"]
 

@@ -39,6 +39,7 @@ from delift.tracking.wandb_logger import history_values
 log = logging.getLogger(__name__)
 
 RUN_JSON, SUBSET_JSON, METRICS_JSON, PREDICTIONS_JSONL = "run.json", "subset.json", "metrics.json", "predictions.jsonl"
+SUBSET_EXAMPLES_JSONL = "subset_examples.jsonl"  # the picked examples' text, for the report's subset browser
 KERNEL_FIGURE_MAX_BYTES = 256 << 20  # a bigger kernel file (about 8k x 8k) is not reloaded just for a W&B image
 SIGTERM_EXIT_CODE = 128 + signal.SIGTERM  # 143: the shell's code for a process that SIGTERM ended
 
@@ -190,8 +191,17 @@ def subset_rows(selection: Selection, pool: Sequence[Example]) -> list[dict[str,
             for rank, (i, gain) in enumerate(zip(selection.indices, selection.gains), start=1)]
 
 
+def subset_examples(selection: Selection, pool: Sequence[Example]) -> list[dict[str, Any]]:
+    """The picked examples with their text, one row per pick in pick order: pick (1 = first), id, instruction,
+    input, output (the reference response) and gain (or score): subset_examples.jsonl, beside subset.json."""
+    return [{"pick": rank, "id": pool[i].id, "instruction": pool[i].instruction, "input": pool[i].input,
+             "output": pool[i].output, "gain": gain}
+            for rank, (i, gain) in enumerate(zip(selection.indices, selection.gains), start=1)]
+
+
 class ResultFiles(RunListener):
-    """The run's files in ``output_dir``: subset.json right after selection (a crash in training keeps it),
+    """The run's files in ``output_dir``: subset.json and subset_examples.jsonl (the picks' text) right after
+    selection (a crash in training keeps them),
     predictions.jsonl and metrics.json when every protocol ran, and run.json once, when the run ends or
     fails (so a crashed run still leaves it, with ``error``). run.json holds the name, caveats (also
     logged as warnings when the run starts), model, scorer (null: the model scored) and embedder identity,
@@ -216,6 +226,7 @@ class ResultFiles(RunListener):
     def on_selection(self, selection: Selection, pool: Sequence[Example], metrics: dict[str, Any]) -> None:
         scorer = self.record["scorer"] if self.record is not None else scorer_record(self.run.cfg.scorer)
         write_json(self.run.output_dir / SUBSET_JSON, subset_record(self.run.cfg, selection, pool, scorer))
+        write_jsonl(self.run.output_dir / SUBSET_EXAMPLES_JSONL, subset_examples(selection, pool))
 
     def on_results(self, metrics: dict[str, Any], rows: list[dict]) -> None:
         write_jsonl(self.run.output_dir / PREDICTIONS_JSONL, rows)
