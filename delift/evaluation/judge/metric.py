@@ -33,9 +33,12 @@ class JudgeMetric(Metric):
         cache_dir: str = ".cache/delift/judge"  # replies under <cache_dir>/verdicts
         progress: bool = True
 
-    def __init__(self, config: Config | None = None):
-        """``config``: this class's ``Config`` (None: its defaults, which name no judge: an error)."""
-        self.config = self.Config() if config is None else config
+    def __init__(self, config: Config | None = None, **values: Any):
+        """``config``: this class's ``Config``, or its fields as ``values`` (what ``build`` passes until it
+        calls ``cls(config)``); its defaults name no judge: an error."""
+        if config is not None and values:
+            raise TypeError("JudgeMetric: give a Config or its fields, not both")
+        self.config = self.Config(**values) if config is None else config
         judge = self.config.judge
         if judge is None:
             raise ValueError("metric judge: no judge settings; choose a backend with judge=hf or judge=openai")
