@@ -16,7 +16,7 @@ from delift.data.records import Example
 from delift.evaluation.generation import generate
 from delift.models.config import ModelConfig
 from delift.models.loading import load_model, load_tokenizer
-from delift.training import finetune, tokenize_for_training, training_collator
+from delift.training.finetune import finetune, tokenize_for_training, training_collator
 from delift.training.settings import TrainConfig
 
 TEMPLATE = PromptTemplate()
