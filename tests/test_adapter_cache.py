@@ -14,13 +14,13 @@ from delift.data.records import Example
 from delift.models.config import ModelConfig
 from delift.models.folder_check import MANIFEST
 from delift.models.loading import resolve_model_path
-from delift.training import FinetuneConfig
 from delift.training.adapter_cache import AdapterCache, adapter_key, trained_adapter
+from delift.training.settings import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TEMPLATE = PromptTemplate()
-CFG = FinetuneConfig(method="lora", r=2, alpha=4, lr=1e-3, max_steps=1, batch_size=2, logging_steps=1)
+CFG = TrainConfig(method="lora", r=2, alpha=4, lr=1e-3, max_steps=1, batch_size=2, logging_steps=1)
 
 
 def mode(path: Path) -> int:

@@ -13,10 +13,11 @@ from omegaconf import OmegaConf
 
 from delift.config.checks import ConfigError
 from delift.config.loader import CONFIG_DIR, compose_config
-from delift.config.schema import ExperimentConfig, TrainConfig
+from delift.config.schema import ExperimentConfig
 from delift.protocols import Protocol
 from delift.run.pipeline import build_parts
 from delift.selection.base import Selector
+from delift.training.settings import TrainConfig
 
 CONF = Path(CONFIG_DIR)
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())

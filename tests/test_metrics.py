@@ -119,7 +119,8 @@ def test_judge_metric_nanmean_and_counts(monkeypatch, caplog, tmp_path) -> None:
     replies = ["Right. [RESULT] 5", "Mostly. [RESULT] 2", "[RESULT] 7", "I cannot decide."]
     monkeypatch.setitem(runner.BACKENDS, "hf", lambda settings, cache_root, progress: _FixedJudge(replies))
     preds, refs = ["4", "five", "x", "y"], ["4", "5", "z", "w"]
-    judge = JudgeMetric({"backend": "hf", "model": "fixed"}, cache_dir=str(tmp_path), progress=False)
+    judge = JudgeMetric(JudgeMetric.Config(judge={"backend": "hf", "model": "fixed"}, cache_dir=str(tmp_path),
+                                           progress=False))
     with caplog.at_level("WARNING"):
         per_example, means = score_all([Rouge(), judge], preds, examples(refs))
     assert [d["judge"] for d in per_example[:2]] == [5.0, 2.0]
@@ -137,13 +138,15 @@ def test_judge_all_failed_mean_is_null_and_settings_are_required(monkeypatch, tm
     from delift.evaluation.judge import runner
 
     monkeypatch.setitem(runner.BACKENDS, "hf", lambda settings, cache_root, progress: _FixedJudge([None, "??"]))
-    judge = JudgeMetric({"backend": "hf", "model": "fixed"}, cache_dir=str(tmp_path), progress=False)
+    judge = JudgeMetric(JudgeMetric.Config(judge={"backend": "hf", "model": "fixed"}, cache_dir=str(tmp_path),
+                                           progress=False))
     _, means = score_all([judge], ["a", "b"], examples(["a", "b"]))
     assert means["judge"] is None and means["judge_errors"] == 1.0 and means["judge_parse_failures"] == 1.0
     with pytest.raises(ValueError, match="no judge settings"):
         JudgeMetric(None)
     with pytest.raises(ValueError, match=r"judge\.backend"):
-        score_all([JudgeMetric({"backend": "gpt"}, cache_dir=str(tmp_path))], ["a"], examples(["a"]))
+        score_all([JudgeMetric(JudgeMetric.Config(judge={"backend": "gpt"}, cache_dir=str(tmp_path)))], ["a"],
+                  examples(["a"]))
 
 
 def test_nan_is_skipped_with_a_warning_and_an_empty_mean_is_null(caplog) -> None:

@@ -16,7 +16,8 @@ from delift.data.records import Example
 from delift.evaluation.generation import generate
 from delift.models.config import ModelConfig
 from delift.models.loading import load_model, load_tokenizer
-from delift.training import FinetuneConfig, finetune, tokenize_for_training, training_collator
+from delift.training.finetune import finetune, tokenize_for_training, training_collator
+from delift.training.settings import TrainConfig
 
 TEMPLATE = PromptTemplate()
 
@@ -108,26 +109,37 @@ def test_collator_right_pads_ids_labels_and_mask(tokenizer, side):
 # --- config ----------------------------------------------------------------------------------
 
 def test_config_from_the_typed_block_checks_ranges_with_its_prefix():
-    from delift.config.schema import TrainConfig
-
-    assert FinetuneConfig.from_config(TrainConfig(lr=1e-3), prefix="evaluation.lora.train").lr == 1e-3
+    assert TrainConfig.from_config(TrainConfig(lr=1e-3), prefix="evaluation.lora.train").lr == 1e-3
     with pytest.raises(ValueError, match=r"evaluation\.lora\.train\.epochs: 0: must be > 0\.0"):
-        FinetuneConfig.from_config(TrainConfig(epochs=0), prefix="evaluation.lora.train")
-    assert FinetuneConfig(epochs=0, max_steps=3).max_steps == 3  # a step cap makes epochs irrelevant
+        TrainConfig.from_config(TrainConfig(epochs=0), prefix="evaluation.lora.train")
+    assert TrainConfig(epochs=0, max_steps=3).check().max_steps == 3  # a step cap makes epochs irrelevant
 
 
 def test_config_from_mapping_and_unknown_keys():
-    cfg = FinetuneConfig.from_config({"method": "lora", "lr": 1e-3, "target_modules": ("q_proj", "v_proj")})
+    cfg = TrainConfig.from_config({"method": "lora", "lr": 1e-3, "target_modules": ("q_proj", "v_proj")})
     assert (cfg.method, cfg.lr, cfg.target_modules, cfg.r, cfg.alpha) == ("lora", 1e-3, ["q_proj", "v_proj"], 8, 32)
     with pytest.raises(ValueError, match=r"evaluation\.train\.learning_rate"):
-        FinetuneConfig.from_config({"learning_rate": 1e-3})
+        TrainConfig.from_config({"learning_rate": 1e-3})
     with pytest.raises(ValueError, match=r"evaluation\.train\.method"):
-        FinetuneConfig(method="full")
+        TrainConfig(method="full").check()
+
+
+def test_one_training_block_under_both_names(spec, tmp_path):
+    """The schema's block is the one the training code takes (the old name is an alias); building one
+    checks nothing (the loader reports all bad values of a config at once), finetune checks it first."""
+    from delift.config.schema import TrainConfig as SchemaTrainConfig
+    from delift.training.finetune import FinetuneConfig
+
+    assert SchemaTrainConfig is TrainConfig and FinetuneConfig is TrainConfig
+    bad = TrainConfig(method="full", lr=0.0)
+    with pytest.raises(ValueError, match=r"evaluation\.train\.lr: .*\n.*evaluation\.train\.method"):
+        finetune(spec, [example()], TEMPLATE, bad, tmp_path, seed=0)
+    assert not (tmp_path / "adapter").exists()
 
 
 def test_finetune_rejects_an_empty_training_set(spec, tmp_path):
     with pytest.raises(ValueError, match="empty"):
-        finetune(spec, [], TEMPLATE, FinetuneConfig(method="lora"), tmp_path, seed=0)
+        finetune(spec, [], TEMPLATE, TrainConfig(method="lora"), tmp_path, seed=0)
 
 
 # --- (c) fine-tuning -------------------------------------------------------------------------
@@ -142,7 +154,7 @@ def test_finetune_lowers_the_loss_and_saves_the_adapter(spec, tokenizer, tmp_pat
     with torch.no_grad():
         initial = base(**{k: v.to(device_of(base)) for k, v in batch.items()}).loss.item()
 
-    cfg = FinetuneConfig(method=method, lr=1e-2, max_steps=5, batch_size=4, logging_steps=1)
+    cfg = TrainConfig(method=method, lr=1e-2, max_steps=5, batch_size=4, logging_steps=1)
     result = finetune(spec, examples, TEMPLATE, cfg, tmp_path, seed=0)
 
     assert result.steps == 5 and result.seconds > 0 and len(result.loss_history) == 5
@@ -225,7 +237,7 @@ def test_long_prompts_lose_tokens_from_the_left_as_in_training(model, tokenizer)
 def test_the_last_step_is_logged_whatever_logging_steps(spec, tmp_path, steps, logging_steps, logged):
     """Smoke's single step with logging_steps=10 used to log no loss at all (no curve on W&B)."""
     seen: list[tuple[int, float]] = []
-    cfg = FinetuneConfig(method="lora", lr=1e-2, max_steps=steps, batch_size=4, logging_steps=logging_steps)
+    cfg = TrainConfig(method="lora", lr=1e-2, max_steps=steps, batch_size=4, logging_steps=logging_steps)
     result = finetune(spec, [example(id_=f"ex-{i}") for i in range(4)], TEMPLATE, cfg, tmp_path, seed=0,
                       progress=False, callbacks=[lambda step, logs: seen.append((step, logs["loss"]))
                                                  if "loss" in logs else None])

@@ -24,18 +24,19 @@ from omegaconf import MISSING
 from delift.config.checks import Problems, at_least, choice  # noqa: F401 (re-exported for selector schemas)
 from delift.data.config import DataConfig
 from delift.kernel.config import KernelConfig
-from delift.models.config import DTYPES, ModelConfig
+from delift.models.config import ModelConfig
 from delift.models.embeddings import DEFAULT_EMBEDDER
+from delift.training.settings import TrainConfig  # noqa: F401 (the evaluation.<name>.train schema)
 
 
 # ---------------------------------------------------------------------------------------- use case
 @dataclass
 class UsecaseConfig:
     name: str = "instruction_tuning"  # instruction_tuning | task_specific | continual
-    eta: float = 1.0  # task_specific: FLMI magnification
-    nu: float = 1.0  # continual: FLCG hardness
+    eta: float = 1.0  # task_specific: FLMI magnification, min(max_A s, eta * max_Q s_Q)
+    nu: float = 1.0  # continual: FLCG privacy hardness, max(max_A s - nu * max_P s_P, 0)
     query_split: str = "valid"  # task_specific: valid | train split of the target
-    query_size: Optional[int] = None
+    query_size: Optional[int] = None  # task_specific: cap on |Q| (first examples of that split); null = all
     # Nested data configs (data@usecase.target=<data config>); values set for a use case that does not
     # read them (e.g. smoke sizes) are checked for typos, then dropped by the loader.
     target: Optional[DataConfig] = field(default_factory=DataConfig)  # task_specific: the target task
@@ -55,8 +56,8 @@ class UsecaseConfig:
 @dataclass
 class GenerationConfig:
     max_new_tokens: int = 64
-    batch_size: int = 8
-    do_sample: bool = False
+    batch_size: int = 8  # prompts per generate call (left-padded)
+    do_sample: bool = False  # greedy; true = seeded sampling with temperature/top_p
     temperature: float = 1.0
     top_p: float = 1.0
 
@@ -67,54 +68,6 @@ class GenerationConfig:
         at_least(found, "temperature", self.temperature, 0.0, strict=True)
         if not 0.0 < self.top_p <= 1.0:
             found["top_p"] = f"{self.top_p!r}: must be in (0, 1]"
-        return found
-
-
-@dataclass
-class TrainConfig:
-    """One (Q)LoRA fine-tuning run; mirrors :class:`delift.training.finetune.FinetuneConfig`."""
-
-    method: str = "qlora"  # qlora | lora
-    r: int = 8
-    alpha: int = 32
-    dropout: float = 0.1
-    target_modules: Any = "all-linear"  # peft's shorthand, or a list of module names
-    lr: float = 2.0e-4
-    lr_scheduler: str = "constant"
-    epochs: float = 3.0
-    batch_size: int = 4
-    grad_accum: int = 1
-    max_length: int = 1024
-    mask_prompt: bool = True
-    max_steps: int = -1  # > 0 caps optimizer steps
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.0
-    bnb_4bit_compute_dtype: str = "auto"
-    double_quant: bool = True
-    gradient_checkpointing: bool = False
-    logging_steps: int = 10
-
-    def problems(self) -> Problems:
-        found: Problems = {}
-        choice(found, "method", self.method, ("qlora", "lora"))
-        choice(found, "bnb_4bit_compute_dtype", self.bnb_4bit_compute_dtype, DTYPES)
-        choice(found, "lr_scheduler", self.lr_scheduler,
-               ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"))
-        at_least(found, "lr", self.lr, 0.0, strict=True)
-        if self.max_steps <= 0:
-            at_least(found, "epochs", self.epochs, 0.0, strict=True)  # epochs=0 would report an untrained model
-        if self.max_steps == 0:
-            found["max_steps"] = "0 trains nothing: use -1 (epochs decide) or a positive cap"
-        for name in ("r", "alpha", "batch_size", "grad_accum", "max_length", "logging_steps"):
-            at_least(found, name, getattr(self, name), 1)
-        if not 0.0 <= self.dropout < 1.0:
-            found["dropout"] = f"{self.dropout!r}: must be in [0, 1)"
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            found["warmup_ratio"] = f"{self.warmup_ratio!r}: must be in [0, 1)"
-        at_least(found, "weight_decay", self.weight_decay, 0.0)
-        if not isinstance(self.target_modules, str) and not (
-                isinstance(self.target_modules, (list, tuple)) and self.target_modules):
-            found["target_modules"] = f"{self.target_modules!r}: a module-name shorthand or a non-empty list"
         return found
 
 

@@ -29,7 +29,8 @@ class IclProtocol(Protocol):
         k: int = 5  # examples shown per test prompt (0 = zero-shot)
         embedder: str = DEFAULT_EMBEDDER  # retrieval embedder
         max_prompt_length: int = 2048  # tokens; over it the least similar shown examples are dropped first
-        generation: GenerationConfig = field(default_factory=GenerationConfig)
+        # batch 4, not GenerationConfig's 8: what ICL runs have always generated with (conf/evaluation/icl.yaml set it)
+        generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(batch_size=4))
 
         def problems(self) -> Problems:
             found: Problems = {}

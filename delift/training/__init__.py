@@ -1,13 +1,6 @@
-"""Fine-tuning on a selected subset: QLoRA (the paper's protocol) or plain LoRA."""
+"""Fine-tuning on a selected subset: QLoRA (the paper's protocol) or plain LoRA.
 
-from delift.training.finetune import (
-    FinetuneConfig,
-    FinetuneResult,
-    build_peft_model,
-    finetune,
-    tokenize_for_training,
-    training_collator,
-)
-
-__all__ = ["FinetuneConfig", "FinetuneResult", "build_peft_model", "finetune",
-           "tokenize_for_training", "training_collator"]
+``settings`` holds the training block (``TrainConfig``, torch-free: the config schema imports it) and
+``finetune`` the training itself (torch). Import from the modules themselves; this package imports nothing, so
+importing the settings never loads torch.
+"""

@@ -14,24 +14,25 @@ import copy
 import inspect
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from delift.config.checks import ConfigError, raise_problems
-from delift.config.schema import TrainConfig
 from delift.data.prompts import PromptTemplate
 from delift.data.records import Example
 from delift.fsutil import follow_umask
 from delift.models.config import ModelConfig, resolve_dtype
 from delift.models.loading import DTYPES, load_model, load_tokenizer
+from delift.training.settings import TrainConfig
 
 log = logging.getLogger(__name__)
+
+FinetuneConfig = TrainConfig  # the training block's former name, kept for existing imports
 
 IGNORE_INDEX = -100  # the label value that torch's cross-entropy (and HF models) skip
 
@@ -53,35 +54,6 @@ def training_callbacks(*callbacks: Any) -> Iterator[None]:
         yield
     finally:
         _SCOPED_CALLBACKS.reset(token)
-
-
-@dataclass
-class FinetuneConfig(TrainConfig):
-    """Hyper-parameters of one fine-tuning run: the ``evaluation.<name>.train`` schema, checked.
-
-    The paper used lr 2.5e-5 (constant) for many epochs at batch size 1. Our default is larger
-    because our runs are short (few epochs, small models on CPU); set 2.5e-5 to reproduce it.
-    """
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.target_modules, str):
-            self.target_modules = [str(name) for name in self.target_modules]  # e.g. an omegaconf ListConfig
-        raise_problems(self, "evaluation.train")
-
-    @classmethod
-    def from_config(cls, config: TrainConfig | Mapping[str, Any] | None,
-                    prefix: str = "evaluation.train") -> FinetuneConfig:
-        """From the typed ``train`` block (or a mapping: unknown keys are an error naming the key)."""
-        data = ({f.name: getattr(config, f.name) for f in fields(config)} if is_dataclass(config)
-                else dict(config or {}))
-        known = {f.name for f in fields(cls)}
-        for key in data:
-            if key not in known:
-                raise ConfigError(f"{prefix}.{key}: unknown key; expected one of {sorted(known)}")
-        try:
-            return cls(**data)
-        except ConfigError as exc:
-            raise ConfigError(str(exc).replace("evaluation.train.", f"{prefix}.")) from None
 
 
 @dataclass
@@ -145,14 +117,14 @@ def training_collator(tokenizer: Any) -> Any:
     return DataCollatorForSeq2Seq(right, label_pad_token_id=IGNORE_INDEX, return_tensors="pt")
 
 
-def _lora_config(cfg: FinetuneConfig):
+def _lora_config(cfg: TrainConfig):
     from peft import LoraConfig
 
     return LoraConfig(task_type="CAUSAL_LM", r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
                       target_modules=cfg.target_modules, bias="none")
 
 
-def build_peft_model(model_spec: ModelConfig, cfg: FinetuneConfig):
+def build_peft_model(model_spec: ModelConfig, cfg: TrainConfig):
     """Load the base (4-bit for qlora) and wrap it with fresh LoRA adapters; only those are trainable."""
     from peft import get_peft_model, prepare_model_for_kbit_training
 
@@ -185,7 +157,7 @@ def build_peft_model(model_spec: ModelConfig, cfg: FinetuneConfig):
     return get_peft_model(model, _lora_config(cfg))
 
 
-def _mixed_precision(cfg: FinetuneConfig, model_spec: ModelConfig) -> dict[str, bool]:
+def _mixed_precision(cfg: TrainConfig, model_spec: ModelConfig) -> dict[str, bool]:
     """bf16/fp16 autocast on CUDA only, following the compute dtype.
 
     On CPU we leave Trainer's autocast off: the 4-bit layers already compute in their configured
@@ -200,7 +172,7 @@ def _mixed_precision(cfg: FinetuneConfig, model_spec: ModelConfig) -> dict[str, 
     return {"bf16": False, "fp16": dtype == torch.float16}
 
 
-def _warmup(cfg: FinetuneConfig, arguments_class: type) -> dict[str, float]:
+def _warmup(cfg: TrainConfig, arguments_class: type) -> dict[str, float]:
     """The warmup fraction under whichever name this transformers accepts.
 
     transformers 5 dropped ``warmup_ratio`` and reads a float in [0, 1) of ``warmup_steps`` as a ratio.
@@ -256,7 +228,7 @@ def _trainer_callback(callback: Any) -> Any:
 
 
 def finetune(model_spec: ModelConfig, train_examples: Sequence[Example], template: PromptTemplate,
-             cfg: FinetuneConfig, output_dir: str | Path, seed: int, progress: bool = True,
+             cfg: TrainConfig, output_dir: str | Path, seed: int, progress: bool = True,
              callbacks: Sequence[Any] | None = None) -> FinetuneResult:
     """Train LoRA adapters on ``train_examples`` and save them to ``output_dir/adapter``.
 
@@ -267,6 +239,7 @@ def finetune(model_spec: ModelConfig, train_examples: Sequence[Example], templat
     """
     if not train_examples:
         raise ValueError("finetune: the training set is empty")
+    cfg.check()
     from transformers import Trainer, TrainingArguments, set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 

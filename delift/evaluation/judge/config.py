@@ -23,16 +23,16 @@ class HFJudgeSettings:
     """A local transformers causal LM as the judge (``conf/judge/hf.yaml``)."""
 
     backend: str = "hf"
-    model: str = "prometheus-eval/prometheus-7b-v2.0"
+    model: str = "prometheus-eval/prometheus-7b-v2.0"  # hub id; a checkpoint folder with model_source=local
     model_source: str = "hub"  # hub (hub id) | local (``model`` is a folder) | tiny_random (plumbing)
-    revision: str = "main"
+    revision: str = "main"  # hub only; the resolved commit goes into the cache key
     dtype: str = "bfloat16"
-    max_new_tokens: int = 512
+    max_new_tokens: int = 512  # feedback + "[RESULT] n"; a cut-off reply counts as a parse failure
     batch_size: int = 4
-    temperature: float = 0.0
+    temperature: float = 0.0  # 0 = greedy; > 0 samples, seeded with `seed`
     seed: int = 0
-    max_prompt_tokens: int | None = None
-    system_message: bool = False
+    max_prompt_tokens: int | None = None  # None = never shorten the grading prompt
+    system_message: bool = False  # False: system text goes into the user turn (Mistral templates have no system role)
 
 
 @dataclass(frozen=True)
@@ -40,18 +40,18 @@ class OpenAIJudgeSettings:
     """Any OpenAI-compatible chat-completions endpoint (``conf/judge/openai.yaml``)."""
 
     backend: str = "openai"
-    base_url: str = "http://localhost:8000/v1"
+    base_url: str = "http://localhost:8000/v1"  # POST {base_url}/chat/completions
     model: str = "prometheus-eval/prometheus-7b-v2.0"
-    api_key_env: str | None = "OPENAI_API_KEY"
+    api_key_env: str | None = "OPENAI_API_KEY"  # env variable holding the key; unset/empty = no auth header
     client: str = "auto"  # openai (the package: pip install 'delift[judge]') | urllib (standard library) | auto
-    timeout_s: float = 120.0  # one attempt as a whole (connect, headers, body)
-    budget_s: float | None = None  # the whole judge run, retries included; null = no limit
-    max_retries: int = 4
-    backoff_s: float = 2.0
-    max_concurrency: int = 8
+    timeout_s: float = 120.0  # one attempt as a whole (connect, headers, body: a trickling server cannot hold it)
+    budget_s: float | None = None  # the whole judge run, retries included; null = no limit; unanswered = errors
+    max_retries: int = 4  # on connection errors, timeouts, 429 and 5xx
+    backoff_s: float = 2.0  # wait backoff_s * 2^attempt (or Retry-After), at most 60 s
+    max_concurrency: int = 8  # requests in flight at once
     max_tokens: int = 512
     temperature: float = 0.0
-    system_message: bool = False
+    system_message: bool = False  # True: send the system text as a separate system message
 
 
 SETTINGS = {"hf": HFJudgeSettings, "openai": OpenAIJudgeSettings}

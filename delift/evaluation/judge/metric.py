@@ -37,11 +37,17 @@ class JudgeMetric(Metric):
         cache_dir: str = ".cache/delift/judge"  # replies under <cache_dir>/verdicts
         progress: bool = True
 
-    def __init__(self, judge: Any = None, cache_dir: str = ".cache/delift/judge", progress: bool = True):
+    def __init__(self, config: Config | None = None, **values: Any):
+        """``config``: this class's ``Config``, or its fields as ``values`` (what ``build`` passes until it
+        calls ``cls(config)``); its defaults name no judge: an error."""
+        if config is not None and values:
+            raise TypeError("JudgeMetric: give a Config or its fields, not both")
+        self.config = self.Config(**values) if config is None else config
+        judge = self.config.judge
         if judge is None:
             raise ValueError("metric judge: no judge settings; choose a backend with judge=hf or judge=openai")
         self.settings = judge_settings(asdict(judge) if is_dataclass(judge) else judge)
-        self.cache_dir, self.progress = str(cache_dir), bool(progress)
+        self.cache_dir, self.progress = str(self.config.cache_dir), bool(self.config.progress)
 
     def score(self, generations: Sequence[str], examples: Sequence[Example]) -> MetricScores:
         prompts = [instruction_text(ex.instruction, ex.input) for ex in examples]
