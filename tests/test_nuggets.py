@@ -74,9 +74,9 @@ def test_golden_query_needs_a_query_set_and_settings_are_checked():
     ctx = SelectionContext(pool=make_examples(4), seed=0, kernels=FakeLogprobKernels(L_ZERO, L_ONE))
     with pytest.raises(ValueError, match="selector.golden=query needs"):
         NuggetsSelector(NuggetsSelector.Config(golden="query")).select(ctx, 2)
-    with pytest.raises(ValueError, match="selector.golden="):
+    with pytest.raises(ValueError, match="selector.golden: 'random'"):
         NuggetsSelector(NuggetsSelector.Config(golden="random"))
-    with pytest.raises(ValueError, match="selector.golden_size=0"):
+    with pytest.raises(ValueError, match="selector.golden_size: 0"):
         NuggetsSelector(NuggetsSelector.Config(golden_size=0))
     wrong = FakeLogprobKernels(L_ZERO, L_ONE)
     wrong.utility = lambda t, c, aggregate="distance": FakeLogprobKernels.utility(wrong, t, c, "distance")
@@ -208,8 +208,9 @@ def test_config_composes_builds_and_checks_its_values():
 
     cfg = compose_config(["experiment=smoke", "selector=nuggets", "selector.golden_size=5"])
     selector = build_parts(cfg).selector
-    assert isinstance(selector, NuggetsSelector) and selector.golden_size == 5 and selector.golden == "kmeans"
-    assert (selector.kmeans_iterations, selector.embedder, selector.batch_size, selector.device) == (
+    assert isinstance(selector, NuggetsSelector) and selector.config.golden_size == 5
+    c = selector.config
+    assert c.golden == "kmeans" and (c.kmeans_iterations, c.embedder, c.batch_size, c.device) == (
         100, DEFAULT_EMBEDDER, 64, None)
     with pytest.raises(ConfigError) as caught:
         compose_config(["experiment=smoke", "selector=nuggets", "selector.golden=random", "selector.golden_size=0",
