@@ -1,8 +1,8 @@
 """LESS's warm-up: plain LoRA on a seeded random share of the pool, with a checkpoint after every epoch.
 
-Plan (:class:`WarmupPlan`): the warm-up set is a seeded random ``ceil(fraction * n)`` examples of the
-pool, grown (still at random) to ``batch_size * ceil(min_steps / epochs)`` examples when that is more,
-so that a small pool still gets ``min_steps`` optimizer steps; when the whole pool is still too small,
+Plan (:class:`WarmupPlan`, from the LESS config): the warm-up set is a seeded random ``ceil(warmup_fraction * n)`` examples of the
+pool, grown (still at random) to ``batch_size * ceil(min_warmup_steps / epochs)`` examples when that is more,
+so that a small pool still gets ``min_warmup_steps`` optimizer steps; when the whole pool is still too small,
 each epoch cycles through reshuffled passes over it. Each epoch's order is seeded by ``(seed, epoch)``.
 
 Training (:func:`warm_up`): our own loop, so the optimizer state can be read per parameter object.
@@ -27,7 +27,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -41,21 +41,19 @@ from delift.models.loading import DTYPES, load_model, load_tokenizer
 from delift.scoring.layout import training_items
 from delift.selection.less.gradients import ADAM_BETAS, ADAM_EPS, batch_loss, collate, lora_parameters
 
-if TYPE_CHECKING:  # an annotation only: the warm-up reads the LESS selector's own settings
-    from delift.selection.less.selector import LESSSelector
-
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILES = ("lora.safetensors", "adam.safetensors", "checkpoint.json")
+LessConfig = Any  # the warm-up reads the LESS selector's own settings, a ``LESSSelector.Config`` (declared there once)
 
 
-def target_modules(config: LESSSelector.Config) -> str | list[str]:
+def target_modules(config: LessConfig) -> str | list[str]:
     """The LoRA target modules: a preset name (``all-linear``) or a list of module names."""
     modules = config.target_modules
     return modules if isinstance(modules, str) else [str(m) for m in modules]
 
 
-def warmup_identity(config: LESSSelector.Config) -> dict[str, Any]:
+def warmup_identity(config: LessConfig) -> dict[str, Any]:
     """Everything the warm-up's numbers depend on besides the model, template, pool and seed, as it keys the
     warm-up cache (names and order kept: the cache key of a warm-up stays what it was)."""
     modules = target_modules(config)
@@ -67,7 +65,7 @@ def warmup_identity(config: LESSSelector.Config) -> dict[str, Any]:
             "max_length": config.max_length, "dtype": config.dtype}
 
 
-def lora_config(config: LESSSelector.Config):
+def lora_config(config: LessConfig):
     from peft import LoraConfig
 
     return LoraConfig(task_type="CAUSAL_LM", r=config.lora_r, lora_alpha=config.lora_alpha,
@@ -84,7 +82,7 @@ class WarmupPlan:
     batch_size: int
 
     @classmethod
-    def build(cls, n: int, config: LESSSelector.Config, seed: int) -> WarmupPlan:
+    def build(cls, n: int, config: LessConfig, seed: int) -> WarmupPlan:
         if n < 1:
             raise ValueError("LESS warm-up: the pool is empty")
         size = min(n, warmup_size(n, config))
@@ -112,7 +110,7 @@ class WarmupPlan:
         return [stream[i:i + step_size] for i in range(0, length, step_size)]
 
 
-def warmup_size(n: int, config: LESSSelector.Config) -> int:
+def warmup_size(n: int, config: LessConfig) -> int:
     """Examples the warm-up wants of a pool of ``n``: ``ceil(fraction * n)``, at least 1 and enough for
     ``min_warmup_steps`` (more than ``n`` means passes over the pool are repeated)."""
     return max(math.ceil(config.warmup_fraction * n - 1e-9), 1,
@@ -198,7 +196,7 @@ def completed(folder: Path, epochs: int) -> list[Checkpoint]:
     return found
 
 
-def build_lora_model(spec: ModelConfig, settings: LESSSelector.Config, seed: int):
+def build_lora_model(spec: ModelConfig, settings: LessConfig, seed: int):
     """The base model (plain, not quantised) with fresh seeded LoRA adapters; only those are trainable."""
     from peft import get_peft_model
 
@@ -246,7 +244,7 @@ def _restore(model: Any, optimizer: torch.optim.Optimizer, checkpoint: Checkpoin
                               "exp_avg_sq": moments[f"{name}.exp_avg_sq"].to(p.device, p.dtype)}
 
 
-def warm_up(spec: ModelConfig, template: PromptTemplate, pool: Sequence[Example], settings: LESSSelector.Config,
+def warm_up(spec: ModelConfig, template: PromptTemplate, pool: Sequence[Example], settings: LessConfig,
             seed: int,
             folder: str | Path, progress: bool = True, micro_batch: int | None = None,
             on_epoch_end: Callable[[Checkpoint], None] | None = None) -> list[Checkpoint]:
