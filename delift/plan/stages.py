@@ -1,6 +1,8 @@
 """Every stage of one job and its work: the selector's kernels or per-example scoring, fine-tuning, generation.
 
-Counted exactly (the run executes these counts): the utility kernels (:mod:`delift.plan.kernel`) and the
+The plan asks the parts: the selector for the model work its ``select`` does (:meth:`Selector.model_work`, items of
+:mod:`delift.selection.work`; one stage per item, an undeclared selector is an error naming it), each protocol
+for its fine-tuning settings and how it generates (:class:`delift.protocols.base.Protocol`). Counted exactly (the run executes these counts): the utility kernels (:mod:`delift.plan.kernel`) and the
 per-example scoring passes of IFD, LoBaSS and SelectIT (:mod:`delift.scoring.layout`, ``batch_size`` a pass).
 Estimated (marked ``~``): fine-tuning and generation on a subset the selector has not picked yet (the pool's
 mean lengths; generation up to ``max_new_tokens``), Nuggets' k-means golden set, knn neighbours, and LESS.
