@@ -164,3 +164,22 @@ def test_a_new_protocol_runs_on_the_tiny_model(protocol_package, tmp_path):
     assert metrics["subset/size"] > 0 and "zero/rouge1" in metrics
     rows = (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()
     assert len(rows) == cfg.data.sizes.test
+
+
+def test_every_built_in_selector_declares_its_model_work():
+    """Each conf/selector option's class says what its select runs; Random, Full and Initial: no model work."""
+    from conftest import make_examples
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    from delift.config.loader import CONFIG_DIR
+    from delift.selection.base import SelectionContext, Selector
+    from delift.selection.work import NO_MODEL_WORK
+
+    for path in sorted(Path(CONFIG_DIR, "selector").glob("*.yaml")):
+        cls = get_class(OmegaConf.load(path)._target_)
+        assert cls.model_work is not Selector.model_work, path.stem
+    ctx = SelectionContext(pool=make_examples(4), seed=0)
+    for option in ("random", "full", "initial"):
+        cls = get_class(OmegaConf.load(Path(CONFIG_DIR, "selector", f"{option}.yaml"))._target_)
+        assert cls().model_work(ctx) == NO_MODEL_WORK == []
