@@ -95,7 +95,7 @@ def examples(prefix: str, n: int) -> list[Example]:
 def select(ctx: SelectionContext, budget: int, optimizer: str):
     """The selection, its wall seconds, and its CPU seconds (a shared machine stretches the wall time)."""
     started, cpu = time.perf_counter(), time.process_time()
-    selection = DeliftSelector(optimizer=optimizer).select(ctx, budget)
+    selection = DeliftSelector(DeliftSelector.Config(optimizer=optimizer)).select(ctx, budget)
     return selection, time.perf_counter() - started, time.process_time() - cpu
 
 

@@ -78,12 +78,12 @@ def test_gsm8k_extract_options_score_the_same_generations_differently_by_hand():
                 "strict": [0.0, 1.0, 0.0, 1.0, 1.0],    # needs "####"; MMLU letters are unchanged
                 "flexible": [1.0, 1.0, 0.0, 0.0, 1.0]}  # last number: "2.50" != "2.5", "8" != "7"
     for rule, values in expected.items():
-        per_example, means = score_all([ExactMatch(gsm8k_extract=rule)], generations, tests)
+        per_example, means = score_all([ExactMatch(ExactMatch.Config(gsm8k_extract=rule))], generations, tests)
         assert [row["exact_match"] for row in per_example] == values, rule
         assert means["exact_match"] == sum(values) / 5 and means["exact_match_n"] == 5.0
-    assert ExactMatch().gsm8k_extract == "delift"  # the default stays the current rule
-    with pytest.raises(ValueError, match="gsm8k_extract='loose'"):
-        ExactMatch(gsm8k_extract="loose")
+    assert ExactMatch().config.gsm8k_extract == "delift"  # the default stays the current rule
+    with pytest.raises(ValueError, match="metric_library.exact_match.gsm8k_extract: 'loose'"):
+        ExactMatch(ExactMatch.Config(gsm8k_extract="loose"))
 
 
 def test_gsm8k_extract_is_a_checked_config_choice():

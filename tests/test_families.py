@@ -31,8 +31,9 @@ from delift.models.loading import load_model, load_tokenizer, model_identity
 from delift.models.tiny import BUILDERS, GEMMA2_WINDOW, MISTRAL_WINDOW, build_tiny_model
 from delift.scoring.layout import training_items
 from delift.scoring.passes import scored_log_probs
+from delift.selection.less import LESSSelector
 from delift.selection.less.gradients import fast_gradients, lora_parameters, reference_gradients
-from delift.selection.less.warmup import WarmupSettings, build_lora_model
+from delift.selection.less.warmup import build_lora_model
 from delift.training.finetune import FinetuneConfig, build_peft_model
 
 TEMPLATE = PromptTemplate()
@@ -214,7 +215,7 @@ def test_all_linear_lora_adapts_every_linear_but_the_head(tmp_path, family, meth
 def test_less_fast_gradients_equal_one_backward_per_example(tmp_path, family):
     spec = family_spec(family, tmp_path)
     tokenizer = load_tokenizer(spec)
-    model = build_lora_model(spec, WarmupSettings(r=4, alpha=8), seed=0).eval()
+    model = build_lora_model(spec, LESSSelector.Config(lora_r=4, lora_alpha=8), seed=0).eval()
     randomise_lora(model)
     names = [name for name, _ in lora_parameters(model)]
     if family == "phi3":  # the fused projections carry LoRA weights whose gradients the hooks must split per example

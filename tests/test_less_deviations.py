@@ -10,8 +10,8 @@ FP32 = "features in fp32 (LESS projects fp16 gradients)"
 
 
 def deviations(pool_size: int, **settings) -> list[str]:
-    selector = LESSSelector(**settings)
-    return less_deviations(selector.config, WarmupPlan.build(pool_size, selector.warmup_settings(), 0), pool_size)
+    selector = LESSSelector(LESSSelector.Config(**settings))
+    return less_deviations(selector.config, WarmupPlan.build(pool_size, selector.config, 0), pool_size)
 
 
 def test_defaults_on_a_small_pool_name_the_floor_and_the_actual_batch():
@@ -52,8 +52,8 @@ def test_less_settings_on_a_large_pool_leave_only_the_projection_and_precision()
 
 def test_one_pass_with_a_partial_last_batch_is_not_called_a_cycle():
     # 5 examples, batch 2, 12 steps over 4 epochs: 3 steps an epoch = batches [2, 2, 1], one pass, not 6 / 5 = 1.2
-    selector = LESSSelector(batch_size=2, min_warmup_steps=12, epochs=4)
-    plan = WarmupPlan.build(5, selector.warmup_settings(), 0)
+    selector = LESSSelector(LESSSelector.Config(batch_size=2, min_warmup_steps=12, epochs=4))
+    plan = WarmupPlan.build(5, selector.config, 0)
     assert [len(batch) for batch in plan.epoch_batches(0, 1)] == [2, 2, 1] and plan.examples_per_epoch == 5
     assert ("the warm-up trained on 5 of the 5 pool examples (100%) instead of warmup_fraction=0.05 (1): "
             "the floor of min_warmup_steps=12 optimizer steps") in less_deviations(selector.config, plan, 5)

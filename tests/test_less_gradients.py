@@ -8,6 +8,7 @@ import torch
 from delift.data.prompts import PromptTemplate
 from delift.models.loading import load_model
 from delift.scoring.layout import training_items
+from delift.selection.less import LESSSelector
 from delift.selection.less.gradients import (
     adam_feature,
     batch_loss,
@@ -16,7 +17,7 @@ from delift.selection.less.gradients import (
     lora_parameters,
     reference_gradients,
 )
-from delift.selection.less.warmup import WarmupSettings, build_lora_model
+from delift.selection.less.warmup import build_lora_model
 from tests.conftest import make_examples
 
 TEMPLATE = PromptTemplate()
@@ -35,7 +36,7 @@ def randomise_lora(model, seed: int = 0) -> None:
 
 @pytest.fixture(scope="module")
 def lora_model(tiny_spec):
-    model = build_lora_model(tiny_spec, WarmupSettings(r=4, alpha=8), seed=0).eval()
+    model = build_lora_model(tiny_spec, LESSSelector.Config(lora_r=4, lora_alpha=8), seed=0).eval()
     randomise_lora(model)
     return model
 
@@ -63,7 +64,7 @@ def float64_rms_norms(model) -> None:
 
 
 def test_fast_path_matches_a_finite_difference(tiny_spec, tiny_tokenizer):
-    model = build_lora_model(tiny_spec, WarmupSettings(r=4, alpha=8), seed=0).double().eval()
+    model = build_lora_model(tiny_spec, LESSSelector.Config(lora_r=4, lora_alpha=8), seed=0).double().eval()
     float64_rms_norms(model)
     randomise_lora(model, seed=1)
     items = training_items(make_examples(3), tiny_tokenizer, TEMPLATE, 1024)

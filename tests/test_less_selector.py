@@ -47,8 +47,8 @@ def context(spec, cache_dir, **sets) -> SelectionContext:
 def independent_scores(spec, tokenizer, selection, project=None) -> np.ndarray:
     """Scores from the cached checkpoints by the definition: reference gradients (one backward per example),
     Adam feature for the pool, plain gradient for the targets, optional materialised projection, cosines."""
-    selector = LESSSelector(**SETTINGS)
-    model = build_lora_model(spec, selector.warmup_settings(), 0).eval()
+    selector = LESSSelector(LESSSelector.Config(**SETTINGS))
+    model = build_lora_model(spec, selector.config, 0).eval()
     pad = int(tokenizer.pad_token_id)
     pool_items = training_items(pool_with_duplicate(), tokenizer, TEMPLATE, 1024)
     target_items = training_items(targets(), tokenizer, TEMPLATE, 1024)
@@ -75,7 +75,7 @@ def cache_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def exact(tiny_spec, cache_dir):
     ctx = context(tiny_spec, cache_dir, valid=targets())
-    return LESSSelector(**SETTINGS, proj_dim=None, subtask_field="subject").select(ctx, 3)
+    return LESSSelector(LESSSelector.Config(**SETTINGS, proj_dim=None, subtask_field="subject")).select(ctx, 3)
 
 
 def scores_of(selection) -> np.ndarray:
@@ -88,7 +88,7 @@ def test_targets_follow_the_use_case(tiny_spec, tmp_path):
     assert LESSSelector.targets(context(tiny_spec, tmp_path, valid=valid)) == ("valid", valid)
     assert LESSSelector.targets(context(tiny_spec, tmp_path, valid=valid, existing=query)) == ("valid", valid)
     with pytest.raises(ValueError, match="valid split, which is empty: give data.sizes.valid a size"):
-        LESSSelector(**SETTINGS).select(context(tiny_spec, tmp_path), 2)
+        LESSSelector(LESSSelector.Config(**SETTINGS)).select(context(tiny_spec, tmp_path), 2)
     assert not (tmp_path / "less").exists()  # nothing was trained
 
 
@@ -113,7 +113,7 @@ def test_exact_scores_equal_the_definition(exact, tiny_spec, tiny_tokenizer):
 
 
 def test_projected_scores_equal_a_materialised_projection(exact, tiny_spec, tiny_tokenizer, cache_dir):
-    selection = LESSSelector(**SETTINGS, proj_dim=256, proj_seed=7, subtask_field="subject").select(
+    selection = LESSSelector(LESSSelector.Config(**SETTINGS, proj_dim=256, proj_seed=7, subtask_field="subject")).select(
         context(tiny_spec, cache_dir, valid=targets()), 3)
     assert selection.info["warmup"]["key"] == exact.info["warmup"]["key"]  # one warm-up, reused
     dim_in = selection.info["lora_parameters"]
@@ -127,8 +127,8 @@ def test_srht_scores_equal_its_explicit_matrix_and_never_share_rademacher_featur
                                                                                      cache_dir):
     kwargs = dict(**SETTINGS, proj_dim=256, proj_seed=7, subtask_field="subject")
     ctx = context(tiny_spec, cache_dir, valid=targets())
-    LESSSelector(**kwargs).select(ctx, 3)  # Rademacher features of the same dim and seed, cached first
-    selection = LESSSelector(**kwargs, projection="srht").select(ctx, 3)
+    LESSSelector(LESSSelector.Config(**kwargs)).select(ctx, 3)  # Rademacher features of the same dim and seed, cached first
+    selection = LESSSelector(LESSSelector.Config(**kwargs, projection="srht")).select(ctx, 3)
     assert selection.info["computed"] == 2 * (7 + 3) and selection.info["cache_hits"] == 0  # nothing reused
     matrix = torch.from_numpy(explicit_matrix(selection.info["lora_parameters"], 256, 7))
     expected = independent_scores(tiny_spec, tiny_tokenizer, selection, project=lambda x: x.double() @ matrix)
@@ -139,13 +139,13 @@ def test_srht_scores_equal_its_explicit_matrix_and_never_share_rademacher_featur
                 if "projection" in json.loads(p.read_text())]
     # a Rademacher feature's key is what it was before srht existed: {dim, seed} alone
     assert {"dim": 256, "seed": 7} in families and {"dim": 256, "seed": 7, "kind": "srht"} in families
-    again = LESSSelector(**kwargs, projection="srht").select(ctx, 3)
+    again = LESSSelector(LESSSelector.Config(**kwargs, projection="srht")).select(ctx, 3)
     assert again.info["computed"] == 0 and again.info["scores"] == selection.info["scores"]
 
 
 def test_a_rerun_reads_everything_from_the_cache(exact, tiny_spec, cache_dir, monkeypatch):
     monkeypatch.setattr(features_module, "build_lora_model", lambda *a, **k: pytest.fail("model loaded"))
-    again = LESSSelector(**SETTINGS, proj_dim=None, subtask_field="subject").select(
+    again = LESSSelector(LESSSelector.Config(**SETTINGS, proj_dim=None, subtask_field="subject")).select(
         context(tiny_spec, cache_dir, valid=targets()), 3)
     assert again.info["computed"] == 0 and again.info["cache_hits"] > 0
     assert again.info["scores"] == exact.info["scores"]
@@ -169,12 +169,12 @@ def test_a_killed_feature_stage_resumes_from_its_chunks(exact, tiny_spec, cache_
 
     monkeypatch.setattr(features_module.FeatureStore, "save", save_then_die)
     with pytest.raises(Killed):
-        LESSSelector(**kwargs).select(ctx, 2)
+        LESSSelector(LESSSelector.Config(**kwargs)).select(ctx, 2)
     monkeypatch.setattr(features_module.FeatureStore, "save", original)
-    resumed = LESSSelector(**kwargs).select(ctx, 2)
+    resumed = LESSSelector(LESSSelector.Config(**kwargs)).select(ctx, 2)
     assert resumed.info["cache_hits"] == 2 + 4  # the query chunk and the first pool chunk of checkpoint 1
     assert resumed.info["target"]["name"] == "query"
-    fresh = LESSSelector(**kwargs).select(ctx, 2)
+    fresh = LESSSelector(LESSSelector.Config(**kwargs)).select(ctx, 2)
     assert fresh.info["computed"] == 0 and fresh.info["scores"] == resumed.info["scores"]
     assert not list((cache_dir / "less" / "scratch").glob("*.bin"))
 
@@ -187,7 +187,7 @@ def test_selector_less_composes_and_bad_values_name_their_keys():
     cfg = compose_config(["selector=less", "selector.proj_dim=null", "selector.subtask_field=subject"])
     selector = build(cfg.selector)
     assert isinstance(selector, LESSSelector) and selector.config.proj_dim is None
-    assert selector.warmup_settings().r == 8 and selector.warmup_settings().alpha == 32
+    assert selector.config.lora_r == 8 and selector.config.lora_alpha == 32
     with pytest.raises(ConfigError) as error:
         compose_config(["selector=less", "selector.proj_block=100", "selector.gradient_path=slow",
                         "selector.warmup_fraction=0", "selector.projection=hadamard"])

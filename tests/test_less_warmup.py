@@ -8,9 +8,10 @@ import torch
 
 from delift.data.prompts import PromptTemplate
 from delift.scoring.layout import training_items
+from delift.selection.less import LESSSelector
 from delift.selection.less import warmup as warmup_module
 from delift.selection.less.gradients import lora_parameters, reference_gradients
-from delift.selection.less.warmup import WarmupPlan, WarmupSettings, build_lora_model, linear_lr, warm_up
+from delift.selection.less.warmup import WarmupPlan, build_lora_model, linear_lr, warm_up
 from tests.conftest import make_examples
 
 TEMPLATE = PromptTemplate()
@@ -20,24 +21,24 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_plan_takes_the_fraction_with_a_floor_of_steps():
-    large = WarmupPlan.build(1000, WarmupSettings(fraction=0.05, min_steps=20, epochs=4, batch_size=8), seed=0)
+    large = WarmupPlan.build(1000, LESSSelector.Config(warmup_fraction=0.05, min_warmup_steps=20, epochs=4, batch_size=8), seed=0)
     assert len(large.indices) == 50 and large.steps_per_epoch == 7 and large.total_steps == 28
     assert large.indices == sorted(set(large.indices))
-    small = WarmupPlan.build(100, WarmupSettings(fraction=0.05, min_steps=20, epochs=4, batch_size=8), seed=0)
+    small = WarmupPlan.build(100, LESSSelector.Config(warmup_fraction=0.05, min_warmup_steps=20, epochs=4, batch_size=8), seed=0)
     assert len(small.indices) == 40 and small.steps_per_epoch == 5  # grown from 5 to 8 * ceil(20 / 4)
-    other_seed = WarmupPlan.build(1000, WarmupSettings(), seed=1)
+    other_seed = WarmupPlan.build(1000, LESSSelector.Config(), seed=1)
     assert other_seed.indices != large.indices
 
 
 def test_a_tiny_pool_cycles_through_reshuffled_passes():
-    plan = WarmupPlan.build(6, WarmupSettings(fraction=0.05, min_steps=8, epochs=2, batch_size=4), seed=3)
+    plan = WarmupPlan.build(6, LESSSelector.Config(warmup_fraction=0.05, min_warmup_steps=8, epochs=2, batch_size=4), seed=3)
     assert plan.indices == list(range(6)) and plan.steps_per_epoch == 4
     batches = plan.epoch_batches(seed=3, epoch=1)
     stream = [i for batch in batches for i in batch]
     assert [len(b) for b in batches] == [4, 4, 4, 4]
     assert sorted(stream[:6]) == list(range(6)) and sorted(stream[6:12]) == list(range(6))
     assert plan.epoch_batches(seed=3, epoch=1) == batches and plan.epoch_batches(seed=3, epoch=2) != batches
-    one_pass = WarmupPlan.build(10, WarmupSettings(fraction=1.0, min_steps=1, epochs=1, batch_size=4), seed=0)
+    one_pass = WarmupPlan.build(10, LESSSelector.Config(warmup_fraction=1.0, min_warmup_steps=1, epochs=1, batch_size=4), seed=0)
     assert [len(b) for b in one_pass.epoch_batches(0, 1)] == [4, 4, 2]
 
 
@@ -64,8 +65,8 @@ def test_schedule_equals_transformers_linear_schedule_with_warmup():
 
 def test_saved_moments_and_update_equal_one_clipped_adam_step_by_hand(tiny_spec, tiny_tokenizer, tmp_path):
     pool = make_examples(3)
-    settings = WarmupSettings(fraction=1.0, min_steps=1, epochs=1, batch_size=3, lr=1e-3, warmup_ratio=0.0,
-                              dropout=0.0, r=4, alpha=8, max_grad_norm=0.01)
+    settings = LESSSelector.Config(warmup_fraction=1.0, min_warmup_steps=1, epochs=1, batch_size=3, lr=1e-3, warmup_ratio=0.0,
+                              lora_dropout=0.0, lora_r=4, lora_alpha=8, max_grad_norm=0.01)
     (checkpoint,) = warm_up(tiny_spec, TEMPLATE, pool, settings, seed=0, folder=tmp_path, progress=False)
     assert checkpoint.step == 1 and checkpoint.lrs == [1e-3]
     # the same seeded initial LoRA weights; the step's gradient = mean over examples of their own gradients
@@ -90,7 +91,7 @@ class Killed(Exception):
 
 def test_a_killed_warmup_resumes_bit_identically(tiny_spec, tmp_path, monkeypatch):
     pool = make_examples(8)
-    settings = WarmupSettings(fraction=0.5, min_steps=4, epochs=2, batch_size=2, r=4, alpha=8)
+    settings = LESSSelector.Config(warmup_fraction=0.5, min_warmup_steps=4, epochs=2, batch_size=2, lora_r=4, lora_alpha=8)
     whole = warm_up(tiny_spec, TEMPLATE, pool, settings, seed=2, folder=tmp_path / "whole", progress=False)
 
     def kill_after_first(checkpoint):

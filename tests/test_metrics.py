@@ -198,7 +198,7 @@ def test_bge_matches_independent_computation() -> None:
     assert got[0] > got[2] and got[1] > got[2]
     assert bge_scores(["same text"], ["same text"], embedder)[0] == pytest.approx(1.0, abs=1e-5)
 
-    per_example, means = score_all([Rouge(), EmbeddingSimilarity("all-MiniLM-L6-v2", "cpu")], preds, examples(refs))
+    per_example, means = score_all([Rouge(), EmbeddingSimilarity(EmbeddingSimilarity.Config(embedder="all-MiniLM-L6-v2", device="cpu"))], preds, examples(refs))
     assert list(per_example[0]) == ["rouge1", "rouge2", "rougeL", "bge"]
     np.testing.assert_allclose([d["bge"] for d in per_example], expected, atol=1e-5)
     assert means["bge"] == pytest.approx(float(np.mean(expected)), abs=1e-5)

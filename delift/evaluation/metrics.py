@@ -28,6 +28,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from delift.config.checks import raise_problems
 from delift.data.records import Example
 from delift.models.embeddings import DEFAULT_EMBEDDER
 
@@ -132,6 +133,11 @@ class Metric(ABC):
     class Config:
         _target_: str = ""
 
+    def __init__(self, config: Any = None) -> None:
+        """``config``: this class's ``Config`` (None: its defaults), checked by its ``problems()``."""
+        self.config = self.Config() if config is None else config
+        raise_problems(self.config, f"metric_library.{self.name}")
+
     @abstractmethod
     def score(self, generations: Sequence[str], examples: Sequence[Example]) -> MetricScores:
         """Per-example scores of ``generations[i]`` against ``examples[i]``."""
@@ -170,15 +176,15 @@ class EmbeddingSimilarity(Metric):
         embedder: str = DEFAULT_EMBEDDER
         device: Optional[str] = None
 
-    def __init__(self, embedder: str = DEFAULT_EMBEDDER, device: str | None = None):
-        self.embedder_name, self.device = embedder, device
+    def __init__(self, config: Config | None = None):
+        super().__init__(config)
         self._embedder: Any = None
 
     def score(self, generations: Sequence[str], examples: Sequence[Example]) -> MetricScores:
         if self._embedder is None:
             from delift.models.embeddings import load_sentence_embedder
 
-            self._embedder = load_sentence_embedder(self.embedder_name, self.device)
+            self._embedder = load_sentence_embedder(self.config.embedder, self.config.device)
         return MetricScores({"bge": bge_scores(list(generations), [ex.output for ex in examples], self._embedder)})
 
 

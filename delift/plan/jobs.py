@@ -144,6 +144,7 @@ class Planner:
             found.skipped = f"fails: {exc}"
             return found
         found.stages, found.selection_bytes = job.stages, job.selection_bytes
+        found.notes += job.notes
         return found
 
 

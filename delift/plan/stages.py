@@ -1,6 +1,8 @@
 """Every stage of one job and its work: the selector's kernels or per-example scoring, fine-tuning, generation.
 
-Counted exactly (the run executes these counts): the utility kernels (:mod:`delift.plan.kernel`) and the
+The plan asks the parts: the selector for the model work its ``select`` does (:meth:`Selector.model_work`, items of
+:mod:`delift.selection.work`; one stage per item, an undeclared selector is an error naming it), each protocol
+for its fine-tuning settings and how it generates (:class:`delift.protocols.base.Protocol`). Counted exactly (the run executes these counts): the utility kernels (:mod:`delift.plan.kernel`) and the
 per-example scoring passes of IFD, LoBaSS and SelectIT (:mod:`delift.scoring.layout`, ``batch_size`` a pass).
 Estimated (marked ``~``): fine-tuning and generation on a subset the selector has not picked yet (the pool's
 mean lengths; generation up to ``max_new_tokens``), Nuggets' k-means golden set, knn neighbours, and LESS.
@@ -26,9 +28,19 @@ from delift.kernel.tokens import TokenizedExample
 from delift.plan.kernel import FLOAT, Schedule, kernel_bytes, kernel_work, stored_entries
 from delift.plan.models import PlanModel, flops
 from delift.plan.work import Work, attended
+from delift.protocols.base import Protocol
 from delift.run.usecases import UsecaseData
 from delift.scoring.layout import answer_items, training_items
 from delift.selection.base import SelectionContext, Selector
+from delift.selection.work import (
+    WORK_KINDS,
+    EmbeddingPass,
+    GradientPasses,
+    KernelWork,
+    ReferenceTraining,
+    ScoringPass,
+    UndeclaredWork,
+)
 
 SELECTION_BYTES = 12  # per kernel entry at selection, beyond the kernel: post-processed s (f64) + submodlib's f32
 SPARSE_SELECTION_BYTES = 20  # per stored entry of a knn kernel: clipped CSR s (f32 + int32) + the greedy's CSC (f64 + int32)
@@ -62,12 +74,13 @@ class JobInputs:
     scorer: PlanModel  # scores (kernels, per-example scoring)
     trained: PlanModel  # is fine-tuned and generates
     selector: Selector
-    protocols: list[Any]
+    protocols: list[Protocol]
     schedule: Schedule
     budget: int
     tokens: Callable[[PlanModel, Sequence[Example]], list[TokenizedExample]]  # kernel tokens (memoised)
     stages: list[Stage] = field(default_factory=list)
     selection_bytes: int = 0
+    notes: list[str] = field(default_factory=list)
 
     @property
     def template(self) -> PromptTemplate:
@@ -122,36 +135,25 @@ def kernel_stage(job: JobInputs, name: str, request: KernelRequest, exact: bool 
                  note=f"{len(targets)} x {len(candidates)}, key {key[:12]}{cached}")
 
 
-def delift_stages(job: JobInputs) -> None:
-    """DELIFT: its kernel requests (pool x pool, and Q x pool or pool x P)."""
-    roles = ("pool x pool", "query x pool" if job.data.query is not None else "pool x existing")
-    for role, request in zip(roles, job.selector.kernel_requests(job.context())):
-        stage = kernel_stage(job, f"kernel {role}", KernelRequest(*request))
-        job.stages.append(stage)
-        pairs = len(request[0]) * len(request[1])
-        if job.cfg.kernel.approximation != "knn":
-            job.selection_bytes += stage.dense + SELECTION_BYTES * pairs
-        elif job.selector.postprocess == "clip":  # stays sparse
-            job.selection_bytes += stage.dense + SPARSE_SELECTION_BYTES * stored_entries(job.cfg.kernel, *map(len, request[:2]))
-        else:  # minmax densifies it: a float64 UF, then the dense path's copies
-            job.selection_bytes += stage.dense + (FLOAT + SELECTION_BYTES) * pairs
-
-
-def nuggets_stages(job: JobInputs) -> None:
-    """Nuggets: the golden set x pool ``logprob_sum`` kernel. A k-means golden set needs the sentence embedder:
-    the plan stands in evenly spaced pool examples of the same size (an estimate)."""
-    selector, pool = job.selector, list(job.data.pool)
-    if selector.golden == "query":
-        (request,) = selector.kernel_requests(job.context())
-        job.stages.append(kernel_stage(job, "kernel golden x pool", request))
-    else:
-        size = min(selector.golden_size, len(pool))
-        golden = [pool[i] for i in np.unique(np.linspace(0, len(pool) - 1, size).round().astype(int))]
-        share = share_key("nuggets", job.scorer.identity, fingerprint(pool), selector.golden_size,
-                          selector.kmeans_iterations, selector.embedder, job.cfg.seed, job.cfg.kernel.identity())
-        job.stages.append(kernel_stage(job, "kernel golden x pool", KernelRequest(golden, pool, "logprob_sum"),
-                                       exact=False, share=share))
-    job.selection_bytes += job.stages[-1].dense
+def kernel_work_stage(job: JobInputs, work: KernelWork) -> None:
+    """A declared kernel, and what the selection holds of it: the kernel alone, or (``maximised``) the
+    post-processed copies a submodular maximisation keeps, dense, sparse (knn under clip) or densified."""
+    share = None
+    if work.estimate:  # a stand-in request: shared by what the real one depends on
+        share = share_key(*work.share[:1], job.scorer.identity, *work.share[1:], job.cfg.kernel.identity())
+    stage = kernel_stage(job, work.name, work.request, exact=not work.estimate, share=share)
+    job.stages.append(stage)
+    if not work.maximised:
+        job.selection_bytes += stage.dense
+        return
+    shape = len(work.request.targets), len(work.request.candidates)
+    pairs = shape[0] * shape[1]
+    if job.cfg.kernel.approximation != "knn":  # a dense kernel (C's approximation declarations may name this)
+        job.selection_bytes += stage.dense + SELECTION_BYTES * pairs
+    elif work.stays_sparse:
+        job.selection_bytes += stage.dense + SPARSE_SELECTION_BYTES * stored_entries(job.cfg.kernel, *shape)
+    else:  # densified: a float64 UF, then the dense path's copies
+        job.selection_bytes += stage.dense + (FLOAT + SELECTION_BYTES) * pairs
 
 
 # ------------------------------------------------------------------------------------ per-example scoring
@@ -169,40 +171,24 @@ def scoring_stage(job: JobInputs, name: str, model: PlanModel, items: Sequence[A
     return Stage(name, model, work, share=share)
 
 
-def ifd_stages(job: JobInputs) -> None:
-    s, pool, tok = job.selector, job.data.pool, job.scorer.tokenizer
-    job.stages += [scoring_stage(job, "score response NLL", job.scorer,
-                                 training_items(pool, tok, job.template, s.max_length), s.batch_size, "nll"),
-                   scoring_stage(job, "score answer NLL", job.scorer, answer_items(pool, tok, s.header, s.max_length),
-                                 s.batch_size, "nll")]
-
-
-def lobass_stages(job: JobInputs) -> None:
-    """LoBaSS: a reference LoRA on the whole pool (the scorer, the first fine-tuning protocol's settings),
-    then every example's response NLL with the adapter off and on."""
-    s, pool = job.selector, list(job.data.pool)
-    settings = next((p.finetune_settings() for p in job.protocols if p.finetune_settings() is not None), None)
-    if settings is not None:
-        job.stages.append(training_stage(job, "train reference (pool)", job.scorer, pool, settings, exact=True))
-    items = training_items(pool, job.scorer.tokenizer, job.template, s.max_length)
-    for state in ("off", "on"):
-        job.stages.append(scoring_stage(job, f"score NLL adapter {state}", job.scorer, items, s.batch_size, "nll",
-                                        adapter=f"lobass:{fingerprint(pool)}:{state}"))
-
-
-def selectit_stages(job: JobInputs) -> None:
-    """SelectIT: for each of the K rating prompts, the prompt once, then every example's rated text after it."""
-    from delift.selection.selectit import rated_text
-
-    s, pool = job.selector, job.data.pool
+def scoring_pass_stage(job: JobInputs, work: ScoringPass) -> Stage:
+    """A declared scoring pass, its items laid out as :mod:`delift.scoring` lays them out."""
     tok = job.scorer.tokenizer
     ids = lambda text: list(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
-    items = [_Item(ex.id, tuple(ids(rated_text(ex, s.answer_suffix))), ()) for ex in pool]
-    for k, prompt in enumerate(s.prompts):
-        job.stages.append(scoring_stage(job, f"rate prompt {k + 1}/{len(s.prompts)}", job.scorer, items,
-                                        s.batch_size, "rating", prefix=ids(prompt)))
-    if s.models:
-        job.stages[-1].note = f"extra raters ({len(s.models)}) not planned"
+    prefix: list[int] = []
+    if work.layout == "training":
+        items: Sequence[Any] = training_items(work.examples, tok, job.template, work.max_length)
+    elif work.layout == "answer":
+        items = answer_items(work.examples, tok, work.header, work.max_length)
+    elif work.layout == "rated":
+        items = [_Item(ex.id, tuple(ids(text)), ()) for ex, text in zip(work.examples, work.texts)]
+        prefix = ids(work.prefix)
+    else:
+        raise ValueError(f"scoring pass {work.name!r}: layout {work.layout!r} is not one of training, answer, rated")
+    stage = scoring_stage(job, work.name, job.scorer, items, work.batch_size, work.kind, prefix=prefix,
+                          adapter=work.adapter)
+    stage.note = work.note
+    return stage
 
 
 @dataclass(frozen=True)
@@ -212,19 +198,16 @@ class _Item:
     scored: tuple[int, ...]
 
 
-def less_stages(job: JobInputs) -> None:
-    """LESS, estimated: warm-up LoRA epochs on its warm-up set, then per checkpoint one forward and backward
-    pass per pool and target example (gradient features)."""
-    c, pool = job.selector.config, list(job.data.pool)
-    _, targets = job.selector.targets(job.context())  # an empty target set fails here as in the run
-    size = max(math.ceil(c.warmup_fraction * len(pool) - 1e-9), 1,
-               c.batch_size * math.ceil(c.min_warmup_steps / c.epochs))
-    mean = _mean_training(job.scorer, pool, job.template, c.max_length)
-    warm = mean.scaled(size * c.epochs)
-    grads = mean.scaled((len(pool) + len(targets)) * c.epochs)
-    job.stages += [Stage("LESS warm-up", job.scorer, warm, exact=False, flop_factor=2.0),
-                   Stage("LESS gradients", job.scorer, grads, exact=False, flop_factor=2.0,
-                         note=f"{c.epochs} checkpoints x ({len(pool)} + {len(targets)}) examples")]
+def reference_training_stage(job: JobInputs, work: ReferenceTraining) -> Stage | None:
+    """A reference LoRA of the scorer with the first fine-tuning protocol's settings (None: no protocol trains)."""
+    settings = next((p.finetune_settings() for p in job.protocols if p.finetune_settings() is not None), None)
+    return None if settings is None else training_stage(job, work.name, job.scorer, work.examples, settings, exact=True)
+
+
+def gradient_stage(job: JobInputs, work: GradientPasses) -> Stage:
+    """Forward and backward passes, estimated from the examples' mean training length."""
+    mean = _mean_training(job.scorer, work.examples, job.template, work.max_length)
+    return Stage(work.name, job.scorer, mean.scaled(work.count), exact=False, flop_factor=2.0, note=work.note)
 
 
 # ------------------------------------------------------------------------------------ training, generation
@@ -270,20 +253,23 @@ def evaluation_stages(job: JobInputs) -> None:
             job.stages.append(generation_stage(job, protocol, split, tests, train if count else []))
 
 
-def generation_stage(job: JobInputs, protocol: Any, split: str, tests: Sequence[Example],
+def generation_stage(job: JobInputs, protocol: Protocol, split: str, tests: Sequence[Example],
                      train: Sequence[Example]) -> Stage:
-    """Greedy generation of up to ``max_new_tokens`` per test prompt (an upper bound); ICL prompts carry up
-    to k shown examples of the training set's mean length, within ``max_prompt_length``."""
+    """Greedy generation of up to ``max_new_tokens`` per test prompt (an upper bound), as the protocol declares
+    it (:class:`Protocol`: ``generation``, ``shown_examples()``, ``prompt_limit()``): a prompt showing training
+    examples carries up to that many of the training set's mean length, within the limit; any other prompt
+    is cut to the limit."""
     model, gen = job.trained, protocol.generation
     ids = lambda text: len(model.tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
     prompts = [ids(job.template.render(ex)) for ex in tests]
-    limit = getattr(protocol, "max_prompt_length", None)
-    if limit is not None and train and protocol.k:
+    k, limit = protocol.shown_examples(), protocol.prompt_limit()
+    if train and k:
         shown = float(np.mean([ids(job.cfg.kernel.shown_example.format(prompt=job.template.render(ex),
                                                                        response=ex.output)) for ex in train]))
-        prompts = [p + round(shown * max(0, min(protocol.k, (limit - p) // max(shown, 1)))) for p in prompts]
-    elif protocol.finetune_settings() is not None:
-        prompts = [min(p, protocol.finetune_settings().max_length - 1) for p in prompts]
+        fit = (lambda p: k) if limit is None else (lambda p: max(0, min(k, (limit - p) // max(shown, 1))))
+        prompts = [p + round(shown * fit(p)) for p in prompts]
+    elif limit is not None:
+        prompts = [min(p, limit) for p in prompts]
     m = gen.max_new_tokens
     work = Work(sequences=len(prompts), passes=math.ceil(len(prompts) / gen.batch_size) * (1 + m))
     for length in prompts:
@@ -293,18 +279,31 @@ def generation_stage(job: JobInputs, protocol: Any, split: str, tests: Sequence[
     return Stage(name, model, work, exact=False, note=f"{len(prompts)} prompts, <= {m} new tokens each")
 
 
-PLANNERS: dict[str, Callable[[JobInputs], None]] = {
-    "delift": delift_stages, "nuggets": nuggets_stages, "ifd": ifd_stages, "lobass": lobass_stages,
-    "selectit": selectit_stages, "less": less_stages,
-}  # selector name -> its model stages; the others (random, full, initial, delift_se) run no language model
+def selector_stages(job: JobInputs) -> None:
+    """The model work the selector declares (:meth:`Selector.model_work`), one stage per item; a sentence
+    embedder's pass is noted, not counted (it is not a language model of the plan)."""
+    try:
+        declared = job.selector.model_work(job.context())
+    except UndeclaredWork as exc:
+        raise UndeclaredWork(f"delift-plan cannot plan selector {job.selector.name!r}: {exc}") from None
+    for work in declared:
+        if isinstance(work, KernelWork):
+            kernel_work_stage(job, work)
+        elif isinstance(work, ScoringPass):
+            job.stages.append(scoring_pass_stage(job, work))
+        elif isinstance(work, ReferenceTraining):
+            stage = reference_training_stage(job, work)
+            job.stages += [stage] if stage is not None else []
+        elif isinstance(work, GradientPasses):
+            job.stages.append(gradient_stage(job, work))
+        elif isinstance(work, EmbeddingPass):
+            job.notes.append(f"{work.name}: {len(work.examples)} examples through {work.embedder} (not counted)")
+        else:
+            raise UndeclaredWork(f"selector {job.selector.name!r} declares {work!r}, not one of "
+                                 f"{', '.join(kind.__name__ for kind in WORK_KINDS)} (delift.selection.work)")
 
 
 def job_stages(job: JobInputs) -> None:
     """Fill ``job.stages``: the selector's, then each protocol's."""
-    planner = PLANNERS.get(job.selector.name)
-    if planner is not None:
-        planner(job)
-    elif type(job.selector).kernel_requests is not Selector.kernel_requests:  # a new kernel-based selector
-        for request in job.selector.kernel_requests(job.context()):
-            job.stages.append(kernel_stage(job, "kernel", KernelRequest(*request)))
+    selector_stages(job)
     evaluation_stages(job)

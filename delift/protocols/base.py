@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
+from delift.config.checks import raise_problems
 from delift.config.schema import GenerationConfig
 from delift.data.prompts import PromptTemplate
 from delift.data.records import Example
@@ -60,8 +61,11 @@ class Protocol(ABC):
     """Evaluates a training set on test splits.
 
     The contract: a subclass declares a nested ``Config`` dataclass (``_target_`` naming the class,
-    ``name`` the metric prefix; the YAML in ``conf/evaluation/`` is checked against it before any
-    work), takes those settings as keyword arguments, and implements :meth:`run`. A protocol that
+    ``name`` the metric prefix, ``generation`` its decoding settings; the YAML in ``conf/evaluation/`` is
+    checked against it before any work), is built as ``cls(config)`` with that ``Config`` instance, and
+    implements :meth:`run`. What it generates with is declared here for the cost plan and the run alike:
+    :attr:`generation`, :meth:`shown_examples` (training examples shown in each test prompt) and
+    :meth:`prompt_limit` (the longest prompt, in tokens, generation keeps). A protocol that
     fine-tunes also overrides :meth:`finetune_settings` (a selector's reference adapter trains with the
     first protocol's) and :meth:`adapter_dir` (where :meth:`run` saves the adapter it trains; the run
     logs it as a model artifact with ``logger.log_adapter=true``), and writes there.
@@ -70,11 +74,27 @@ class Protocol(ABC):
     name: str
     label: str  # the report's column label of its scores, e.g. "ICL" (see column())
     column_order: int | None = None  # the report's column position; None: after the ordered ones, by name
+    generation: GenerationConfig  # decoding settings (max_new_tokens, batch_size...): ``config.generation``
 
     @dataclass
     class Config:
         _target_: str = ""
         name: str = ""
+        generation: GenerationConfig = field(default_factory=GenerationConfig)
+
+    def __init__(self, config: Any = None) -> None:
+        """``config``: this class's ``Config`` (None: its defaults), checked by its ``problems()``."""
+        self.config = self.Config() if config is None else config
+        raise_problems(self.config, f"evaluation.{self.config.name}")
+        self.name, self.generation = self.config.name, self.config.generation
+
+    def shown_examples(self) -> int:
+        """How many training examples each test prompt shows in context, at most (0: none)."""
+        return 0
+
+    def prompt_limit(self) -> int | None:
+        """The longest prompt generation keeps, in tokens (a longer one loses tokens from the left); None: no limit."""
+        return None
 
     @abstractmethod
     def run(self, ctx: EvalContext, train_set: Sequence[Example],

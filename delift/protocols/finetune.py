@@ -37,11 +37,12 @@ class FinetuneProtocol(Protocol):
         train: TrainConfig = field(default_factory=TrainConfig)
         generation: GenerationConfig = field(default_factory=GenerationConfig)
 
-    def __init__(self, name: str = "qlora", train: TrainConfig | None = None,
-                 generation: GenerationConfig | None = None):
-        self.name = name
-        self.train = FinetuneConfig.from_config(train or TrainConfig(), prefix=f"evaluation.{name}.train")
-        self.generation = generation or GenerationConfig()
+    def __init__(self, config: Config | None = None):
+        super().__init__(config)
+        self.train = FinetuneConfig.from_config(self.config.train, prefix=f"evaluation.{self.name}.train")
+
+    def prompt_limit(self) -> int:
+        return self.train.max_length - 1  # the training layout's room for a prompt
 
     def finetune_settings(self) -> FinetuneConfig:
         return self.train
@@ -72,7 +73,7 @@ class FinetuneProtocol(Protocol):
             metrics.update({f"{name}/train_steps": 0, f"{name}/train_size": 0})
         prompts = {split: [ctx.template.render(ex) for ex in examples] for split, examples in tests.items()}
         with ctx.timer.stage(f"{name}_generate"):
-            generations = generate_all(ctx, model, tokenizer, prompts, self.generation, self.train.max_length - 1)
+            generations = generate_all(ctx, model, tokenizer, prompts, self.generation, self.prompt_limit())
         del model
         with ctx.timer.stage(f"{name}_metrics"):
             scored, rows = score_generations(ctx, name, tests, prompts, generations)

@@ -38,10 +38,11 @@ class IclProtocol(Protocol):
             at_least(found, "max_prompt_length", self.max_prompt_length, 8)
             return found
 
-    def __init__(self, name: str = "icl", k: int = 5, embedder: str = DEFAULT_EMBEDDER,
-                 max_prompt_length: int = 2048, generation: GenerationConfig | None = None):
-        self.name, self.k, self.embedder, self.max_prompt_length = name, int(k), str(embedder), int(max_prompt_length)
-        self.generation = generation or GenerationConfig()
+    def shown_examples(self) -> int:
+        return self.config.k
+
+    def prompt_limit(self) -> int:
+        return self.config.max_prompt_length
 
     def run(self, ctx: EvalContext, train_set: Sequence[Example],
             tests: Mapping[str, Sequence[Example]]) -> tuple[dict[str, Any], list[dict]]:
@@ -49,22 +50,23 @@ class IclProtocol(Protocol):
 
         name = self.name
         tokenizer = load_tokenizer(ctx.model_spec)
-        embedder = load_sentence_embedder(self.embedder) if train_set and self.k > 0 else None
+        c = self.config
+        embedder = load_sentence_embedder(c.embedder) if train_set and c.k > 0 else None
         pool_vectors = None if embedder is None else embed([retrieval_text(ex) for ex in train_set], embedder)
         prompts, extra, dropped = {}, {}, 0
         for split, examples in tests.items():
-            built = icl_prompts(examples, train_set, self.k, embedder, tokenizer, ctx.template, ctx.shown_example,
-                                self.max_prompt_length, pool_vectors=pool_vectors)
+            built = icl_prompts(examples, train_set, c.k, embedder, tokenizer, ctx.template, ctx.shown_example,
+                                self.prompt_limit(), pool_vectors=pool_vectors)
             prompts[split] = built.prompts
             extra[split] = [{"shown_ids": ids} for ids in built.shown_ids]
             dropped += built.dropped_for_length
         model = load_model(ctx.model_spec)
         with ctx.timer.stage(f"{name}_generate"):
-            generations = generate_all(ctx, model, tokenizer, prompts, self.generation, self.max_prompt_length)
+            generations = generate_all(ctx, model, tokenizer, prompts, self.generation, self.prompt_limit())
         del model
         with ctx.timer.stage(f"{name}_metrics"):
             metrics, rows = score_generations(ctx, name, tests, prompts, generations, extra)
         shown = [len(row["shown_ids"]) for row in rows]
-        metrics.update({f"{name}/k": sum(shown) / len(shown) if shown else 0.0, f"{name}/k_setting": self.k,
+        metrics.update({f"{name}/k": sum(shown) / len(shown) if shown else 0.0, f"{name}/k_setting": c.k,
                         f"{name}/shown_dropped_for_length": dropped})
         return metrics, rows

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -45,9 +45,8 @@ log = logging.getLogger(__name__)
 
 
 def build(config: Any) -> Any:
-    """The object a typed ``Config`` describes: ``_target_`` called with the config's other fields."""
-    return get_class(config._target_)(**{f.name: getattr(config, f.name) for f in fields(config)
-                                         if f.name != "_target_"})
+    """The object a typed ``Config`` describes: its ``_target_`` class built from it, ``cls(config)``."""
+    return get_class(config._target_)(config)
 
 
 @dataclass

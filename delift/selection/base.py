@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
+from delift.config.checks import raise_problems
 from delift.data.records import Example
+from delift.selection.work import ModelWork, UndeclaredWork
 
 if TYPE_CHECKING:  # annotations only: selection sits below the pipeline, beside the kernel layer
     from delift.data.prompts import PromptTemplate
@@ -80,7 +82,9 @@ class Selector(ABC):
 
     The contract: a subclass sets ``name``, declares its settings as a nested ``Config`` dataclass
     (with ``_target_`` naming the class; the YAML in ``conf/selector/`` is checked against it before
-    any work), takes those settings as keyword arguments, and implements :meth:`select`. It may
+    any work), is built as ``cls(config)`` with that ``Config`` instance, implements :meth:`select` and
+    declares the model work ``select`` does (:meth:`model_work`: items of :mod:`delift.selection.work`,
+    or ``NO_MODEL_WORK``; ``delift-plan`` counts them). It may
     override :meth:`kernel_requests` (the utility kernels it needs, for sharded precomputation) and
     set ``skip_training`` (the Initial baseline: evaluate the base model, train nothing) and
     ``budget_independent`` (its subset ignores the budget: a budget sweep runs it once, see :mod:`delift.run.sweep`).
@@ -94,9 +98,23 @@ class Selector(ABC):
     class Config:
         _target_: str = ""
 
+    def __init__(self, config: Any = None) -> None:
+        """``config``: this class's ``Config`` (None: its defaults), checked by its ``problems()``."""
+        self.config = self.Config() if config is None else config
+        raise_problems(self.config, "selector")
+
     def kernel_requests(self, ctx: SelectionContext) -> list[tuple[list[Example], list[Example]]]:
         """The (targets, candidates) utility kernels :meth:`select` will ask ``ctx.kernels`` for."""
         return []
+
+    def model_work(self, ctx: SelectionContext) -> list[ModelWork]:
+        """The model work :meth:`select` will do on ``ctx`` (:mod:`delift.selection.work`); ``NO_MODEL_WORK``
+        (an empty list) when it runs no model. Every selector declares it: the default is an error."""
+        cls = type(self)
+        raise UndeclaredWork(
+            f"selector {self.name!r} ({cls.__module__}.{cls.__qualname__}) does not declare the model work its "
+            "select does: override model_work(ctx) to return delift.selection.work items (KernelWork, ScoringPass, "
+            "ReferenceTraining, GradientPasses, EmbeddingPass), or NO_MODEL_WORK when it runs no model")
 
     @abstractmethod
     def select(self, ctx: SelectionContext, budget: int) -> Selection:
@@ -113,7 +131,8 @@ class ScoreSelector(Selector):
 
     diagnostics: dict[str, Any]
 
-    def __init__(self) -> None:
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
         self.diagnostics = {}
 
     @abstractmethod

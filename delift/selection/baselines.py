@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from delift.selection.base import Selection, SelectionContext, Selector
+from delift.selection.work import NO_MODEL_WORK, ModelWork
 
 
 class RandomSelector(Selector):
@@ -21,11 +22,11 @@ class RandomSelector(Selector):
         _target_: str = "delift.selection.baselines.RandomSelector"
         seed_offset: int = 0  # the sample is drawn with seed + seed_offset
 
-    def __init__(self, seed_offset: int = 0):
-        self.seed_offset = seed_offset
+    def model_work(self, ctx: SelectionContext) -> list[ModelWork]:
+        return NO_MODEL_WORK
 
     def select(self, ctx: SelectionContext, budget: int) -> Selection:
-        rng = np.random.default_rng(ctx.seed + self.seed_offset)
+        rng = np.random.default_rng(ctx.seed + self.config.seed_offset)
         order = rng.permutation(len(ctx.pool))[:budget]
         return Selection([int(i) for i in order], [None] * len(order), self.name, budget)
 
@@ -41,6 +42,9 @@ class FullSelector(Selector):
     @dataclass
     class Config:
         _target_: str = "delift.selection.baselines.FullSelector"
+
+    def model_work(self, ctx: SelectionContext) -> list[ModelWork]:
+        return NO_MODEL_WORK
 
     def select(self, ctx: SelectionContext, budget: int) -> Selection:
         n = len(ctx.pool)
@@ -59,6 +63,9 @@ class InitialSelector(Selector):
     @dataclass
     class Config:
         _target_: str = "delift.selection.baselines.InitialSelector"
+
+    def model_work(self, ctx: SelectionContext) -> list[ModelWork]:
+        return NO_MODEL_WORK
 
     def select(self, ctx: SelectionContext, budget: int) -> Selection:
         return Selection([], [], self.name, 0, info={"requested_budget": budget})

@@ -27,14 +27,14 @@ import numpy as np
 from delift.config.checks import Problems, choice
 from delift.data.records import Example
 from delift.kernel.postprocess import postprocess_joint
-from delift.kernel.settings import is_sparse, self_pairs
+from delift.kernel.settings import KernelRequest, is_sparse, self_pairs
 from delift.selection.base import Selection, SelectionContext, Selector
 from delift.selection.objectives import (
     OBJECTIVE_CHOICES,
-    check_objective_name,
     resolve_objective,
     select_with_objective,
 )
+from delift.selection.work import KernelWork, ModelWork
 
 KERNEL_ROLES = {"facility_location": ("pool_pool",), "flmi": ("pool_pool", "query_pool"),
                 "flcg": ("pool_pool", "pool_existing")}
@@ -86,24 +86,23 @@ class DeliftSelector(Selector):
             choice(found, "postprocess", self.postprocess, UTILITY_POSTPROCESS)
             return found
 
-    def __init__(self, objective: str = "auto", postprocess: str = "clip", exclude_self_pairs: bool = False,
-                 optimizer: str = "LazyGreedy"):
-        self.objective = check_objective_name(objective)
-        if postprocess not in UTILITY_POSTPROCESS:
-            raise ValueError(f"selector.postprocess={postprocess!r}: expected one of {UTILITY_POSTPROCESS}")
-        self.postprocess = postprocess
-        self.exclude_self_pairs = exclude_self_pairs
-        self.optimizer = optimizer
-
     def kernel_requests(self, ctx: SelectionContext) -> list[tuple[list[Example], list[Example]]]:
         """The (targets, candidates) utility kernels this selection needs, pool x pool first."""
-        objective = resolve_objective(self.objective, ctx)
+        objective = resolve_objective(self.config.objective, ctx)
         pool = list(ctx.pool)
         if objective == "flmi":
             return [(pool, pool), (list(ctx.query), pool)]
         if objective == "flcg":
             return [(pool, pool), (pool, list(ctx.existing))]
         return [(pool, pool)]
+
+    def model_work(self, ctx: SelectionContext) -> list[ModelWork]:
+        """Its kernel requests (pool x pool, and Q x pool or pool x P), maximised submodularly: the selection holds
+        post-processed copies; a sparse kernel stays sparse under clip."""
+        roles = ("pool x pool", "query x pool" if ctx.query is not None else "pool x existing")
+        return [KernelWork(f"kernel {role}", KernelRequest(*request), maximised=True,
+                           stays_sparse=self.config.postprocess == "clip")
+                for role, request in zip(roles, self.kernel_requests(ctx))]
 
     def similarity(self, ctx: SelectionContext, objective: str) -> tuple[Any, Any, dict]:
         """s (pool x pool) and s_aux (pool x Q, pool x P or None), post-processed together, and what to record;
@@ -126,7 +125,7 @@ class DeliftSelector(Selector):
             "kernel_seconds": pool_kernel.meta.get("seconds"),
             "kernel_keys": {role: k.meta.get("key") for role, k in kernels.items()},
             "kernels": {role: {key: k.meta.get(key) for key in KERNEL_META} for role, k in kernels.items()},
-            "postprocess": self.postprocess, "exclude_self_pairs": self.exclude_self_pairs,
+            "postprocess": self.config.postprocess, "exclude_self_pairs": self.config.exclude_self_pairs,
             **means, **{key: pool_kernel.meta.get(key) for key in TRUNCATION_COUNTS}, **tail,
         }
         approximated = approximation_info(kernels)
@@ -143,7 +142,7 @@ class DeliftSelector(Selector):
         elif objective == "flcg":
             uf_aux = np.asarray(kernels["pool_existing"].uf)  # already pool x P
         mask = np.equal.outer(np.array(pool_kernel.target_ids), np.array(pool_kernel.candidate_ids))
-        s, s_aux = postprocess_joint(pool_kernel.uf, uf_aux, self.postprocess, self.exclude_self_pairs, mask)
+        s, s_aux = postprocess_joint(pool_kernel.uf, uf_aux, self.config.postprocess, self.config.exclude_self_pairs, mask)
         uf = np.asarray(pool_kernel.uf)
         means = {"uf_diagonal_mean": float(np.mean(uf[mask])) if mask.any() else None,
                  "uf_offdiagonal_mean": float(np.mean(uf[~mask])) if (~mask).any() else None}
@@ -155,13 +154,13 @@ class DeliftSelector(Selector):
 
         aux_kernel = kernels.get({"flmi": "query_pool", "flcg": "pool_existing"}.get(objective, ""))
         uf_aux = None if aux_kernel is None else aux_kernel.uf.T if objective == "flmi" else aux_kernel.uf
-        if self.postprocess != "clip":
-            what = f"selector.postprocess={self.postprocess}"
+        if self.config.postprocess != "clip":
+            what = f"selector.postprocess={self.config.postprocess}"
             dense = {role: replace(k, uf=densify(k.uf, what)) for role, k in kernels.items()}
             return self._dense_similarity(dense["pool_pool"], dense, objective)
         rows, cols = self_pairs(pool_kernel.target_ids, pool_kernel.candidate_ids)
         uf = pool_kernel.uf
-        s, s_aux = postprocess_sparse(uf, uf_aux, "clip", *((rows, cols) if self.exclude_self_pairs else ()))
+        s, s_aux = postprocess_sparse(uf, uf_aux, "clip", *((rows, cols) if self.config.exclude_self_pairs else ()))
         diagonal = np.asarray(uf[rows, cols], dtype=np.float64).ravel() if len(rows) else np.empty(0)
         off = uf.shape[0] * uf.shape[1] - len(rows)
         means = {"uf_diagonal_mean": float(diagonal.mean()) if len(rows) else None,
@@ -172,6 +171,6 @@ class DeliftSelector(Selector):
         return s, s_aux, means, tail
 
     def select(self, ctx: SelectionContext, budget: int) -> Selection:
-        objective = resolve_objective(self.objective, ctx)
+        objective = resolve_objective(self.config.objective, ctx)
         s, s_aux, info = self.similarity(ctx, objective)
-        return select_with_objective(self.name, objective, s, s_aux, info, ctx, budget, self.optimizer)
+        return select_with_objective(self.name, objective, s, s_aux, info, ctx, budget, self.config.optimizer)

@@ -39,10 +39,10 @@ from delift.selection.base import Selection, SelectionContext, Selector
 from delift.selection.objectives import (
     OBJECTIVE_CHOICES,
     auxiliary_set,
-    check_objective_name,
     resolve_objective,
     select_with_objective,
 )
+from delift.selection.work import EmbeddingPass, ModelWork
 
 TEXT_MODES = ("fields", "template")
 
@@ -92,31 +92,22 @@ class DeliftSESelector(Selector):
             at_least(found, "batch_size", self.batch_size, 1)
             return found
 
-    def __init__(self, objective: str = "auto", embedder: str = DEFAULT_EMBEDDER, text: str = "fields",
-                 postprocess: str = "none", exclude_self_pairs: bool = False, batch_size: int = 64,
-                 device: str | None = None, optimizer: str = "LazyGreedy"):
-        self.objective = check_objective_name(objective)
-        if text not in TEXT_MODES:
-            raise ValueError(f"selector.text={text!r}: expected one of {TEXT_MODES}")
-        if postprocess not in POSTPROCESS:
-            raise ValueError(f"selector.postprocess={postprocess!r}: expected one of {POSTPROCESS}")
-        self.embedder = embedder
-        self.text = text
-        self.postprocess = postprocess
-        self.exclude_self_pairs = exclude_self_pairs
-        self.batch_size = batch_size
-        self.device = device
-        self.optimizer = optimizer
-
     def kernel_requests(self, ctx: SelectionContext) -> list:
         """No model-based utility kernels: the SE kernel comes from the embedder."""
         return []
 
+    def model_work(self, ctx: SelectionContext) -> list[ModelWork]:
+        """No language model: the sentence embedder over the pool, and over Q or P when the objective uses one."""
+        aux = auxiliary_set(resolve_objective(self.config.objective, ctx), ctx)
+        c = self.config
+        return [EmbeddingPass("embed pool", list(ctx.pool), c.embedder, c.batch_size)] + (
+            [] if aux is None else [EmbeddingPass("embed auxiliary set", list(aux), c.embedder, c.batch_size)])
+
     def embeddings(self, examples: Sequence[Example], ctx: SelectionContext) -> np.ndarray:
         """L2-normalised embeddings of the examples' whole texts, one row each."""
-        model = load_sentence_embedder(self.embedder, self.device)
-        texts = [example_text(ex, self.text, ctx.template) for ex in examples]
-        return embed(texts, model, batch_size=self.batch_size)
+        model = load_sentence_embedder(self.config.embedder, self.config.device)
+        texts = [example_text(ex, self.config.text, ctx.template) for ex in examples]
+        return embed(texts, model, batch_size=self.config.batch_size)
 
     def similarity(self, ctx: SelectionContext, objective: str) -> tuple[np.ndarray, np.ndarray | None, dict]:
         """s (pool x pool) and s_aux (pool x Q, pool x P or None), post-processed together, and what to record."""
@@ -126,15 +117,15 @@ class DeliftSESelector(Selector):
         aux = auxiliary_set(objective, ctx)
         raw_aux = None if aux is None else semantic_similarity(pool_emb, self.embeddings(aux, ctx))
         ids = np.array([ex.id for ex in ctx.pool])
-        s, s_aux = postprocess_joint(raw, raw_aux, self.postprocess, self.exclude_self_pairs, np.equal.outer(ids, ids))
+        s, s_aux = postprocess_joint(raw, raw_aux, self.config.postprocess, self.config.exclude_self_pairs, np.equal.outer(ids, ids))
         info: dict[str, Any] = {
-            "kernel": "semantic", "embedder": embedder_identity(self.embedder), "text": self.text,
-            "postprocess": self.postprocess, "exclude_self_pairs": self.exclude_self_pairs,
+            "kernel": "semantic", "embedder": embedder_identity(self.config.embedder), "text": self.config.text,
+            "postprocess": self.config.postprocess, "exclude_self_pairs": self.config.exclude_self_pairs,
             "embedding_dim": int(pool_emb.shape[1]), "kernel_seconds": round(time.perf_counter() - start, 3),
         }
         return s, s_aux, info
 
     def select(self, ctx: SelectionContext, budget: int) -> Selection:
-        objective = resolve_objective(self.objective, ctx)
+        objective = resolve_objective(self.config.objective, ctx)
         s, s_aux, info = self.similarity(ctx, objective)
-        return select_with_objective(self.name, objective, s, s_aux, info, ctx, budget, self.optimizer)
+        return select_with_objective(self.name, objective, s, s_aux, info, ctx, budget, self.config.optimizer)

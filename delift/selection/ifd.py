@@ -17,6 +17,7 @@ import numpy as np
 from delift.config.checks import Problems, at_least, choice
 from delift.scoring import ExampleScorer
 from delift.selection.base import Selection, SelectionContext, Selector, top_k
+from delift.selection.work import ModelWork, ScoringPass
 
 FORMS = ("loss", "ppl")
 
@@ -64,26 +65,28 @@ class IFDSelector(Selector):
             at_least(found, "max_length", self.max_length, 1)
             return found
 
-    def __init__(self, form: str = "loss", header: str = "### Response:\n", threshold: float = 1.0,
-                 pre_experience: bool = False, batch_size: int = 8, max_length: int = 1024):
-        if form not in FORMS:
-            raise ValueError(f"selector.form={form!r}: expected one of {FORMS}")
-        if pre_experience:
+    def __init__(self, config: Config | None = None):
+        super().__init__(config)
+        if self.config.pre_experience:
             raise NotImplementedError("selector.pre_experience=true (Cherry's brief pre-experience fine-tuning on a "
                                       "k-means-diverse sample) is not implemented yet; IFD runs on the base model")
-        self.form, self.header, self.threshold = form, header, float(threshold)
-        self.batch_size, self.max_length = int(batch_size), int(max_length)
+
+    def model_work(self, ctx: SelectionContext) -> list[ModelWork]:
+        """Two scoring passes over the pool: the response NLL after the prompt, the answer NLL after ``header``."""
+        c = self.config
+        return [ScoringPass("score response NLL", ctx.pool, "training", c.batch_size, "nll", c.max_length),
+                ScoringPass("score answer NLL", ctx.pool, "answer", c.batch_size, "nll", c.max_length, header=c.header)]
 
     def select(self, ctx: SelectionContext, budget: int) -> Selection:
         if ctx.model_spec is None or ctx.template is None:
             raise ValueError("ifd needs the scoring model_spec and template in the selection context")
-        scorer = ExampleScorer(ctx.model_spec, ctx.template, ctx.cache_dir, batch_size=self.batch_size,
-                               max_length=self.max_length, progress=ctx.progress)
-        conditioned, unconditioned = scorer.response_nll(ctx.pool), scorer.answer_nll(ctx.pool, self.header)
+        scorer = ExampleScorer(ctx.model_spec, ctx.template, ctx.cache_dir, batch_size=self.config.batch_size,
+                               max_length=self.config.max_length, progress=ctx.progress)
+        conditioned, unconditioned = scorer.response_nll(ctx.pool), scorer.answer_nll(ctx.pool, self.config.header)
         scorer.release()
-        scores = ifd_scores(conditioned, unconditioned, self.form)
-        order, dropped, filled = ifd_order(scores, budget, self.threshold)
-        info = {"form": self.form, "dropped_above_threshold": dropped, "filled_from_dropped": filled,
+        scores = ifd_scores(conditioned, unconditioned, self.config.form)
+        order, dropped, filled = ifd_order(scores, budget, self.config.threshold)
+        info = {"form": self.config.form, "dropped_above_threshold": dropped, "filled_from_dropped": filled,
                 "scored": scorer.computed, "cache_hits": scorer.cache_hits,
                 "scores": {ex.id: float(s) for ex, s in zip(ctx.pool, scores)}}
         return Selection(order, [float(scores[i]) for i in order], self.name, budget, info=info)

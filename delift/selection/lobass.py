@@ -18,8 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from delift.config.checks import Problems, at_least, choice
+from delift.data.records import fingerprint
 from delift.scoring import ExampleScorer
 from delift.selection.base import ScoreSelector, SelectionContext
+from delift.selection.work import ModelWork, ReferenceTraining, ScoringPass
 
 MODES = ("normalized", "raw")
 
@@ -55,23 +57,24 @@ class LoBaSSSelector(ScoreSelector):
             at_least(found, "max_length", self.max_length, 1)
             return found
 
-    def __init__(self, mode: str = "normalized", batch_size: int = 8, max_length: int = 1024):
-        if mode not in MODES:
-            raise ValueError(f"selector.mode={mode!r}: expected one of {MODES}")
-        self.mode, self.batch_size, self.max_length = mode, int(batch_size), int(max_length)
-        self.diagnostics = {}
+    def model_work(self, ctx: SelectionContext) -> list[ModelWork]:
+        """A reference LoRA on the whole pool, then every example's response NLL with the adapter off and on."""
+        c, pool = self.config, list(ctx.pool)
+        return [ReferenceTraining("train reference (pool)", pool)] + [
+            ScoringPass(f"score NLL adapter {state}", pool, "training", c.batch_size, "nll", c.max_length,
+                        adapter=f"lobass:{fingerprint(pool)}:{state}") for state in ("off", "on")]
 
     def scores(self, ctx: SelectionContext) -> np.ndarray:
         if ctx.train_adapter is None or ctx.model_spec is None or ctx.template is None:
             raise ValueError("lobass needs the scoring model, template and a train_adapter in the selection context")
         reference = ctx.train_adapter(list(ctx.pool))
-        scorer = ExampleScorer(ctx.model_spec, ctx.template, ctx.cache_dir, batch_size=self.batch_size,
-                               max_length=self.max_length, progress=ctx.progress)
+        scorer = ExampleScorer(ctx.model_spec, ctx.template, ctx.cache_dir, batch_size=self.config.batch_size,
+                               max_length=self.config.max_length, progress=ctx.progress)
         initial = scorer.response_nll(ctx.pool, adapter=reference, adapter_enabled=False)
         tuned = scorer.response_nll(ctx.pool, adapter=reference)
         scorer.release()
-        self.diagnostics = {"mode": self.mode, "reference_adapter": str(reference),
+        self.diagnostics = {"mode": self.config.mode, "reference_adapter": str(reference),
                             "mean_initial_nll": float(initial.mean()), "mean_reference_nll": float(tuned.mean()),
                             "scored": scorer.computed, "cache_hits": scorer.cache_hits,
                             "note": "our reimplementation from the paper's description (no public code)"}
-        return learnability(initial, tuned, self.mode)
+        return learnability(initial, tuned, self.config.mode)

@@ -44,10 +44,11 @@ from typing import Any, Optional
 import numpy as np
 
 from delift.config.schema import Problems, at_least, choice
-from delift.data.records import Example
+from delift.data.records import Example, fingerprint
 from delift.kernel.settings import KernelRequest, is_sparse
 from delift.models.embeddings import DEFAULT_EMBEDDER, embed, embedder_identity, load_sentence_embedder
 from delift.selection.base import ScoreSelector, Selection, SelectionContext
+from delift.selection.work import EmbeddingPass, KernelWork, ModelWork
 
 GOLDEN_MODES = ("kmeans", "query")
 AGGREGATE = "logprob_sum"
@@ -167,26 +168,11 @@ class NuggetsSelector(ScoreSelector):
             at_least(found, "batch_size", self.batch_size, 1)
             return found
 
-    def __init__(self, golden: str = "kmeans", golden_size: int = 100, kmeans_iterations: int = 100,
-                 embedder: str = DEFAULT_EMBEDDER, batch_size: int = 64, device: str | None = None):
-        if golden not in GOLDEN_MODES:
-            raise ValueError(f"selector.golden={golden!r}: expected one of {', '.join(GOLDEN_MODES)}")
-        for key, value in (("golden_size", golden_size), ("kmeans_iterations", kmeans_iterations),
-                           ("batch_size", batch_size)):
-            if int(value) < 1:
-                raise ValueError(f"selector.{key}={value}: must be at least 1")
-        self.golden = golden
-        self.golden_size = int(golden_size)
-        self.kmeans_iterations = int(kmeans_iterations)
-        self.embedder = embedder
-        self.batch_size = int(batch_size)
-        self.device = device
-
     # ------------------------------------------------------------------------------------ golden set
     def embeddings(self, examples: Sequence[Example]) -> np.ndarray:
         """L2-normalised instruction embeddings, one row per example."""
-        model = load_sentence_embedder(self.embedder, self.device)
-        return embed([instruction_text(ex) for ex in examples], model, batch_size=self.batch_size)
+        model = load_sentence_embedder(self.config.embedder, self.config.device)
+        return embed([instruction_text(ex) for ex in examples], model, batch_size=self.config.batch_size)
 
     def golden_set(self, ctx: SelectionContext) -> list[Example]:
         """G: the query set (``golden=query``) or the pool examples nearest to seeded k-means centroids.
@@ -194,7 +180,7 @@ class NuggetsSelector(ScoreSelector):
         The k-means golden set is computed once per context (kept in ``ctx.resources``), so
         :meth:`kernel_requests` and :meth:`select` agree without embedding the pool twice.
         """
-        if self.golden == "query":
+        if self.config.golden == "query":
             if not ctx.query:
                 raise ValueError("selector.golden=query needs the use case's query set (usecase=task_specific); "
                                  "use selector.golden=kmeans otherwise")
@@ -202,16 +188,30 @@ class NuggetsSelector(ScoreSelector):
         pool = list(ctx.pool)
         if not pool:
             raise ValueError("nuggets: the pool is empty")
-        memo = (self.embedder, self.golden_size, self.kmeans_iterations, ctx.seed, tuple(ex.id for ex in pool))
+        memo = (self.config.embedder, self.config.golden_size, self.config.kmeans_iterations, ctx.seed, tuple(ex.id for ex in pool))
         cached = ctx.resources.get("nuggets_golden")
         if cached is None or cached[0] != memo:
-            rows = golden_indices(self.embeddings(pool), self.golden_size, ctx.seed, self.kmeans_iterations)
+            rows = golden_indices(self.embeddings(pool), self.config.golden_size, ctx.seed, self.config.kmeans_iterations)
             ctx.resources["nuggets_golden"] = cached = (memo, rows)
         return [pool[i] for i in cached[1]]
 
     def kernel_requests(self, ctx: SelectionContext) -> list[KernelRequest]:
         """One kernel: targets = G, candidates = the pool, sums of log-probabilities (``logprob_sum``)."""
         return [KernelRequest(self.golden_set(ctx), list(ctx.pool), AGGREGATE)]
+
+    def model_work(self, ctx: SelectionContext) -> list[ModelWork]:
+        """The golden set x pool ``logprob_sum`` kernel. A k-means golden set is known only after the sentence
+        embedder ran: evenly spaced pool examples of the same size stand in for it (an estimate)."""
+        c = self.config
+        if c.golden == "query":
+            return [KernelWork("kernel golden x pool", request) for request in self.kernel_requests(ctx)]
+        pool = list(ctx.pool)
+        size = min(c.golden_size, len(pool))
+        golden = [pool[i] for i in np.unique(np.linspace(0, len(pool) - 1, size).round().astype(int))]
+        return [EmbeddingPass("embed pool instructions", pool, c.embedder, c.batch_size),
+                KernelWork("kernel golden x pool", KernelRequest(golden, pool, AGGREGATE), estimate=True,
+                           share=("nuggets", fingerprint(pool), c.golden_size, c.kmeans_iterations, c.embedder,
+                                  ctx.seed))]
 
     # ------------------------------------------------------------------------------------ scoring
     def scores_and_info(self, ctx: SelectionContext) -> tuple[np.ndarray, dict[str, Any]]:
@@ -236,7 +236,7 @@ class NuggetsSelector(ScoreSelector):
             uf = densify(uf, "nuggets' golden scores")
         scores = golden_scores(np.zeros(len(kernel.target_ids)), uf)
         info: dict[str, Any] = {
-            "golden": self.golden, "golden_size": len(request.targets), "golden_size_setting": self.golden_size,
+            "golden": self.config.golden, "golden_size": len(request.targets), "golden_size_setting": self.config.golden_size,
             "golden_ids": [e.id for e in request.targets],
             "golden_scores": {ex.id: float(s) for ex, s in zip(ctx.pool, scores)},
             "kernel_key": kernel.meta.get("key"), "kernel_cached": kernel.meta.get("cached"),
@@ -246,8 +246,8 @@ class NuggetsSelector(ScoreSelector):
             "win_fraction": float(np.mean(scores)),
             **{key: kernel.meta.get(key) for key in KERNEL_META},
         }
-        if self.golden == "kmeans":
-            info.update(embedder=embedder_identity(self.embedder), kmeans_iterations=self.kmeans_iterations,
+        if self.config.golden == "kmeans":
+            info.update(embedder=embedder_identity(self.config.embedder), kmeans_iterations=self.config.kmeans_iterations,
                         seed=ctx.seed, golden_seconds=round(golden_seconds, 3))
         return scores, info
 

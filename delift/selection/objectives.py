@@ -19,7 +19,7 @@ import numpy as np
 
 from delift.kernel.settings import is_sparse
 from delift.selection.base import Selection, SelectionContext
-from delift.selection.submodular import facility_location_submodlib, flcg_submodlib, flmi_submodlib
+from delift.selection.submodular import facility_location_submodlib, guided_submodlib
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +84,7 @@ def run_objective(objective: str, s: Any, s_aux: Any, budget: int, eta: float = 
         return facility_location_submodlib(s, budget, optimizer)
     if s_aux is None:
         raise ValueError(f"objective {objective} needs its auxiliary kernel (pool x Q or pool x P)")
-    if objective == "flmi":
-        return flmi_submodlib(s, s_aux, budget, eta, optimizer)
-    return flcg_submodlib(s, s_aux, budget, nu, optimizer)
+    return guided_submodlib(objective, s, s_aux, budget, eta if objective == "flmi" else nu, optimizer)
 
 
 def diagnostics(s: Any, s_aux: Any, gains: list[float]) -> dict[str, Any]:

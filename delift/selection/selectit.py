@@ -19,9 +19,9 @@ loads any other list verbatim (JSON list of strings, or text with prompts separa
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, List, Mapping, Optional, Sequence
+from typing import Any, List, Mapping, Optional
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from delift.data.records import Example
 from delift.models.config import ModelConfig, TinyModelConfig
 from delift.scoring import ExampleScorer
 from delift.selection.base import ScoreSelector, SelectionContext
+from delift.selection.work import ModelWork, ScoringPass
 
 DIGITS = ("1", "2", "3", "4", "5")
 DEFAULT_PROMPTS = Path(__file__).resolve().parent / "prompts" / "selectit_rating.json"
@@ -133,30 +134,33 @@ class SelectITSelector(ScoreSelector):
             at_least(found, "max_length", self.max_length, 1)
             return found
 
-    def __init__(self, normalise: str = "softmax", alpha: float = 0.2, rating_prompts_file: str | None = None,
-                 answer_suffix: str = "The answer is: ", models: Sequence[Any] = (), batch_size: int = 8,
-                 max_length: int = 1024):
-        if normalise not in NORMALISE:
-            raise ValueError(f"selector.normalise={normalise!r}: expected one of {NORMALISE}")
-        if alpha < 0:
-            raise ValueError(f"selector.alpha={alpha}: must be >= 0")
-        self.normalise, self.alpha, self.answer_suffix = normalise, float(alpha), answer_suffix
-        self.prompts = load_rating_prompts(rating_prompts_file)
-        self.models, self.batch_size, self.max_length = list(models), int(batch_size), int(max_length)
-        self.diagnostics: dict[str, Any] = {}
+    def __init__(self, config: Config | None = None):
+        super().__init__(config)
+        self.prompts = load_rating_prompts(self.config.rating_prompts_file)
+
+    def model_work(self, ctx: SelectionContext) -> list[ModelWork]:
+        """For each of the K rating prompts, the prompt once, then every example's rated text after it (the
+        scoring model's; extra raters in ``models`` are not declared)."""
+        c = self.config
+        texts = [rated_text(ex, c.answer_suffix) for ex in ctx.pool]
+        work = [ScoringPass(f"rate prompt {k + 1}/{len(self.prompts)}", ctx.pool, "rated", c.batch_size, "rating",
+                            c.max_length, texts=texts, prefix=prompt) for k, prompt in enumerate(self.prompts)]
+        if c.models and work:
+            work[-1] = replace(work[-1], note=f"extra raters ({len(c.models)}) not planned")
+        return work
 
     def _specs(self, ctx: SelectionContext) -> list[ModelConfig]:
-        if not self.models:
+        if not self.config.models:
             return [ctx.model_spec]
-        return [rater_config(m, ctx.model_spec.cache_dir) for m in self.models]
+        return [rater_config(m, ctx.model_spec.cache_dir) for m in self.config.models]
 
     def _model_scores(self, ctx: SelectionContext, spec: ModelConfig) -> tuple[np.ndarray, dict[str, Any], int]:
-        scorer = ExampleScorer(spec, ctx.template, ctx.cache_dir, batch_size=self.batch_size,
-                               max_length=self.max_length, progress=ctx.progress)
+        scorer = ExampleScorer(spec, ctx.template, ctx.cache_dir, batch_size=self.config.batch_size,
+                               max_length=self.config.max_length, progress=ctx.progress)
         ids = digit_ids(scorer.tokenizer)
-        contexts = [(ex.id, rated_text(ex, self.answer_suffix)) for ex in ctx.pool]
+        contexts = [(ex.id, rated_text(ex, self.config.answer_suffix)) for ex in ctx.pool]
         probs = np.stack([scorer.next_token_probs(contexts, ids, prefix=prompt) for prompt in self.prompts])  # K,n,5
-        s_tok, base = zip(*(token_level(p, self.normalise) for p in probs))
+        s_tok, base = zip(*(token_level(p, self.config.normalise) for p in probs))
         base = np.stack(base)
         params = sum(p.numel() for p in scorer.model().parameters()) if len(self._specs(ctx)) > 1 else 1
         info = {"model": spec.name, "mean_digit_mass": float(probs.sum(axis=-1).mean()),
@@ -164,7 +168,7 @@ class SelectITSelector(ScoreSelector):
                 "base_score_counts": {str(j): int((base == j).sum()) for j in range(1, 6)},
                 "scored": scorer.computed, "cache_hits": scorer.cache_hits}
         scorer.release()
-        return sentence_level(np.stack(s_tok), self.alpha), info, int(params)
+        return sentence_level(np.stack(s_tok), self.config.alpha), info, int(params)
 
     def scores(self, ctx: SelectionContext) -> np.ndarray:
         if ctx.model_spec is None or ctx.template is None:
@@ -174,5 +178,5 @@ class SelectITSelector(ScoreSelector):
         weights = [params / total for _, _, params in results]
         self.diagnostics = {"models": [{**info, "params": params, "weight": weight}
                                        for (_, info, params), weight in zip(results, weights)],
-                            "prompts": len(self.prompts), "normalise": self.normalise, "alpha": self.alpha}
+                            "prompts": len(self.prompts), "normalise": self.config.normalise, "alpha": self.config.alpha}
         return sum(w * s for w, (s, _, _) in zip(weights, results))

@@ -134,39 +134,42 @@ def facility_location_submodlib(s: np.ndarray, budget: int, optimizer: str = "La
     return _maximize(function, budget, optimizer)
 
 
+# objective -> submodlib's class, its auxiliary-kernel and parameter keywords, the numpy greedy, what s and s_aux are
+GUIDED = {"flmi": ("FacilityLocationMutualInformationFunction", "query_sijs", "magnificationEta", flmi_greedy,
+                   "FLMI", "FLMI query kernel s_Q"),
+          "flcg": ("FacilityLocationConditionalGainFunction", "private_sijs", "privacyHardness", flcg_greedy,
+                   "FLCG", "FLCG existing-data kernel s_P")}
+
+
+def guided_submodlib(objective: str, s: np.ndarray, s_aux: np.ndarray, budget: int, param: float = 1.0,
+                     optimizer: str = "LazyGreedy") -> Greedy:
+    """FLMI I(A; Q) or FLCG f(A | P) maximised by submodlib's FacilityLocationMutualInformationFunction /
+    FacilityLocationConditionalGainFunction.
+
+    data_sijs = s (pool x pool) and query_sijs = s_Q (pool x Q), magnificationEta = eta (FLMI), or
+    private_sijs = s_P (pool x P), privacyHardness = nu (FLCG); budget >= n (which submodlib refuses) falls
+    back to the numpy greedy.
+    """
+    import submodlib
+
+    function_name, aux_keyword, param_keyword, greedy, what, aux_what = GUIDED[objective]
+    s = _check_pool_kernel(s, what)
+    s_aux = _check_aux_kernel(s_aux, s.shape[0], aux_what)
+    if budget >= s.shape[0]:
+        return greedy(s, s_aux, budget, param)
+    function = getattr(submodlib, function_name)(
+        s.shape[0], s_aux.shape[1], data_sijs=np.ascontiguousarray(s, dtype=np.float32),
+        **{aux_keyword: np.ascontiguousarray(s_aux, dtype=np.float32), param_keyword: float(param)})
+    return _maximize(function, budget, optimizer)
+
+
 def flmi_submodlib(s: np.ndarray, s_q: np.ndarray, budget: int, eta: float = 1.0,
                    optimizer: str = "LazyGreedy") -> Greedy:
-    """I(A; Q) maximised by submodlib's FacilityLocationMutualInformationFunction.
-
-    data_sijs = s (pool x pool), query_sijs = s_q (pool x Q), magnificationEta = eta; budget >= n
-    (which submodlib refuses) falls back to the numpy greedy.
-    """
-    from submodlib import FacilityLocationMutualInformationFunction
-
-    s = _check_pool_kernel(s, "FLMI")
-    s_q = _check_aux_kernel(s_q, s.shape[0], "FLMI query kernel s_Q")
-    if budget >= s.shape[0]:
-        return flmi_greedy(s, s_q, budget, eta)
-    function = FacilityLocationMutualInformationFunction(
-        s.shape[0], s_q.shape[1], data_sijs=np.ascontiguousarray(s, dtype=np.float32),
-        query_sijs=np.ascontiguousarray(s_q, dtype=np.float32), magnificationEta=float(eta))
-    return _maximize(function, budget, optimizer)
+    """:func:`guided_submodlib` of FLMI."""
+    return guided_submodlib("flmi", s, s_q, budget, eta, optimizer)
 
 
 def flcg_submodlib(s: np.ndarray, s_p: np.ndarray, budget: int, nu: float = 1.0,
                    optimizer: str = "LazyGreedy") -> Greedy:
-    """f(A | P) maximised by submodlib's FacilityLocationConditionalGainFunction.
-
-    data_sijs = s (pool x pool), private_sijs = s_p (pool x P), privacyHardness = nu; budget >= n
-    (which submodlib refuses) falls back to the numpy greedy.
-    """
-    from submodlib import FacilityLocationConditionalGainFunction
-
-    s = _check_pool_kernel(s, "FLCG")
-    s_p = _check_aux_kernel(s_p, s.shape[0], "FLCG existing-data kernel s_P")
-    if budget >= s.shape[0]:
-        return flcg_greedy(s, s_p, budget, nu)
-    function = FacilityLocationConditionalGainFunction(
-        s.shape[0], s_p.shape[1], data_sijs=np.ascontiguousarray(s, dtype=np.float32),
-        private_sijs=np.ascontiguousarray(s_p, dtype=np.float32), privacyHardness=float(nu))
-    return _maximize(function, budget, optimizer)
+    """:func:`guided_submodlib` of FLCG."""
+    return guided_submodlib("flcg", s, s_p, budget, nu, optimizer)

@@ -37,7 +37,7 @@ from delift.scoring.layout import training_items
 from delift.selection.less.gradients import adam_feature, lora_parameters, per_example_gradients
 from delift.selection.less.projection import BlockedScratch, RademacherProjection, normalise_rows
 from delift.selection.less.srht import SRHTProjection
-from delift.selection.less.warmup import Checkpoint, WarmupSettings, build_lora_model
+from delift.selection.less.warmup import Checkpoint, build_lora_model
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class FeatureStore:
 class FeatureEngine:
     """One model in eval mode whose LoRA weights follow the checkpoint being featurised (loaded lazily)."""
 
-    def __init__(self, spec: ModelConfig, template: PromptTemplate, settings: WarmupSettings, store: FeatureStore,
+    def __init__(self, spec: ModelConfig, template: PromptTemplate, settings: Any, store: FeatureStore,
                  family: dict[str, Any], *, proj_dim: int | None, proj_seed: int, proj_block: int,
                  batch_size: int, gradient_path: str, scratch_dir: str | Path, projection: str):
         self.spec, self.template, self.settings, self.store = spec, template, settings, store

@@ -34,7 +34,8 @@ from delift.selection.less.deviations import less_deviations
 from delift.selection.less.features import FeatureEngine, FeatureStore
 from delift.selection.less.matching import best_subtask, checkpoint_weights, subtask_groups, subtask_means
 from delift.selection.less.projection import UNIT_ROWS
-from delift.selection.less.warmup import WarmupPlan, WarmupSettings, warm_up
+from delift.selection.less.warmup import WarmupPlan, warm_up, warmup_identity, warmup_size
+from delift.selection.work import GradientPasses, ModelWork
 
 log = logging.getLogger(__name__)
 
@@ -98,24 +99,6 @@ class LESSSelector(ScoreSelector):
                 choice(found, "dtype", self.dtype, ("float32", "bfloat16", "float16"))
             return found
 
-    def __init__(self, **settings: Any):
-        config = self.Config(**settings)
-        problems = config.problems()
-        if problems:
-            raise ValueError("; ".join(f"selector.{k}: {v}" for k, v in sorted(problems.items())))
-        self.config = config
-        self.diagnostics: dict[str, Any] = {}
-
-    def warmup_settings(self) -> WarmupSettings:
-        c = self.config
-        modules = c.target_modules if isinstance(c.target_modules, str) else [str(m) for m in c.target_modules]
-        return WarmupSettings(fraction=c.warmup_fraction, min_steps=c.min_warmup_steps, epochs=c.epochs, lr=c.lr,
-                              warmup_ratio=c.warmup_ratio, weight_decay=c.weight_decay, batch_size=c.batch_size,
-                              max_grad_norm=c.max_grad_norm,
-                              r=c.lora_r, alpha=c.lora_alpha, dropout=c.lora_dropout,
-                              target_modules=modules if isinstance(modules, str) else tuple(modules),
-                              max_length=c.max_length, dtype=c.dtype)
-
     @staticmethod
     def targets(ctx: SelectionContext) -> tuple[str, list[Example]]:
         """(name, examples) of the target set: Q in use case 2, else the pool dataset's valid split."""
@@ -127,17 +110,26 @@ class LESSSelector(ScoreSelector):
                              "give data.sizes.valid a size (e.g. data.sizes.valid=50)")
         return "valid", list(ctx.valid)
 
+    def model_work(self, ctx: SelectionContext) -> list[ModelWork]:
+        """Estimated: the warm-up's LoRA epochs on its warm-up set, then per checkpoint one forward and backward
+        pass per pool and target example (gradient features)."""
+        c, pool = self.config, list(ctx.pool)
+        _, targets = self.targets(ctx)  # an empty target set fails here as in the run
+        return [GradientPasses("LESS warm-up", pool, warmup_size(len(pool), c) * c.epochs, c.max_length),
+                GradientPasses("LESS gradients", pool, (len(pool) + len(targets)) * c.epochs, c.max_length,
+                               note=f"{c.epochs} checkpoints x ({len(pool)} + {len(targets)}) examples")]
+
     def scores(self, ctx: SelectionContext) -> np.ndarray:
         if ctx.model_spec is None or ctx.template is None:
             raise ValueError("less needs the scoring model_spec and template in the selection context")
         c, pool = self.config, list(ctx.pool)
         target_name, targets = self.targets(ctx)
         groups = subtask_groups(targets, c.subtask_field)
-        settings, seed = self.warmup_settings(), int(ctx.seed)
+        settings, seed = c, int(ctx.seed)
         proj_seed = seed if c.proj_seed is None else int(c.proj_seed)
         root = Path(ctx.cache_dir or ctx.output_dir or tempfile.mkdtemp(prefix="less-")) / "less"
         warmup_key = content_key({"model": model_identity(ctx.model_spec), "template": asdict(ctx.template),
-                                  "pool": fingerprint(pool), "settings": asdict(settings), "seed": seed,
+                                  "pool": fingerprint(pool), "settings": warmup_identity(c), "seed": seed,
                                   "code": LESS_CODE_VERSION})
         started = time.perf_counter()
         checkpoints = warm_up(ctx.model_spec, ctx.template, pool, settings, seed, root / "warmup" / warmup_key,

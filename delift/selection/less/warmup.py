@@ -1,8 +1,8 @@
 """LESS's warm-up: plain LoRA on a seeded random share of the pool, with a checkpoint after every epoch.
 
-Plan (:class:`WarmupPlan`): the warm-up set is a seeded random ``ceil(fraction * n)`` examples of the
-pool, grown (still at random) to ``batch_size * ceil(min_steps / epochs)`` examples when that is more,
-so that a small pool still gets ``min_steps`` optimizer steps; when the whole pool is still too small,
+Plan (:class:`WarmupPlan`, from the LESS config): the warm-up set is a seeded random ``ceil(warmup_fraction * n)`` examples of the
+pool, grown (still at random) to ``batch_size * ceil(min_warmup_steps / epochs)`` examples when that is more,
+so that a small pool still gets ``min_warmup_steps`` optimizer steps; when the whole pool is still too small,
 each epoch cycles through reshuffled passes over it. Each epoch's order is seeded by ``(seed, epoch)``.
 
 Training (:func:`warm_up`): our own loop, so the optimizer state can be read per parameter object.
@@ -44,33 +44,32 @@ from delift.selection.less.gradients import ADAM_BETAS, ADAM_EPS, batch_loss, co
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILES = ("lora.safetensors", "adam.safetensors", "checkpoint.json")
+LessConfig = Any  # the warm-up reads the LESS selector's own settings, a ``LESSSelector.Config`` (declared there once)
 
 
-@dataclass(frozen=True)
-class WarmupSettings:
-    """Everything the warm-up's numbers depend on besides the model, template, pool and seed."""
+def target_modules(config: LessConfig) -> str | list[str]:
+    """The LoRA target modules: a preset name (``all-linear``) or a list of module names."""
+    modules = config.target_modules
+    return modules if isinstance(modules, str) else [str(m) for m in modules]
 
-    fraction: float = 0.05
-    min_steps: int = 20
-    epochs: int = 4
-    lr: float = 2e-4
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    batch_size: int = 8  # examples per optimizer step
-    max_grad_norm: float | None = 1.0  # clip the step's gradient norm (transformers' default, which LESS ran); None: off
-    r: int = 8
-    alpha: int = 32
-    dropout: float = 0.1
-    target_modules: Any = "all-linear"
-    max_length: int = 1024
-    dtype: str | None = None  # None: the model's dtype
 
-    def lora_config(self):
-        from peft import LoraConfig
+def warmup_identity(config: LessConfig) -> dict[str, Any]:
+    """Everything the warm-up's numbers depend on besides the model, template, pool and seed, as it keys the
+    warm-up cache (names and order kept: the cache key of a warm-up stays what it was)."""
+    modules = target_modules(config)
+    return {"fraction": config.warmup_fraction, "min_steps": config.min_warmup_steps, "epochs": config.epochs,
+            "lr": config.lr, "warmup_ratio": config.warmup_ratio, "weight_decay": config.weight_decay,
+            "batch_size": config.batch_size, "max_grad_norm": config.max_grad_norm, "r": config.lora_r,
+            "alpha": config.lora_alpha, "dropout": config.lora_dropout,
+            "target_modules": modules if isinstance(modules, str) else tuple(modules),
+            "max_length": config.max_length, "dtype": config.dtype}
 
-        modules = self.target_modules if isinstance(self.target_modules, str) else list(self.target_modules)
-        return LoraConfig(task_type="CAUSAL_LM", r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
-                          target_modules=modules, bias="none")
+
+def lora_config(config: LessConfig):
+    from peft import LoraConfig
+
+    return LoraConfig(task_type="CAUSAL_LM", r=config.lora_r, lora_alpha=config.lora_alpha,
+                      lora_dropout=config.lora_dropout, target_modules=target_modules(config), bias="none")
 
 
 @dataclass
@@ -83,15 +82,13 @@ class WarmupPlan:
     batch_size: int
 
     @classmethod
-    def build(cls, n: int, settings: WarmupSettings, seed: int) -> WarmupPlan:
+    def build(cls, n: int, config: LessConfig, seed: int) -> WarmupPlan:
         if n < 1:
             raise ValueError("LESS warm-up: the pool is empty")
-        wanted = max(math.ceil(settings.fraction * n - 1e-9), 1,
-                     settings.batch_size * math.ceil(settings.min_steps / settings.epochs))
-        size = min(n, wanted)
+        size = min(n, warmup_size(n, config))
         indices = sorted(int(i) for i in np.random.default_rng([seed, 0x1E55]).permutation(n)[:size])
-        steps = max(math.ceil(size / settings.batch_size), math.ceil(settings.min_steps / settings.epochs))
-        return cls(indices, steps, settings.epochs, settings.batch_size)
+        steps = max(math.ceil(size / config.batch_size), math.ceil(config.min_warmup_steps / config.epochs))
+        return cls(indices, steps, config.epochs, config.batch_size)
 
     @property
     def total_steps(self) -> int:
@@ -111,6 +108,13 @@ class WarmupPlan:
         while len(stream) < length:
             stream += [int(i) for i in rng.permutation(size)]
         return [stream[i:i + step_size] for i in range(0, length, step_size)]
+
+
+def warmup_size(n: int, config: LessConfig) -> int:
+    """Examples the warm-up wants of a pool of ``n``: ``ceil(fraction * n)``, at least 1 and enough for
+    ``min_warmup_steps`` (more than ``n`` means passes over the pool are repeated)."""
+    return max(math.ceil(config.warmup_fraction * n - 1e-9), 1,
+               config.batch_size * math.ceil(config.min_warmup_steps / config.epochs))
 
 
 def warmup_step_count(total_steps: int, ratio: float) -> int:
@@ -192,7 +196,7 @@ def completed(folder: Path, epochs: int) -> list[Checkpoint]:
     return found
 
 
-def build_lora_model(spec: ModelConfig, settings: WarmupSettings, seed: int):
+def build_lora_model(spec: ModelConfig, settings: LessConfig, seed: int):
     """The base model (plain, not quantised) with fresh seeded LoRA adapters; only those are trainable."""
     from peft import get_peft_model
 
@@ -200,7 +204,7 @@ def build_lora_model(spec: ModelConfig, settings: WarmupSettings, seed: int):
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):  # the seeded LoRA init leaves the caller's generator alone
         torch.manual_seed(seed)
-        return get_peft_model(model, settings.lora_config())
+        return get_peft_model(model, lora_config(settings))
 
 
 def _save(folder: Path, epoch: int, model: Any, optimizer: torch.optim.Optimizer, step: int, lrs: list[float],
@@ -240,7 +244,8 @@ def _restore(model: Any, optimizer: torch.optim.Optimizer, checkpoint: Checkpoin
                               "exp_avg_sq": moments[f"{name}.exp_avg_sq"].to(p.device, p.dtype)}
 
 
-def warm_up(spec: ModelConfig, template: PromptTemplate, pool: Sequence[Example], settings: WarmupSettings, seed: int,
+def warm_up(spec: ModelConfig, template: PromptTemplate, pool: Sequence[Example], settings: LessConfig,
+            seed: int,
             folder: str | Path, progress: bool = True, micro_batch: int | None = None,
             on_epoch_end: Callable[[Checkpoint], None] | None = None) -> list[Checkpoint]:
     """Train (or resume, or load) the warm-up and return one :class:`Checkpoint` per epoch.
@@ -254,7 +259,7 @@ def warm_up(spec: ModelConfig, template: PromptTemplate, pool: Sequence[Example]
         return done
     plan = WarmupPlan.build(len(pool), settings, seed)
     atomic_write(folder / "plan.json", lambda h: h.write(json.dumps(
-        {**asdict(plan), "ids": [pool[i].id for i in plan.indices], "settings": asdict(settings), "seed": seed},
+        {**asdict(plan), "ids": [pool[i].id for i in plan.indices], "settings": warmup_identity(settings), "seed": seed},
         default=str).encode()))
     tokenizer = load_tokenizer(spec)
     items = training_items([pool[i] for i in plan.indices], tokenizer, template, settings.max_length)
