@@ -34,7 +34,8 @@ from delift.scoring.passes import scored_log_probs
 from delift.selection.less import LESSSelector
 from delift.selection.less.gradients import fast_gradients, lora_parameters, reference_gradients
 from delift.selection.less.warmup import build_lora_model
-from delift.training.finetune import FinetuneConfig, build_peft_model
+from delift.training.finetune import build_peft_model
+from delift.training.settings import TrainConfig
 
 TEMPLATE = PromptTemplate()
 WINDOWS = {"mistral": MISTRAL_WINDOW, "gemma2": GEMMA2_WINDOW}  # the families with sliding-window layers
@@ -198,7 +199,7 @@ def linear_names(model) -> set[str]:
 def test_all_linear_lora_adapts_every_linear_but_the_head(tmp_path, family, method):
     spec = family_spec(family, tmp_path)
     expected = linear_names(load_model(spec))
-    model = build_peft_model(spec, FinetuneConfig(method=method, target_modules="all-linear"))
+    model = build_peft_model(spec, TrainConfig(method=method, target_modules="all-linear"))
     adapted = {name.removeprefix("base_model.model.") for name, module in model.named_modules()
                if hasattr(module, "lora_A") and len(module.lora_A) > 0}
     assert adapted == expected

@@ -19,7 +19,7 @@ from delift.evaluation.metrics import Metric, metric_key, score_all
 from delift.models.config import ModelConfig
 
 if TYPE_CHECKING:  # an annotation only: the settings class lives with the training code
-    from delift.training.finetune import FinetuneConfig
+    from delift.training.settings import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class Protocol(ABC):
         per (test split, example); :func:`score_generations` builds both. Stages are timed with
         ``ctx.timer.stage("<name>_<stage>")``; files go under ``ctx.output_dir``."""
 
-    def finetune_settings(self) -> FinetuneConfig | None:
+    def finetune_settings(self) -> TrainConfig | None:
         """The fine-tuning settings this protocol trains with; None when it trains nothing (ICL)."""
         return None
 

@@ -15,7 +15,7 @@ from delift.data.records import Example
 from delift.models.loading import load_model, load_tokenizer
 from delift.protocols.base import EvalContext, Protocol, generate_all, score_generations
 from delift.training.adapter_cache import AdapterCache, adapter_key
-from delift.training.finetune import FinetuneConfig, finetune
+from delift.training.finetune import finetune
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +39,12 @@ class FinetuneProtocol(Protocol):
 
     def __init__(self, config: Config | None = None):
         super().__init__(config)
-        self.train = FinetuneConfig.from_config(self.config.train, prefix=f"evaluation.{self.name}.train")
+        self.train = TrainConfig.from_config(self.config.train, prefix=f"evaluation.{self.name}.train")
 
     def prompt_limit(self) -> int:
         return self.train.max_length - 1  # the training layout's room for a prompt
 
-    def finetune_settings(self) -> FinetuneConfig:
+    def finetune_settings(self) -> TrainConfig:
         return self.train
 
     def adapter_dir(self, output_dir: Path) -> Path:

@@ -39,7 +39,8 @@ from delift.run.usecases import UsecaseData, data_configs, load_usecase_data
 from delift.selection.base import SelectionContext, Selector, budget_from_fraction
 from delift.tracking import LaunchInfo
 from delift.training.adapter_cache import trained_adapter
-from delift.training.finetune import FinetuneConfig, training_callbacks
+from delift.training.finetune import training_callbacks
+from delift.training.settings import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +76,12 @@ def build_parts(cfg: ExperimentConfig) -> Parts:
                  template=PromptTemplate(**asdict(cfg.prompt)))
 
 
-def reference_training(parts: Parts) -> FinetuneConfig:
+def reference_training(parts: Parts) -> TrainConfig:
     """The fine-tuning settings a selector's reference adapter uses: the first fine-tuning protocol's
     (:meth:`Protocol.finetune_settings`, what the Full Data baseline trains with), or the defaults when
     the run only evaluates by ICL."""
     found = [settings for p in parts.protocols if (settings := p.finetune_settings()) is not None]
-    return found[0] if found else FinetuneConfig()
+    return found[0] if found else TrainConfig()
 
 
 def selection_context(cfg: ExperimentConfig, data: UsecaseData, kernels: Kernels, output_dir: Path,

@@ -25,14 +25,15 @@ from delift.fsutil import atomic_folder, discard_folder
 from delift.models.config import ModelConfig
 from delift.models.folder_check import folder_problem, write_manifest
 from delift.models.loading import model_identity
-from delift.training.finetune import FinetuneConfig, finetune
+from delift.training.finetune import finetune
+from delift.training.settings import TrainConfig
 
 log = logging.getLogger(__name__)
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
-def adapter_key(spec: ModelConfig, train_set: Sequence[Example], template: PromptTemplate, cfg: FinetuneConfig,
+def adapter_key(spec: ModelConfig, train_set: Sequence[Example], template: PromptTemplate, cfg: TrainConfig,
                 seed: int) -> str:
     """sha256 of everything a trained adapter depends on."""
     payload = {"model": model_identity(spec), "data": fingerprint(train_set), "template": asdict(template),
@@ -71,7 +72,7 @@ class AdapterCache:
         return target
 
 
-def trained_adapter(spec: ModelConfig, train_set: Sequence[Example], template: PromptTemplate, cfg: FinetuneConfig,
+def trained_adapter(spec: ModelConfig, train_set: Sequence[Example], template: PromptTemplate, cfg: TrainConfig,
                     seed: int, cache_dir: str | Path, output_dir: str | Path, progress: bool = True) -> Path:
     """The adapter trained on ``train_set`` with ``cfg`` and ``seed``: from the cache, or trained now and stored."""
     cache, key = AdapterCache(cache_dir), adapter_key(spec, train_set, template, cfg, seed)

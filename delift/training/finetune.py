@@ -32,7 +32,6 @@ from delift.training.settings import TrainConfig
 
 log = logging.getLogger(__name__)
 
-FinetuneConfig = TrainConfig  # the training block's former name, kept for existing imports
 
 IGNORE_INDEX = -100  # the label value that torch's cross-entropy (and HF models) skip
 

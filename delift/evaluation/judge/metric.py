@@ -37,22 +37,18 @@ class JudgeMetric(Metric):
         cache_dir: str = ".cache/delift/judge"  # replies under <cache_dir>/verdicts
         progress: bool = True
 
-    def __init__(self, config: Config | None = None, **values: Any):
-        """``config``: this class's ``Config``, or its fields as ``values`` (what ``build`` passes until it
-        calls ``cls(config)``); its defaults name no judge: an error."""
-        if config is not None and values:
-            raise TypeError("JudgeMetric: give a Config or its fields, not both")
-        self.config = self.Config(**values) if config is None else config
+    def __init__(self, config: Config | None = None):
+        """``config``: this class's ``Config``; its defaults name no judge: an error."""
+        super().__init__(config)
         judge = self.config.judge
         if judge is None:
             raise ValueError("metric judge: no judge settings; choose a backend with judge=hf or judge=openai")
         self.settings = judge_settings(asdict(judge) if is_dataclass(judge) else judge)
-        self.cache_dir, self.progress = str(self.config.cache_dir), bool(self.config.progress)
 
     def score(self, generations: Sequence[str], examples: Sequence[Example]) -> MetricScores:
         prompts = [instruction_text(ex.instruction, ex.input) for ex in examples]
         result = run_judge(prompts, list(generations), [ex.output for ex in examples], self.settings,
-                           cache_dir=self.cache_dir, progress=self.progress)
+                           cache_dir=str(self.config.cache_dir), progress=bool(self.config.progress))
         counts = result.counts
         failed = counts["judge_n"] - counts["judge_valid"]
         if failed:
