@@ -60,6 +60,7 @@ def describe(name: str, picks: list[int], gains: list[float], tasks: np.ndarray,
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cache", type=Path, default=Path("/tmp/evidence/cache"))
+    parser.add_argument("--subsets", type=Path, nargs="*", default=[], help="job folders whose picks to count")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
     cfg = compose_config(["experiment=validity_uc2", "selector=delift", *args.overrides])
@@ -93,10 +94,37 @@ def main(argv: list[str] | None = None) -> None:
         s, _ = postprocess_joint(uf, None, post, exclude_self_pairs=False)
         picks, gains = facility_location_greedy(s, budget)
         print(describe(f"FL (no Q) {post}", picks, gains, tasks, target))
-    # the query-side variant (submodlib's FLQMI: sum_q max_A s_Q + eta sum_A max_q s_Q): pick by relevance
-    relevance = np.maximum(uf_q, 0).max(axis=0)
+    # submodlib's query-side variant FLQMI: sum_q max_{j in A} s_Q[q, j] + eta sum_{j in A} max_q s_Q[q, j]
+    s_qp = np.maximum(uf_q, 0)  # Q x pool, clip
+    for eta in (1.0, 0.0):
+        picks, gains = flqmi_greedy(s_qp, budget, eta)
+        print(describe(f"FLQMI clip eta {eta:g} (for comparison; not the paper's)", picks, gains, tasks, target))
+    relevance = s_qp.max(axis=0)
     order = list(np.argsort(-relevance, kind="stable")[:budget])
-    print(describe("top-k by max_q clip(UF_Q) (FLQMI-like, no diversity)", order, [1.0] * budget, tasks, target))
+    print(describe("top-k by max_q clip(UF_Q) (no diversity)", order, [1.0] * budget, tasks, target))
+    for folder in args.subsets:
+        subset = json.loads((folder / "subset.json").read_text())
+        by_id = dict(zip(ids, tasks))
+        picked = [by_id[i] for i in subset["selected_ids"]]
+        counts = Counter(picked)
+        print(f"| run {folder.name} | | | {np.mean([t == target for t in picked]):.2f} | "
+              + ", ".join(f"{t} {c}" for t, c in counts.most_common()) + " |")
+
+
+def flqmi_greedy(s_qp: np.ndarray, budget: int, eta: float) -> tuple[list[int], list[float]]:
+    """Naive greedy on sum_q max_{j in A} s_qp[q, j] + eta * sum_{j in A} max_q s_qp[q, j] (ties: lowest index)."""
+    best = np.zeros(s_qp.shape[0])
+    relevance = s_qp.max(axis=0)
+    picks, gains, free = [], [], np.ones(s_qp.shape[1], dtype=bool)
+    for _ in range(budget):
+        gain = np.maximum(s_qp - best[:, None], 0).sum(axis=0) + eta * relevance
+        gain[~free] = -np.inf
+        j = int(np.argmax(gain))
+        picks.append(j)
+        gains.append(float(gain[j]))
+        free[j] = False
+        best = np.maximum(best, s_qp[:, j])
+    return picks, gains
 
 
 if __name__ == "__main__":
