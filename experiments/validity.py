@@ -10,7 +10,7 @@ selector:
 
     validity uc2 <selector>: target_em <mean> [<lo>, <hi>] vs random <diff> [<lo>, <hi>]
 
-``target_em``: mean over seeds with its 95 % t-interval over seeds; ``vs random``: the mean paired difference
+``target_em``: mean over seeds with its 95 % t-interval over seeds (clipped to [0, 1]); ``vs random``: the mean paired difference
 (same seed) with its 95 % paired t-interval over seeds. The detail table above also gives the paired bootstrap
 over seeds x test examples (10,000 resamples; the test set is fixed, so it measures test-sampling noise).
 SmolLM2-135M on synthetic tasks: a validity check of the framework, not evidence about paper-scale models.
@@ -64,8 +64,11 @@ def lines_for(usecase: str, jobs, selectors: list[str], seeds: int, split: str, 
             out.append(f"validity {usecase} {name}: {what} n/a (no finished job)")
             continue
         mean, lo, hi = t_interval(list(means.values()))
+        lo, hi = max(lo, 0.0), min(hi, 1.0)  # exact match lies in [0, 1]: the interval is clipped to it
         line = f"validity {usecase} {name}: {what} {fmt(mean)} [{fmt(lo)}, {fmt(hi)}]"
         diff = paired_t(means, base) if name != "random" else None
+        if diff:
+            diff = (diff[0], max(diff[1], -1.0), min(diff[2], 1.0))  # a difference of two rates lies in [-1, 1]
         line += (f" vs random {diff[0]:+.3f} [{diff[1]:+.3f}, {diff[2]:+.3f}]" if diff else " vs random n/a")
         out.append(line + f" (seeds {len(means)})")
     return out

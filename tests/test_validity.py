@@ -85,6 +85,8 @@ def test_the_last_lines_are_one_per_selector(sweep, capsys):
     assert lines[-3].startswith("validity uc2 random: target_em 0.333 [")
     assert lines[-2].startswith("validity uc2 rds: target_em 0.667 [") and " vs random +0.333 [" in lines[-2]
     assert lines[-1] == "validity uc2 less: target_em n/a (no finished job)"
+    low = float(lines[-3].split("[")[1].split(",")[0])
+    assert low == 0.0  # random's t-interval, 1/3 -/+ 4.30 * 0.144 / sqrt(3) = [-0.025, 0.69], is clipped at 0
     # --seeds 2 reads seeds 0 and 1 only: rds 0.75, 0.75 vs random 0.25, 0.50
     validity.main(["--usecase", "uc2", "--seeds", "2", "--selectors", "rds", "--dir", str(sweep)])
     assert "target_em 0.750 [0.750, 0.750] vs random +0.375" in capsys.readouterr().out.strip().splitlines()[-1]
