@@ -108,6 +108,7 @@ class DataConfig:
     on_bad_row: str = "error"  # error | skip
     row_filter: Optional[RowFilterConfig] = None
     sizes: SizesConfig = field(default_factory=SizesConfig)
+    split_seed: Optional[int] = None  # seeds the train/valid/test split; null = the run seed (``seed``)
     synthetic: Optional[SyntheticConfig] = None
     structured: Optional[StructuredConfig] = None
 

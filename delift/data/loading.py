@@ -213,7 +213,8 @@ def load_examples(data_cfg: DataConfigLike,
 
 def load_splits(data_cfg: DataConfigLike, seed: int,
                 shared_datasets: str | os.PathLike | None = None) -> DataSplits:
-    """Examples from :func:`load_examples`, split by ``data.sizes`` with ``seed``.
+    """Examples from :func:`load_examples`, split by ``data.sizes`` with ``data.split_seed`` when set, else ``seed``
+    (a fixed split keeps the pool, and so its kernels and scores, the same at every run seed).
 
     ``splits.source`` records where the rows came from (``kind``, ``sources``, ``fixture``, ``note``,
     skipped and filtered counts) for run.json and result caveats.
@@ -222,6 +223,7 @@ def load_splits(data_cfg: DataConfigLike, seed: int,
     if data_cfg.sizes is None:
         raise ValueError("data.sizes is required ({train, valid, test})")
     examples, record = _load(data_cfg, shared_datasets)
+    seed = seed if getattr(data_cfg, "split_seed", None) is None else int(data_cfg.split_seed)
     splits = make_splits(examples, data_cfg.sizes, seed, data_name=data_cfg.name)
     splits.source = {"name": data_cfg.name, "loaded": len(examples), **record}
     log.info("split data '%s' with seed %d: %s", data_cfg.name, seed, splits.sizes)

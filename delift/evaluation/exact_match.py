@@ -15,6 +15,8 @@ The answer key comes from the test example's metadata, written by its formatter:
 - MMLU (``metadata.answer_letter``): the prediction's choice is the first standalone letter A-D at
   the start of the generation (``B``, ``B.``, ``(B)``, ``B)``), else after "answer is" /
   "answer:", else the choice whose full text the generation starts with.
+- the SYNTHETIC structured tasks (``source == "structured"``, ``data=structured``; not the real rows mixed
+  in): one right answer, the reference itself; the generation's first line, stripped, must equal it.
 
 Per example 1.0 (match) or 0.0, NaN for an example without an answer key (another task): the mean
 skips those, and ``exact_match_n`` counts the examples that had one.
@@ -30,6 +32,8 @@ from decimal import Decimal, InvalidOperation
 
 from delift.config.checks import Problems, choice
 from delift.data.records import Example
+from delift.data.structured import MIX_TASK
+from delift.data.structured import SOURCE as STRUCTURED_SOURCE
 from delift.evaluation.metrics import Metric, MetricScores
 
 NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
@@ -108,11 +112,14 @@ def exact_match(generation: str, example: Example, gsm8k_extract: str = "delift"
         return float(reference is not None and predicted_number(generation) == reference)
     if meta.get("answer_letter") is not None:
         return float(predicted_letter(generation, meta.get("choices") or ()) == str(meta["answer_letter"]).upper())
+    if example.source == STRUCTURED_SOURCE and meta.get("task") not in (None, MIX_TASK):
+        lines = generation.strip().splitlines()
+        return float(bool(lines) and lines[0].strip() == example.output.strip())
     return math.nan
 
 
 class ExactMatch(Metric):
-    """GSM8K final-number and MMLU choice-letter accuracy."""
+    """GSM8K final-number, MMLU choice-letter and structured-task accuracy."""
 
     name = "exact_match"
     label = "EM"

@@ -135,6 +135,34 @@ def next_token_probs(model: Any, items: Sequence[ScoringItem], token_ids: Sequen
         np.zeros((0, len(ids)))
 
 
+def position_weights(n: int) -> np.ndarray:
+    """SGPT's position weights over ``n`` tokens: ``w_t = t / sum_{s=1..n} s`` for t = 1..n (later tokens weigh more)."""
+    if n < 1:
+        raise ValueError("position weights need at least one token")
+    steps = np.arange(1, n + 1, dtype=np.float64)
+    return steps / steps.sum()
+
+
+def weighted_mean_states(model: Any, items: Sequence[ScoringItem], *, batch_size: int = 8, progress: bool = False,
+                         what: str = "hidden states") -> list[np.ndarray]:
+    """Position-weighted mean of the final hidden states over every token of ``context + scored`` (float64, one
+    vector per item, item order). The final hidden state is the decoder body's output (after its last norm),
+    what ``output_hidden_states[-1]`` returns; no prefix, so each item is pooled over its own tokens only."""
+    for item in items:
+        if not item.context and not item.scored:
+            raise ValueError(f"item {item.id!r}: no tokens to pool")
+
+    def per_batch(head, softcap, hidden, batch):
+        out = []
+        for b, i in enumerate(batch):
+            n = len(items[i].context) + len(items[i].scored)
+            weights = torch.tensor(position_weights(n), dtype=torch.float64, device=hidden.device)
+            out.append((hidden[b, :n].double() * weights[:, None]).sum(0).cpu().numpy())
+        return out
+
+    return _run(model, items, batch_size, progress, what, (), per_batch)
+
+
 def mean_nll(log_probs: Sequence[np.ndarray]) -> np.ndarray:
     """Masked mean negative log-likelihood per item: ``-(1/|y|) sum_t log p(y_t | ...)``."""
     return np.array([-float(lp.mean()) if len(lp) else math.nan for lp in log_probs])

@@ -23,7 +23,7 @@ from delift.models.config import ModelConfig
 from delift.models.loading import folder_fingerprint, load_model, load_tokenizer, model_identity
 from delift.scoring.cache import ScoreCache, item_key
 from delift.scoring.layout import ScoringItem, answer_items, training_items
-from delift.scoring.passes import mean_nll, next_token_probs, scored_log_probs
+from delift.scoring.passes import mean_nll, next_token_probs, scored_log_probs, weighted_mean_states
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,19 @@ class ExampleScorer:
         """Masked mean NLL of response + EOS after ``header`` alone (one EOS when empty), per example."""
         items = answer_items(examples, self.tokenizer, header, self.max_length)
         return mean_nll(self.token_log_probs(items, what="answer NLL"))
+
+    def weighted_mean_states(self, examples: Sequence[Example]) -> np.ndarray:
+        """(n, hidden) position-weighted mean final hidden states over prompt + response + EOS (the training
+        layout), per example (cached; RDS+)."""
+        items = training_items(examples, self.tokenizer, self.template, self.max_length)
+
+        def compute(todo: list[ScoringItem]) -> list[np.ndarray]:
+            return weighted_mean_states(self.model(), todo, batch_size=self.batch_size, progress=self.progress,
+                                        what="RDS+ hidden states")
+
+        family = self._family("weighted_mean_states", None, True, (), {"pooling": "position_weighted_mean"})
+        values = self._cached(family, items, compute)
+        return np.stack(values) if values else np.zeros((0, 0))
 
     def next_token_probs(self, contexts: Sequence[tuple[str, str]], token_ids: Sequence[int], *,
                          prefix: str = "") -> np.ndarray:
