@@ -98,7 +98,7 @@ def test_selection_is_the_round_robin_of_the_embeddings_and_the_second_run_reads
     monkeypatch.setattr(passes, "_run", no_forward)
     second = RDSSelector().select(context(tiny_spec, pool, tmp_path, query=query), 5)
     assert second.indices == first.indices and second.info["scored"] == 0 and second.info["cache_hits"] == 10
-    top = RDSSelector(aggregation="max").select(context(tiny_spec, pool, tmp_path, query=query), 3)
+    top = RDSSelector(RDSSelector.Config(aggregation="max")).select(context(tiny_spec, pool, tmp_path, query=query), 3)
     best = sim.max(axis=0)
     assert top.indices == list(np.argsort(-best, kind="stable")[:3])
 
@@ -109,8 +109,8 @@ def test_targets_per_use_case_and_the_empty_valid_error(tiny_spec, tmp_path):
     assert RDSSelector.targets(context(tiny_spec, pool, tmp_path, query=valid, valid=pool))[0] == "query"
     with pytest.raises(ValueError, match="new task's valid split, which is empty: give data.sizes.valid"):
         RDSSelector().select(context(tiny_spec, pool, tmp_path, existing=valid), 2)
-    with pytest.raises(ValueError, match="selector.aggregation='min'"):
-        RDSSelector(aggregation="min")
+    with pytest.raises(ValueError, match="selector.aggregation"):
+        RDSSelector(RDSSelector.Config(aggregation="min"))
 
 
 @pytest.mark.slow

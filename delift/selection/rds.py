@@ -25,10 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from delift.checks import Problems, at_least, choice
+from delift.config.checks import Problems, at_least, choice
 from delift.data.records import Example
 from delift.scoring import ExampleScorer
 from delift.selection.base import Selection, SelectionContext, Selector, top_k
+from delift.selection.work import ModelWork, ScoringPass
 
 AGGREGATIONS = ("round_robin", "max")
 TARGET_ORDERS = ("given", "seeded")
@@ -77,6 +78,7 @@ class RDSSelector(Selector):
 
     name = "rds"
     label = "RDS+"
+    row_order = None
 
     @dataclass
     class Config:
@@ -94,15 +96,6 @@ class RDSSelector(Selector):
             at_least(found, "max_length", self.max_length, 1)
             return found
 
-    def __init__(self, aggregation: str = "round_robin", target_order: str = "given", batch_size: int = 8,
-                 max_length: int = 1024):
-        if aggregation not in AGGREGATIONS:
-            raise ValueError(f"selector.aggregation={aggregation!r}: expected one of {AGGREGATIONS}")
-        if target_order not in TARGET_ORDERS:
-            raise ValueError(f"selector.target_order={target_order!r}: expected one of {TARGET_ORDERS}")
-        self.aggregation, self.target_order = aggregation, target_order
-        self.batch_size, self.max_length = int(batch_size), int(max_length)
-
     @staticmethod
     def targets(ctx: SelectionContext) -> tuple[str, list[Example]]:
         """(name, examples) of the target set: Q in use case 2, else the pool dataset's valid split."""
@@ -114,28 +107,38 @@ class RDSSelector(Selector):
                              "give data.sizes.valid a size (e.g. data.sizes.valid=50)")
         return "valid", list(ctx.valid)
 
+    def model_work(self, ctx: SelectionContext) -> list[ModelWork]:
+        """One forward pass of the scoring model over the pool and one over the target set, in the training
+        layout (the hidden states are pooled; nothing is scored)."""
+        c = self.config
+        target_name, targets = self.targets(ctx)
+        return [ScoringPass("embed pool (RDS+)", ctx.pool, "training", c.batch_size, "weighted_mean_states",
+                            c.max_length),
+                ScoringPass(f"embed {target_name} (RDS+)", targets, "training", c.batch_size, "weighted_mean_states",
+                            c.max_length)]
+
     def select(self, ctx: SelectionContext, budget: int) -> Selection:
         if ctx.model_spec is None or ctx.template is None:
             raise ValueError("rds needs the scoring model_spec and template in the selection context")
         target_name, targets = self.targets(ctx)
-        scorer = ExampleScorer(ctx.model_spec, ctx.template, ctx.cache_dir, batch_size=self.batch_size,
-                               max_length=self.max_length, progress=ctx.progress)
+        scorer = ExampleScorer(ctx.model_spec, ctx.template, ctx.cache_dir, batch_size=self.config.batch_size,
+                               max_length=self.config.max_length, progress=ctx.progress)
         pool_states = scorer.weighted_mean_states(ctx.pool)
         target_states = scorer.weighted_mean_states(targets)
         scorer.release()
         similarity = cosine_matrix(target_states, pool_states)
         best = similarity.max(axis=0)
-        info = {"aggregation": self.aggregation, "targets": target_name, "target_size": len(targets),
+        info = {"aggregation": self.config.aggregation, "targets": target_name, "target_size": len(targets),
                 "scored": scorer.computed, "cache_hits": scorer.cache_hits,
                 "mean_similarity": float(similarity.mean()), "mean_best_similarity": float(best.mean()),
                 "scores": {ex.id: float(s) for ex, s in zip(ctx.pool, best)}}
-        if self.aggregation == "max":
+        if self.config.aggregation == "max":
             order = top_k(best, budget)
             return Selection(order, [float(best[i]) for i in order], self.name, budget, info=info)
-        turns = (np.random.default_rng(ctx.seed).permutation(len(targets)) if self.target_order == "seeded"
+        turns = (np.random.default_rng(ctx.seed).permutation(len(targets)) if self.config.target_order == "seeded"
                  else np.arange(len(targets)))
         order, pickers = round_robin(similarity, budget, turns)
-        info.update({"target_order": self.target_order, "turns": [targets[t].id for t in turns],
+        info.update({"target_order": self.config.target_order, "turns": [targets[t].id for t in turns],
                      "picked_by": [targets[t].id for t in pickers]})
         return Selection(order, [float(similarity[t, i]) for t, i in zip(pickers, order)], self.name, budget,
                          info=info)
