@@ -71,7 +71,11 @@ class BaseKernelConfig:
 
     def problems(self) -> Problems:
         found: Problems = {}
-        choice(found, "approximation", self.approximation, self.APPROXIMATIONS)
+        if self.approximation not in self.APPROXIMATIONS:  # another package's strategy, by its module path
+            try:
+                self.strategy()
+            except ValueError as exc:
+                found["approximation"] = f"{self.approximation!r}: {str(exc).split(': ', 1)[1]}"
         if self.approximation != EXACT and not str(self.embedder).strip():
             found["embedder"] = f"empty: kernel.approximation={self.approximation} needs a sentence embedder"
         choice(found, "on_overflow", self.on_overflow, ("error", "skip"))
@@ -90,10 +94,23 @@ class BaseKernelConfig:
         return {"shown_example": self.shown_example, "eos_after_prompt": self.eos_after_prompt,
                 "max_length": self.max_length, "code_version": KERNEL_CODE_VERSION}
 
+    def strategy(self) -> Any:
+        """The chosen :class:`~delift.kernel.approximations.base.Approximation` (imported here: this module is the
+        bottom of the package)."""
+        from delift.kernel.approximations import find
+
+        return find(self.approximation)
+
     def approximation_settings(self) -> Any:
-        """The chosen strategy's settings block (``kernel.<approximation>``), or None when it has none."""
+        """The chosen strategy's settings block (``kernel.<approximation>``), or None when it has none; a strategy
+        outside delift (no block here) gets its ``Config``'s defaults."""
         block = getattr(self, self.approximation, None)
-        return block if is_dataclass(block) else None
+        if is_dataclass(block):
+            return block
+        if self.approximation in self.APPROXIMATIONS:
+            return None
+        settings = self.strategy().Config
+        return None if settings is None else settings()
 
     def approximation_identity(self) -> dict[str, Any]:
         """What an approximate kernel's key adds to the exact kernel's payload (the chosen strategy only)."""

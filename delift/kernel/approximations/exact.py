@@ -22,5 +22,8 @@ class Exact(Approximation):
              aggregate: str) -> dict[str, Any]:
         return ctx.provider.fill(targets, candidates, aggregate)
 
+    def plan(self, planner, config, targets, candidates):
+        return planner.exact(targets, candidates, config.block_size, config.num_shards, config.shard)
+
 
 APPROXIMATION = Exact()
