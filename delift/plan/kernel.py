@@ -19,6 +19,7 @@ import numpy as np
 from delift.kernel.blocks import block_size_for, iter_blocks, shard_of
 from delift.kernel.cache import CSR
 from delift.kernel.schedule import (
+    EngineSettings,
     continuation_length,
     length_batches,
     one_shot_plan,
@@ -37,20 +38,7 @@ NPZ_HEADERS = 1024  # the merged file's four array headers
 META_CHARS = 1024  # the merged file's metadata beyond the ids: counts, key, payload
 
 
-@dataclass(frozen=True)
-class Schedule:
-    """The engine settings a schedule reads (:class:`delift.kernel.schedule.EngineSettings`)."""
-
-    eos_after_prompt: bool
-    max_length: int
-    batch_size: int
-    tokens_per_batch: int
-    workers: int
-
-    @classmethod
-    def of(cls, config: BaseKernelConfig, workers: int) -> Schedule:
-        """``workers``: the engine's resolved count (``ScoringSetup``: CPU auto = min(torch threads, 4); GPU 1)."""
-        return cls(config.eos_after_prompt, config.max_length, config.batch_size, config.tokens_per_batch, workers)
+Schedule = EngineSettings  # the engine settings a schedule reads: the engine's own class, not a copy
 
 
 def engine_workers(config: BaseKernelConfig) -> int:
