@@ -147,9 +147,7 @@ def learned_kernel(ctx: ApproximationContext, targets: Sequence[Example], candid
     e_t = ctx.embed(targets)
     e_c = e_t if sample.square else ctx.embed(candidates)
     clock.lap("embed")
-    net, fit = fit_pair_network(e_t, e_c, gi[train], gj[train], sub.uf[a[train], b[train]], hidden=settings.hidden,
-                                lr=settings.lr, batch_size=settings.batch_size, epochs=settings.epochs,
-                                seed=settings.seed)
+    net, fit = fit_pair_network(e_t, e_c, gi[train], gj[train], sub.uf[a[train], b[train]], settings)
     meta = {"sample_size": len(sample.rows), "sample_size_candidates": len(sample.cols),
             "sample_fraction": settings.sample_fraction, "sample_key": sub.meta.get("key"),
             "sample_cached": sub.meta.get("cached"), "train_pairs": fit.train_pairs,
