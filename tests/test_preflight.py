@@ -19,8 +19,8 @@ import pytest
 from huggingface_hub import constants
 from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
-from delift import preflight
 from delift.config.loader import compose_config
+from delift.run import preflight
 from delift.run.pipeline import run_experiment
 from delift.run.preflight import ModelsNotFound, check_models, find_missing
 

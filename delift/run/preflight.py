@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import asdict, dataclass, is_dataclass
-from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import urlparse
 
@@ -36,6 +35,7 @@ from delift.evaluation.judge.config import HFJudgeSettings, judge_settings
 from delift.kernel.settings import EXACT
 from delift.models.config import ModelConfig
 from delift.models.embeddings import MINILM, MINILM_PACKAGE, resolve_embedder
+from delift.models.sources import download_hint, find_source
 from delift.selection.base import Selector
 
 HUB_TIMEOUT_S = 10.0  # per metadata call: an unreachable hub must not stall the check
@@ -134,36 +134,12 @@ def hub_access(repo_id: str) -> None:
     huggingface_hub.HfApi().auth_check(repo_id)
 
 
-def _download(repo_id: str) -> str:
-    return f"`hf download {repo_id}` where the hub is reachable, then copy that cache here"
-
-
 def model_problem(key: str, spec: ModelConfig, plumbing: str | None = None) -> Missing | None:
-    """The causal LM ``spec`` (at config key ``key``) when it cannot be found, else None; builds nothing."""
+    """The causal LM ``spec`` (at config key ``key``) when it cannot be found, else None; builds nothing: its
+    source's offline check (``ModelSource.unavailable``)."""
     tail = f"; for plumbing only: {plumbing}" if plumbing else ""
-    if spec.source == "tiny_random":
-        return None
-    if spec.source == "packaged_gguf":
-        from delift.models.loading import packaged_gguf_dir  # imports torch: only for a packaged model
-
-        try:
-            folder = packaged_gguf_dir(spec)
-        except FileNotFoundError as exc:
-            return Missing(f"{key}.gguf_package", str(spec.gguf_package), "not installed", f"{exc}{tail}")
-        if not (folder / str(spec.gguf_file)).is_file():
-            return Missing(f"{key}.gguf_file", str(spec.gguf_file), f"not in the package folder {folder}",
-                           f"reinstall {spec.gguf_package}, or name the file it ships{tail}")
-        return None
-    if spec.local_path:
-        folder = Path(spec.local_path).expanduser()
-        why = ("not a folder" if not folder.is_dir() else
-               "has no config.json (not a transformers checkpoint)" if not (folder / "config.json").is_file() else None)
-        return None if why is None else Missing(f"{key}.local_path", str(spec.local_path), why,
-                                                f"give a checkpoint folder, or {key}.local_path=null to load "
-                                                f"{key}.hub_id{tail}")
-    why = hub_problem(str(spec.hub_id), spec.revision)
-    return None if why is None else Missing(f"{key}.hub_id", str(spec.hub_id), why,
-                                            f"{_download(spec.hub_id)}, or {key}.local_path=<checkpoint folder>{tail}")
+    found = find_source(spec.source).unavailable(key, spec, tail, hub_problem)
+    return None if found is None else Missing(*found)
 
 
 def embedder_problem(key: str, name: str) -> Missing | None:
@@ -178,7 +154,7 @@ def embedder_problem(key: str, name: str) -> Missing | None:
     if found.location != name:  # the MiniLM alias without its package
         return Missing(key, name, f"its package is not installed, and {found.location}: {why}",
                        f"{install} (packaged: works offline)")
-    return Missing(key, name, why, f"{_download(name)}, or {key}=<local folder>, or {key}={MINILM} (packaged, "
+    return Missing(key, name, why, f"{download_hint(name)}, or {key}=<local folder>, or {key}={MINILM} (packaged, "
                                    f"works offline: {install})")
 
 
@@ -206,7 +182,7 @@ def judge_problem(settings: Any, cache_dir: str) -> Missing | None:
     why = hub_problem(settings.model, settings.revision)
     return None if why is None else Missing(
         "judge.model", settings.model, why,
-        f"{_download(settings.model)}, or judge.model=<checkpoint folder> judge.model_source=local; "
+        f"{download_hint(settings.model)}, or judge.model=<checkpoint folder> judge.model_source=local; "
         f"for plumbing only (scores are noise): {plumbing}")
 
 
