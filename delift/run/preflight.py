@@ -7,14 +7,14 @@ The keys checked (each only when the run reads it):
 - ``judge.model`` when ``metrics.names`` has ``judge``: ``judge.backend=hf`` by ``judge.model_source`` (a hub
   id, a local folder; ``tiny_random`` is built in code), ``openai``: the form of ``judge.base_url`` (http or
   https, a host), never contacted;
-- sentence embedders: ``metrics.embedder`` (the ``bge`` metric, ICL retrieval), ``selector.embedder``
-  (DELIFT (SE), Nuggets' k-means golden set), ``kernel.embedder`` (a non-exact ``kernel.approximation`` of a
-  selector that asks for model kernels);
-- ``selector.models[i]``: SelectIT's extra raters.
+- sentence embedders: ``metrics.embedder`` (the ``bge`` metric, ICL retrieval), ``kernel.embedder`` (a non-exact
+  ``kernel.approximation`` of a selector that asks for model kernels);
+- what the selector declares it loads (``Selector.loaded_models``: e.g. SelectIT's extra raters
+  ``selector.models[i]``, the ``selector.embedder`` of DELIFT (SE) and of Nuggets' k-means golden set).
 
-Where each comes from is decided by the loaders' own resolution (:func:`delift.models.embeddings.resolve_embedder`,
-:func:`delift.models.loading.packaged_gguf_dir`, :func:`delift.evaluation.judge.hf_backend.judge_model_spec`,
-:func:`delift.selection.selectit.rater_config`); nothing is loaded or downloaded. Offline (``HF_HUB_OFFLINE=1``)
+A causal LM is found by its source's own offline check (``ModelSource.unavailable``, :mod:`delift.models.sources`),
+an embedder by :func:`delift.models.embeddings.resolve_embedder`, the judge by
+:func:`delift.evaluation.judge.hf_backend.judge_model_spec`; nothing is loaded or downloaded. Offline (``HF_HUB_OFFLINE=1``)
 a hub id counts when its config.json is in the Hugging Face cache; online the hub is asked for the model's
 metadata (no download) and a gated model needs a token.
 """
@@ -225,22 +225,24 @@ def _model_problems(cfg: ExperimentConfig, shard_job: bool) -> Iterator[Missing 
         yield model_problem("model", cfg.model, PLUMBING_MODEL)
     if cfg.scorer is not None:
         yield model_problem("scorer", cfg.scorer, "scorer=tiny_llama")
-    for index, entry in enumerate(getattr(cfg.selector, "models", None) or []):
-        from delift.selection.selectit import rater_config  # imports torch: only with extra raters
+    for key, spec in _selector_loads(cfg):
+        if isinstance(spec, ModelConfig):
+            yield model_problem(key, spec)
 
-        key = f"selector.models[{index}]"
-        try:
-            spec = rater_config(entry, cfg.scoring_model.cache_dir)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{key}: {exc}") from None
-        yield model_problem(key, spec)
+
+def _selector_loads(cfg: ExperimentConfig) -> list[tuple[str, Any]]:
+    """What the selector declares it loads (``Selector.loaded_models``); a bad entry is a ConfigError naming it."""
+    try:
+        return get_class(cfg.selector._target_).loaded_models(cfg.selector, cfg.scoring_model.cache_dir)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _embedders(cfg: ExperimentConfig, selector_cls: type, shard_job: bool) -> Iterator[tuple[str, str]]:
     """(config key, embedder name) of every sentence embedder the run loads."""
-    selector = cfg.selector
-    if getattr(selector, "embedder", None) and getattr(selector, "golden", None) != "query":  # Nuggets' query: none
-        yield "selector.embedder", selector.embedder
+    for key, name in _selector_loads(cfg):
+        if not isinstance(name, ModelConfig):
+            yield key, name
     asks_kernels = selector_cls.kernel_requests is not Selector.kernel_requests
     if cfg.kernel.approximation != EXACT and asks_kernels:
         yield "kernel.embedder", cfg.kernel.embedder
