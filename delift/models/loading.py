@@ -24,9 +24,8 @@ from typing import Any, Callable
 
 import torch
 
-from delift.fsutil import atomic_folder, discard_folder
 from delift.models.config import TORCH_DTYPE_NAMES, ModelConfig
-from delift.models.folder_check import folder_problem, write_manifest
+from delift.models.folder_check import folder_problem, sound_folder, store_folder
 from delift.models.sources import ModelSource, find_source
 
 log = logging.getLogger(__name__)
@@ -82,22 +81,7 @@ def _write_once(target: Path, build) -> Path:
 
     A folder that fails :func:`folder_problem` is logged with the reason, discarded and rebuilt.
     """
-    if target.exists():
-        problem = folder_problem(target)
-        if problem is None:
-            return target
-        log.warning("model cache %s is damaged (%s); rebuilding it", target, problem)
-        discard_folder(target)
-
-    def build_with_manifest(tmp: Path) -> None:
-        build(tmp)
-        write_manifest(tmp)
-
-    atomic_folder(target, build_with_manifest)
-    problem = folder_problem(target)
-    if problem is not None:
-        raise RuntimeError(f"model cache {target} fails its check right after being built: {problem}")
-    return target
+    return sound_folder(target, "model cache", "rebuilding it") or store_folder(target, build, "model cache", "built")
 
 
 def build_once(spec: ModelConfig, kind: str, build: Callable[[Path], Any]) -> Path:
