@@ -71,12 +71,11 @@ class BaseKernelConfig:
 
     def problems(self) -> Problems:
         found: Problems = {}
-        if self.approximation not in self.APPROXIMATIONS:  # another package's strategy, by its module path
-            try:
-                self.strategy()
-            except ValueError as exc:
-                found["approximation"] = f"{self.approximation!r}: {str(exc).split(': ', 1)[1]}"
-        if self.approximation != EXACT and not str(self.embedder).strip():
+        try:
+            strategy = self.strategy()
+        except ValueError as exc:
+            strategy, found["approximation"] = None, f"{self.approximation!r}: {str(exc).split(': ', 1)[1]}"
+        if strategy is not None and strategy.uses_embedder and not str(self.embedder).strip():
             found["embedder"] = f"empty: kernel.approximation={self.approximation} needs a sentence embedder"
         choice(found, "on_overflow", self.on_overflow, ("error", "skip"))
         if "{prompt}" not in self.shown_example or "{response}" not in self.shown_example:

@@ -32,7 +32,6 @@ from hydra.utils import get_class
 from delift.config.checks import ConfigError
 from delift.config.schema import ExperimentConfig
 from delift.evaluation.judge.config import HFJudgeSettings, judge_settings
-from delift.kernel.settings import EXACT
 from delift.models.config import ModelConfig
 from delift.models.embeddings import MINILM, MINILM_PACKAGE, resolve_embedder
 from delift.models.sources import download_hint, find_source
@@ -244,7 +243,7 @@ def _embedders(cfg: ExperimentConfig, selector_cls: type, shard_job: bool) -> It
         if not isinstance(name, ModelConfig):
             yield key, name
     asks_kernels = selector_cls.kernel_requests is not Selector.kernel_requests
-    if cfg.kernel.approximation != EXACT and asks_kernels:
+    if asks_kernels and cfg.kernel.strategy().uses_embedder:
         yield "kernel.embedder", cfg.kernel.embedder
     if shard_job:
         return

@@ -117,6 +117,7 @@ class Approximation(ABC):
     Config: ClassVar[type | None] = None  # the kernel.<name> settings dataclass, or None
     layout: ClassVar[str] = "dense"  # its merged <key>.npz: dense (uf, d_one, d_zero) or csr (delift.kernel.sparse)
     planned_exactly: ClassVar[bool] = True  # the plan's counts are the engine's (False: an estimate)
+    uses_embedder: ClassVar[bool] = True  # it embeds examples (kernel.embedder: checked and found by the preflight)
 
     def plan(self, planner: KernelPlanner, config: BaseKernelConfig, targets: Sequence[TokenizedExample],
              candidates: Sequence[TokenizedExample]) -> Any:
