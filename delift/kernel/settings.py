@@ -94,11 +94,11 @@ class BaseKernelConfig:
                 "max_length": self.max_length, "code_version": KERNEL_CODE_VERSION}
 
     def strategy(self) -> Any:
-        """The chosen :class:`~delift.kernel.approximations.base.Approximation` (imported here: this module is the
-        bottom of the package)."""
-        from delift.kernel.approximations import find
-
-        return find(self.approximation)
+        """The chosen :class:`~delift.kernel.approximations.base.Approximation` (ValueError for an unknown name):
+        given by ``KernelConfig`` (:mod:`delift.kernel.config`), which knows the strategies; this module is the
+        bottom of the package and knows none."""
+        raise NotImplementedError("BaseKernelConfig knows no approximation strategies: use "
+                                  "delift.kernel.config.KernelConfig")
 
     def approximation_settings(self) -> Any:
         """The chosen strategy's settings block (``kernel.<approximation>``), or None when it has none; a strategy
