@@ -67,7 +67,8 @@ def test_pair_network_fits_a_learnable_kernel():
     e /= np.linalg.norm(e, axis=1, keepdims=True)
     target = 0.05 * (e @ e.T) + 0.01  # small values, as UF's are: the standardisation must fold back
     rows, cols = (g.ravel() for g in np.meshgrid(np.arange(30), np.arange(30), indexing="ij"))
-    net, report = fit_pair_network(e, e, rows, cols, target[rows, cols], hidden=32, lr=1e-2, epochs=30, seed=0)
+    net, report = fit_pair_network(e, e, rows, cols, target[rows, cols],
+                                   LearnedConfig(hidden=32, lr=1e-2, epochs=30, seed=0))
     predicted = net.predict_matrix(e, e)
     assert report.train_pairs == 900
     assert np.mean((predicted - target) ** 2) < 0.1 * np.var(target)

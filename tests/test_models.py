@@ -19,9 +19,10 @@ from safetensors.torch import save_file
 from delift.config.loader import compose_config
 from delift.config.schema import ExperimentConfig
 from delift.models import config as model_config
-from delift.models.config import SOURCE_NAMES, ModelConfig, TinyModelConfig
+from delift.models.config import ModelConfig, TinyModelConfig
 from delift.models.folder_check import MANIFEST, check_safetensors, folder_problem
-from delift.models.loading import SOURCES, load_model, load_tokenizer, model_identity, resolve_model_path
+from delift.models.loading import load_model, load_tokenizer, model_identity, resolve_model_path
+from delift.models.sources import SOURCES
 
 
 def test_tiny_model_is_seeded_and_cached_once(tmp_path):
@@ -166,12 +167,13 @@ def test_model_config_is_the_schema_of_experiment_model(tmp_path):
 
 
 def test_source_table_covers_the_schema_choices():
-    assert tuple(SOURCES) == SOURCE_NAMES
+    assert tuple(SOURCES) == ("hub", "packaged_gguf", "tiny_random")
     for bad in (resolve_model_path, model_identity):
         with pytest.raises(ValueError, match="model.source='ftp': expected one of hub, packaged_gguf, tiny_random"):
             bad(ModelConfig(name="m", source="ftp"))
     assert ModelConfig(name="m", source="ftp").problems() == {
-        "source": "'ftp': expected one of hub, packaged_gguf, tiny_random"}
+        "source": "'ftp': expected one of hub, packaged_gguf, tiny_random, or the module path of a source outside "
+                  "delift"}
 
 
 def test_tiny_identity_lists_only_the_fields_that_are_set():

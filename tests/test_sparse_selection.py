@@ -11,8 +11,9 @@ import scipy.sparse as sp
 from conftest import make_examples
 
 from delift.kernel import sparse as sparse_kernel
+from delift.kernel.cache import KernelCache
 from delift.kernel.settings import UtilityKernel
-from delift.kernel.sparse import csr_rows, densify, load_sparse_kernel, postprocess_sparse, save_sparse_kernel
+from delift.kernel.sparse import csr_rows, densify, postprocess_sparse
 from delift.selection.base import SelectionContext
 from delift.selection.delift import DeliftSelector
 from delift.selection.objectives import run_objective
@@ -201,29 +202,33 @@ def test_minmax_densifies_a_small_sparse_kernel_and_refuses_a_large_one(monkeypa
     assert densify(np.ones((2, 2)), "x").dtype == np.float64
 
 
+def read_csr(path, key=None):
+    return KernelCache.read(path, key, layout="csr")
+
+
 def test_sparse_cache_file_round_trip_and_damage(tmp_path, caplog):
     uf = signed_sparse(6, 6, 2, seed=5)
     kernel = UtilityKernel(uf=uf, d_zero=np.linspace(0.1, 0.6, 6), d_one=None, target_ids=list("abcdef"),
                            candidate_ids=list("abcdef"), meta={"neighbors": 2})
-    path = save_sparse_kernel(tmp_path / "k.npz", kernel, "k", {"p": 1})
+    path = KernelCache.write(tmp_path / "k.npz", kernel, "k", {"p": 1})
     with np.load(path) as data:
         assert sorted(data.files) == ["d_zero", "meta", "uf_data", "uf_indices", "uf_indptr", "uf_shape"]
         assert json.loads(str(data["meta"]))["layout"] == "csr"
-    back = load_sparse_kernel(path)
+    back = read_csr(path)
     assert sp.isspmatrix_csr(back.uf) and back.uf.dtype == np.float32 and back.uf.nnz == uf.nnz
     np.testing.assert_array_equal(back.uf.toarray(), uf.toarray())
     np.testing.assert_array_equal(back.d_zero, kernel.d_zero)
     assert back.target_ids == list("abcdef") and back.meta["neighbors"] == 2 and back.d_one is None
-    assert load_sparse_kernel(path, "k") is not None  # its own key
-    assert load_sparse_kernel(path, "other") is None and "holds the kernel of key k, not other" in caplog.text
+    assert read_csr(path, "k") is not None  # its own key
+    assert read_csr(path, "other") is None and "holds the kernel of key k, not other" in caplog.text
     damaged = sp.csr_matrix(uf, copy=True)
     damaged.data[0] = np.nan
-    save_sparse_kernel(path, UtilityKernel(damaged, kernel.d_zero, None, kernel.target_ids, kernel.candidate_ids), "k",
+    KernelCache.write(path, UtilityKernel(damaged, kernel.d_zero, None, kernel.target_ids, kernel.candidate_ids), "k",
                        {})
-    assert load_sparse_kernel(path) is None and "uf holds 1 non-finite" in caplog.text
+    assert read_csr(path) is None and "uf holds 1 non-finite" in caplog.text
     np.savez(tmp_path / "dense.npz", uf=uf.toarray(), meta=np.array("{}"))  # the old dense layout: rebuilt
-    assert load_sparse_kernel(tmp_path / "dense.npz") is None and "dense layout" in caplog.text
-    assert load_sparse_kernel(tmp_path / "absent.npz") is None
+    assert read_csr(tmp_path / "dense.npz") is None and "dense layout" in caplog.text
+    assert read_csr(tmp_path / "absent.npz") is None
 
 
 def load_scale_selection():
@@ -279,7 +284,7 @@ def test_report_reads_a_sparse_kernel_file(tmp_path):
     uf = signed_sparse(5, 5, 2, seed=6)
     kernel = UtilityKernel(uf=uf, d_zero=np.zeros(5), d_one=None, target_ids=list("abcde"),
                            candidate_ids=list("abcde"))
-    read, targets, candidates = load_kernel(save_sparse_kernel(tmp_path / "k.npz", kernel, "k", {}))
+    read, targets, candidates = load_kernel(KernelCache.write(tmp_path / "k.npz", kernel, "k", {}))
     assert sp.issparse(read) and targets == candidates == list("abcde")
     np.testing.assert_array_equal(read.toarray(), uf.toarray())
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from delift.data.errors import DataFormatError
 from delift.data.readers import row_index
@@ -43,3 +43,18 @@ def row_id(row: dict[str, Any], location: str, dataset: str, id_field: str | Non
     if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value) == "":
         raise DataFormatError(location, id_field, f"expected a non-empty id, got {value!r}")
     return str(value)
+
+
+FORMATTERS: dict[str, Callable[[dict[str, Any], str], Any]] = {}  # data.format -> (row, location) -> Example
+
+
+def register_format(name: str) -> Callable:
+    """Decorator: the row formatter ``(row, location) -> Example`` of ``data.format=name``. delift's own live in
+    :mod:`delift.data.formatters` (and ``formatters_qa``); another package's module registers under its module
+    path (``@register_format(__name__)``) and is chosen by ``data.format=<that path>`` (imported on first use)."""
+    def register(function: Callable) -> Callable:
+        if name in FORMATTERS and FORMATTERS[name] is not function:
+            raise ValueError(f"data.format {name!r} is registered twice ({function.__module__}.{function.__name__})")
+        FORMATTERS[name] = function
+        return function
+    return register

@@ -21,11 +21,20 @@ Choices worth knowing:
 from __future__ import annotations
 
 import difflib
+import importlib
 from typing import Any, Callable
 
+from delift.data import formatters_qa  # noqa: F401 - registers hotpotqa and mt_bench
 from delift.data.errors import DataFormatError
-from delift.data.fields import HUB_CONFIG_FIELD, optional_text, required_field, row_id, text_field
-from delift.data.formatters_qa import format_hotpotqa, format_mt_bench
+from delift.data.fields import (
+    FORMATTERS,
+    HUB_CONFIG_FIELD,
+    optional_text,
+    register_format,
+    required_field,
+    row_id,
+    text_field,
+)
 from delift.data.records import Example
 
 Formatter = Callable[[dict[str, Any], str], Example]
@@ -36,6 +45,7 @@ LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 P3_END = "<|endoftext|>"  # every completion of the shared P3 sample ends with this literal
 
 
+@register_format("alpaca")
 def format_alpaca(row: dict[str, Any], location: str) -> Example:
     """tatsu-lab/alpaca: ``instruction, input, output`` (hub rows also carry ``text``, ignored).
 
@@ -52,6 +62,7 @@ def format_alpaca(row: dict[str, Any], location: str) -> Example:
     )
 
 
+@register_format("dolly")
 def format_dolly(row: dict[str, Any], location: str) -> Example:
     """databricks-dolly-15k: ``instruction, context, response, category``."""
     category = optional_text(row, location, "category")
@@ -65,6 +76,7 @@ def format_dolly(row: dict[str, Any], location: str) -> Example:
     )
 
 
+@register_format("mixinstruct")
 def format_mixinstruct(row: dict[str, Any], location: str) -> Example:
     """llm-blender/mix-instruct: ``id, instruction, input, output, candidates`` (texts dropped)."""
     instruction = text_field(row, location, "instruction")
@@ -92,6 +104,7 @@ def format_mixinstruct(row: dict[str, Any], location: str) -> Example:
     )
 
 
+@register_format("gsm8k")
 def format_gsm8k(row: dict[str, Any], location: str) -> Example:
     """openai/gsm8k: ``question, answer``; the final answer follows the last ``####``."""
     answer = text_field(row, location, "answer", required=True)
@@ -126,6 +139,7 @@ def _mmlu_answer(value: Any, location: str, n_choices: int) -> int:
     return index
 
 
+@register_format("mmlu")
 def format_mmlu(row: dict[str, Any], location: str) -> Example:
     """MMLU in the local schema (``choice0..choice3``) or hub cais/mmlu (``choices`` list)."""
     if "choices" in row:
@@ -178,6 +192,7 @@ def _squad_answers(row: dict[str, Any], location: str) -> tuple[list[str], list[
     return texts, list(starts) if isinstance(starts, list) else None
 
 
+@register_format("squad")
 def format_squad(row: dict[str, Any], location: str) -> Example:
     """SQuAD v1.1, local (``answers`` list of ``{"text"}``) or hub rajpurkar/squad schema."""
     texts, starts = _squad_answers(row, location)
@@ -197,6 +212,7 @@ def format_squad(row: dict[str, Any], location: str) -> Example:
     )
 
 
+@register_format("p3")
 def format_p3(row: dict[str, Any], location: str) -> Example:
     """P3/T0 sample ``prompt, completion, template`` (trailing ``<|endoftext|>`` stripped), or hub
     bigscience/P3 ``inputs_pretokenized, targets_pretokenized`` (template = the hub config)."""
@@ -220,22 +236,19 @@ def format_p3(row: dict[str, Any], location: str) -> Example:
     )
 
 
-FORMATTERS: dict[str, Formatter] = {
-    "alpaca": format_alpaca,
-    "dolly": format_dolly,
-    "mixinstruct": format_mixinstruct,
-    "gsm8k": format_gsm8k,
-    "mmlu": format_mmlu,
-    "squad": format_squad,
-    "p3": format_p3,
-    "hotpotqa": format_hotpotqa,
-    "mt_bench": format_mt_bench,
-}
-
-
 def get_formatter(name: str) -> Formatter:
     """The formatter called ``name``; a typo gets a did-you-mean instead of a bare KeyError."""
     if name in FORMATTERS:
+        return FORMATTERS[name]
+    if "." in str(name) and name not in GENERATED_FORMATS:  # another package's formatter module, by its path
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ValueError(f"data.format={name!r}: not a delift format, and the module cannot be imported "
+                             f"({exc})") from None
+        if name not in FORMATTERS:
+            raise ValueError(f"data.format={name!r}: module {name} registers no formatter under its name "
+                             "(@register_format(__name__))")
         return FORMATTERS[name]
     if name in GENERATED_FORMATS:
         raise ValueError(

@@ -32,7 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 from delift.data.errors import DataFormatError
-from delift.data.fields import optional_text, required_field, row_id, text_field
+from delift.data.fields import optional_text, register_format, required_field, row_id, text_field
 from delift.data.records import Example
 
 
@@ -96,6 +96,7 @@ def _gold_from_website(row: dict[str, Any], location: str) -> list[tuple[str, li
              _sentences(required_field(row, location, f"para_{side}"), location, f"para_{side}")) for side in "ab"]
 
 
+@register_format("hotpotqa")
 def format_hotpotqa(row: dict[str, Any], location: str) -> Example:
     """HotpotQA (official, hub, website or simplified schema): question -> answer, gold paragraphs as input."""
     if "para_a" in row or "title_a" in row:
@@ -130,6 +131,7 @@ def _turns(row: dict[str, Any], location: str) -> tuple[str, list[str]]:
     return name, turns
 
 
+@register_format("mt_bench")
 def format_mt_bench(row: dict[str, Any], location: str) -> Example:
     """MT-Bench question (FastChat or hub schema): first turn -> first reference answer."""
     _, turns = _turns(row, location)

@@ -20,7 +20,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from delift.fsutil import atomic_write
-from delift.kernel.settings import UtilityKernel
+from delift.kernel.settings import UtilityKernel, is_sparse
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +125,37 @@ def kernel_problem(kernel: UtilityKernel) -> str | None:
     return None
 
 
+DENSE, CSR = "dense", "csr"  # the layouts of a kernel file (UtilityKernel.uf an array, or a scipy CSR)
+
+
+def sparse_kernel_problem(kernel: UtilityKernel) -> str | None:
+    """Why a sparse (CSR) kernel read from disk cannot be used, or None."""
+    import scipy.sparse as sp
+
+    n, m = len(kernel.target_ids), len(kernel.candidate_ids)
+    uf = kernel.uf
+    if not sp.isspmatrix_csr(uf) or uf.shape != (n, m) or uf.dtype != np.float32:
+        return f"uf is {type(uf).__name__} {getattr(uf, 'shape', None)}, expected a float32 CSR of shape {(n, m)}"
+    if uf.indptr.shape != (n + 1,) or uf.indptr[0] != 0 or uf.indptr[-1] != uf.nnz or np.any(np.diff(uf.indptr) < 0):
+        return "uf's row pointers are inconsistent"
+    if uf.nnz and (uf.indices.min() < 0 or uf.indices.max() >= m):
+        return f"uf has column indices outside [0, {m})"
+    if not np.all(np.isfinite(uf.data)):
+        return f"uf holds {int(np.count_nonzero(~np.isfinite(uf.data)))} non-finite values"
+    d_zero = np.asarray(kernel.d_zero)
+    if d_zero.shape != (n,) or not np.all(np.isfinite(d_zero)):
+        return f"d_zero has shape {d_zero.shape} or non-finite values, expected {n} finite values"
+    return None
+
+
 class KernelCache:
-    """One ``<key>.npz`` per kernel under ``root``, holding the arrays and their metadata."""
+    """One ``<key>.npz`` per kernel under ``root``, holding the arrays and their metadata.
+
+    Two layouts, one reader (:meth:`read`) and one writer (:meth:`write`): dense (arrays ``uf``, ``d_zero``,
+    ``d_one``) and CSR (a sparse kernel, :mod:`delift.kernel.sparse`: ``uf_data``, ``uf_indices``, ``uf_indptr``,
+    ``uf_shape``, ``d_zero``, no d_one; its meta says ``layout: csr``). An approximation declares which it stores
+    (``Approximation.layout``).
+    """
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).expanduser()
@@ -135,41 +164,78 @@ class KernelCache:
         return self.root / f"{key}.npz"
 
     def load(self, key: str, target_ids: Sequence[str] | None = None,
-             candidate_ids: Sequence[str] | None = None) -> UtilityKernel | None:
+             candidate_ids: Sequence[str] | None = None, layout: str = DENSE) -> UtilityKernel | None:
         """The cached kernel, or None: absent, unreadable or damaged (a warning names the file), recompute.
 
         A file that holds another key's kernel (copied over this one), or other rows / columns than
-        ``target_ids`` / ``candidate_ids`` when given, is damaged too.
+        ``target_ids`` / ``candidate_ids`` when given, or another ``layout``, is damaged too.
         """
-        path = self.path(key)
+        return self.read(self.path(key), key, target_ids, candidate_ids, layout)
+
+    def save(self, key: str, kernel: UtilityKernel, payload: dict[str, Any]) -> Path:
+        """Write to a temporary file in the same folder, then rename: readers never see half a file."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self.write(self.path(key), kernel, key, payload)
+
+    @staticmethod
+    def read(path: str | os.PathLike, key: str | None = None, target_ids: Sequence[str] | None = None,
+             candidate_ids: Sequence[str] | None = None, layout: str | None = None) -> UtilityKernel | None:
+        """The kernel file at ``path`` in either layout (``layout``: only that one), or None: absent, unreadable,
+        damaged, in another layout or another key's file (a warning names the file; the caller recomputes it)."""
+        path = Path(path)
         if not path.exists():
             return None
         try:
             with np.load(path, allow_pickle=False) as data:
+                found = CSR if "uf_indptr" in data.files else DENSE
+                if layout is not None and found != layout:
+                    log.warning("kernel cache file %s is in the %s layout, not %s; rebuilding it %s", path, found,
+                                layout, "sparse" if layout == CSR else layout)
+                    return None
                 meta = json.loads(str(data["meta"]))
-                kernel = UtilityKernel(uf=data["uf"], d_zero=data["d_zero"], d_one=data["d_one"],
-                                       target_ids=meta.pop("target_ids"), candidate_ids=meta.pop("candidate_ids"),
-                                       meta=meta)
+                ids = {"target_ids": meta.pop("target_ids"), "candidate_ids": meta.pop("candidate_ids")}
+                if found == CSR:
+                    import scipy.sparse as sp
+
+                    uf = sp.csr_matrix((data["uf_data"], data["uf_indices"], data["uf_indptr"]),
+                                       shape=tuple(int(x) for x in data["uf_shape"]))
+                    kernel = UtilityKernel(uf=uf, d_zero=data["d_zero"], d_one=None, **ids, meta=meta)
+                else:
+                    kernel = UtilityKernel(uf=data["uf"], d_zero=data["d_zero"], d_one=data["d_one"], **ids, meta=meta)
         except Exception as exc:  # a damaged file is a miss: recompute and overwrite it
             log.warning("kernel cache file %s is unreadable (%s: %s); recomputing", path, type(exc).__name__, exc)
             return None
-        problem = kernel_problem(kernel) or identity_problem(kernel, key, target_ids, candidate_ids)
+        problem = sparse_kernel_problem(kernel) if found == CSR else kernel_problem(kernel)
+        if problem is None and key is not None:
+            problem = identity_problem(kernel, key, target_ids, candidate_ids)
         if problem is not None:
             log.warning("kernel cache file %s is damaged: %s; recomputing", path, problem)
             return None
         log.info("kernel cache hit: %s", path)
         return kernel
 
-    def save(self, key: str, kernel: UtilityKernel, payload: dict[str, Any]) -> Path:
-        """Write to a temporary file in the same folder, then rename: readers never see half a file."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        meta = dict(kernel.meta, key=key, payload=payload, target_ids=kernel.target_ids,
-                    candidate_ids=kernel.candidate_ids)
-        atomic_write(self.path(key), lambda handle: np.savez(
+    @staticmethod
+    def write(path: str | os.PathLike, kernel: UtilityKernel, key: str, payload: dict[str, Any]) -> Path:
+        """Write ``kernel`` to ``path`` atomically (CSR when its ``uf`` is sparse): a reader sees the old file or
+        the whole new one."""
+        path = Path(path)
+        meta = dict(kernel.meta, key=key, payload=payload)
+        if is_sparse(kernel.uf):
+            import scipy.sparse as sp
+
+            uf = sp.csr_matrix(kernel.uf)
+            meta.update(layout=CSR, target_ids=kernel.target_ids, candidate_ids=kernel.candidate_ids)
+            atomic_write(path, lambda handle: np.savez(
+                handle, uf_data=uf.data, uf_indices=uf.indices, uf_indptr=uf.indptr, uf_shape=np.array(uf.shape),
+                d_zero=np.asarray(kernel.d_zero, dtype=np.float64), meta=np.array(json.dumps(meta, default=str))))
+            log.info("sparse kernel cached: %s (%d stored entries)", path, uf.nnz)
+            return path
+        meta.update(target_ids=kernel.target_ids, candidate_ids=kernel.candidate_ids)
+        atomic_write(path, lambda handle: np.savez(
             handle, uf=kernel.uf, d_zero=kernel.d_zero, d_one=kernel.d_one,
             meta=np.array(json.dumps(meta, default=str))))
-        log.info("kernel cached: %s", self.path(key))
-        return self.path(key)
+        log.info("kernel cached: %s", path)
+        return path
 
 
 def identity_problem(kernel: UtilityKernel, key: str, target_ids: Sequence[str] | None,

@@ -43,7 +43,14 @@ from transformers import DynamicCache
 from delift.kernel.attention import grouped_sdpa, sliding_window
 from delift.kernel.host_memory import heap_reuse
 from delift.kernel.probabilities import decoder_and_head, score_sequences, token_probabilities
-from delift.kernel.schedule import length_batches, one_shot_plan, prefix_chunks, resolve_workers
+from delift.kernel.schedule import (
+    ENGINE_FIELDS,
+    EngineSettings,
+    length_batches,
+    one_shot_plan,
+    prefix_chunks,
+    resolve_workers,
+)
 from delift.kernel.sequences import ScoredSequence, build_sequence
 from delift.kernel.settings import DEFAULT_AGGREGATE, check_aggregate
 from delift.kernel.tokens import TokenizedExample
@@ -69,19 +76,27 @@ class BlockStats:
 
 
 @dataclass
-class ScoringSetup:
-    """What every block needs: the model, special ids and the sequence settings."""
-
+class _Model:
     model: torch.nn.Module
     eos_id: int
     pad_id: int
-    eos_after_prompt: bool
-    max_length: int
-    batch_size: int = 16  # sequences per pass on the per-sequence path
-    tokens_per_batch: int = 8192  # token budget of one prefix pass / one continuation pass
+
+
+@dataclass
+class ScoringSetup(EngineSettings, _Model):
+    """What every block needs: the model and its special ids (first), then the engine's settings
+    (:class:`~delift.kernel.schedule.EngineSettings`, declared there once), a progress callback and the aggregate.
+    Built from a kernel config by :meth:`for_config`."""
+
     on_pairs: Callable[[int], None] | None = field(default=None, repr=False)  # progress callback
-    workers: int = 0  # CPU: passes run at once, each on (torch threads // workers) threads; 0 = auto
     aggregate: str = DEFAULT_AGGREGATE  # distance | logprob_sum: what one sequence's scored tokens reduce to
+
+    @classmethod
+    def for_config(cls, model: torch.nn.Module, eos_id: int, pad_id: int, config, aggregate: str = DEFAULT_AGGREGATE,
+                   on_pairs: Callable[[int], None] | None = None) -> ScoringSetup:
+        """The setup of ``config`` (a kernel config; its ``workers`` resolved here)."""
+        return cls(model, eos_id, pad_id, **{name: getattr(config, name) for name in ENGINE_FIELDS},
+                   workers=config.workers, on_pairs=on_pairs, aggregate=aggregate)
 
     def __post_init__(self) -> None:
         check_aggregate(self.aggregate)

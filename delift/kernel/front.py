@@ -1,7 +1,7 @@
 """The kernels a selector asks for: one front object over the exact provider and the approximation strategies.
 
 ``Kernels.utility`` / ``Kernels.fill`` hand the request to the strategy that ``kernel.approximation`` names
-(a dict from name to strategy, :data:`delift.kernel.approximations.STRATEGIES`); ``exact`` is the provider's
+(:func:`delift.kernel.approximations.find`: this package's by name, another's by module path); ``exact`` is the provider's
 own kernel. Selectors see only this object (``SelectionContext.kernels``).
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from delift.config.checks import raise_problems
 from delift.data.records import Example
-from delift.kernel.approximations import STRATEGIES
+from delift.kernel.approximations import find
 from delift.kernel.approximations.base import Approximation, ApproximationContext
 from delift.kernel.provider import KernelProvider
 from delift.kernel.settings import DEFAULT_AGGREGATE, BaseKernelConfig, UtilityKernel, embed_examples
@@ -29,14 +29,17 @@ class Kernels:
     """
 
     def __init__(self, provider: KernelProvider, embed: Callable[[Sequence[Example]], np.ndarray] | None = None,
-                 strategies: Mapping[str, Approximation] = STRATEGIES):
+                 strategies: Mapping[str, Approximation] | None = None):
         self.provider = provider
         self.config: BaseKernelConfig = provider.config
         raise_problems(self.config, "kernel")
-        if self.config.approximation not in strategies:  # a config class that lists a strategy not given here
+        if strategies is None:  # this package's strategies, or another package's by module path
+            self.strategy = find(self.config.approximation)
+        elif self.config.approximation in strategies:
+            self.strategy = strategies[self.config.approximation]
+        else:  # a config class that lists a strategy not given here
             raise ValueError(f"kernel.approximation={self.config.approximation!r}: expected one of "
                              f"{', '.join(strategies)}")
-        self.strategy = strategies[self.config.approximation]
         self.context = ApproximationContext(provider, self.config,
                                             embed or partial(embed_examples, embedder_name=self.config.embedder))
 

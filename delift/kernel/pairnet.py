@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +25,7 @@ BLOCK_ELEMENTS = 1 << 24  # hidden activations of one prediction block (64 MB in
 class PairNetwork(torch.nn.Module):
     """One hidden layer of ``hidden`` ReLU units on [e_target ; e_candidate]; predicts UF."""
 
-    def __init__(self, dim: int, hidden: int = 100):
+    def __init__(self, dim: int, hidden: int):
         super().__init__()
         self.dim = dim
         self.hidden = torch.nn.Linear(2 * dim, hidden)
@@ -74,9 +75,12 @@ class FitReport:
 
 
 def fit_pair_network(e_targets: np.ndarray, e_candidates: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-                     values: np.ndarray, hidden: int = 100, lr: float = 1e-4, batch_size: int = 64,
-                     epochs: int = 20, seed: int = 0) -> tuple[PairNetwork, FitReport]:
-    """Train on UF[rows[k], cols[k]] = values[k]; the targets are standardised, the scale folded back."""
+                     values: np.ndarray, settings: Any) -> tuple[PairNetwork, FitReport]:
+    """Train on UF[rows[k], cols[k]] = values[k]; the targets are standardised, the scale folded back.
+    ``settings``: ``kernel.learned`` (:class:`~delift.kernel.approximations.learned.LearnedConfig`: hidden, lr,
+    batch_size, epochs, seed)."""
+    hidden, lr, batch_size, epochs, seed = (settings.hidden, settings.lr, settings.batch_size, settings.epochs,
+                                            settings.seed)
     import time
 
     started = time.perf_counter()

@@ -193,9 +193,8 @@ class KernelProvider:
     def scoring_setup(self, aggregate: str = DEFAULT_AGGREGATE, on_pairs=None) -> ScoringSetup:
         """The model and the kernel's settings as the engine's ScoringSetup (loads the model)."""
         c, tokenizer = self.config, self.tokenizer
-        return ScoringSetup(self.model, tokenizer.eos_token_id, tokenizer.pad_token_id, c.eos_after_prompt,
-                            c.max_length, c.batch_size, c.tokens_per_batch, on_pairs=on_pairs, workers=c.workers,
-                            aggregate=check_aggregate(aggregate))
+        return ScoringSetup.for_config(self.model, tokenizer.eos_token_id, tokenizer.pad_token_id, c,
+                                       aggregate=check_aggregate(aggregate), on_pairs=on_pairs)
 
     def release(self) -> None:
         """Drop the scoring model so training can have the memory."""

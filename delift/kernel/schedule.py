@@ -14,9 +14,11 @@ counts it, so both follow one piece of code:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Sequence
 
 import numpy as np
+
+from delift.kernel.settings import BaseKernelConfig
 
 # Cost model of one continuation pass, in units of one token through the linear layers (measured on
 # a 2-core AVX512-BF16 CPU with SmolLM2-135M; the grouping is not sensitive to their exact values):
@@ -24,14 +26,26 @@ CALL_COST = 64.0  # fixed cost of one forward call: per-op overhead plus the mat
 KEY_COST = 0.002  # one (query, key) attention score, padded prefix slots included (SDPA does them all)
 
 
-class EngineSettings(Protocol):
-    """What a schedule reads of the engine's settings (:class:`delift.kernel.engine.ScoringSetup` has it all)."""
+@dataclass
+class EngineSettings:
+    """The kernel settings the engine and the cost plan read, declared once: the engine's
+    :class:`~delift.kernel.engine.ScoringSetup` is one (plus the model), the plan's ``Schedule`` is this class.
+    Defaults are the kernel config's (:class:`~delift.kernel.settings.BaseKernelConfig`); :meth:`of` copies them
+    from a config, ``workers`` as resolved (:func:`resolve_workers`)."""
 
-    eos_after_prompt: bool
-    max_length: int
-    batch_size: int
-    tokens_per_batch: int
-    workers: int
+    eos_after_prompt: bool = BaseKernelConfig.eos_after_prompt
+    max_length: int = BaseKernelConfig.max_length
+    batch_size: int = BaseKernelConfig.batch_size  # sequences per pass on the per-sequence path
+    tokens_per_batch: int = BaseKernelConfig.tokens_per_batch  # token budget of one prefix / continuation pass
+    workers: int = BaseKernelConfig.workers  # CPU: passes run at once, each on (threads // workers) threads; 0 = auto
+
+    @classmethod
+    def of(cls, config: BaseKernelConfig, workers: int) -> EngineSettings:
+        """The settings of ``config`` with the engine's resolved ``workers`` (CPU auto = min(torch threads, 4); GPU 1)."""
+        return EngineSettings(**{name: getattr(config, name) for name in ENGINE_FIELDS}, workers=workers)
+
+
+ENGINE_FIELDS = ("eos_after_prompt", "max_length", "batch_size", "tokens_per_batch")  # read from the kernel config
 
 
 def resolve_workers(requested: int, on_cpu: bool, threads: int) -> int:

@@ -71,8 +71,11 @@ class BaseKernelConfig:
 
     def problems(self) -> Problems:
         found: Problems = {}
-        choice(found, "approximation", self.approximation, self.APPROXIMATIONS)
-        if self.approximation != EXACT and not str(self.embedder).strip():
+        try:
+            strategy = self.strategy()
+        except ValueError as exc:
+            strategy, found["approximation"] = None, f"{self.approximation!r}: {str(exc).split(': ', 1)[1]}"
+        if strategy is not None and strategy.uses_embedder and not str(self.embedder).strip():
             found["embedder"] = f"empty: kernel.approximation={self.approximation} needs a sentence embedder"
         choice(found, "on_overflow", self.on_overflow, ("error", "skip"))
         if "{prompt}" not in self.shown_example or "{response}" not in self.shown_example:
@@ -90,10 +93,23 @@ class BaseKernelConfig:
         return {"shown_example": self.shown_example, "eos_after_prompt": self.eos_after_prompt,
                 "max_length": self.max_length, "code_version": KERNEL_CODE_VERSION}
 
+    def strategy(self) -> Any:
+        """The chosen :class:`~delift.kernel.approximations.base.Approximation` (ValueError for an unknown name):
+        given by ``KernelConfig`` (:mod:`delift.kernel.config`), which knows the strategies; this module is the
+        bottom of the package and knows none."""
+        raise NotImplementedError("BaseKernelConfig knows no approximation strategies: use "
+                                  "delift.kernel.config.KernelConfig")
+
     def approximation_settings(self) -> Any:
-        """The chosen strategy's settings block (``kernel.<approximation>``), or None when it has none."""
+        """The chosen strategy's settings block (``kernel.<approximation>``), or None when it has none; a strategy
+        outside delift (no block here) gets its ``Config``'s defaults."""
         block = getattr(self, self.approximation, None)
-        return block if is_dataclass(block) else None
+        if is_dataclass(block):
+            return block
+        if self.approximation in self.APPROXIMATIONS:
+            return None
+        settings = self.strategy().Config
+        return None if settings is None else settings()
 
     def approximation_identity(self) -> dict[str, Any]:
         """What an approximate kernel's key adds to the exact kernel's payload (the chosen strategy only)."""

@@ -3,7 +3,8 @@
 An unstored entry is UF = 0 ("showing it changes nothing"); a stored one may be 0 too. A sparse kernel has
 no d_one (its row blocks on disk keep the scored pairs' d_one): :class:`UtilityKernel` holds ``uf`` (CSR),
 ``d_zero`` and ``d_one = None``. On disk it is ``<key>.npz`` like a dense kernel, with the CSR's arrays
-(``uf_data``, ``uf_indices``, ``uf_indptr``, ``uf_shape``) instead of ``uf`` and ``d_one``, written atomically.
+(``uf_data``, ``uf_indices``, ``uf_indptr``, ``uf_shape``) instead of ``uf`` and ``d_one``: read and written by
+:class:`delift.kernel.cache.KernelCache` (``read`` / ``write``, either layout), the one kernel-file reader.
 
 Selection reads it as it is (clip keeps it sparse; :mod:`delift.selection.sparse_submodular` maximises on
 it); a step that needs the dense matrix calls :func:`densify`, which refuses past ``DENSE_LIMIT`` entries.
@@ -11,22 +12,12 @@ it); a step that needs the dense matrix calls :func:`densify`, which refuses pas
 
 from __future__ import annotations
 
-import json
-import logging
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
-from delift.fsutil import atomic_write
-from delift.kernel.cache import identity_problem
-from delift.kernel.settings import UtilityKernel
-
-log = logging.getLogger(__name__)
-
 DENSE_LIMIT = 20_000 ** 2  # entries a sparse kernel may be densified to (3.2 GB in float64)
-LAYOUT = "csr"
 
 
 def csr_rows(n_cols: int, columns: Sequence[np.ndarray], values: np.ndarray) -> sp.csr_matrix:
@@ -52,63 +43,6 @@ def densify(matrix: Any, what: str, limit: int | None = None) -> np.ndarray:
         raise ValueError(f"{what} needs the sparse {rows} x {cols} kernel dense ({rows * cols:,} entries, more than "
                          f"{limit:,}); use a step that reads it sparse (e.g. selector.postprocess=clip)")
     return matrix.astype(np.float64).toarray()
-
-
-def sparse_kernel_problem(kernel: UtilityKernel) -> str | None:
-    """Why a sparse kernel read from disk cannot be used, or None."""
-    n, m = len(kernel.target_ids), len(kernel.candidate_ids)
-    uf = kernel.uf
-    if not sp.isspmatrix_csr(uf) or uf.shape != (n, m) or uf.dtype != np.float32:
-        return f"uf is {type(uf).__name__} {getattr(uf, 'shape', None)}, expected a float32 CSR of shape {(n, m)}"
-    if uf.indptr.shape != (n + 1,) or uf.indptr[0] != 0 or uf.indptr[-1] != uf.nnz or np.any(np.diff(uf.indptr) < 0):
-        return "uf's row pointers are inconsistent"
-    if uf.nnz and (uf.indices.min() < 0 or uf.indices.max() >= m):
-        return f"uf has column indices outside [0, {m})"
-    if not np.all(np.isfinite(uf.data)):
-        return f"uf holds {int(np.count_nonzero(~np.isfinite(uf.data)))} non-finite values"
-    d_zero = np.asarray(kernel.d_zero)
-    if d_zero.shape != (n,) or not np.all(np.isfinite(d_zero)):
-        return f"d_zero has shape {d_zero.shape} or non-finite values, expected {n} finite values"
-    return None
-
-
-def save_sparse_kernel(path: Path, kernel: UtilityKernel, key: str, payload: dict[str, Any]) -> Path:
-    """Write ``kernel`` (CSR ``uf``) to ``path`` atomically: a reader sees the old file or the whole new one."""
-    uf = sp.csr_matrix(kernel.uf)
-    meta = dict(kernel.meta, key=key, payload=payload, layout=LAYOUT, target_ids=kernel.target_ids,
-                candidate_ids=kernel.candidate_ids)
-    atomic_write(path, lambda handle: np.savez(
-        handle, uf_data=uf.data, uf_indices=uf.indices, uf_indptr=uf.indptr, uf_shape=np.array(uf.shape),
-        d_zero=np.asarray(kernel.d_zero, dtype=np.float64), meta=np.array(json.dumps(meta, default=str))))
-    log.info("sparse kernel cached: %s (%d stored entries)", path, uf.nnz)
-    return path
-
-
-def load_sparse_kernel(path: Path, key: str | None = None) -> UtilityKernel | None:
-    """The sparse kernel at ``path``, or None: absent, unreadable, damaged, in the dense layout or another
-    key's file (a warning names the file; the caller recomputes it)."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if "uf_indptr" not in data.files:
-                log.warning("kernel cache file %s is in the dense layout, not %s; rebuilding it sparse", path, LAYOUT)
-                return None
-            meta = json.loads(str(data["meta"]))
-            uf = sp.csr_matrix((data["uf_data"], data["uf_indices"], data["uf_indptr"]),
-                               shape=tuple(int(x) for x in data["uf_shape"]))
-            kernel = UtilityKernel(uf=uf, d_zero=data["d_zero"], d_one=None, target_ids=meta.pop("target_ids"),
-                                   candidate_ids=meta.pop("candidate_ids"), meta=meta)
-    except Exception as exc:  # a damaged file is a miss: recompute and overwrite it
-        log.warning("kernel cache file %s is unreadable (%s: %s); recomputing", path, type(exc).__name__, exc)
-        return None
-    problem = sparse_kernel_problem(kernel) or (identity_problem(kernel, key, None, None) if key else None)
-    if problem is not None:
-        log.warning("kernel cache file %s is damaged: %s; recomputing", path, problem)
-        return None
-    log.info("kernel cache hit: %s", path)
-    return kernel
 
 
 def postprocess_sparse(uf: sp.spmatrix, uf_aux: Any, method: str, self_rows: np.ndarray | None = None,

@@ -17,8 +17,8 @@ from typing import Any, Dict, Optional
 from omegaconf import MISSING
 
 from delift.config.checks import Problems, at_least, choice
+from delift.models.sources import find_source
 
-SOURCE_NAMES = ("hub", "packaged_gguf", "tiny_random")  # the keys of delift.models.loading.SOURCES
 DTYPES = ("float32", "float16", "bfloat16", "auto")  # auto: bfloat16 on hardware with native bf16, else float32
 AUTO_DTYPE = "auto"
 TORCH_DTYPE_NAMES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
@@ -118,7 +118,7 @@ class ModelConfig:
     """What identifies a causal LM and where its converted copy is cached."""
 
     name: str = MISSING
-    source: str = "hub"  # hub | packaged_gguf | tiny_random
+    source: str = "hub"  # hub | packaged_gguf | tiny_random | a module path (delift.models.sources)
     hub_id: Optional[str] = None
     revision: str = "main"
     local_path: Optional[str] = None
@@ -132,12 +132,13 @@ class ModelConfig:
 
     def problems(self) -> Problems:
         found: Problems = {}
-        choice(found, "source", self.source, SOURCE_NAMES)
+        try:
+            source = find_source(self.source)
+        except ValueError as exc:
+            source, found["source"] = None, f"{self.source!r}: {str(exc).split(': ', 1)[1]}"
         choice(found, "dtype", self.dtype, DTYPES)
-        if self.source == "hub" and not (self.hub_id or self.local_path):
-            found["hub_id"] = "source hub needs hub_id or local_path"
-        if self.source == "packaged_gguf" and not (self.gguf_package and self.gguf_file):
-            found["gguf_file"] = "source packaged_gguf needs gguf_package and gguf_file"
+        if source is not None:
+            found.update(source.problems(self))  # its own fields (hub: hub_id or local_path; ...)
         if self.cache_dir is not None and not str(self.cache_dir).strip():
             found["cache_dir"] = "empty: give a folder, or null for paths.cache_dir"
         return found

@@ -8,10 +8,15 @@ that exactly fill the file.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from delift.fsutil import atomic_folder, discard_folder
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "delift_manifest.json"
 REQUIRED_FILES = ("config.json", "tokenizer_config.json")
@@ -47,6 +52,34 @@ def folder_problem(folder: Path, required: tuple[str, ...] = REQUIRED_FILES) -> 
         if problem is not None:
             return problem
     return None
+
+
+def sound_folder(folder: Path, what: str, then: str, required: tuple[str, ...] = REQUIRED_FILES) -> Path | None:
+    """``folder`` when it exists and checks out, else None; a damaged one is logged (``"<what> <folder> is damaged
+    (<why>); <then>"``) and discarded."""
+    if not folder.exists():
+        return None
+    problem = folder_problem(folder, required)
+    if problem is None:
+        return folder
+    log.warning("%s %s is damaged (%s); %s", what, folder, problem, then)
+    discard_folder(folder)
+    return None
+
+
+def store_folder(folder: Path, build: Callable[[Path], Any], what: str, done: str,
+                 required: tuple[str, ...] = REQUIRED_FILES) -> Path:
+    """``folder`` built atomically by ``build`` with its manifest (a concurrent writer's copy wins), then checked:
+    a folder that fails right after being ``done`` is a RuntimeError naming ``what``."""
+    def build_with_manifest(tmp: Path) -> None:
+        build(tmp)
+        write_manifest(tmp)
+
+    target = atomic_folder(folder, build_with_manifest)
+    problem = folder_problem(target, required)
+    if problem is not None:
+        raise RuntimeError(f"{what} {target} fails its check right after being {done}: {problem}")
+    return target
 
 
 def _file_problem(path: Path, size: int) -> str | None:

@@ -1,6 +1,6 @@
 """Resolve a model config to a loadable folder or hub id, then load it through one code path.
 
-Sources (``SOURCES``: name -> how the source is identified and made loadable):
+Sources (:mod:`delift.models.sources`, ``SOURCES``: name -> how the source is identified and made loadable):
 - ``hub``: a hub id (``hub_id``/``revision``) or a local folder (``local_path``); what users run
   on GPU machines.
 - ``packaged_gguf``: a GGUF file shipped inside a PyPI package (SmolLM2-135M-Instruct in
@@ -19,15 +19,14 @@ import hashlib
 import importlib.util
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from delift.fsutil import atomic_folder, discard_folder, distribution_version
 from delift.models.config import TORCH_DTYPE_NAMES, ModelConfig
-from delift.models.folder_check import folder_problem, write_manifest
+from delift.models.folder_check import folder_problem, sound_folder, store_folder
+from delift.models.sources import ModelSource, find_source
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +34,10 @@ DTYPES = {name: getattr(torch, attribute) for name, attribute in TORCH_DTYPE_NAM
 CONVERSION_VERSION = 1
 
 
-@dataclass(frozen=True)
-class Source:
-    """How one ``model.source`` enters cache keys and becomes something ``from_pretrained`` loads."""
-
-    identity: Callable[[ModelConfig], dict[str, Any]]  # the identity fields beyond source and dtype
-    path: Callable[[ModelConfig], str]  # a hub id or a local folder
-    hub_revision: bool = False  # from_pretrained gets model.revision (the path may be a hub id)
-    built: str | None = None  # built into <cache>/models/<built>-<name>-<key> (None: used where it is)
-
-
-def source_of(spec: ModelConfig) -> Source:
-    """The :class:`Source` that ``spec.source`` names; ValueError naming ``model.source`` and the choices."""
-    found = SOURCES.get(spec.source)
-    if found is None:
-        raise ValueError(f"model.source={spec.source!r}: expected one of {', '.join(SOURCES)}")
-    return found
+def source_of(spec: ModelConfig) -> ModelSource:
+    """The :class:`~delift.models.sources.ModelSource` that ``spec.source`` names; ValueError naming
+    ``model.source`` and the choices."""
+    return find_source(spec.source)
 
 
 def model_identity(spec: ModelConfig) -> dict[str, Any]:
@@ -72,7 +59,7 @@ def folder_fingerprint(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def _resolved_commit(spec: ModelConfig) -> str:
+def resolved_commit(spec: ModelConfig) -> str:
     """The commit a hub revision points to now (a branch like ``main`` moves; a commit does not)."""
     if len(spec.revision) == 40 and all(c in "0123456789abcdef" for c in spec.revision):
         return spec.revision
@@ -94,22 +81,12 @@ def _write_once(target: Path, build) -> Path:
 
     A folder that fails :func:`folder_problem` is logged with the reason, discarded and rebuilt.
     """
-    if target.exists():
-        problem = folder_problem(target)
-        if problem is None:
-            return target
-        log.warning("model cache %s is damaged (%s); rebuilding it", target, problem)
-        discard_folder(target)
+    return sound_folder(target, "model cache", "rebuilding it") or store_folder(target, build, "model cache", "built")
 
-    def build_with_manifest(tmp: Path) -> None:
-        build(tmp)
-        write_manifest(tmp)
 
-    atomic_folder(target, build_with_manifest)
-    problem = folder_problem(target)
-    if problem is not None:
-        raise RuntimeError(f"model cache {target} fails its check right after being built: {problem}")
-    return target
+def build_once(spec: ModelConfig, kind: str, build: Callable[[Path], Any]) -> Path:
+    """The model's folder ``<cache>/models/<kind>-<name>-<key>``, built by ``build`` on first use (:func:`_write_once`)."""
+    return _write_once(_cache_folder(spec, kind), build)
 
 
 def packaged_gguf_dir(spec: ModelConfig) -> Path:
@@ -123,7 +100,7 @@ def packaged_gguf_dir(spec: ModelConfig) -> Path:
     return Path(list(found.submodule_search_locations)[0])
 
 
-def _convert_packaged_gguf(spec: ModelConfig, folder: Path) -> None:
+def convert_packaged_gguf(spec: ModelConfig, folder: Path) -> None:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     package_dir = packaged_gguf_dir(spec)
@@ -138,45 +115,6 @@ def _convert_packaged_gguf(spec: ModelConfig, folder: Path) -> None:
     plain.load_state_dict(gguf_model.state_dict())
     plain.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-
-
-def _hub_identity(spec: ModelConfig) -> dict[str, Any]:
-    if spec.local_path:
-        return {"id": str(spec.local_path), "content": folder_fingerprint(Path(spec.local_path).expanduser())}
-    return {"id": spec.hub_id, "revision": _resolved_commit(spec)}
-
-
-def _hub_path(spec: ModelConfig) -> str:
-    if not (spec.local_path or spec.hub_id):
-        raise ValueError("model.source=hub needs model.hub_id or model.local_path")
-    return str(Path(spec.local_path).expanduser()) if spec.local_path else spec.hub_id
-
-
-def _gguf_identity(spec: ModelConfig) -> dict[str, Any]:
-    return {"package": spec.gguf_package, "package_version": distribution_version(spec.gguf_package),
-            "file": spec.gguf_file, "conversion": CONVERSION_VERSION}
-
-
-def _gguf_path(spec: ModelConfig) -> str:
-    return str(_write_once(_cache_folder(spec, SOURCES["packaged_gguf"].built), lambda tmp: _convert_packaged_gguf(spec, tmp)))
-
-
-def _tiny_identity(spec: ModelConfig) -> dict[str, Any]:
-    return {"seed": spec.seed, "tiny": spec.tiny_shape}
-
-
-def _tiny_path(spec: ModelConfig) -> str:
-    from delift.models.tiny import build_tiny_model
-
-    return str(_write_once(_cache_folder(spec, SOURCES["tiny_random"].built),
-                           lambda tmp: build_tiny_model(tmp, spec.seed, **spec.tiny_shape)))
-
-
-SOURCES: dict[str, Source] = {
-    "hub": Source(_hub_identity, _hub_path, hub_revision=True),
-    "packaged_gguf": Source(_gguf_identity, _gguf_path, built="gguf"),
-    "tiny_random": Source(_tiny_identity, _tiny_path, built="tiny"),
-}
 
 
 def ready_folder(spec: ModelConfig) -> Path | None:

@@ -4,8 +4,9 @@ For each block of the kernel's tiling (:func:`delift.kernel.blocks.iter_blocks`,
 follows the engine's own schedule (:mod:`delift.kernel.schedule`): zero-shot sequences and truncated pairs
 on the per-sequence path, every other pair through its candidate's prefix (run once per block and group)
 and a continuation pass. The counts equal the engine's ``BlockStats`` (pairs, tokens, per-sequence pairs)
-and its forward calls (tested against a real run). Approximations: ``learned`` is exact (its sample kernel,
-zero-shot rows and self-pairs), ``knn`` an estimate (its neighbours need the embedder).
+and its forward calls (tested against a real run). An approximation counts its own work with these tools
+(``Approximation.plan`` given a :class:`Planner`) and declares its layout and files: ``learned`` is exact (its
+sample kernel, zero-shot rows and self-pairs), ``knn`` an estimate (its neighbours need the embedder).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import Sequence
 import numpy as np
 
 from delift.kernel.blocks import block_size_for, iter_blocks, shard_of
+from delift.kernel.cache import CSR
 from delift.kernel.schedule import (
+    EngineSettings,
     continuation_length,
     length_batches,
     one_shot_plan,
@@ -24,7 +27,7 @@ from delift.kernel.schedule import (
     resolve_workers,
     sequence_length,
 )
-from delift.kernel.settings import BaseKernelConfig, self_pairs
+from delift.kernel.settings import BaseKernelConfig
 from delift.kernel.tokens import TokenizedExample
 from delift.plan.work import Work
 
@@ -35,20 +38,7 @@ NPZ_HEADERS = 1024  # the merged file's four array headers
 META_CHARS = 1024  # the merged file's metadata beyond the ids: counts, key, payload
 
 
-@dataclass(frozen=True)
-class Schedule:
-    """The engine settings a schedule reads (:class:`delift.kernel.schedule.EngineSettings`)."""
-
-    eos_after_prompt: bool
-    max_length: int
-    batch_size: int
-    tokens_per_batch: int
-    workers: int
-
-    @classmethod
-    def of(cls, config: BaseKernelConfig, workers: int) -> Schedule:
-        """``workers``: the engine's resolved count (``ScoringSetup``: CPU auto = min(torch threads, 4); GPU 1)."""
-        return cls(config.eos_after_prompt, config.max_length, config.batch_size, config.tokens_per_batch, workers)
+Schedule = EngineSettings  # the engine settings a schedule reads: the engine's own class, not a copy
 
 
 def engine_workers(config: BaseKernelConfig) -> int:
@@ -122,97 +112,76 @@ def exact_kernel(settings: Schedule, targets: Sequence[TokenizedExample], candid
     return work
 
 
-def learned_kernel(settings: Schedule, config: BaseKernelConfig, targets: Sequence[TokenizedExample],
-                   candidates: Sequence[TokenizedExample]) -> Work:
-    """``kernel.approximation=learned``: the exact sample kernel, then the zero-shot passes of the other rows
-    with an exact self-pair, then those self-pairs on the per-sequence path (``learned_kernel``)."""
-    from delift.kernel.approximations.learned import learned_sample
+@dataclass(frozen=True)
+class FileSizes:
+    """What the files of a kernel cost on disk, for an approximation's ``block_bytes``."""
 
-    t_ids, c_ids = [e.id for e in targets], [e.id for e in candidates]
-    sample = learned_sample(t_ids, c_ids, config.learned)
-    work = exact_kernel(settings, [targets[i] for i in sample.rows], [candidates[j] for j in sample.cols],
-                        config.block_size, config.num_shards, config.shard)
-    if config.num_shards > 1 or not config.learned.exact_diagonal:
-        return work  # a shard run fills only the sample kernel's blocks; no exact self-pairs
-    rows, cols = self_pairs(t_ids, c_ids)
-    outside = ~(np.isin(rows, sample.rows) & np.isin(cols, sample.cols))
-    rows, cols = rows[outside], cols[outside]
-    t_shown, t_cont, t_scored = _lengths(targets, settings)
-    c_shown = _lengths(candidates, settings)[0]
-    others = np.setdiff1d(rows, sample.rows)
-    if len(others):
-        work.add(zero_shot(settings, t_cont[others], t_scored[others]))
-    if len(rows):
-        pairs = per_sequence(settings, [sequence_length(settings, int(c_shown[j]), int(t_cont[i]))
-                                        for i, j in zip(rows, cols)], t_scored[rows].tolist())
-        pairs.pairs = pairs.per_sequence = pairs.sequences
-        work.add(pairs)
-    return work
+    float: int = FLOAT  # bytes of a float64
+    block_file: int = BLOCK_FILE  # bytes of a block file beyond its arrays
 
 
-def knn_kernel(settings: Schedule, config: BaseKernelConfig, targets: Sequence[TokenizedExample],
-               candidates: Sequence[TokenizedExample]) -> Work:
-    """``kernel.approximation=knn``, estimated: which neighbours a target gets needs the embedder, so every
-    target is taken with the ``neighbors`` candidates after it in pool order (and itself); each candidate's
-    prefix runs once per row block, for the targets that want it."""
-    t_shown, t_cont, t_scored = _lengths(targets, settings)
-    c_shown = _lengths(candidates, settings)[0]
-    where = {e.id: j for j, e in enumerate(candidates)}
-    m = config.knn.neighbors
-    work = Work()
-    for number, start in enumerate(range(0, len(targets), config.block_size)):
-        if number % config.num_shards != config.shard:
-            continue
-        rows = np.arange(start, min(start + config.block_size, len(targets)))
-        wanted = np.zeros((len(rows), len(candidates)), dtype=bool)
-        for k, i in enumerate(rows):
-            own = where.get(targets[i].id)
-            base = int(i) if own is None else own
-            wanted[k, [(base + 1 + t) % len(candidates) for t in range(min(m, len(candidates) - (own is not None)))]] = True
-            if own is not None:
-                wanted[k, own] = True
-        work.add(zero_shot(settings, t_cont[rows], t_scored[rows]))
-        used = np.flatnonzero(wanted.any(axis=0))
-        work.add(one_shot(settings, c_shown[used], t_cont[rows], t_scored[rows], wanted[:, used]))
-    return work
+@dataclass(frozen=True)
+class Planner:
+    """The tools an approximation counts its work with (``Approximation.plan``), on one schedule."""
+
+    settings: Schedule
+
+    def lengths(self, examples: Sequence[TokenizedExample]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return _lengths(examples, self.settings)
+
+    def exact(self, targets: Sequence[TokenizedExample], candidates: Sequence[TokenizedExample], block_size: int,
+              num_shards: int = 1, shard: int = 0) -> Work:
+        return exact_kernel(self.settings, targets, candidates, block_size, num_shards, shard)
+
+    def zero_shot(self, cont: np.ndarray, scored: np.ndarray) -> Work:
+        return zero_shot(self.settings, cont, scored)
+
+    def one_shot(self, shown: np.ndarray, cont: np.ndarray, scored: np.ndarray, wanted: np.ndarray) -> Work:
+        return one_shot(self.settings, shown, cont, scored, wanted)
+
+    def per_sequence(self, lengths: Sequence[int], scored: Sequence[int]) -> Work:
+        return per_sequence(self.settings, lengths, scored)
+
+    def sequence_length(self, shown: int, continuation: int) -> int:
+        return sequence_length(self.settings, shown, continuation)
+
+    def empty(self) -> Work:
+        return Work()
 
 
 def kernel_work(settings: Schedule, config: BaseKernelConfig, targets: Sequence[TokenizedExample],
                 candidates: Sequence[TokenizedExample]) -> tuple[Work, bool]:
-    """The kernel's work under ``kernel.approximation`` and whether it is exact (not an estimate)."""
-    if config.approximation == "learned":
-        return learned_kernel(settings, config, targets, candidates), True
-    if config.approximation == "knn":
-        return knn_kernel(settings, config, targets, candidates), False
-    if config.approximation != "exact":
-        raise ValueError(f"kernel.approximation={config.approximation!r}: the cost plan knows exact, learned, knn")
-    return exact_kernel(settings, targets, candidates, config.block_size, config.num_shards, config.shard), True
+    """The kernel's work under ``kernel.approximation`` (its ``plan``) and whether it is exact (not an estimate)."""
+    strategy = config.strategy()
+    return strategy.plan(Planner(settings), config, targets, candidates), strategy.planned_exactly
 
 
 def stored_entries(config: BaseKernelConfig, n_targets: int, n_candidates: int) -> int:
-    """Entries the kernel holds: every pair, or for ``knn`` (a sparse kernel) at most m + 1 a target."""
-    if config.approximation == "knn":
-        return n_targets * min(config.knn.neighbors + 1, n_candidates)
-    return n_targets * n_candidates
+    """Entries the kernel holds (its approximation's ``stored_entries``: every pair, or e.g. ``knn``'s m + 1 a target)."""
+    return config.strategy().stored_entries(config, n_targets, n_candidates)
+
+
+def sparse_layout(config: BaseKernelConfig) -> bool:
+    """Whether the kernel is stored and held sparse (its approximation's ``layout`` is CSR)."""
+    return config.strategy().layout == CSR
 
 
 def kernel_bytes(config: BaseKernelConfig, n_targets: int, n_candidates: int, id_chars: int) -> tuple[int, int]:
     """(disk, memory) of one kernel. Disk: the block files (``d`` float64 and 6 counts each), the manifest
     (ids and payload as JSON) and the merged ``<key>.npz`` (UF, d_one, d_zero, and its metadata as a numpy
     unicode string, 4 bytes a character, ids included): about 24 bytes a pair. Memory: UF and d_one, 16 bytes a
-    pair; a ``knn`` kernel is a float32 CSR (8 bytes a stored entry, no d_one) in memory and in its merged file.
+    pair; a CSR kernel (``knn``) is a float32 CSR (8 bytes a stored entry, no d_one) in memory and in its merged
+    file. The approximation declares its layout and its own intermediate files (``block_bytes``).
     ``id_chars``: the characters of the targets' and candidates' ids."""
+    strategy = config.strategy()
     pairs = n_targets * n_candidates
     dense = 2 * FLOAT * pairs + FLOAT * n_targets
-    if config.approximation == "knn":
-        dense = 8 * stored_entries(config, n_targets, n_candidates) + 2 * FLOAT * n_targets
+    if strategy.layout == CSR:
+        dense = 8 * strategy.stored_entries(config, n_targets, n_candidates) + 2 * FLOAT * n_targets
     merged = dense + NPZ_HEADERS + 4 * (META_CHARS + id_chars + 4 * (n_targets + n_candidates))
     rows, cols = -(-n_targets // config.block_size), -(-n_candidates // config.block_size)
-    blocks = FLOAT * (pairs + n_targets) + (rows + rows * cols) * BLOCK_FILE
+    blocks = strategy.block_bytes(FileSizes(), config, n_targets, n_candidates)
+    if blocks is None:
+        blocks = FLOAT * (pairs + n_targets) + (rows + rows * cols) * BLOCK_FILE
     manifest = MANIFEST + id_chars + 6 * (n_targets + n_candidates)
-    if config.approximation == "learned":  # the sample kernel's files, then the whole (dense) kernel
-        sample = config.learned.sample_fraction
-        blocks = round(3 * FLOAT * sample ** 2 * pairs) + BLOCK_FILE
-    elif config.approximation == "knn":  # one file a row block: cols (int64), d_one, d_zero
-        blocks = 2 * FLOAT * n_targets * (config.knn.neighbors + 1) + FLOAT * n_targets + rows * BLOCK_FILE
     return blocks + manifest + merged, dense

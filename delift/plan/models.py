@@ -13,11 +13,10 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from delift.models.config import ModelConfig, ModelShape
-from delift.models.loading import checked_tokenizer, load_tokenizer, model_identity, packaged_gguf_dir, ready_folder
+from delift.models.loading import model_identity, ready_folder, source_of
 from delift.plan.work import Work
 
 log = logging.getLogger(__name__)
@@ -85,16 +84,7 @@ def _config_json(spec: ModelConfig) -> tuple[dict[str, Any] | None, str]:
     folder = ready_folder(spec)
     if folder is not None and (folder / "config.json").is_file():
         return json.loads((folder / "config.json").read_text()), f"{folder}/config.json"
-    if spec.source == "hub" and spec.hub_id and not spec.local_path:
-        try:  # offline: the hub cache only
-            from transformers.utils import cached_file
-
-            path = cached_file(spec.hub_id, "config.json", revision=spec.revision)
-        except OSError:
-            return None, ""
-        if path:
-            return json.loads(Path(path).read_text()), f"{spec.hub_id} config.json"
-    return None, ""
+    return source_of(spec).config_json(spec)  # e.g. a hub model's, from the hub cache
 
 
 def model_shape(spec: ModelConfig, notes: list[str]) -> ModelShape:
@@ -118,22 +108,12 @@ def model_shape(spec: ModelConfig, notes: list[str]) -> ModelShape:
                      "model.shape (conf/model/llama3_8b.yaml shows the fields)")
 
 
-def _gguf_tokenizer(spec: ModelConfig) -> Any:
-    """The tokenizer stored in a packaged GGUF's metadata (its tensors are not read into a model)."""
-    from transformers import AutoTokenizer
-
-    folder = packaged_gguf_dir(spec)
-    return checked_tokenizer(AutoTokenizer.from_pretrained(folder, gguf_file=spec.gguf_file), spec.gguf_file)
-
-
 def plan_tokenizer(spec: ModelConfig, stand_in: ModelConfig | None, notes: list[str]) -> Any:
     """The tokenizer the run will use, loaded without model weights: from the model's folder (a tiny random
     model is built in code, in well under a second), from a packaged GGUF's metadata, or from the hub cache.
     When it cannot be had offline, ``stand_in``'s tokenizer counts the tokens instead (said in ``notes``)."""
     try:
-        if spec.source == "packaged_gguf" and ready_folder(spec) is None:
-            return _gguf_tokenizer(spec)
-        return load_tokenizer(spec)
+        return source_of(spec).plan_tokenizer(spec, ready_folder(spec) is not None)
     except OSError as exc:
         if stand_in is None:
             raise
@@ -151,7 +131,7 @@ def identity(spec: ModelConfig, notes: list[str]) -> dict[str, Any]:
     except OSError:
         notes.append(f"{spec.name}: its hub revision cannot be resolved offline; cache keys below are the plan's "
                      "own (they group jobs as the run's keys would, but are not the file names)")
-        return {"source": spec.source, "dtype": spec.resolved_dtype, "id": spec.hub_id, "revision": spec.revision}
+        return source_of(spec).offline_identity(spec)
 
 
 def plan_model(spec: ModelConfig, stand_in: ModelConfig | None = None) -> PlanModel:

@@ -46,17 +46,14 @@ def kernel_path(run_dir: Any, cache_dir: str | Path | None = None) -> Path | Non
 
 
 def load_kernel(path: str | Path) -> tuple[Any, list[str], list[str]]:
-    """``uf`` (a scipy CSR for a sparse knn kernel: :mod:`delift.kernel.sparse`), target ids, candidate ids."""
-    with np.load(path, allow_pickle=False) as data:
-        meta = json.loads(str(data["meta"]))
-        if "uf_indptr" in data.files:
-            import scipy.sparse as sp
+    """``uf`` (a scipy CSR for a sparse knn kernel: :mod:`delift.kernel.sparse`), target ids, candidate ids, read
+    by the kernel cache's reader (either layout); a damaged or unreadable file is a ValueError naming it."""
+    from delift.kernel.cache import KernelCache
 
-            uf = sp.csr_matrix((data["uf_data"], data["uf_indices"], data["uf_indptr"]),
-                               shape=tuple(int(x) for x in data["uf_shape"]))
-        else:
-            uf = np.asarray(data["uf"])
-        return uf, [str(i) for i in meta["target_ids"]], [str(i) for i in meta["candidate_ids"]]
+    kernel = KernelCache.read(path)
+    if kernel is None:
+        raise ValueError(f"kernel file {path} is absent, unreadable or damaged (the log says why)")
+    return kernel.uf, [str(i) for i in kernel.target_ids], [str(i) for i in kernel.candidate_ids]
 
 
 def selection_order(ids: list[str], selected: list[str]) -> list[int]:

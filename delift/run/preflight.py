@@ -7,14 +7,14 @@ The keys checked (each only when the run reads it):
 - ``judge.model`` when ``metrics.names`` has ``judge``: ``judge.backend=hf`` by ``judge.model_source`` (a hub
   id, a local folder; ``tiny_random`` is built in code), ``openai``: the form of ``judge.base_url`` (http or
   https, a host), never contacted;
-- sentence embedders: ``metrics.embedder`` (the ``bge`` metric, ICL retrieval), ``selector.embedder``
-  (DELIFT (SE), Nuggets' k-means golden set), ``kernel.embedder`` (a non-exact ``kernel.approximation`` of a
-  selector that asks for model kernels);
-- ``selector.models[i]``: SelectIT's extra raters.
+- sentence embedders: ``metrics.embedder`` (the ``bge`` metric, ICL retrieval), ``kernel.embedder`` (a non-exact
+  ``kernel.approximation`` of a selector that asks for model kernels);
+- what the selector declares it loads (``Selector.loaded_models``: e.g. SelectIT's extra raters
+  ``selector.models[i]``, the ``selector.embedder`` of DELIFT (SE) and of Nuggets' k-means golden set).
 
-Where each comes from is decided by the loaders' own resolution (:func:`delift.models.embeddings.resolve_embedder`,
-:func:`delift.models.loading.packaged_gguf_dir`, :func:`delift.evaluation.judge.hf_backend.judge_model_spec`,
-:func:`delift.selection.selectit.rater_config`); nothing is loaded or downloaded. Offline (``HF_HUB_OFFLINE=1``)
+A causal LM is found by its source's own offline check (``ModelSource.unavailable``, :mod:`delift.models.sources`),
+an embedder by :func:`delift.models.embeddings.resolve_embedder`, the judge by
+:func:`delift.evaluation.judge.hf_backend.judge_model_spec`; nothing is loaded or downloaded. Offline (``HF_HUB_OFFLINE=1``)
 a hub id counts when its config.json is in the Hugging Face cache; online the hub is asked for the model's
 metadata (no download) and a gated model needs a token.
 """
@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import asdict, dataclass, is_dataclass
-from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import urlparse
 
@@ -33,9 +32,9 @@ from hydra.utils import get_class
 from delift.config.checks import ConfigError
 from delift.config.schema import ExperimentConfig
 from delift.evaluation.judge.config import HFJudgeSettings, judge_settings
-from delift.kernel.settings import EXACT
 from delift.models.config import ModelConfig
 from delift.models.embeddings import MINILM, MINILM_PACKAGE, resolve_embedder
+from delift.models.sources import download_hint, find_source
 from delift.selection.base import Selector
 
 HUB_TIMEOUT_S = 10.0  # per metadata call: an unreachable hub must not stall the check
@@ -134,36 +133,12 @@ def hub_access(repo_id: str) -> None:
     huggingface_hub.HfApi().auth_check(repo_id)
 
 
-def _download(repo_id: str) -> str:
-    return f"`hf download {repo_id}` where the hub is reachable, then copy that cache here"
-
-
 def model_problem(key: str, spec: ModelConfig, plumbing: str | None = None) -> Missing | None:
-    """The causal LM ``spec`` (at config key ``key``) when it cannot be found, else None; builds nothing."""
+    """The causal LM ``spec`` (at config key ``key``) when it cannot be found, else None; builds nothing: its
+    source's offline check (``ModelSource.unavailable``)."""
     tail = f"; for plumbing only: {plumbing}" if plumbing else ""
-    if spec.source == "tiny_random":
-        return None
-    if spec.source == "packaged_gguf":
-        from delift.models.loading import packaged_gguf_dir  # imports torch: only for a packaged model
-
-        try:
-            folder = packaged_gguf_dir(spec)
-        except FileNotFoundError as exc:
-            return Missing(f"{key}.gguf_package", str(spec.gguf_package), "not installed", f"{exc}{tail}")
-        if not (folder / str(spec.gguf_file)).is_file():
-            return Missing(f"{key}.gguf_file", str(spec.gguf_file), f"not in the package folder {folder}",
-                           f"reinstall {spec.gguf_package}, or name the file it ships{tail}")
-        return None
-    if spec.local_path:
-        folder = Path(spec.local_path).expanduser()
-        why = ("not a folder" if not folder.is_dir() else
-               "has no config.json (not a transformers checkpoint)" if not (folder / "config.json").is_file() else None)
-        return None if why is None else Missing(f"{key}.local_path", str(spec.local_path), why,
-                                                f"give a checkpoint folder, or {key}.local_path=null to load "
-                                                f"{key}.hub_id{tail}")
-    why = hub_problem(str(spec.hub_id), spec.revision)
-    return None if why is None else Missing(f"{key}.hub_id", str(spec.hub_id), why,
-                                            f"{_download(spec.hub_id)}, or {key}.local_path=<checkpoint folder>{tail}")
+    found = find_source(spec.source).unavailable(key, spec, tail, hub_problem)
+    return None if found is None else Missing(*found)
 
 
 def embedder_problem(key: str, name: str) -> Missing | None:
@@ -178,7 +153,7 @@ def embedder_problem(key: str, name: str) -> Missing | None:
     if found.location != name:  # the MiniLM alias without its package
         return Missing(key, name, f"its package is not installed, and {found.location}: {why}",
                        f"{install} (packaged: works offline)")
-    return Missing(key, name, why, f"{_download(name)}, or {key}=<local folder>, or {key}={MINILM} (packaged, "
+    return Missing(key, name, why, f"{download_hint(name)}, or {key}=<local folder>, or {key}={MINILM} (packaged, "
                                    f"works offline: {install})")
 
 
@@ -206,7 +181,7 @@ def judge_problem(settings: Any, cache_dir: str) -> Missing | None:
     why = hub_problem(settings.model, settings.revision)
     return None if why is None else Missing(
         "judge.model", settings.model, why,
-        f"{_download(settings.model)}, or judge.model=<checkpoint folder> judge.model_source=local; "
+        f"{download_hint(settings.model)}, or judge.model=<checkpoint folder> judge.model_source=local; "
         f"for plumbing only (scores are noise): {plumbing}")
 
 
@@ -249,24 +224,26 @@ def _model_problems(cfg: ExperimentConfig, shard_job: bool) -> Iterator[Missing 
         yield model_problem("model", cfg.model, PLUMBING_MODEL)
     if cfg.scorer is not None:
         yield model_problem("scorer", cfg.scorer, "scorer=tiny_llama")
-    for index, entry in enumerate(getattr(cfg.selector, "models", None) or []):
-        from delift.selection.selectit import rater_config  # imports torch: only with extra raters
+    for key, spec in _selector_loads(cfg):
+        if isinstance(spec, ModelConfig):
+            yield model_problem(key, spec)
 
-        key = f"selector.models[{index}]"
-        try:
-            spec = rater_config(entry, cfg.scoring_model.cache_dir)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{key}: {exc}") from None
-        yield model_problem(key, spec)
+
+def _selector_loads(cfg: ExperimentConfig) -> list[tuple[str, Any]]:
+    """What the selector declares it loads (``Selector.loaded_models``); a bad entry is a ConfigError naming it."""
+    try:
+        return get_class(cfg.selector._target_).loaded_models(cfg.selector, cfg.scoring_model.cache_dir)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _embedders(cfg: ExperimentConfig, selector_cls: type, shard_job: bool) -> Iterator[tuple[str, str]]:
     """(config key, embedder name) of every sentence embedder the run loads."""
-    selector = cfg.selector
-    if getattr(selector, "embedder", None) and getattr(selector, "golden", None) != "query":  # Nuggets' query: none
-        yield "selector.embedder", selector.embedder
+    for key, name in _selector_loads(cfg):
+        if not isinstance(name, ModelConfig):
+            yield key, name
     asks_kernels = selector_cls.kernel_requests is not Selector.kernel_requests
-    if cfg.kernel.approximation != EXACT and asks_kernels:
+    if asks_kernels and cfg.kernel.strategy().uses_embedder:
         yield "kernel.embedder", cfg.kernel.embedder
     if shard_job:
         return

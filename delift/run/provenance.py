@@ -17,7 +17,7 @@ from delift.evaluation.judge import judge_identity
 from delift.fsutil import distribution_version
 from delift.models.config import ModelConfig
 from delift.models.embeddings import embedder_identity
-from delift.models.loading import model_identity
+from delift.models.loading import model_identity, source_of
 
 PACKAGES = ("delift", "torch", "transformers", "peft", "bitsandbytes", "submodlib-py", "sentence-transformers",
             "rouge-score", "hydra-core", "wandb")
@@ -28,8 +28,9 @@ def caveats(spec: ModelConfig, data: Mapping[str, DataConfig], shared_datasets: 
     """Labels a reader must see next to the numbers (tiny or small models, synthetic or fixture data,
     a judge too small to mean anything); ``data``: config key -> data config, ``judge``: :func:`judge_record`."""
     notes = []
-    if spec.source == "tiny_random":
-        notes.append("tiny random model: plumbing check only, its scores mean nothing")
+    caveat = source_of(spec).caveat
+    if caveat is not None:
+        notes.append(caveat)
     elif "135m" in spec.name.lower():
         notes.append("135M-parameter model: small-model figures, not paper-scale evidence")
     if data["data"].format == "synthetic":

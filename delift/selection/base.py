@@ -120,6 +120,14 @@ class Selector(ABC):
     def select(self, ctx: SelectionContext, budget: int) -> Selection:
         """Return the chosen pool indices in order."""
 
+    @classmethod
+    def loaded_models(cls, config: Any, cache_dir: str | None) -> list[tuple[str, Any]]:
+        """What :meth:`select` loads beyond the run's model, scorer and kernel, for the preflight: (config key,
+        a ``ModelConfig``) per causal LM, (config key, a name) per sentence embedder. ``config``: this selector's
+        ``Config``; ``cache_dir``: where the scoring model is cached. A bad entry is a ValueError naming its key.
+        Here: nothing."""
+        return []
+
 
 class ScoreSelector(Selector):
     """Selectors that score every example independently (SelectIT, LESS, LoBaSS...) and keep the top k.

@@ -129,3 +129,8 @@ class DeliftSESelector(Selector):
         objective = resolve_objective(self.config.objective, ctx)
         s, s_aux, info = self.similarity(ctx, objective)
         return select_with_objective(self.name, objective, s, s_aux, info, ctx, budget, self.config.optimizer)
+
+    @classmethod
+    def loaded_models(cls, config: Any, cache_dir: str | None) -> list[tuple[str, Any]]:
+        """Its sentence embedder."""
+        return [("selector.embedder", config.embedder)] if config.embedder else []

@@ -258,3 +258,8 @@ class NuggetsSelector(ScoreSelector):
         scores, info = self.scores_and_info(ctx)
         order = np.argsort(-scores, kind="stable")[:budget]  # highest first, ties by pool order (ScoreSelector)
         return Selection([int(i) for i in order], [float(scores[i]) for i in order], self.name, budget, info)
+
+    @classmethod
+    def loaded_models(cls, config: Any, cache_dir: str | None) -> list[tuple[str, Any]]:
+        """Its sentence embedder, for a k-means golden set (a query golden set embeds nothing)."""
+        return [("selector.embedder", config.embedder)] if config.embedder and config.golden != "query" else []

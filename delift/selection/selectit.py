@@ -180,3 +180,15 @@ class SelectITSelector(ScoreSelector):
                                        for (_, info, params), weight in zip(results, weights)],
                             "prompts": len(self.prompts), "normalise": self.config.normalise, "alpha": self.config.alpha}
         return sum(w * s for w, (s, _, _) in zip(weights, results))
+
+    @classmethod
+    def loaded_models(cls, config: Any, cache_dir: str | None) -> list[tuple[str, Any]]:
+        """Its extra raters (``selector.models``; none: the scoring model rates)."""
+        found = []
+        for index, entry in enumerate(config.models or []):
+            key = f"selector.models[{index}]"
+            try:
+                found.append((key, rater_config(entry, cache_dir)))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{key}: {exc}") from None
+        return found

@@ -21,9 +21,8 @@ from typing import Sequence
 
 from delift.data.prompts import PromptTemplate
 from delift.data.records import Example, fingerprint
-from delift.fsutil import atomic_folder, discard_folder
 from delift.models.config import ModelConfig
-from delift.models.folder_check import folder_problem, write_manifest
+from delift.models.folder_check import sound_folder, store_folder
 from delift.models.loading import model_identity
 from delift.training.finetune import finetune
 from delift.training.settings import TrainConfig
@@ -48,28 +47,13 @@ class AdapterCache:
         self.root = Path(cache_dir).expanduser() / "adapters"
 
     def get(self, key: str) -> Path | None:
-        folder = self.root / key
-        if not folder.exists():
-            return None
-        problem = folder_problem(folder, required=ADAPTER_FILES)
-        if problem is not None:
-            log.warning("adapter cache %s is damaged (%s); the adapter is retrained", folder, problem)
-            discard_folder(folder)
-            return None
-        return folder
+        return sound_folder(self.root / key, "adapter cache", "the adapter is retrained", ADAPTER_FILES)
 
     def put(self, key: str, adapter_dir: str | Path) -> Path:
         """Copy a trained adapter folder into the cache with its manifest (atomically; a concurrent writer's
         copy wins)."""
-        def build(tmp: Path) -> None:
-            shutil.copytree(adapter_dir, tmp, dirs_exist_ok=True)
-            write_manifest(tmp)
-
-        target = atomic_folder(self.root / key, build)
-        problem = folder_problem(target, required=ADAPTER_FILES)
-        if problem is not None:
-            raise RuntimeError(f"adapter cache {target} fails its check right after being stored: {problem}")
-        return target
+        return store_folder(self.root / key, lambda tmp: shutil.copytree(adapter_dir, tmp, dirs_exist_ok=True),
+                            "adapter cache", "stored", ADAPTER_FILES)
 
 
 def trained_adapter(spec: ModelConfig, train_set: Sequence[Example], template: PromptTemplate, cfg: TrainConfig,

@@ -81,11 +81,57 @@ class ApproximationContext:
         return self.provider.cache.root
 
 
+class KernelPlanner(Protocol):
+    """The cost plan's tools a strategy counts its model work with (:class:`delift.plan.kernel.Planner`): each
+    returns the plan's ``Work`` (passes, pairs, tokens, ``add``); the strategy never imports the plan."""
+
+    def lengths(self, examples: Sequence[TokenizedExample]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(shown, continuation, scored) token counts of each example."""
+
+    def exact(self, targets: Sequence[TokenizedExample], candidates: Sequence[TokenizedExample], block_size: int,
+              num_shards: int = 1, shard: int = 0) -> Any:
+        """Every block of this shard of an exact kernel."""
+
+    def zero_shot(self, cont: np.ndarray, scored: np.ndarray) -> Any:
+        """Zero-shot sequences of targets with these continuation / scored lengths."""
+
+    def one_shot(self, shown: np.ndarray, cont: np.ndarray, scored: np.ndarray, wanted: np.ndarray) -> Any:
+        """One block's wanted one-shot pairs (prefix path and truncated pairs)."""
+
+    def per_sequence(self, lengths: Sequence[int], scored: Sequence[int]) -> Any:
+        """Sequences of these lengths on the per-sequence path."""
+
+    def sequence_length(self, shown: int, continuation: int) -> int:
+        """Tokens of one sequence after truncation."""
+
+    def empty(self) -> Any:
+        """No work yet (to ``add`` to)."""
+
+
 class Approximation(ABC):
-    """How ``kernel.approximation=<name>`` computes a kernel (``utility``) and a shard's part of it (``fill``)."""
+    """How ``kernel.approximation=<name>`` computes a kernel (``utility``) and a shard's part of it (``fill``),
+    and what the others ask of it: its cache ``key``, its stored ``layout``, its cost (``plan``,
+    ``stored_entries``, ``block_bytes``)."""
 
     name: ClassVar[str]
     Config: ClassVar[type | None] = None  # the kernel.<name> settings dataclass, or None
+    layout: ClassVar[str] = "dense"  # its merged <key>.npz: dense (uf, d_one, d_zero) or csr (delift.kernel.sparse)
+    planned_exactly: ClassVar[bool] = True  # the plan's counts are the engine's (False: an estimate)
+    uses_embedder: ClassVar[bool] = True  # it embeds examples (kernel.embedder: checked and found by the preflight)
+
+    def plan(self, planner: KernelPlanner, config: BaseKernelConfig, targets: Sequence[TokenizedExample],
+             candidates: Sequence[TokenizedExample]) -> Any:
+        """The model work of this shard of the kernel, counted with ``planner``'s tools (delift-plan)."""
+        raise NotImplementedError(f"kernel approximation {self.name!r} ({type(self).__module__}) declares no cost: "
+                                  "give it a plan() (Approximation.plan) so delift-plan can count its model work")
+
+    def stored_entries(self, config: BaseKernelConfig, n_targets: int, n_candidates: int) -> int:
+        """Entries the kernel holds (here: every pair)."""
+        return n_targets * n_candidates
+
+    def block_bytes(self, sizes: Any, config: BaseKernelConfig, n_targets: int, n_candidates: int) -> int | None:
+        """Bytes of its intermediate files (``sizes``: the plan's ``FileSizes``), or None: the exact kernel's blocks."""
+        return None
 
     @abstractmethod
     def utility(self, ctx: ApproximationContext, targets: Sequence[Example], candidates: Sequence[Example],
@@ -131,8 +177,8 @@ class CachedApproximation(Approximation):
         return kernel_cache_key(self.payload(ctx, targets, candidates, aggregate))
 
     def load(self, cache: KernelCache, key: str) -> UtilityKernel | None:
-        """The cached kernel ``<key>.npz`` or None (a strategy with another file layout overrides this and store)."""
-        return cache.load(key)
+        """The cached kernel ``<key>.npz`` in this strategy's ``layout``, or None."""
+        return cache.load(key, layout=self.layout)
 
     def store(self, cache: KernelCache, key: str, kernel: UtilityKernel, payload: dict[str, Any]) -> None:
         cache.save(key, kernel, payload)

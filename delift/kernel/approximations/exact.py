@@ -13,6 +13,7 @@ class Exact(Approximation):
     """The exact provider's kernel as it is: cached by blocks, resumable, shardable."""
 
     name = EXACT
+    uses_embedder = False
 
     def utility(self, ctx: ApproximationContext, targets: Sequence[Example], candidates: Sequence[Example],
                 aggregate: str) -> UtilityKernel:
@@ -21,6 +22,9 @@ class Exact(Approximation):
     def fill(self, ctx: ApproximationContext, targets: Sequence[Example], candidates: Sequence[Example],
              aggregate: str) -> dict[str, Any]:
         return ctx.provider.fill(targets, candidates, aggregate)
+
+    def plan(self, planner, config, targets, candidates):
+        return planner.exact(targets, candidates, config.block_size, config.num_shards, config.shard)
 
 
 APPROXIMATION = Exact()

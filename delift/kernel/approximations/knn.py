@@ -32,7 +32,6 @@ from delift.data.records import Example
 from delift.fsutil import atomic_write
 from delift.kernel.approximations.base import ApproximationContext, CachedApproximation
 from delift.kernel.blocks import IncompleteKernelError
-from delift.kernel.cache import KernelCache
 from delift.kernel.settings import UtilityKernel, uf_of_entries
 
 log = logging.getLogger(__name__)
@@ -193,6 +192,8 @@ class Knn(CachedApproximation):
 
     name = "knn"
     Config = KnnConfig
+    layout = "csr"
+    planned_exactly = False
 
     def compute(self, ctx: ApproximationContext, targets: Sequence[Example], candidates: Sequence[Example],
                 aggregate: str, key: str) -> UtilityKernel:
@@ -200,15 +201,6 @@ class Knn(CachedApproximation):
         kernel, _ = _knn_blocks(ctx, targets, candidates, aggregate, key, assemble=True)
         return kernel
 
-    def load(self, cache: KernelCache, key: str) -> UtilityKernel | None:
-        from delift.kernel.sparse import load_sparse_kernel
-
-        return load_sparse_kernel(cache.path(key), key)
-
-    def store(self, cache: KernelCache, key: str, kernel: UtilityKernel, payload: dict[str, Any]) -> None:
-        from delift.kernel.sparse import save_sparse_kernel
-
-        save_sparse_kernel(cache.path(key), kernel, key, payload)
 
     def fill_missing(self, ctx: ApproximationContext, targets: Sequence[Example], candidates: Sequence[Example],
                      aggregate: str, key: str) -> dict[str, Any]:
@@ -216,6 +208,42 @@ class Knn(CachedApproximation):
         _, counts = _knn_blocks(ctx, targets, candidates, aggregate, key, assemble=False)
         return {"key": key, "aggregate": aggregate, "complete": not counts["missing"], "approximation": self.name,
                 **{name: counts[name] for name in ("blocks_computed", "blocks_skipped", "pairs", "tokens", "seconds")}}
+
+    def plan(self, planner, config, targets, candidates):
+        """An estimate: which neighbours a target gets needs the embedder, so every target is taken with the
+        ``neighbors`` candidates after it in pool order (and itself); each candidate's prefix runs once per row
+        block, for the targets that want it."""
+        _, t_cont, t_scored = planner.lengths(targets)
+        c_shown = planner.lengths(candidates)[0]
+        where = {e.id: j for j, e in enumerate(candidates)}
+        m = config.knn.neighbors
+        work = planner.empty()
+        for number, start in enumerate(range(0, len(targets), config.block_size)):
+            if number % config.num_shards != config.shard:
+                continue
+            rows = np.arange(start, min(start + config.block_size, len(targets)))
+            wanted = np.zeros((len(rows), len(candidates)), dtype=bool)
+            for k, i in enumerate(rows):
+                own = where.get(targets[i].id)
+                base = int(i) if own is None else own
+                reach = min(m, len(candidates) - (own is not None))
+                wanted[k, [(base + 1 + t) % len(candidates) for t in range(reach)]] = True
+                if own is not None:
+                    wanted[k, own] = True
+            work.add(planner.zero_shot(t_cont[rows], t_scored[rows]))
+            used = np.flatnonzero(wanted.any(axis=0))
+            work.add(planner.one_shot(c_shown[used], t_cont[rows], t_scored[rows], wanted[:, used]))
+        return work
+
+    def stored_entries(self, config, n_targets, n_candidates):
+        """At most m + 1 a target."""
+        return n_targets * min(config.knn.neighbors + 1, n_candidates)
+
+    def block_bytes(self, sizes, config, n_targets, n_candidates):
+        """One file a row block: cols (int64), d_one, d_zero."""
+        rows = -(-n_targets // config.block_size)
+        return (2 * sizes.float * n_targets * (config.knn.neighbors + 1) + sizes.float * n_targets
+                + rows * sizes.block_file)
 
 
 APPROXIMATION = Knn()

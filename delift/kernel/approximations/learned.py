@@ -147,9 +147,7 @@ def learned_kernel(ctx: ApproximationContext, targets: Sequence[Example], candid
     e_t = ctx.embed(targets)
     e_c = e_t if sample.square else ctx.embed(candidates)
     clock.lap("embed")
-    net, fit = fit_pair_network(e_t, e_c, gi[train], gj[train], sub.uf[a[train], b[train]], hidden=settings.hidden,
-                                lr=settings.lr, batch_size=settings.batch_size, epochs=settings.epochs,
-                                seed=settings.seed)
+    net, fit = fit_pair_network(e_t, e_c, gi[train], gj[train], sub.uf[a[train], b[train]], settings)
     meta = {"sample_size": len(sample.rows), "sample_size_candidates": len(sample.cols),
             "sample_fraction": settings.sample_fraction, "sample_key": sub.meta.get("key"),
             "sample_cached": sub.meta.get("cached"), "train_pairs": fit.train_pairs,
@@ -236,6 +234,34 @@ class Learned(CachedApproximation):
         counts = ctx.provider.fill([targets[i] for i in sample.rows], [candidates[j] for j in sample.cols], aggregate)
         counts.update(sample_key=counts["key"], key=key, approximation=self.name)
         return counts  # "complete" is the sample kernel's
+
+    def plan(self, planner, config, targets, candidates):
+        """Exact: the sample kernel, then the zero-shot passes of the other rows with an exact self-pair, then
+        those self-pairs on the per-sequence path (as ``learned_kernel`` runs them)."""
+        t_ids, c_ids = [e.id for e in targets], [e.id for e in candidates]
+        sample = learned_sample(t_ids, c_ids, config.learned)
+        work = planner.exact([targets[i] for i in sample.rows], [candidates[j] for j in sample.cols],
+                             config.block_size, config.num_shards, config.shard)
+        if config.num_shards > 1 or not config.learned.exact_diagonal:
+            return work  # a shard run fills only the sample kernel's blocks; no exact self-pairs
+        rows, cols = self_pairs(t_ids, c_ids)
+        outside = ~(np.isin(rows, sample.rows) & np.isin(cols, sample.cols))
+        rows, cols = rows[outside], cols[outside]
+        _, t_cont, t_scored = planner.lengths(targets)
+        c_shown = planner.lengths(candidates)[0]
+        others = np.setdiff1d(rows, sample.rows)
+        if len(others):
+            work.add(planner.zero_shot(t_cont[others], t_scored[others]))
+        if len(rows):
+            pairs = planner.per_sequence([planner.sequence_length(int(c_shown[j]), int(t_cont[i]))
+                                          for i, j in zip(rows, cols)], t_scored[rows].tolist())
+            pairs.pairs = pairs.per_sequence = pairs.sequences
+            work.add(pairs)
+        return work
+
+    def block_bytes(self, sizes, config, n_targets, n_candidates):
+        """The sample kernel's files (the whole kernel is dense)."""
+        return round(3 * sizes.float * config.learned.sample_fraction ** 2 * n_targets * n_candidates) + sizes.block_file
 
 
 APPROXIMATION = Learned()
