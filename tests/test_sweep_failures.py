@@ -58,14 +58,14 @@ def sweep(tmp_path: Path, *arguments: str) -> subprocess.CompletedProcess:
 
 def check_one_bad_job(tmp_path: Path, done: subprocess.CompletedProcess, bad: str, good: str) -> None:
     assert done.returncode == 2, done.stderr[-3000:]
-    folders = {p.name: p for p in (tmp_path / "sweep").iterdir() if p.is_dir()}
+    folders = {p.name.split(",")[0]: p for p in (tmp_path / "sweep").iterdir() if p.is_dir()}  # job number, sweep
     failed = json.loads((folders[bad] / "failed.json").read_text())
     assert failed["exit_code"] == 2 and "budget_fraction" in failed["error"]
     assert (folders[good] / "metrics.json").is_file() and not (folders[good] / "failed.json").exists()
     assert not any((p / LOCK_NAME).exists() for p in folders.values()) and not (tmp_path / "sweep" / LOCK_NAME).exists()
     lines = done.stderr.strip().splitlines()
     assert lines[-2] == "delift: 1 sweep jobs did not finish (the others did; details in each folder):"
-    assert lines[-1].startswith(f"  {bad}: failed (exit 2): ConfigError:") and "Traceback" not in done.stderr
+    assert lines[-1].startswith(f"  {folders[bad].name}: failed (exit 2): ConfigError:") and "Traceback" not in done.stderr
 
 
 @pytest.mark.slow
