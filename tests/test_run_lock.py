@@ -104,13 +104,21 @@ def test_two_runs_into_one_folder_the_second_is_refused_and_the_first_finishes(t
 @pytest.mark.slow
 def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
     folder = tmp_path / "run"
-    run = run_smoke(tmp_path, folder, "selector=delift")
-    wait_for(folder / "run.json", run)
-    time.sleep(1.0)
+    run = run_smoke(tmp_path, folder, "selector=delift", "data.synthetic.n=100", "data.sizes.train=60",
+                    "kernel.block_size=8")  # 64 kernel blocks: Ctrl-C comes while they are computed
+    wait_for(folder / "cli.log", run)
+    deadline = time.time() + 240
+    while "stage selection ..." not in (folder / "cli.log").read_text():
+        assert run.poll() is None and time.time() < deadline, run.communicate()[1][-2000:]
+        time.sleep(0.2)
+    time.sleep(2.0)
     run.send_signal(signal.SIGINT)
     _, err = run.communicate(timeout=300)
     assert run.returncode == 130, err[-2000:]
     assert "Traceback" not in err
+    blocks = len(list((tmp_path / "cache" / "kernels").rglob("*.npz")))  # a fresh cache: all of them this run's
     last = err.strip().splitlines()[-1]
-    assert last.startswith("delift: interrupted; rerun the same command to resume (") and "kernel block" in last
+    assert last == (f"delift: interrupted; rerun the same command to resume ({blocks} kernel block"
+                    f"{'' if blocks == 1 else 's'} computed by this run cached in {tmp_path / 'cache' / 'kernels'})")
+    assert 0 < blocks < 64 and not (folder / "metrics.json").exists()
     assert not (folder / "run.lock").exists()  # released: the rerun may start at once
