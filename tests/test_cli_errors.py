@@ -5,6 +5,7 @@ composing, before any model is loaded."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,10 +20,11 @@ from delift.run.hydra_errors import translate
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def delift(tmp_path: Path, *arguments: str, **env: str) -> subprocess.CompletedProcess:
+def delift(tmp_path: Path, *arguments: str, flags: tuple[str, ...] = (), **env: str) -> subprocess.CompletedProcess:
+    experiment = [] if any(a.startswith("experiment=") for a in arguments) else ["experiment=smoke"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **env,
            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
-    return subprocess.run([sys.executable, "-m", "delift", "experiment=smoke", *arguments,
+    return subprocess.run([sys.executable, "-m", "delift", *flags, *experiment, *arguments,
                            f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
@@ -102,7 +104,7 @@ def test_a_primary_configs_own_search_path_is_searched(tmp_path):
 
 def test_a_typo_in_an_own_experiment_gets_a_did_you_mean_naming_it(tmp_path):
     conf = own_config_dir(tmp_path)
-    done = delift(tmp_path, "--config-dir", str(conf), "experiment=mien")
+    done = delift(tmp_path, "experiment=mien", flags=("--config-dir", str(conf)))
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "experiment: unknown experiment option 'mien'. Did you mean 'mine'?" in done.stderr
 
@@ -110,7 +112,8 @@ def test_a_typo_in_an_own_experiment_gets_a_did_you_mean_naming_it(tmp_path):
 @pytest.mark.slow
 def test_an_experiment_in_the_users_config_dir_runs(tmp_path):
     conf = own_config_dir(tmp_path)
-    done = delift(tmp_path, "--config-dir", str(conf), "experiment=mine", "selector=my_random", "progress=false")
+    done = delift(tmp_path, "experiment=mine", "selector=my_random", "progress=false", flags=("--config-dir", str(conf)))
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "run" / "metrics.json").is_file() and (tmp_path / "run" / "subset.json").is_file()
     assert not (tmp_path / "run" / "run.lock").exists()  # released when the run ended
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["name"] == "mine"
