@@ -73,6 +73,18 @@ def test_a_second_delift_into_a_folder_in_use_exits_2_naming_the_owner(tmp_path)
         holder.wait()
 
 
+def test_a_dead_runs_lock_is_taken_over_with_a_warning_and_released_at_exit(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "run.lock").write_text(json.dumps({"pid": dead_pid(), "host": socket.gethostname(), "started": "t"}))
+    done = subprocess.run([sys.executable, "-m", "delift", "experiment=smoke", "seed=-1", f"hydra.run.dir={folder}",
+                           f"paths.cache_dir={tmp_path / 'cache'}"], cwd=tmp_path, env=ENV, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2 and "seed: -1: must be >= 0" in done.stdout + done.stderr, done.stderr[-2000:]
+    assert "taking over the stale lock" in done.stdout + done.stderr
+    assert not (folder / "run.lock").exists()  # a config error (exit 2) releases it too
+
+
 def run_smoke(tmp_path: Path, folder: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "delift", "experiment=smoke", "selector=random", "progress=false",
                              f"hydra.run.dir={folder}", f"paths.cache_dir={tmp_path / 'cache'}", *extra],
