@@ -35,6 +35,8 @@ def _is_multirun(config: Any) -> bool:
 
 
 class RunGuard(Callback):
+    """Locks a run's, a sweep's and each sweep job's folder while in use; a sweep's end summarises its jobs."""
+
     def on_run_start(self, config: Any, **kwargs: Any) -> None:
         self._take(str(OmegaConf.select(config, "hydra.run.dir")))
 
