@@ -92,10 +92,15 @@ def _unknown(key: str, value: str, known: Iterable[str], what: str) -> ConfigErr
 
 def check_group_choices(arguments: Iterable[str]) -> None:
     """ConfigError listing every ``group=option`` argument (``data@usecase.target=...``, sweeps ``a,b``, lists
-    ``[a,b]``) that names no ``conf/<group>/<option>.yaml``, each with a did-you-mean: called before Hydra
+    ``[a,b]``) that names no ``<group>/<option>.yaml`` in any folder Hydra will search (``conf/``, ``--config-dir``,
+    ``hydra.searchpath``: :mod:`delift.config.searchpath`), each with a did-you-mean: called before Hydra
     composes, whose own error has none. Flags, plain keys and Hydra's groups (``hydra/...``) are left to Hydra."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    from delift.config.searchpath import config_dirs, group_options
+
+    arguments = list(arguments)
+    dirs = config_dirs(arguments, CONFIG_DIR)
     parser, problems = OverridesParser.create(), []
     for argument in arguments:
         try:
@@ -103,13 +108,13 @@ def check_group_choices(arguments: Iterable[str]) -> None:
         except Exception:  # noqa: BLE001 - a flag or its value (--cfg job), or a syntax error Hydra reports
             continue
         group = override.key_or_group
-        if override.is_delete() or group.startswith("hydra") or not (Path(CONFIG_DIR) / group).is_dir():
+        options = None if override.is_delete() or group.startswith("hydra") else group_options(dirs, group)
+        if options is None:
             continue
         values = list(override.sweep_string_iterator()) if override.is_discrete_sweep() else override.value()
         for value in values if isinstance(values, list) else [values]:
-            if isinstance(value, str) and value not in _options(group):
-                problems.append(str(_unknown(f"{override.get_key_element()}", value, _options(group),
-                                             f"{group} option")))
+            if isinstance(value, str) and value not in options:
+                problems.append(str(_unknown(f"{override.get_key_element()}", value, options, f"{group} option")))
     if problems:
         raise ConfigError("\n".join(problems))
 
