@@ -322,7 +322,7 @@ def layout(index: Index) -> tuple[str, int]:
         for name in sorted(n for n, m in index.modules.items() if not m.is_package and n.rpartition(".")[0] == package):
             line = first_line(index.modules[name].tree)
             missing += line is None
-            out.append(f"- `{Path(index.modules[name].rel).name}`: {line or '(no docstring)'}")
+            out.append(f"- `{Path(index.modules[name].rel).as_posix()}`: {line or '(no docstring)'}")
         out.append("")
     out.append(f"{len(packages)} packages, {len(index.modules) - len(packages)} modules; "
                f"without a docstring: {missing}.")

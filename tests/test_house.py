@@ -316,8 +316,8 @@ def test_layout_lists_packages_and_modules_and_counts_missing_docstrings(tmp_pat
                                                "delift/sub/bare.py": "X = 1\n"}))
     text, missing = house.layout(index)
     assert missing == 1
-    assert "## delift/\n\nTop.\n\n- `run.py`: Runs it.\n" in text
-    assert "## delift/sub/\n\nA package.\n\n- `bare.py`: (no docstring)\n" in text
+    assert "## delift/\n\nTop.\n\n- `delift/run.py`: Runs it.\n" in text
+    assert "## delift/sub/\n\nA package.\n\n- `delift/sub/bare.py`: (no docstring)\n" in text
     assert text.rstrip().endswith("2 packages, 2 modules; without a docstring: 1.")
 
 
