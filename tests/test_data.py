@@ -381,13 +381,14 @@ def test_synthetic_near_duplicates(rate: float) -> None:
 
 # ---------------------------------------------------------------- configs and real data
 
-def test_conf_data_yamls_share_keys_and_quickstart_loads() -> None:
-    configs = {p.stem: OmegaConf.load(p) for p in sorted((REPO / "conf" / "data").glob("*.yaml"))}
+def test_conf_data_yamls_are_typed_data_configs_and_quickstart_loads() -> None:
+    """Every conf/data YAML merges into DataConfig (it sets only keys the schema has), names itself, reads no
+    local file by default and names a known format; the quickstart loads with its sizes."""
+    raw = {p.stem: OmegaConf.load(p) for p in sorted((REPO / "conf" / "data").glob("*.yaml"))}
     expected = {"quickstart", "alpaca", "dolly", "mixinstruct", "gsm8k", "mmlu", "squad", "p3", "hotpotqa",
                 "mt_bench", "structured"}
-    assert expected <= set(configs)
-    keys = {stem: list(cfg.keys()) for stem, cfg in configs.items()}
-    assert len({tuple(k) for k in keys.values()}) == 1, keys
+    assert expected <= set(raw)
+    configs = {stem: OmegaConf.merge(OmegaConf.structured(DataConfig), cfg) for stem, cfg in raw.items()}
     for stem, cfg in configs.items():
         assert cfg.local_path is None and cfg.name == stem
         assert cfg.format in GENERATED_FORMATS or cfg.format in FORMATTERS

@@ -210,7 +210,10 @@ def test_decontamination_compares_whole_prompts_not_shared_instructions() -> Non
 # ---------------------------------------------------------------- sources, fixtures, configs
 
 def conf(stem: str) -> Any:
-    return OmegaConf.load(CONF_DATA / f"{stem}.yaml")
+    """conf/data/<stem>.yaml merged into its schema (the YAML sets only what differs from DataConfig's defaults)."""
+    from delift.data.config import DataConfig
+
+    return OmegaConf.merge(OmegaConf.structured(DataConfig), OmegaConf.load(CONF_DATA / f"{stem}.yaml"))
 
 
 def test_resolution_order_local_then_offline_copy_then_hub(tmp_path: Path, monkeypatch) -> None:

@@ -52,8 +52,9 @@ def test_a_kernel_shard_run_has_its_own_job_type() -> None:
 def kernel_file(cache: Path, key: str, ids: list[str]) -> None:
     (cache / "kernels").mkdir(parents=True)
     uf = np.arange(len(ids) ** 2, dtype=np.float32).reshape(len(ids), len(ids)) / 100
-    meta = {"target_ids": ids, "candidate_ids": ids}
-    np.savez(cache / "kernels" / f"{key}.npz", uf=uf, meta=np.array(json.dumps(meta)))
+    meta = {"target_ids": ids, "candidate_ids": ids}  # a dense kernel file as KernelCache writes it
+    np.savez(cache / "kernels" / f"{key}.npz", uf=uf, d_one=np.ones_like(uf, dtype=np.float64),
+             d_zero=np.ones(len(ids)), meta=np.array(json.dumps(meta)))
 
 
 def test_stage_numbers_go_to_the_summary_and_figures_to_images(tmp_path: Path) -> None:
