@@ -26,7 +26,7 @@ from delift.data import (
     make_splits,
 )
 from delift.data.config import DataConfig, SizesConfig
-from delift.data.formatters import GENERATED_FORMATS
+from delift.data.fields import GENERATED as GENERATED_FORMATS
 from delift.data.readers import row_index
 
 REPO = Path(__file__).resolve().parents[1]

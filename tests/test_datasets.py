@@ -27,7 +27,7 @@ from delift.data import (
     resolve_source,
 )
 from delift.data.config import DataConfig
-from delift.data.formatters import GENERATED_FORMATS
+from delift.data.fields import GENERATED as GENERATED_FORMATS
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DELIFT_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))

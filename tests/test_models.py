@@ -171,7 +171,9 @@ def test_source_table_covers_the_schema_choices():
     for bad in (resolve_model_path, model_identity):
         with pytest.raises(ValueError, match="model.source='ftp': expected one of hub, packaged_gguf, tiny_random"):
             bad(ModelConfig(name="m", source="ftp"))
-    assert ModelConfig(name="m", source="ftp").problems() == {
+    from delift.config.checks import collect_problems
+
+    assert collect_problems(ModelConfig(name="m", source="ftp")) == {  # the source registry's check (add_check)
         "source": "'ftp': expected one of hub, packaged_gguf, tiny_random, or the module path of a source outside "
                   "delift"}
 

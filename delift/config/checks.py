@@ -25,6 +25,17 @@ def at_least(problems: Problems, key: str, value: Any, low: float, *, strict: bo
         problems[key] = f"{value!r}: must be {'>' if strict else '>='} {low}"
 
 
+EXTRA_CHECKS: dict[type, list] = {}  # class -> checks beyond its own problems() (each: instance -> Problems)
+
+
+def add_check(cls: type, check) -> None:
+    """Run ``check(node) -> {local key: message}`` beside ``cls.problems()`` for every ``cls`` node: how a
+    registry below the class (``model.source``: :mod:`delift.models.sources`) checks a field the class cannot
+    import the choices of."""
+    if check not in EXTRA_CHECKS.setdefault(cls, []):
+        EXTRA_CHECKS[cls].append(check)
+
+
 class ConfigError(ValueError):
     """A config value that is missing, of the wrong type, unknown or out of range; names the key."""
 
@@ -37,6 +48,8 @@ def collect_problems(node: Any, prefix: str = "") -> dict[str, str]:
         check = getattr(node, "problems", None)
         if check is not None:
             found.update({join(key): message for key, message in check().items()})
+        for extra in EXTRA_CHECKS.get(type(node), ()):
+            found.update({join(key): message for key, message in extra(node).items()})
         for item in fields(node):
             found.update(collect_problems(getattr(node, item.name), join(item.name)))
     elif isinstance(node, dict):

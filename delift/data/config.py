@@ -12,7 +12,9 @@ from typing import Any, List, Optional
 from omegaconf import MISSING
 
 from delift.config.checks import Problems, at_least, choice
+from delift.data.fields import generated_format
 from delift.data.structured import TASK_NAMES
+from delift.data.synthetic import SyntheticConfig
 
 
 @dataclass
@@ -48,20 +50,6 @@ class SizesConfig:
             at_least(found, name, getattr(self, name), 0)
         if [self.train, self.valid, self.test].count(None) > 1:
             found["train"] = "at most one of train/valid/test may be null (all remaining)"
-        return found
-
-
-@dataclass
-class SyntheticConfig:
-    n: int = 120
-    near_duplicate_rate: float = 0.2
-    seed: int = 0
-
-    def problems(self) -> Problems:
-        found: Problems = {}
-        at_least(found, "n", self.n, 1)
-        if not 0.0 <= self.near_duplicate_rate < 1.0:
-            found["near_duplicate_rate"] = f"{self.near_duplicate_rate!r}: must be in [0, 1)"
         return found
 
 
@@ -116,12 +104,11 @@ class DataConfig:
         found: Problems = {}
         choice(found, "on_bad_row", self.on_bad_row, ("error", "skip"))
         at_least(found, "max_rows", self.max_rows, 0)
-        if self.format == "synthetic" and self.synthetic is None:
-            found["synthetic"] = "format synthetic needs {n, near_duplicate_rate, seed}"
-        if self.format == "structured" and self.structured is None:
-            found["structured"] = "format structured needs {num_tasks, per_task, seed, ...}"
+        generated = generated_format(self.format)
+        if generated is not None and generated.needs is not None and getattr(self, generated.name, None) is None:
+            found[generated.name] = generated.needs
         if self.local_path is not None and not str(self.local_path).strip():
             found["local_path"] = "empty: give a file or folder, or null to use the hub / offline copy"
-        elif self.format in ("synthetic", "structured") and self.local_path is not None:
+        elif generated is not None and self.local_path is not None:
             found["local_path"] = f"set, but format is {self.format} (generated, never read): pick one"
         return found

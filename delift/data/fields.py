@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from delift.data.errors import DataFormatError
@@ -46,6 +47,35 @@ def row_id(row: dict[str, Any], location: str, dataset: str, id_field: str | Non
 
 
 FORMATTERS: dict[str, Callable[[dict[str, Any], str], Any]] = {}  # data.format -> (row, location) -> Example
+
+
+@dataclass(frozen=True)
+class GeneratedFormat:
+    """A ``data.format`` generated in code, not read from rows (``synthetic``, ``structured``)."""
+
+    name: str
+    load: Callable[..., tuple[list, dict[str, Any]]]  # (data config, max_rows, shared datasets folder) -> (examples, record)
+    needs: str | None  # the problem when its settings block data.<name> is null (None: it has none)
+    caveat: str  # the label run.json and the report carry beside results on it
+
+
+GENERATED: dict[str, GeneratedFormat] = {}  # data.format -> its generator (registered by its own module)
+
+
+def register_generated(name: str, needs: str | None, caveat: str) -> Callable:
+    """Decorator: the generator ``(data config, max_rows, shared datasets folder) -> (examples, record)`` of
+    ``data.format=name``, with the problem a null ``data.<name>`` block gets and its results' caveat."""
+    def register(function: Callable) -> Callable:
+        if name in GENERATED or name in FORMATTERS:
+            raise ValueError(f"data.format {name!r} is registered twice ({function.__module__}.{function.__name__})")
+        GENERATED[name] = GeneratedFormat(name, function, needs, caveat)
+        return function
+    return register
+
+
+def generated_format(name: Any) -> GeneratedFormat | None:
+    """The generator of ``data.format=name``, or None when the format is read from rows."""
+    return GENERATED.get(name) if isinstance(name, str) else None
 
 
 def register_format(name: str) -> Callable:

@@ -28,6 +28,7 @@ from delift.data import formatters_qa  # noqa: F401 - registers hotpotqa and mt_
 from delift.data.errors import DataFormatError
 from delift.data.fields import (
     FORMATTERS,
+    GENERATED,
     HUB_CONFIG_FIELD,
     optional_text,
     register_format,
@@ -38,9 +39,6 @@ from delift.data.fields import (
 from delift.data.records import Example
 
 Formatter = Callable[[dict[str, Any], str], Example]
-SYNTHETIC_FORMAT = "synthetic"
-STRUCTURED_FORMAT = "structured"
-GENERATED_FORMATS = (SYNTHETIC_FORMAT, STRUCTURED_FORMAT)  # generated in code (delift.data.synthetic / structured)
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 P3_END = "<|endoftext|>"  # every completion of the shared P3 sample ends with this literal
 
@@ -240,7 +238,7 @@ def get_formatter(name: str) -> Formatter:
     """The formatter called ``name``; a typo gets a did-you-mean instead of a bare KeyError."""
     if name in FORMATTERS:
         return FORMATTERS[name]
-    if "." in str(name) and name not in GENERATED_FORMATS:  # another package's formatter module, by its path
+    if "." in str(name) and name not in GENERATED:  # another package's formatter module, by its path
         try:
             importlib.import_module(name)
         except ImportError as exc:
@@ -250,12 +248,12 @@ def get_formatter(name: str) -> Formatter:
             raise ValueError(f"data.format={name!r}: module {name} registers no formatter under its name "
                              "(@register_format(__name__))")
         return FORMATTERS[name]
-    if name in GENERATED_FORMATS:
+    if name in GENERATED:
         raise ValueError(
             f"format '{name}' is generated in code, not read from rows; "
             f"use delift.data.{name}.generate_{name} or load_examples"
         )
-    known = sorted([*FORMATTERS, *GENERATED_FORMATS])
+    known = sorted([*FORMATTERS, *GENERATED])
     close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.5)
     hint = f"; did you mean '{close[0]}'?" if close else ";"
     raise ValueError(f"unknown format '{name}'{hint} known: {', '.join(known)}")

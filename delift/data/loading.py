@@ -31,16 +31,14 @@ from typing import Any, Iterator
 
 from omegaconf import MISSING
 
-from delift.data.config import DataConfig, SyntheticConfig
+from delift.data.config import DataConfig
 from delift.data.errors import DataFileError, DataFormatError
-from delift.data.fields import HUB_CONFIG_FIELD
-from delift.data.formatters import STRUCTURED_FORMAT, SYNTHETIC_FORMAT, get_formatter
+from delift.data.fields import HUB_CONFIG_FIELD, generated_format
+from delift.data.formatters import get_formatter
 from delift.data.readers import HubSource, RowLocation, iter_rows
 from delift.data.records import Example
 from delift.data.sources import SHARED_ENV, DataConfigLike, ResolvedSource, data_config, resolve_source
 from delift.data.splits import DataSplits, make_splits
-from delift.data.structured import load_structured
-from delift.data.synthetic import generate_synthetic
 
 log = logging.getLogger(__name__)
 
@@ -52,18 +50,6 @@ def _max_rows(data_cfg: DataConfig) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"data.max_rows must be a non-negative int or null, got {value!r}")
     return value
-
-
-def _load_synthetic(data_cfg: DataConfig, max_rows: int | None) -> list[Example]:
-    if data_cfg.local_path is not None:
-        raise ValueError("data.local_path is set but data.format is 'synthetic'; pick one")
-    synth = data_cfg.synthetic or SyntheticConfig()
-    n = int(synth.n)
-    if max_rows is not None:
-        n = min(n, max_rows)
-    examples = generate_synthetic(n, seed=int(synth.seed), near_duplicate_rate=float(synth.near_duplicate_rate))
-    log.info("generated %d SYNTHETIC examples for data '%s'", len(examples), data_cfg.name)
-    return examples
 
 
 def _rows(resolved: ResolvedSource, max_rows: int | None,
@@ -105,12 +91,10 @@ def _load(data_cfg: DataConfig,
         raise ValueError("data.format is required (a formatter name or 'synthetic')")
     max_rows = _max_rows(data_cfg)
     name = data_cfg.name
-    if fmt == STRUCTURED_FORMAT:
+    generated = generated_format(fmt)  # synthetic, structured: generated in code (delift.data.fields.GENERATED)
+    if generated is not None:
         shared = shared_datasets if shared_datasets is not None else os.environ.get(SHARED_ENV)
-        return load_structured(data_cfg.structured, max_rows, data_cfg.name, shared)
-    if fmt == SYNTHETIC_FORMAT:
-        return _load_synthetic(data_cfg, max_rows), {"kind": "synthetic", "fixture": False, "note": None,
-                                                     "sources": [], "skipped_bad_rows": 0, "filtered_out": 0}
+        return generated.load(data_cfg, max_rows, shared)
     formatter = get_formatter(str(fmt))
     on_bad_row = str(data_cfg.on_bad_row)
     if on_bad_row not in ("error", "skip"):

@@ -31,7 +31,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from delift.data.config import DataConfig
-from delift.data.formatters import GENERATED_FORMATS
+from delift.data.fields import generated_format
 from delift.data.readers import HubSource, Source, check_exists
 
 log = logging.getLogger(__name__)
@@ -172,6 +172,6 @@ def resolve_source(data_cfg: DataConfigLike, shared_datasets: str | os.PathLike 
 def is_fixture(data_cfg: DataConfigLike, shared_datasets: str | os.PathLike | None = None) -> bool:
     """True when ``data_cfg`` would read a packaged FIXTURE here rather than the real dataset."""
     data_cfg = data_config(data_cfg)
-    if data_cfg.format in GENERATED_FORMATS:
+    if generated_format(data_cfg.format) is not None:
         return False
     return resolve_source(data_cfg, shared_datasets).fixture

@@ -3,7 +3,8 @@
 A notebook builds it directly (``ModelConfig(name="tiny", source="tiny_random")``). ``dtype`` stays as
 written (``auto`` in run.json's config); :attr:`ModelConfig.resolved_dtype` is the concrete one that
 cache keys and loading use. Imports only the standard library, omegaconf's ``MISSING`` and
-:mod:`delift.config.checks` (torch only inside the two functions that need it), so the config schema can hold it.
+:mod:`delift.config.checks` and the torch-free table of :mod:`delift.models.tiny` (torch only inside the two
+functions that need it), so the config schema can hold it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, Dict, Optional
 from omegaconf import MISSING
 
 from delift.config.checks import Problems, at_least, choice
-from delift.models.sources import find_source
+from delift.models.tiny import BUILDERS, DEFAULT_TINY_FAMILY, TOKENIZERS
 
 DTYPES = ("float32", "float16", "bfloat16", "auto")  # auto: bfloat16 on hardware with native bf16, else float32
 AUTO_DTYPE = "auto"
@@ -25,9 +26,8 @@ TORCH_DTYPE_NAMES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloa
                      "float16": "float16", "fp16": "float16"}  # accepted name -> torch attribute
 CACHE_DIR_ENV = "DELIFT_CACHE_DIR"  # what conf/config.yaml's paths.cache_dir reads first
 DEFAULT_CACHE_DIR = ".cache/delift"
-TINY_FAMILIES = ("llama", "llama3", "qwen2", "phi3", "mistral", "gemma2")  # the keys of delift.models.tiny.BUILDERS
-DEFAULT_TINY_FAMILY = "llama"  # what a null model.tiny.family builds
-TINY_TOKENIZERS = ("byte_pairs",)  # model.tiny.tokenizer besides null (byte-level): delift.models.tiny.TOKENIZERS
+TINY_FAMILIES = tuple(BUILDERS)  # model.tiny.family's choices: the families delift.models.tiny builds
+TINY_TOKENIZERS = tuple(name for name in TOKENIZERS if name)  # model.tiny.tokenizer besides null (byte-level)
 
 
 @functools.cache  # the hardware does not change within a run; keys read it often
@@ -131,14 +131,10 @@ class ModelConfig:
     shape: Optional[ModelShape] = None  # the cost plan's figures (delift-plan); null = read from the model's files
 
     def problems(self) -> Problems:
+        """dtype and cache_dir; ``model.source`` and its own fields are checked by the source registry
+        (:func:`delift.models.sources.source_problems`, added beside this one when :mod:`delift.models` is imported)."""
         found: Problems = {}
-        try:
-            source = find_source(self.source)
-        except ValueError as exc:
-            source, found["source"] = None, f"{self.source!r}: {str(exc).split(': ', 1)[1]}"
         choice(found, "dtype", self.dtype, DTYPES)
-        if source is not None:
-            found.update(source.problems(self))  # its own fields (hub: hub_id or local_path; ...)
         if self.cache_dir is not None and not str(self.cache_dir).strip():
             found["cache_dir"] = "empty: give a folder, or null for paths.cache_dir"
         return found

@@ -7,8 +7,9 @@ cost plan reads its tokenizer and config.json without weights (``plan_tokenizer`
 label a reader must see beside its numbers (``caveat``). :mod:`delift.models.loading`, the preflight
 (:mod:`delift.run.preflight`), the plan (:mod:`delift.plan.models`) and the provenance ask it (:func:`find_source`).
 
-This module is torch-free (the config schema checks ``model.source`` with it): a source imports torch, the
-loaders and the hub inside its methods.
+This module is torch-free (importing :mod:`delift.models` adds its ``model.source`` check to
+:class:`ModelConfig`'s, :func:`source_problems`): a source imports torch, the loaders and the hub inside its
+methods, and builds its files with :mod:`delift.models.files` (never :mod:`delift.models.loading`, which asks it).
 
 Adding one: a class here with ``@register`` (built in), or one module anywhere on the path holding
 ``SOURCE`` (a :class:`ModelSource` whose ``name`` is that module's path), chosen by
@@ -21,10 +22,10 @@ import difflib
 import importlib
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, NamedTuple
+from typing import Any, Callable, ClassVar, NamedTuple
 
-if TYPE_CHECKING:
-    from delift.models.config import ModelConfig
+from delift.config.checks import add_check
+from delift.models.config import ModelConfig
 
 HubProblem = Callable[..., "str | None"]  # the preflight's hub check: (repo_id, revision) -> why not, or None
 
@@ -65,9 +66,9 @@ class ModelSource(ABC):
 
     def plan_tokenizer(self, spec: ModelConfig, ready: bool) -> Any:
         """The tokenizer, loaded without model weights (``ready``: its folder exists already)."""
-        from delift.models.loading import load_tokenizer
+        from delift.models.files import tokenizer_at
 
-        return load_tokenizer(spec)
+        return tokenizer_at(spec, self.path(spec), self.hub_revision)
 
     def config_json(self, spec: ModelConfig) -> tuple[dict[str, Any] | None, str]:
         """Its config.json when it is at hand offline outside a ready folder (and where from), else (None, "")."""
@@ -109,6 +110,29 @@ def find_source(name: str) -> ModelSource:
     return source
 
 
+def source_of(spec: ModelConfig) -> ModelSource:
+    """The :class:`ModelSource` that ``spec.source`` names; ValueError naming ``model.source`` and the choices."""
+    return find_source(spec.source)
+
+
+def model_identity(spec: ModelConfig) -> dict[str, Any]:
+    """The fields that determine a model's outputs, for cache keys."""
+    return {"source": spec.source, "dtype": spec.resolved_dtype, **source_of(spec).identity(spec)}
+
+
+def source_problems(spec: ModelConfig) -> dict[str, str]:
+    """``model.source``'s problems (not a source: the choices) and its source's own (hub: hub_id or local_path;
+    ...): the check this module adds to :class:`ModelConfig`'s (:func:`delift.config.checks.add_check`)."""
+    try:
+        source = find_source(spec.source)
+    except ValueError as exc:
+        return {"source": f"{spec.source!r}: {str(exc).split(': ', 1)[1]}"}
+    return source.problems(spec)
+
+
+add_check(ModelConfig, source_problems)
+
+
 def _missing_folder(key: str, spec: ModelConfig, tail: str) -> Unavailable | None:
     folder = Path(spec.local_path).expanduser()
     why = ("not a folder" if not folder.is_dir() else
@@ -133,7 +157,7 @@ class Hub(ModelSource):
         return {} if spec.hub_id or spec.local_path else {"hub_id": "source hub needs hub_id or local_path"}
 
     def identity(self, spec: ModelConfig) -> dict[str, Any]:
-        from delift.models.loading import folder_fingerprint, resolved_commit
+        from delift.models.files import folder_fingerprint, resolved_commit
 
         if spec.local_path:
             return {"id": str(spec.local_path), "content": folder_fingerprint(Path(spec.local_path).expanduser())}
@@ -181,18 +205,18 @@ class PackagedGguf(ModelSource):
 
     def identity(self, spec: ModelConfig) -> dict[str, Any]:
         from delift.fsutil import distribution_version
-        from delift.models.loading import CONVERSION_VERSION
+        from delift.models.files import CONVERSION_VERSION
 
         return {"package": spec.gguf_package, "package_version": distribution_version(spec.gguf_package),
                 "file": spec.gguf_file, "conversion": CONVERSION_VERSION}
 
     def path(self, spec: ModelConfig) -> str:
-        from delift.models.loading import build_once, convert_packaged_gguf
+        from delift.models.files import build_once, convert_packaged_gguf
 
-        return str(build_once(spec, self.built, lambda tmp: convert_packaged_gguf(spec, tmp)))
+        return str(build_once(spec, self.built, model_identity(spec), lambda tmp: convert_packaged_gguf(spec, tmp)))
 
     def unavailable(self, key: str, spec: ModelConfig, tail: str, hub_problem: HubProblem) -> Unavailable | None:
-        from delift.models.loading import packaged_gguf_dir  # imports torch: only for a packaged model
+        from delift.models.files import packaged_gguf_dir
 
         try:
             folder = packaged_gguf_dir(spec)
@@ -208,7 +232,7 @@ class PackagedGguf(ModelSource):
             return super().plan_tokenizer(spec, ready)
         from transformers import AutoTokenizer  # the tokenizer in the GGUF's metadata; its tensors are not read
 
-        from delift.models.loading import checked_tokenizer, packaged_gguf_dir
+        from delift.models.files import checked_tokenizer, packaged_gguf_dir
 
         folder = packaged_gguf_dir(spec)
         return checked_tokenizer(AutoTokenizer.from_pretrained(folder, gguf_file=spec.gguf_file), spec.gguf_file)
@@ -226,10 +250,11 @@ class TinyRandom(ModelSource):
         return {"seed": spec.seed, "tiny": spec.tiny_shape}
 
     def path(self, spec: ModelConfig) -> str:
-        from delift.models.loading import build_once
+        from delift.models.files import build_once
         from delift.models.tiny import build_tiny_model
 
-        return str(build_once(spec, self.built, lambda tmp: build_tiny_model(tmp, spec.seed, **spec.tiny_shape)))
+        return str(build_once(spec, self.built, model_identity(spec),
+                              lambda tmp: build_tiny_model(tmp, spec.seed, **spec.tiny_shape)))
 
     def unavailable(self, key: str, spec: ModelConfig, tail: str, hub_problem: HubProblem) -> Unavailable | None:
         return None  # built in code: always there

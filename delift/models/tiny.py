@@ -11,6 +11,9 @@ family differ from the others at the smallest size:
 - ``mistral``: sliding-window attention on every layer (a 64-token window, so it bites on test sequences).
 - ``gemma2``: alternating sliding (8 tokens) and full layers, soft-capped attention and final logits,
   tied input/output embeddings.
+
+Torch-free at import (torch and transformers only inside the functions that build and fit): the model's
+settings (:mod:`delift.models.config`) take their family and tokenizer choices from ``BUILDERS`` and ``TOKENIZERS``.
 """
 
 from __future__ import annotations
@@ -18,10 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
-from delift.models.config import DEFAULT_TINY_FAMILY
-
+DEFAULT_TINY_FAMILY = "llama"  # what a null model.tiny.family builds
 EOS, PAD = "</s>", "<pad>"
 # byte_pairs: frequent English and prompt-template pairs ("Ġ" is a space, "Ċ" a newline in byte-level symbols)
 PAIR_MERGES = (("t", "h"), ("h", "e"), ("i", "n"), ("e", "r"), ("a", "n"), ("r", "e"), ("o", "n"), ("e", "s"),
@@ -103,7 +103,7 @@ def _grouped(shape: dict[str, int]) -> int:
     return max(1, shape["num_attention_heads"] // 2)
 
 
-# family -> (shape, special token ids) -> (model class, its config); keys are config.TINY_FAMILIES
+# family -> (shape, special token ids) -> (model class, its config): model.tiny.family's choices
 BUILDERS: dict[str, Callable[[dict[str, int], dict[str, Any]], tuple[type, Any]]] = {
     "llama": _llama, "llama3": _llama3, "qwen2": _qwen2, "phi3": _phi3, "mistral": _mistral, "gemma2": _gemma2,
 }
@@ -125,6 +125,8 @@ def build_tiny_model(folder: Path, seed: int, family: str = DEFAULT_TINY_FAMILY,
     special = {"eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id, "bos_token_id": None,
                "tie_word_embeddings": False}
     model_class, config = BUILDERS[family](shape, special)
+    import torch
+
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
@@ -138,6 +140,8 @@ def build_tiny_model(folder: Path, seed: int, family: str = DEFAULT_TINY_FAMILY,
 def fit_to_texts(model, tokenizer, texts: list[str], steps: int, lr: float = 5e-3):
     """``model`` after ``steps`` full-batch Adam steps of causal-LM loss on ``texts``, seeded (in eval mode): a
     tiny random model whose scores then depend on the context shown (tests and the family matrix)."""
+    import torch
+
     model.train()
     torch.manual_seed(0)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)

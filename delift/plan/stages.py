@@ -25,7 +25,7 @@ from delift.kernel.front import Kernels
 from delift.kernel.provider import KernelProvider
 from delift.kernel.settings import KernelRequest
 from delift.kernel.tokens import TokenizedExample
-from delift.plan.kernel import FLOAT, Schedule, kernel_bytes, kernel_work, stored_entries
+from delift.plan.kernel import FLOAT, Schedule, kernel_bytes, kernel_work, sparse_layout, stored_entries
 from delift.plan.models import PlanModel, flops
 from delift.plan.work import Work, attended
 from delift.protocols.base import Protocol
@@ -148,7 +148,7 @@ def kernel_work_stage(job: JobInputs, work: KernelWork) -> None:
         return
     shape = len(work.request.targets), len(work.request.candidates)
     pairs = shape[0] * shape[1]
-    if job.cfg.kernel.approximation != "knn":  # a dense kernel (C's approximation declarations may name this)
+    if not sparse_layout(job.cfg.kernel):  # a dense kernel
         job.selection_bytes += stage.dense + SELECTION_BYTES * pairs
     elif work.stays_sparse:
         job.selection_bytes += stage.dense + SPARSE_SELECTION_BYTES * stored_entries(job.cfg.kernel, *shape)

@@ -90,6 +90,7 @@ def group_summary(group: Group, shown: list[str], parts: Parts) -> dict[str, Any
             "selector": group.selector, "variant": group.variant, "method": parts.method_label(group.selector, group.variant), "budget_fraction": budget,
             "selector_label": parts.selector(group.selector).label, "reference": parts.selector(group.selector).reference, "whole_pool": parts.selector(group.selector).whole_pool,
             "skip_training": parts.selector(group.selector).skip_training,
+            "reference_baseline": parts.selector(group.selector).baseline,
             "sdf": math.fsum(sdf) / len(sdf) if sdf else None, "selection_s": group.mean("time/selection_s"),
             "total_s": group.mean("time/total_s"),
             "selection_cached": sum(1 for job in group.jobs if cache_reads(job.subset.get("info"))),  # seeds

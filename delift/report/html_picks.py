@@ -98,11 +98,11 @@ def picks_block(job: Job, parts: Parts, shared: set[str] = frozenset()) -> str:
     return picks_table(job, job_picks(job), shared)
 
 
-def random_partner(groups: list[Group], group: Group, job: Job) -> Job | None:
-    """Random's job of ``group``'s setting and ``job``'s seed."""
+def random_partner(groups: list[Group], group: Group, job: Job, parts: Parts) -> Job | None:
+    """The reference baseline's (Random's) job of ``group``'s setting and ``job``'s seed."""
     setting = json.dumps(group.setting, sort_keys=True, default=str)
     for other in groups:
-        if other.selector == "random" and json.dumps(other.setting, sort_keys=True, default=str) == setting:
+        if parts.selector(other.selector).baseline and json.dumps(other.setting, sort_keys=True, default=str) == setting:
             return next((j for j in other.jobs if json.dumps(j.seed) == json.dumps(job.seed)), None)
     return None
 
@@ -115,8 +115,8 @@ def job_panel(groups: list[Group], group: Group, job: Job, shown: list[str], par
     meta = (f"{len(ids)} of {job.subset.get('pool_size', '?')} pool examples picked (budget "
             f"{job.subset.get('budget', '?')}), in pick order; {gain_name(job)} per pick; run folder {job.path}")
     own = picks_block(job, parts)
-    if group.selector != "random" and ids and not parts.selector(group.selector).whole_pool:
-        partner = random_partner(groups, group, job)
+    if not parts.selector(group.selector).baseline and ids and not parts.selector(group.selector).whole_pool:
+        partner = random_partner(groups, group, job, parts)
         shared = set(ids) & set(partner.subset.get("selected_ids") or []) if partner is not None else set()
         own = picks_block(job, parts, shared)
         beside = (picks_block(partner, parts, shared) if partner is not None

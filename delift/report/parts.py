@@ -2,7 +2,8 @@
 
 A job's ``run.json`` records its resolved config: the selector's ``_target_``, each ``metric_library``
 entry's and each evaluation block's. The class named there is imported (``hydra.utils.get_class``) and
-asked: a selector for its ``label``, ``row_order``, ``budget_independent`` and ``skip_training``; a metric
+asked: a selector for its ``label``, ``row_order``, ``budget_independent``, ``skip_training`` and
+``reference_baseline``; a metric
 for the labels, ``bounds`` and ``column_order`` of its score keys; a protocol for its column
 (``Protocol.column``). A job that records no class for a part (run folders from before the config held
 them) is resolved by the package's own config group of that name (``conf/<group>/<name>.yaml``).
@@ -76,6 +77,7 @@ class SelectorPart:
     row_order: int | None = None
     reference: bool = False  # budget-independent (Initial, Full): not ranked, drawn as horizontal lines
     skip_training: bool = False  # evaluates the untouched base model (Initial)
+    baseline: bool = False  # the baseline the report compares against (Random: reference_baseline)
 
     @property
     def whole_pool(self) -> bool:
@@ -166,7 +168,8 @@ class Parts:
         self.selectors[name] = SelectorPart(
             name, label=getattr(found, "label", name) if found is not None else name,
             row_order=getattr(found, "row_order", None), reference=bool(getattr(found, "budget_independent", False)),
-            skip_training=bool(getattr(found, "skip_training", False)))
+            skip_training=bool(getattr(found, "skip_training", False)),
+            baseline=bool(getattr(found, "reference_baseline", False)))
 
     def add_metric_class(self, name: str, recorded: str | None, where: Any = "", quiet: bool = False) -> None:
         found = import_class(recorded) if recorded else None

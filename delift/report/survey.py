@@ -107,10 +107,12 @@ def survey_rows(frame: list[dict], survey: dict[str, Any], metrics: list[str] | 
         if e["split"] == "":
             by_row.setdefault((e["row"], e["evaluation"]), {"first": e, "scores": {}})["scores"][e["metric"]] = e["mean"]
     feasible = feasibility(survey["methods"])
+    whole_pool = {e["selector"] for e in frame if e["whole_pool"]}  # Full Data: the PIR reference
     rows = []
     for (row, evaluation), found in by_row.items():
         first = found["first"]
-        full_row = first["ref_rows"].get("full")
+        full_row = next((ref for name, ref in first["ref_rows"].items() if name in whole_pool and ref is not None),
+                        None)
         full = by_row.get((full_row, evaluation), {}).get("scores", {}) if full_row is not None else {}
         chosen = metrics or [m for m, v in full.items() if v not in (None, 0)]
         value = pir(found["scores"], full, chosen)
@@ -119,7 +121,8 @@ def survey_rows(frame: list[dict], survey: dict[str, Any], metrics: list[str] | 
         rows.append({"row": row, "panel": first["panel"], "setting_label": first["setting_label"],
                      "method": first["method"], "selector": first["selector"], "evaluation": evaluation,
                      "evaluation_label": first["evaluation_label"], "reference": first["reference"],
-                     "whole_pool": first["whole_pool"], "pir_labels": [labels.get(m, m) for m in chosen],
+                     "whole_pool": first["whole_pool"], "reference_baseline": first["reference_baseline"],
+                     "pir_labels": [labels.get(m, m) for m in chosen],
                      "sdf": sdf, "pir": value, "pir_metrics": chosen, "r": r, "selection_s": first["selection_s"],
                      "seeds": first["seeds"], "selection_cached": first.get("selection_cached", 0),
                      **feasible.get(first["selector"], {})})
@@ -129,7 +132,7 @@ def survey_rows(frame: list[dict], survey: dict[str, Any], metrics: list[str] | 
             ranked = {id(r): r["r"] for r in block if r["r"] is not None and not r["reference"]}
             ranks = dense_rank(ranked, higher_first=True)
             fit = least_squares_line([(r["sdf"], r["pir"]) for r in block
-                                      if r["selector"] == "random" and r["pir"] is not None and r["sdf"] is not None])
+                                      if r["reference_baseline"] and r["pir"] is not None and r["sdf"] is not None])
             for r in block:
                 r["efficiency_rank"] = ranks.get(id(r))
                 r["r_random"] = (r["pir"] - (fit[0] + fit[1] * r["sdf"])

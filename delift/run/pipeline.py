@@ -22,7 +22,8 @@ from typing import Any
 from hydra.utils import get_class
 
 from delift.config.schema import ExperimentConfig
-from delift.data.formatters import GENERATED_FORMATS, get_formatter
+from delift.data.fields import generated_format
+from delift.data.formatters import get_formatter
 from delift.data.prompts import PromptTemplate
 from delift.evaluation.metrics import Metric
 from delift.fsutil import write_json
@@ -65,7 +66,7 @@ class Parts:
 def build_parts(cfg: ExperimentConfig) -> Parts:
     """Build (and so check) every configured part; cheap: nothing is loaded."""
     for key, data in data_configs(cfg.data, cfg.usecase).items():
-        if data.format not in GENERATED_FORMATS:
+        if generated_format(data.format) is None:
             try:
                 get_formatter(data.format)
             except ValueError as exc:

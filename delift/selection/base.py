@@ -93,6 +93,7 @@ class Selector(ABC):
     name: str = "selector"
     skip_training: bool = False  # True: the run evaluates the untouched base model
     budget_independent: bool = False  # True: the same subset at every budget (Initial, Full)
+    reference_baseline: bool = False  # True: the baseline reports compare against (Random: picks, survey line)
 
     @dataclass
     class Config:

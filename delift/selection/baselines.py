@@ -16,6 +16,7 @@ class RandomSelector(Selector):
     name = "random"
     label = "Random"
     row_order = 1
+    reference_baseline = True
 
     @dataclass
     class Config:

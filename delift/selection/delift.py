@@ -26,6 +26,7 @@ import numpy as np
 
 from delift.config.checks import Problems, choice
 from delift.data.records import Example
+from delift.kernel.approximations import find as find_approximation
 from delift.kernel.postprocess import postprocess_joint
 from delift.kernel.settings import KernelRequest, is_sparse, self_pairs
 from delift.selection.base import Selection, SelectionContext, Selector
@@ -58,7 +59,7 @@ def approximation_info(kernels: dict) -> dict[str, dict[str, Any]]:
     out = {}
     for role, kernel in kernels.items():
         method = kernel.meta.get("approximation")
-        if method not in (None, "exact"):
+        if method is not None and find_approximation(method).approximate:
             out[role] = {key: kernel.meta[key] for key in APPROXIMATION_META if key in kernel.meta}
     return out
 

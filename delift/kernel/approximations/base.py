@@ -118,6 +118,7 @@ class Approximation(ABC):
     layout: ClassVar[str] = "dense"  # its merged <key>.npz: dense (uf, d_one, d_zero) or csr (delift.kernel.sparse)
     planned_exactly: ClassVar[bool] = True  # the plan's counts are the engine's (False: an estimate)
     uses_embedder: ClassVar[bool] = True  # it embeds examples (kernel.embedder: checked and found by the preflight)
+    approximate: ClassVar[bool] = True  # not every entry computed: selection records its meta (APPROXIMATION_META)
 
     def plan(self, planner: KernelPlanner, config: BaseKernelConfig, targets: Sequence[TokenizedExample],
              candidates: Sequence[TokenizedExample]) -> Any:

@@ -13,6 +13,7 @@ class Exact(Approximation):
     """The exact provider's kernel as it is: cached by blocks, resumable, shardable."""
 
     name = EXACT
+    approximate = False
     uses_embedder = False
 
     def utility(self, ctx: ApproximationContext, targets: Sequence[Example], candidates: Sequence[Example],
