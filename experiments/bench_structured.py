@@ -94,7 +94,7 @@ def query_kernel(s: np.ndarray, query: list[int]) -> np.ndarray:
 def report_usecase2(similarities: dict[str, np.ndarray], labels: list[str], target: str | None,
                     draws: int) -> None:
     """Use case 2 on each kernel: FLMI towards the target task's examples; the share of picks from it."""
-    from delift.data.structured import TASK_NAMES
+    from delift.data.tasks import TASK_NAMES
     from delift.selection.submodular import flmi_submodlib
 
     tasks = tasks_of(labels)

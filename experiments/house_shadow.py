@@ -53,8 +53,8 @@ KINDS = (
     Kind("kernel approximations", "delift/kernel", ("approximation", "method", "strategy", "name"),
          names_in="delift/kernel/approximations"),
     Kind("model sources", "delift/models", ("source", "model_source"), registry="delift.models.loading.SOURCES"),
-    Kind("dataset formats", "delift/data", ("format", "fmt", "mix_format"), registry="delift.data.formatters.FORMATTERS",
-         lists=("delift.data.formatters.GENERATED_FORMATS",)),
+    Kind("dataset formats", "delift/data", ("format", "fmt", "mix_format"), registry="delift.data.records.FORMATTERS",
+         lists=("delift.data.records.GENERATED",)),
 )
 
 

@@ -26,8 +26,8 @@ from delift.data import (
     make_splits,
 )
 from delift.data.config import DataConfig, SizesConfig
-from delift.data.fields import GENERATED as GENERATED_FORMATS
-from delift.data.readers import row_index
+from delift.data.records import GENERATED as GENERATED_FORMATS
+from delift.data.records import row_index
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DELIFT_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from delift.data import load_examples, load_splits
-from delift.data.errors import DataFileError, DataFormatError
+from delift.data.records import DataFileError, DataFormatError
 
 ALPACA = [{"instruction": f"Say {i}", "input": "", "output": f"hi {i}"} for i in range(3)]
 

@@ -27,7 +27,7 @@ from delift.data import (
     resolve_source,
 )
 from delift.data.config import DataConfig
-from delift.data.fields import GENERATED as GENERATED_FORMATS
+from delift.data.records import GENERATED as GENERATED_FORMATS
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DELIFT_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))
@@ -330,7 +330,8 @@ def test_nested_data_configs_compose_and_load(monkeypatch) -> None:
 def test_hub_rows_carry_their_config_even_from_a_single_config(monkeypatch):
     """P3 hub rows have no template field: the config name stands in for it, one config or several."""
     from delift.data import loading
-    from delift.data.readers import HubSource, RowLocation
+    from delift.data.readers import HubSource
+    from delift.data.records import RowLocation
     from delift.data.sources import ResolvedSource
 
     def fake_rows(source, max_rows=None, split=None):

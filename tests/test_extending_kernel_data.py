@@ -176,7 +176,7 @@ def test_a_model_source_from_a_temporary_package_is_checked_found_and_loaded(plu
 
 FORMAT = '''
 """Rows of {"q": ..., "a": ...} (a test's dataset format)."""
-from delift.data.fields import register_format, row_id, text_field
+from delift.data.records import register_format, row_id, text_field
 from delift.data.records import Example
 
 

@@ -13,7 +13,8 @@ from delift.config.checks import ConfigError
 from delift.config.loader import compose_config
 from delift.data.config import StructuredConfig
 from delift.data.loading import load_examples, load_splits
-from delift.data.structured import MIX_TASK, TASK_NAMES, TASKS, generate_structured, load_structured, task_list
+from delift.data.structured import MIX_TASK, generate_structured, load_structured
+from delift.data.tasks import TASK_NAMES, TASKS, task_list
 from delift.kernel import agreement
 
 # (task, payload, what the input reads, the answer), worked out by hand

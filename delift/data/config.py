@@ -12,9 +12,8 @@ from typing import Any, List, Optional
 from omegaconf import MISSING
 
 from delift.config.checks import Problems, at_least, choice
-from delift.data.fields import generated_format
-from delift.data.structured import TASK_NAMES
-from delift.data.synthetic import SyntheticConfig
+from delift.data.records import generated_format
+from delift.data.tasks import TASK_NAMES
 
 
 @dataclass
@@ -50,6 +49,22 @@ class SizesConfig:
             at_least(found, name, getattr(self, name), 0)
         if [self.train, self.valid, self.test].count(None) > 1:
             found["train"] = "at most one of train/valid/test may be null (all remaining)"
+        return found
+
+
+@dataclass
+class SyntheticConfig:
+    """``format: synthetic`` (delift.data.synthetic), ``data.synthetic``: how many examples, the near-duplicate share and the seed."""
+
+    n: int = 120
+    near_duplicate_rate: float = 0.2
+    seed: int = 0
+
+    def problems(self) -> Problems:
+        found: Problems = {}
+        at_least(found, "n", self.n, 1)
+        if not 0.0 <= self.near_duplicate_rate < 1.0:
+            found["near_duplicate_rate"] = f"{self.near_duplicate_rate!r}: must be in [0, 1)"
         return found
 
 

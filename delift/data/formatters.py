@@ -3,7 +3,7 @@
 A formatter is ``(row, location) -> Example``. ``location`` comes from
 :func:`delift.data.readers.iter_rows`; it appears in every error message and, for datasets
 without an id field, gives the id ``f"{dataset}-{row}"`` (``row`` = 0-based row ordinal, see
-:func:`delift.data.readers.row_index`). ``source`` is the formatter's dataset name.
+:func:`delift.data.records.row_index`). ``source`` is the formatter's dataset name.
 
 Choices worth knowing:
 - A required text field that is missing, not a string, or (for instruction/output) empty or
@@ -20,25 +20,19 @@ Choices worth knowing:
 
 from __future__ import annotations
 
-import difflib
-import importlib
-from typing import Any, Callable
+from typing import Any
 
-from delift.data import formatters_qa  # noqa: F401 - registers hotpotqa and mt_bench
-from delift.data.errors import DataFormatError
-from delift.data.fields import (
-    FORMATTERS,
-    GENERATED,
+from delift.data.records import (
     HUB_CONFIG_FIELD,
+    DataFormatError,
+    Example,
     optional_text,
     register_format,
     required_field,
     row_id,
     text_field,
 )
-from delift.data.records import Example
 
-Formatter = Callable[[dict[str, Any], str], Example]
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 P3_END = "<|endoftext|>"  # every completion of the shared P3 sample ends with this literal
 
@@ -232,28 +226,3 @@ def format_p3(row: dict[str, Any], location: str) -> Example:
         source="p3",
         metadata={"template": template} if template is not None else {},
     )
-
-
-def get_formatter(name: str) -> Formatter:
-    """The formatter called ``name``; a typo gets a did-you-mean instead of a bare KeyError."""
-    if name in FORMATTERS:
-        return FORMATTERS[name]
-    if "." in str(name) and name not in GENERATED:  # another package's formatter module, by its path
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            raise ValueError(f"data.format={name!r}: not a delift format, and the module cannot be imported "
-                             f"({exc})") from None
-        if name not in FORMATTERS:
-            raise ValueError(f"data.format={name!r}: module {name} registers no formatter under its name "
-                             "(@register_format(__name__))")
-        return FORMATTERS[name]
-    if name in GENERATED:
-        raise ValueError(
-            f"format '{name}' is generated in code, not read from rows; "
-            f"use delift.data.{name}.generate_{name} or load_examples"
-        )
-    known = sorted([*FORMATTERS, *GENERATED])
-    close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.5)
-    hint = f"; did you mean '{close[0]}'?" if close else ";"
-    raise ValueError(f"unknown format '{name}'{hint} known: {', '.join(known)}")

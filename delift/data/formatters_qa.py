@@ -31,9 +31,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from delift.data.errors import DataFormatError
-from delift.data.fields import optional_text, register_format, required_field, row_id, text_field
-from delift.data.records import Example
+from delift.data.records import (
+    DataFormatError,
+    Example,
+    optional_text,
+    register_format,
+    required_field,
+    row_id,
+    text_field,
+)
 
 
 def _sentences(value: Any, location: str, name: str) -> list[str]:

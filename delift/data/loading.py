@@ -32,11 +32,16 @@ from typing import Any, Iterator
 from omegaconf import MISSING
 
 from delift.data.config import DataConfig
-from delift.data.errors import DataFileError, DataFormatError
-from delift.data.fields import HUB_CONFIG_FIELD, generated_format
-from delift.data.formatters import get_formatter
-from delift.data.readers import HubSource, RowLocation, iter_rows
-from delift.data.records import Example
+from delift.data.readers import HubSource, iter_rows
+from delift.data.records import (
+    HUB_CONFIG_FIELD,
+    DataFileError,
+    DataFormatError,
+    Example,
+    RowLocation,
+    generated_format,
+    get_formatter,
+)
 from delift.data.sources import SHARED_ENV, DataConfigLike, ResolvedSource, data_config, resolve_source
 from delift.data.splits import DataSplits, make_splits
 
@@ -91,7 +96,7 @@ def _load(data_cfg: DataConfig,
         raise ValueError("data.format is required (a formatter name or 'synthetic')")
     max_rows = _max_rows(data_cfg)
     name = data_cfg.name
-    generated = generated_format(fmt)  # synthetic, structured: generated in code (delift.data.fields.GENERATED)
+    generated = generated_format(fmt)  # synthetic, structured: generated in code (delift.data.records.GENERATED)
     if generated is not None:
         shared = shared_datasets if shared_datasets is not None else os.environ.get(SHARED_ENV)
         return generated.load(data_cfg, max_rows, shared)

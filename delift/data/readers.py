@@ -14,44 +14,17 @@ import csv
 import errno
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Union
 
-from delift.data.errors import ROW, DataFileError, DataFileMissing, DataFormatError
+from delift.data.records import ROW, DataFileError, DataFileMissing, DataFormatError, RowLocation
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 # What a binary file starts with, for text files that are not text: (magic bytes, what it is, what to do).
 MAGIC = ((b"PAR1", "a Parquet file", "rename it to .parquet"),
          (b"\x1f\x8b", "gzip-compressed", "decompress it (gunzip) first"),
          (b"PK\x03\x04", "a zip archive", "unpack it first"))
-
-
-class RowLocation(str):
-    """A location string that also remembers the row's 0-based ordinal in its source."""
-
-    row: int
-
-    def __new__(cls, text: str, row: int) -> RowLocation:
-        obj = super().__new__(cls, text)
-        obj.row = row
-        return obj
-
-    def __reduce__(self) -> tuple[type, tuple[str, int]]:
-        return (type(self), (str(self), self.row))
-
-
-def row_index(location: str) -> int:
-    """0-based row ordinal of ``location``: ``.row`` if present, else ``#N`` -> N, ``:N`` -> N-1."""
-    row = getattr(location, "row", None)
-    if isinstance(row, int):
-        return row
-    match = re.search(r"([#:])(\d+)$", str(location))
-    if match is None:
-        raise ValueError(f"cannot derive a row index from location {location!r}")
-    number = int(match.group(2))
-    return number if match.group(1) == "#" else number - 1
 
 
 @dataclass(frozen=True)

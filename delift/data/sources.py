@@ -31,8 +31,8 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from delift.data.config import DataConfig
-from delift.data.fields import generated_format
 from delift.data.readers import HubSource, Source, check_exists
+from delift.data.records import generated_format
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,7 @@ from typing import Any, Mapping, Sequence, Union
 import numpy as np
 
 from delift.data.config import SizesConfig
-from delift.data.errors import DataFormatError
-from delift.data.records import Example
+from delift.data.records import DataFormatError, Example
 
 SPLIT_NAMES = ("train", "valid", "test")
 

@@ -17,28 +17,11 @@ import random
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from delift.config.checks import Problems, at_least
-from delift.data.fields import register_generated
-from delift.data.records import Example
+from delift.data.config import SyntheticConfig
+from delift.data.records import Example, register_generated
 
 log = logging.getLogger(__name__)
 FORMAT = "synthetic"  # data.format of this generator
-
-
-@dataclass
-class SyntheticConfig:
-    """``data.synthetic``: how many examples, the near-duplicate share and the seed."""
-
-    n: int = 120
-    near_duplicate_rate: float = 0.2
-    seed: int = 0
-
-    def problems(self) -> Problems:
-        found: Problems = {}
-        at_least(found, "n", self.n, 1)
-        if not 0.0 <= self.near_duplicate_rate < 1.0:
-            found["near_duplicate_rate"] = f"{self.near_duplicate_rate!r}: must be in [0, 1)"
-        return found
 
 CAPITALS: dict[str, str] = {
     "France": "Paris", "Japan": "Tokyo", "Italy": "Rome", "Spain": "Madrid",

@@ -87,7 +87,7 @@ def job(body: Callable[[], Any], output_dir: str, multirun: bool, cache_dir: Cal
     bad data file) exits 2, a crash raises; in a sweep both are recorded in the job's folder and the sweep goes
     on (:mod:`delift.run.outcome`); Ctrl-C raises :class:`Interrupted` with the resume line."""
     from delift.config.checks import ConfigError
-    from delift.data.errors import DataFileError, DataFormatError
+    from delift.data.records import DataFileError, DataFormatError
 
     started = time.time()
     try:

@@ -22,9 +22,8 @@ from typing import Any
 from hydra.utils import get_class
 
 from delift.config.schema import ExperimentConfig
-from delift.data.fields import generated_format
-from delift.data.formatters import get_formatter
 from delift.data.prompts import PromptTemplate
+from delift.data.records import generated_format, get_formatter
 from delift.evaluation.metrics import Metric
 from delift.fsutil import write_json
 from delift.kernel.cache import KernelCache

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from delift.config.schema import MetricsConfig
 from delift.data.config import DataConfig
-from delift.data.fields import generated_format
+from delift.data.records import generated_format
 from delift.data.sources import is_fixture
 from delift.evaluation.judge import judge_identity
 from delift.fsutil import distribution_version
