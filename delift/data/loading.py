@@ -4,7 +4,7 @@ Data config keys (a :class:`~delift.data.config.DataConfig`, or a plain dict / O
 ``DictConfig`` converted once by :func:`delift.data.sources.data_config`):
 
 - ``name``: dataset name, for logs.
-- ``format``: a formatter name from :data:`delift.data.formatters.FORMATTERS`, or ``synthetic``.
+- ``format``: a formatter name from :data:`delift.data.records.FORMATTERS`, or ``synthetic``.
 - ``hub_id``, ``hub_config`` (nullable), ``hub_split``, ``revision`` (nullable): the hub dataset.
 - ``hub_config`` may also be a LIST of configs (P3 templates), read one after the other.
 - ``local_path`` (nullable): a local file or ``save_to_disk`` folder read INSTEAD of the hub.
