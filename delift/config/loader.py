@@ -260,6 +260,7 @@ def load_config(cfg: DictConfig) -> ExperimentConfig:
         _add_metrics(cfg, problems)
         if not problems.step(_add_scorer, cfg):
             cfg.scorer = None  # its error is recorded; nothing of it is left to type or check
+        judge_typed = problems.step(_type_judge, cfg)  # before resolving: the judge metric's ${judge} gets every setting
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as exc:
         problems.append(f"{getattr(exc, 'full_key', '')}: {exc}")
@@ -277,7 +278,7 @@ def load_config(cfg: DictConfig) -> ExperimentConfig:
         if cfg.usecase.name != reader:
             cfg.usecase[key] = None  # a nested data config this use case never reads
     typed_parts = [problems.step(_type_selector, cfg), problems.step(_type_scorer, cfg),
-                   problems.step(_type_evaluation, cfg), problems.step(_type_judge, cfg)]
+                   problems.step(_type_evaluation, cfg), judge_typed]
     _type_metrics(cfg, problems)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
