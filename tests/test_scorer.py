@@ -50,7 +50,7 @@ def test_a_scorer_block_takes_overrides_of_its_fields():
     (["scorer=tiny_lama"], "scorer: unknown model config 'tiny_lama'. Did you mean 'tiny_llama'?"),
     (["scorer=3"], "scorer=3: expected a model config name"),
     ([f"+model@scorer={A}", "scorer.dtype=fp8"], "scorer.dtype: 'fp8'"),
-    ([f"+model@scorer={A}", "+scorer.colour=red"], "scorer.colour: Key 'colour' not in 'ModelConfig'"),
+    ([f"+model@scorer={A}", "+scorer.colour=red"], "scorer.colour: not a setting of ModelConfig"),
 ])
 def test_a_bad_scorer_fails_at_load_time_naming_scorer(overrides, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("?", r"\?")):

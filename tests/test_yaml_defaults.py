@@ -9,10 +9,9 @@ A value that differs is the YAML's reason to exist, except where the YAML is the
 selector's YAML, the kernel's ``default.yaml``): then it and the dataclass are two declarations of the same
 default, disagreeing (the ICL generation batch size was one).
 
-Exception, the command-line surface: ``selector``, ``evaluation`` and ``judge`` are typed ``Any`` while Hydra
-composes (their schema is known only from ``_target_``/``backend``, after composition), so Hydra accepts
-``selector.batch_size=4`` only for a key the chosen YAML lists. Their YAMLs list every knob; there the check is
-that each listed value IS the dataclass default (or differs from the YAML it derives from): no conflict. A YAML built on another one of its group
+``selector``, ``evaluation`` and ``judge`` are no exception: they are open nodes while Hydra composes
+(``delift.config.schema.open_node``), so ``selector.batch_size=4`` works for a key the chosen YAML does not list, and
+the loader's typed merge rejects a key the part's ``Config`` does not declare. A YAML built on another one of its group
 (``defaults: [qlora@_here_]``) is compared with that one merged into the schema: it states what differs from it.
 Interpolations (``${...}``) are links to the run's config, not declarations; ``_target_`` and the judge's
 ``backend`` choose the schema.
@@ -40,8 +39,7 @@ FIXED = {"data": DataConfig, "model": ModelConfig, "kernel": KernelConfig, "usec
          "metrics": MetricsConfig, "logger": LoggerConfig}
 BY_TARGET = ("selector", "evaluation", "metric")
 NOT_DECLARATIONS = {"_target_", "defaults"}
-CHOOSERS = {("judge", "backend"), ("usecase", "name"), ("logger", "name")}  # the option's identity, read as such
-OVERRIDE_SURFACE = {"selector", "evaluation", "judge"}  # untyped while Hydra composes: YAMLs list every knob
+CHOOSERS = {("judge", "backend")}  # the option's identity: the loader reads it to choose the schema
 OTHER_GROUPS = {"experiment", "hydra", "plan", "survey"}  # not merged into one schema (see below)
 
 
@@ -98,16 +96,14 @@ def declarations(node: DictConfig, default: Any, key: str = "", skip: tuple = ()
     return found
 
 
-def check_yaml(path: Path, schema: type, only_one: bool, base: Path | None = None, surface: bool = False,
-               skip: tuple = ()) -> list[str]:
-    """Every problem of one YAML: values restating the default (unless it is a command-line ``surface``); when
-    ``only_one`` (no other YAML has this schema and this one builds on none), values contradicting it."""
+def check_yaml(path: Path, schema: type, only_one: bool, base: Path | None = None, skip: tuple = ()) -> list[str]:
+    """Every problem of one YAML: values restating the default; when ``only_one`` (no other YAML has this schema
+    and this one builds on none), values contradicting it."""
     node = OmegaConf.load(path)
     problems = []
     for key, value, default in declarations(node, _default(schema, base), skip=skip):
         if value == default:
-            if not surface:
-                problems.append(f"{path.name}: {key}: {value!r} restates the default of {schema.__qualname__}")
+            problems.append(f"{path.name}: {key}: {value!r} restates the default of {schema.__qualname__}")
         elif only_one:
             problems.append(f"{path.name}: {key}: {value!r} conflicts with {schema.__qualname__}'s default "
                             f"{default!r}: declare it once (change the dataclass or drop the value)")
@@ -130,8 +126,7 @@ def test_every_group_yaml_sets_only_what_differs() -> None:
         base = _base(path)
         only_one = uses[schemas[path]] == 1 and base is None
         skip = tuple(name for chooser_group, name in CHOOSERS if chooser_group == group)
-        problems += [f"conf/{group}/{line}" for line in check_yaml(path, schemas[path], only_one, base,
-                                                                   surface=group in OVERRIDE_SURFACE, skip=skip)]
+        problems += [f"conf/{group}/{line}" for line in check_yaml(path, schemas[path], only_one, base, skip=skip)]
     assert not problems, "\n".join(problems)
 
 
@@ -174,7 +169,6 @@ def test_a_hand_made_yaml_restating_or_contradicting_a_default_is_caught(tmp_pat
         "made.yaml: tags: [] restates the default of _Made",
         "made.yaml: inner.size: 3 restates the default of _Made"]
     conflicts = [line for line in check_yaml(path, _Made, only_one=True) if "conflicts" in line]
-    assert check_yaml(path, _Made, only_one=True, surface=True) == conflicts  # restating allowed, conflicts not
     assert conflicts == ["made.yaml: rate: 0.25 conflicts with _Made's default 0.5: declare it once (change the "
                          "dataclass or drop the value)",
                          "made.yaml: inner.name: 'y' conflicts with _Made's default 'x': declare it once (change "

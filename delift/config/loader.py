@@ -15,7 +15,7 @@ is broken is skipped, so one mistake is not reported twice).
 from __future__ import annotations
 
 import difflib
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, fields, is_dataclass
 from importlib import import_module
 from pathlib import Path
 from typing import Any, Iterable
@@ -23,7 +23,7 @@ from typing import Any, Iterable
 from hydra.core.config_store import ConfigStore
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from delift.config.checks import ConfigError, raise_problems
 from delift.config.schema import ExperimentConfig
@@ -55,13 +55,25 @@ def _schema_of(target: Any, key: str) -> type:
 
 
 def _typed(node: Any, schema: type, key: str) -> DictConfig:
-    """``node`` merged into ``schema``: unknown keys and wrong types are errors naming ``key``."""
+    """``node`` merged into ``schema``: unknown keys and wrong types are errors naming ``key``; an unknown key
+    gets the closest setting of its dataclass as a did-you-mean."""
     try:
         return OmegaConf.merge(OmegaConf.structured(schema), node)
     except OmegaConfBaseException as exc:
         where = getattr(exc, "full_key", "") or ""
         message = str(getattr(exc, "msg", exc)).splitlines()[0]
+        owner = getattr(exc, "object_type", None)
+        if isinstance(exc, ConfigKeyError) and where and is_dataclass(owner):
+            message = _not_a_setting(where.rsplit(".", 1)[-1], owner)
         raise ConfigError(f"{key}{'.' + where if where else ''}: {message}") from None
+
+
+def _not_a_setting(name: str, owner: type) -> str:
+    """``name`` is no field of the dataclass ``owner``: say so, with the closest field names."""
+    settings = [f.name for f in fields(owner) if not f.name.startswith("_")]
+    close = difflib.get_close_matches(name, settings, n=2)
+    hint = f"; did you mean {' or '.join(close)}?" if close else f"; its settings: {', '.join(settings)}"
+    return f"not a setting of {owner.__qualname__}{hint}"
 
 
 def _yaml_target(group: str, option: str, seen: tuple = ()) -> str | None:
@@ -253,6 +265,7 @@ def load_config(cfg: DictConfig) -> ExperimentConfig:
         _add_metrics(cfg, problems)
         if not problems.step(_add_scorer, cfg):
             cfg.scorer = None  # its error is recorded; nothing of it is left to type or check
+        judge_typed = problems.step(_type_judge, cfg)  # before resolving: the judge metric's ${judge} gets every setting
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as exc:
         problems.append(f"{getattr(exc, 'full_key', '')}: {exc}")
@@ -270,7 +283,7 @@ def load_config(cfg: DictConfig) -> ExperimentConfig:
         if cfg.usecase.name != reader:
             cfg.usecase[key] = None  # a nested data config this use case never reads
     typed_parts = [problems.step(_type_selector, cfg), problems.step(_type_scorer, cfg),
-                   problems.step(_type_evaluation, cfg), problems.step(_type_judge, cfg)]
+                   problems.step(_type_evaluation, cfg), judge_typed]
     _type_metrics(cfg, problems)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:

@@ -7,7 +7,9 @@ checked by each schema's ``problems()`` (local key -> message), walked with full
 
 Polymorphic nodes (``selector``, ``judge``, the blocks of ``evaluation`` and ``metric_library``) are
 typed ``Any`` here; their schema is the ``Config`` dataclass of the class their ``_target_`` (or, for
-the judge, ``backend``) names, and :mod:`delift.config.loader` merges them into it.
+the judge, ``backend``) names, and :mod:`delift.config.loader` merges them into it. ``selector``,
+``judge`` and ``evaluation`` are open nodes (:func:`open_node`): their YAMLs set only what differs from
+that ``Config``, and ``selector.batch_size=4`` overrides a key the YAML does not list (no ``+``).
 
 The kernel's and the model's schemas are their own runtime settings classes
 (``delift.kernel.config.KernelConfig``, :class:`~delift.models.config.ModelConfig`), as are the data's
@@ -19,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from delift.config.checks import Problems, at_least, choice  # noqa: F401 (re-exported for selector schemas)
 from delift.data.config import DataConfig
@@ -111,6 +113,8 @@ class LoggerConfig:
 
 @dataclass
 class PromptConfig:
+    """One prompt template for the kernel, training and inference (METHOD.md section 5)."""
+
     with_input: str = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
     without_input: str = "### Instruction:\n{instruction}\n\n### Response:\n"
 
@@ -133,15 +137,21 @@ class PathsConfig:
 
 
 # -------------------------------------------------------------------------------------- top level
+def open_node() -> DictConfig:
+    """An empty node in which Hydra's overrides may add keys (``selector.batch_size=4`` without ``+``): the
+    loader merges it into the part's Config, which rejects a key it does not declare."""
+    return OmegaConf.create({}, flags={"struct": False})
+
+
 @dataclass
 class ExperimentConfig:
     """The whole composed config (``conf/config.yaml``)."""
 
-    name: str = "quickstart"
-    seed: int = 0
-    budget_fraction: float = 0.3
-    progress: bool = True
-    decontaminate: bool = True
+    name: str = "quickstart"  # experiment name: W&B group, output folder names
+    seed: int = 0  # seeds splits, random selection, LoRA init and training order
+    budget_fraction: float = 0.3  # k = floor(budget_fraction * pool size)
+    progress: bool = True  # progress bars on long stages
+    decontaminate: bool = True  # drop training-side examples whose prompt equals or contains a test prompt (counted)
     prompt: PromptConfig = field(default_factory=PromptConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     data: DataConfig = MISSING
@@ -150,9 +160,9 @@ class ExperimentConfig:
     usecase: UsecaseConfig = field(default_factory=UsecaseConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
-    selector: Any = MISSING  # a selector's Config (its _target_ names the class)
-    judge: Any = None  # a judge backend's settings (judge.backend: hf | openai)
-    evaluation: Dict[str, Any] = field(default_factory=dict)  # chosen protocols' Configs, by name
+    selector: Any = field(default_factory=open_node)  # a selector's Config (its _target_ names the class)
+    judge: Any = field(default_factory=open_node)  # a judge backend's settings (judge.backend: hf | openai)
+    evaluation: Any = field(default_factory=open_node)  # chosen protocols' Configs, by name
     metric_library: Dict[str, Any] = field(default_factory=dict)  # metrics.names' Configs (the loader reads them)
     scorer: Any = None  # the model selection scores with: a conf/model/<name> (typed by the loader); null = model
 

@@ -33,7 +33,7 @@ class FinetuneProtocol(Protocol):
     @dataclass
     class Config:
         _target_: str = "delift.protocols.finetune.FinetuneProtocol"
-        name: str = "qlora"
+        name: str = "qlora"  # the block's key (evaluation.<name>); metrics are logged under <name>/...
         train: TrainConfig = field(default_factory=TrainConfig)
         generation: GenerationConfig = field(default_factory=GenerationConfig)
 

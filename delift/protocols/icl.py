@@ -25,9 +25,9 @@ class IclProtocol(Protocol):
     @dataclass
     class Config:
         _target_: str = "delift.protocols.icl.IclProtocol"
-        name: str = "icl"
+        name: str = "icl"  # the block's key (evaluation.<name>); metrics are logged under <name>/...
         k: int = 5  # examples shown per test prompt (0 = zero-shot)
-        embedder: str = DEFAULT_EMBEDDER  # retrieval embedder
+        embedder: str = DEFAULT_EMBEDDER  # retrieval: cosine of embeddings of instruction + input texts
         max_prompt_length: int = 2048  # tokens; over it the least similar shown examples are dropped first
         # batch 4, not GenerationConfig's 8: what ICL runs have always generated with (conf/evaluation/icl.yaml set it)
         generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(batch_size=4))

@@ -76,9 +76,13 @@ class DeliftSelector(Selector):
         """``conf/selector/delift.yaml``."""
 
         _target_: str = "delift.selection.delift.DeliftSelector"
-        objective: str = "auto"  # auto | facility_location | flmi | flcg
-        postprocess: str = "clip"  # clip | minmax
-        exclude_self_pairs: bool = False
+        # auto follows the use case: facility_location (instruction tuning), flmi (task-specific, eta =
+        # usecase.eta), flcg (continual, nu = usecase.nu); naming one checks it against the use case
+        objective: str = "auto"
+        # clip = max(UF, 0) (the paper); minmax = one global min-max (the official code), over s and the
+        # query/existing kernel together for flmi/flcg
+        postprocess: str = "clip"
+        exclude_self_pairs: bool = False  # true drops UF[i, i] (a target shown its own answer)
         optimizer: str = "LazyGreedy"
 
         def problems(self) -> Problems:

@@ -75,13 +75,16 @@ class DeliftSESelector(Selector):
         """``conf/selector/delift_se.yaml``."""
 
         _target_: str = "delift.selection.delift_se.DeliftSESelector"
-        objective: str = "auto"
+        objective: str = "auto"  # as for delift: facility_location | flmi | flcg, following the use case
+        # offline default (packaged); the paper used BAAI/bge-large-en-v1.5 (CLS pooling, normalised)
         embedder: str = DEFAULT_EMBEDDER
-        text: str = "fields"  # fields | template
-        postprocess: str = "none"  # none | clip | minmax
-        exclude_self_pairs: bool = False
-        batch_size: int = 64
-        device: Optional[str] = None
+        # fields = instruction, input, output joined by blank lines; template = rendered prompt + output
+        text: str = "fields"
+        # none | clip | minmax: the SE kernel is already in [0, 1]; clip is a no-op, minmax stretches s and s_Q/s_P together
+        postprocess: str = "none"
+        exclude_self_pairs: bool = False  # true zeroes s[i, i] (always 1 for the same text)
+        batch_size: int = 64  # embedder batch size
+        device: Optional[str] = None  # null = sentence-transformers' choice (CUDA when available)
         optimizer: str = "LazyGreedy"
 
         def problems(self) -> Problems:

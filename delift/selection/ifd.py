@@ -51,12 +51,12 @@ class IFDSelector(Selector):
     @dataclass
     class Config:
         _target_: str = "delift.selection.ifd.IFDSelector"
-        form: str = "loss"  # loss (Cherry) | ppl (Superfiltering)
-        header: str = "### Response:\n"  # what precedes the answer in the unconditioned pass; "" = one EOS
-        threshold: float = 1.0  # drop IFD above it
-        pre_experience: bool = False  # Cherry's pre-experienced model (not built yet)
+        form: str = "loss"  # loss: s(A|Q) / s(A) (Cherry's code) | ppl: exp(s(A|Q)) / exp(s(A)) (Superfiltering)
+        header: str = "### Response:\n"  # context of the unconditioned answer s(A); "" = one EOS token only
+        threshold: float = 1.0  # IFD above it means the prompt does not help the answer: dropped
+        pre_experience: bool = False  # Cherry's pre-experienced model: not implemented (true raises NotImplementedError)
         batch_size: int = 8
-        max_length: int = 1024
+        max_length: int = 1024  # tokens of prompt + answer (the prompt loses tokens from the left, as in training)
 
         def problems(self) -> Problems:
             found: Problems = {}

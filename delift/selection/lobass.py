@@ -46,7 +46,7 @@ class LoBaSSSelector(ScoreSelector):
     @dataclass
     class Config:
         _target_: str = "delift.selection.lobass.LoBaSSSelector"
-        mode: str = "normalized"  # normalized (L_ini - L_ref) / L_ini | raw L_ini - L_ref
+        mode: str = "normalized"  # normalized: (L_ini - L_ref) / L_ini | raw: L_ini - L_ref
         batch_size: int = 8
         max_length: int = 1024
 

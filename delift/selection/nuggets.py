@@ -153,9 +153,13 @@ class NuggetsSelector(ScoreSelector):
         """``conf/selector/nuggets.yaml``."""
 
         _target_: str = "delift.selection.nuggets.NuggetsSelector"
-        golden: str = "kmeans"  # kmeans | query
-        golden_size: int = 100  # k-means clusters = golden examples (capped at the pool size)
-        kmeans_iterations: int = 100  # at most this many Lloyd rounds
+        # kmeans = pool examples nearest (cosine) to seeded k-means centroids of instruction embeddings (any use
+        # case; in continual tuning G comes from the new pool) | query = the use case's query set Q (task_specific)
+        golden: str = "kmeans"
+        golden_size: int = 100  # k-means clusters = golden examples (the paper's 100), capped at the pool size
+        # at most this many Lloyd rounds after k-means++ seeding (stops once nothing moves); both seeded by the run's seed
+        kmeans_iterations: int = 100
+        # instruction (+ input) embeddings for k-means: offline default (packaged), or a hub id / local folder
         embedder: str = DEFAULT_EMBEDDER
         batch_size: int = 64  # embedder batch size
         device: Optional[str] = None  # embedder device (None: sentence-transformers' choice)

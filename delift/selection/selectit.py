@@ -119,12 +119,16 @@ class SelectITSelector(ScoreSelector):
     class Config:
         _target_: str = "delift.selection.selectit.SelectITSelector"
         normalise: str = "softmax"  # softmax (official code) | sum (the paper's P_j / sum P)
-        alpha: float = 0.2  # sentence-level uncertainty weight
-        rating_prompts_file: Optional[str] = None  # null = our 5 prompts; K = the number of prompts
-        answer_suffix: str = "The answer is: "
-        models: List[Any] = field(default_factory=list)  # extra model configs (conf/model schema); [] = scoring model
-        batch_size: int = 8
-        max_length: int = 1024
+        alpha: float = 0.2  # sentence level: mean_k S_tok / (1 + alpha * std_k S_tok)
+        # null = our 5 prompts (delift/selection/prompts/selectit_rating.json); K = their number. Any other: a
+        # JSON list of strings or a text file with prompts separated by '---' lines
+        rating_prompts_file: Optional[str] = None
+        answer_suffix: str = "The answer is: "  # after instruction, input and response; the next token is the rating
+        # extra raters as model configs (conf/model schema); [] = the scoring model only (scorer, else model).
+        # Several: S = sum_m (params_m / sum params) S_sent,m
+        models: List[Any] = field(default_factory=list)
+        batch_size: int = 8  # sequences per forward pass
+        max_length: int = 1024  # tokens of instruction + response scored after the rating prompt
 
         def problems(self) -> Problems:
             found: Problems = {}

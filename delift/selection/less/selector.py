@@ -54,27 +54,49 @@ class LESSSelector(ScoreSelector):
     @dataclass
     class Config:
         _target_: str = "delift.selection.less.LESSSelector"
-        warmup_fraction: float = 0.05
+        # --- warm-up (plain LoRA, not 4-bit; AdamW betas .9/.999, eps 1e-8) ---
+        warmup_fraction: float = 0.05  # seeded random share of the pool trained on (LESS: 5 %)
+        # floor on optimizer steps over all epochs: the warm-up set grows (at random) to
+        # batch_size * ceil(min_warmup_steps / epochs) examples, and cycles if the pool is smaller
         min_warmup_steps: int = 20
-        epochs: int = 4
-        lr: float = 2.0e-4
-        warmup_ratio: float = 0.03
-        weight_decay: float = 0.0
+        epochs: int = 4  # one checkpoint (LoRA weights + Adam m, v) after each epoch (LESS: 4)
+        lr: float = 2.0e-4  # peak learning rate, linear schedule (LESS: 2e-5 over many more steps)
+        warmup_ratio: float = 0.03  # linear warm-up share of all steps, ceil(ratio * steps) (LESS: 0.03)
+        weight_decay: float = 0.0  # AdamW weight decay (LESS: 0)
+        # examples per optimizer step; loss = mean over them of each one's mean token NLL (LESS: 32 = 1 x 32 accumulation)
         batch_size: int = 8
+        # clip each step's gradient norm (transformers' default, which LESS trained with); null = off
         max_grad_norm: Optional[float] = 1.0
-        lora_r: int = 8
-        lora_alpha: int = 32
-        lora_dropout: float = 0.1
-        target_modules: Any = "all-linear"
-        max_length: int = 1024
+        lora_r: int = 8  # LoRA rank (the framework's; LESS: 128)
+        lora_alpha: int = 32  # LoRA alpha (LESS: 512); scaling alpha / r = 4 in both
+        lora_dropout: float = 0.1  # dropout in warm-up training only; gradients are taken in eval mode (dropout off)
+        target_modules: Any = "all-linear"  # peft's shorthand or a list, e.g. [q_proj, k_proj, v_proj, o_proj] (LESS)
+        max_length: int = 1024  # tokens of prompt + response + EOS; the prompt is shortened from the left
+        # warm-up and gradient dtype of the base model: null = model.dtype | float32 | bfloat16 | float16 (LoRA
+        # weights and features stay fp32)
         dtype: Optional[str] = None
+        # --- per-example gradients (response + EOS scored, prompt masked) ---
+        # fast: one backward per batch, exact per-example gradients from hooks on the LoRA A/B linears |
+        # reference: one backward per example
         gradient_path: str = "fast"
-        forward_batch_size: int = 4
-        proj_dim: Optional[int] = 8192
+        forward_batch_size: int = 4  # examples per forward pass (gradients, warm-up micro-batches); memory only
+        # --- projection and matching ---
+        proj_dim: Optional[int] = 8192  # projection dimension (LESS: 8192); null = exact full-dimension cosines
+        # rademacher: a dense seeded +-1 matrix, 2 D proj_dim flops per example (LESS: TRAK's) | srht: subsampled
+        # randomized Hadamard transform (sign flips, fast Walsh-Hadamard transform of the zero-padded gradient,
+        # proj_dim sampled coordinates), O(D log D); needs proj_dim <= the gradient length rounded up to a power
+        # of two. SmolLM2-135M (D = 2.44M), one CPU thread: 132 s vs 5.7 s per 100 examples, scores as close to
+        # the exact cosines as the matrix's (experiments/bench_less.py)
         projection: str = "rademacher"
-        proj_seed: Optional[int] = None
+        proj_seed: Optional[int] = None  # shared by pool and targets and every checkpoint; null = the run's seed
+        # rademacher: gradient coordinates per generated block of the matrix (multiple of 128); memory only, the
+        # matrix does not depend on it: host memory ~ proj_block x proj_dim x 4 B
         proj_block: int = 1024
+        # examples whose gradients are stored (on disk, under less/scratch) and projected together: one pass over
+        # the matrix per chunk; the unit of caching and resume
         chunk_size: int = 256
+        # target metadata field naming subtasks (e.g. subject for MMLU): score = max over subtasks of the mean
+        # influence; null = the whole target set is one task
         subtask_field: Optional[str] = None
 
         def problems(self) -> Problems:
