@@ -203,6 +203,8 @@ def _add_scorer(cfg: DictConfig) -> None:
     scorer.dtype=float32``, or one an experiment writes) stays. Runs before interpolations are resolved, like
     :func:`_add_metrics`, so a model YAML's interpolations refer to the run's config."""
     scorer = cfg.scorer
+    if isinstance(scorer, DictConfig) and not len(scorer):  # the open default node: no scorer
+        cfg.scorer = scorer = None
     if scorer is None or isinstance(scorer, DictConfig):
         return
     if not isinstance(scorer, str) or not scorer:

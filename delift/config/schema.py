@@ -164,7 +164,8 @@ class ExperimentConfig:
     judge: Any = field(default_factory=open_node)  # a judge backend's settings (judge.backend: hf | openai)
     evaluation: Any = field(default_factory=open_node)  # chosen protocols' Configs, by name
     metric_library: Dict[str, Any] = field(default_factory=dict)  # metrics.names' Configs (the loader reads them)
-    scorer: Any = None  # the model selection scores with: a conf/model/<name> (typed by the loader); null = model
+    # the model selection scores with: a conf/model/<name> (typed by the loader); empty or null = ``model``
+    scorer: Any = field(default_factory=open_node)
 
     @property
     def scoring_model(self) -> ModelConfig:

@@ -83,10 +83,12 @@ class RDSSelector(Selector):
     @dataclass
     class Config:
         _target_: str = "delift.selection.rds.RDSSelector"
-        aggregation: str = "round_robin"  # round_robin (turns over target examples) | max (official single-task)
-        target_order: str = "given"  # given | seeded (turn order shuffled with the run's seed)
-        batch_size: int = 8
-        max_length: int = 1024
+        # round_robin: the target examples take turns, each its most similar unpicked pool example | max: score =
+        # the highest cosine to any target, top k (the official code's single-task selection)
+        aggregation: str = "round_robin"
+        target_order: str = "given"  # given: the target split's order | seeded: turns shuffled with the run's seed
+        batch_size: int = 8  # examples per forward pass (right-padded; memory only)
+        max_length: int = 1024  # tokens of prompt + response + EOS (the prompt loses tokens from the left)
 
         def problems(self) -> Problems:
             found: Problems = {}
