@@ -249,3 +249,36 @@ def test_cli_exits_2_before_any_stage(tmp_path):
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "run" / "subset.json").exists() and not (tmp_path / "run" / "run.json").exists()
     assert "stage " not in (tmp_path / "run" / "cli.log").read_text()
+
+
+def test_a_metric_from_a_temporary_package_is_asked_what_it_loads(tmp_path, monkeypatch):
+    """The preflight knows no metric: one it has never seen declares a missing embedder and a missing causal LM
+    (``Metric.loaded_models``), and both are named by the keys it declared; the same metric left out of
+    ``metrics.names`` is not asked."""
+    package = tmp_path / "plugins" / "plug_metric"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(
+        "from dataclasses import dataclass\n"
+        "from delift.evaluation.metrics import Metric, MetricScores\n"
+        "from delift.models.config import ModelConfig\n\n"
+        "class Echo(Metric):\n"
+        "    name, label, bounds, higher_is_better = 'echo', 'ECHO', (0.0, 1.0), True\n\n"
+        "    @dataclass\n"
+        "    class Config:\n"
+        "        _target_: str = 'plug_metric.Echo'\n"
+        "        embedder: str = 'nobody/no-such-embedder'\n\n"
+        "    @classmethod\n"
+        "    def loaded_models(cls, config, cache_dir):\n"
+        "        rater = ModelConfig(name='rater', hub_id='nobody/no-such-rater', cache_dir=cache_dir)\n"
+        "        return [('metric_library.echo.embedder', config.embedder), ('metric_library.echo.rater', rater)]\n\n"
+        "    def score(self, generations, examples):\n"
+        "        return MetricScores({'echo': [1.0] * len(generations)})\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "plugins"))
+    block = "+metric_library.echo={_target_:plug_metric.Echo}"
+    missing = find_missing(smoke(tmp_path, "metrics.names=[rouge,echo]", block))
+    assert [(m.key, m.name) for m in missing] == [("metric_library.echo.rater.hub_id", "nobody/no-such-rater"),
+                                                  ("metric_library.echo.embedder", "nobody/no-such-embedder")]
+    assert all(m.why == "not in the Hugging Face cache" for m in missing)
+    with pytest.raises(ModelsNotFound, match=r"metric_library\.echo\.embedder='nobody/no-such-embedder'"):
+        check_models(smoke(tmp_path, "metrics.names=[rouge,echo]", block))
+    assert find_missing(smoke(tmp_path, "metrics.names=[rouge]", block)) == []  # not scored: not loaded

@@ -107,11 +107,11 @@ def test_records_name_the_scorer_and_a_run_without_one_writes_what_it_wrote_befo
     selection = Selection([0], [0.5], "delift", 1, info={"kernel_key": "k"})
     identity = {"name": "tiny-llama", "source": "tiny_random", "dtype": "float32", "seed": 0,
                 "tiny": {"hidden_size": 64, "intermediate_size": 128, "num_heads": 4, "num_layers": 2}}
-    record = run_record(cfg.name, cfg.model, data_configs(cfg.data, cfg.usecase), cfg.metrics, cfg.judge, None, {},
-                        cfg.scorer)
+    record = run_record(cfg.name, cfg.model, data_configs(cfg.data, cfg.usecase), cfg.metrics, cfg.metric_library,
+                        None, {}, cfg.scorer)
     assert record["scorer"] == identity and record["model"]["seed"] == 1
-    assert run_record(plain.name, plain.model, data_configs(plain.data, plain.usecase), plain.metrics, plain.judge,
-                      None, {})["scorer"] is None
+    assert run_record(plain.name, plain.model, data_configs(plain.data, plain.usecase), plain.metrics,
+                      plain.metric_library, None, {})["scorer"] is None
     assert subset_record(cfg, selection, pool, record["scorer"])["scorer"] == identity
     assert list(subset_record(plain, selection, pool)) == ["selector", "selector_config", "usecase", "budget",
                                                            "pool_size", "kernel_hash", "selected_ids", "gains", "info"]

@@ -142,6 +142,20 @@ class Metric(ABC):
     def score(self, generations: Sequence[str], examples: Sequence[Example]) -> MetricScores:
         """Per-example scores of ``generations[i]`` against ``examples[i]``."""
 
+    @classmethod
+    def loaded_models(cls, config: Any, cache_dir: str | None) -> list[tuple[str, Any]]:
+        """What :meth:`score` loads, for the preflight, as :meth:`delift.selection.base.Selector.loaded_models`
+        declares it: (config key, a ``ModelConfig``, a sentence embedder's name or a
+        :class:`delift.models.sources.SelfLocating`). ``config``: this metric's ``Config``; ``cache_dir``:
+        ``paths.cache_dir``. A bad entry is a ValueError naming its key. Here: nothing."""
+        return []
+
+    @classmethod
+    def provenance(cls, config: Any) -> tuple[str, Any] | None:
+        """(run.json key, what to record there) of what produced its scores beyond the model and the data, or
+        None. Here: nothing."""
+        return None
+
 
 class Rouge(Metric):
     """ROUGE-1/2/L F-measure (see :func:`rouge_scores`)."""
@@ -175,6 +189,11 @@ class EmbeddingSimilarity(Metric):
         _target_: str = "delift.evaluation.metrics.EmbeddingSimilarity"
         embedder: str = DEFAULT_EMBEDDER
         device: Optional[str] = None
+
+    @classmethod
+    def loaded_models(cls, config: Any, cache_dir: str | None) -> list[tuple[str, Any]]:
+        """Its sentence embedder."""
+        return [(f"metric_library.{cls.name}.embedder", config.embedder)] if config.embedder else []
 
     def __init__(self, config: Config | None = None):
         super().__init__(config)

@@ -50,6 +50,11 @@ class EmbedderSource:
     package: str | None = None
     package_version: str | None = None
 
+    @property
+    def on_hub(self) -> bool:
+        """True when it loads from the hub (or its cache), False for a folder at hand (local, packaged)."""
+        return self.source == "hub"
+
 
 def _packaged_minilm_path() -> str | None:
     """Folder of the packaged all-MiniLM-L6-v2, or ``None`` if the package is not installed."""

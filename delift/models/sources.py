@@ -79,6 +79,16 @@ class ModelSource(ABC):
         return {"source": spec.source, "dtype": spec.resolved_dtype, "id": spec.hub_id, "revision": spec.revision}
 
 
+class SelfLocating(ABC):
+    """A model a part loads that is neither a :class:`ModelConfig` nor a sentence embedder's name (the judge's
+    model or endpoint): a part's ``loaded_models`` may declare one, and the preflight asks it why it cannot be
+    found."""
+
+    @abstractmethod
+    def unavailable(self, hub_problem: HubProblem) -> Unavailable | None:
+        """Why it cannot be found offline (config key, value, why, fix), or None; builds and contacts nothing."""
+
+
 SOURCES: dict[str, ModelSource] = {}
 
 

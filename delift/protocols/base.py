@@ -115,6 +115,14 @@ class Protocol(ABC):
         return None
 
     @classmethod
+    def loaded_models(cls, config: Any, cache_dir: str | None) -> list[tuple[str, Any]]:
+        """What :meth:`run` loads beyond the run's model for a non-empty training set (the preflight asks it, and
+        skips it for a selector that trains on nothing), as :meth:`delift.selection.base.Selector.loaded_models`
+        declares it: (config key, a ``ModelConfig`` or a sentence embedder's name). ``config``: this protocol's
+        ``Config``; ``cache_dir``: ``paths.cache_dir``. Here: nothing."""
+        return []
+
+    @classmethod
     def column(cls, config: Mapping[str, Any]) -> tuple[int | None, str]:
         """(column order, label) of the report's columns for one evaluation block (its recorded config)."""
         return cls.column_order, cls.label

@@ -44,6 +44,11 @@ class IclProtocol(Protocol):
     def prompt_limit(self) -> int:
         return self.config.max_prompt_length
 
+    @classmethod
+    def loaded_models(cls, config: Any, cache_dir: str | None) -> list[tuple[str, Any]]:
+        """Its retrieval embedder, when it shows examples (``k > 0``)."""
+        return [(f"evaluation.{config.name}.embedder", config.embedder)] if config.embedder and config.k > 0 else []
+
     def run(self, ctx: EvalContext, train_set: Sequence[Example],
             tests: Mapping[str, Sequence[Example]]) -> tuple[dict[str, Any], list[dict]]:
         from delift.models.embeddings import embed, load_sentence_embedder

@@ -214,7 +214,7 @@ class ResultFiles(RunListener):
 
     def on_start(self) -> None:
         cfg = self.run.cfg
-        self.record = run_record(cfg.name, cfg.model, data_configs(cfg.data, cfg.usecase), cfg.metrics, cfg.judge,
+        self.record = run_record(cfg.name, cfg.model, data_configs(cfg.data, cfg.usecase), cfg.metrics, cfg.metric_library,
                                  cfg.paths.shared_datasets, self.run.resolved, cfg.scorer)
         for caveat in self.record["caveats"]:
             log.warning("results caveat: %s", caveat)

@@ -4,17 +4,16 @@ The keys checked (each only when the run reads it):
 
 - ``model`` (the protocols train and generate with it) and ``scorer`` (selection and the kernel score with it);
   only the scoring model in a kernel shard job (``kernel.num_shards > 1``), which evaluates nothing;
-- ``judge.model`` when ``metrics.names`` has ``judge``: ``judge.backend=hf`` by ``judge.model_source`` (a hub
-  id, a local folder; ``tiny_random`` is built in code), ``openai``: the form of ``judge.base_url`` (http or
-  https, a host), never contacted;
-- sentence embedders: ``metrics.embedder`` (the ``bge`` metric, ICL retrieval), ``kernel.embedder`` (a non-exact
-  ``kernel.approximation`` of a selector that asks for model kernels);
-- what the selector declares it loads (``Selector.loaded_models``: e.g. SelectIT's extra raters
-  ``selector.models[i]``, the ``selector.embedder`` of DELIFT (SE) and of Nuggets' k-means golden set).
+- ``kernel.embedder`` (a non-exact ``kernel.approximation`` of a selector that asks for model kernels);
+- what every part declares it loads (``loaded_models``): the selector (:class:`delift.selection.base.Selector`:
+  e.g. SelectIT's extra raters ``selector.models[i]``, the ``selector.embedder`` of DELIFT (SE) and of Nuggets'
+  k-means golden set), each evaluation block with a training set (:class:`delift.protocols.base.Protocol`: ICL's
+  retrieval embedder), each metric of ``metrics.names`` (:class:`delift.evaluation.metrics.Metric`: bge's
+  embedder, the judge's model or endpoint); an embedder equal to ``metrics.embedder`` is reported by that key.
 
 A causal LM is found by its source's own offline check (``ModelSource.unavailable``, :mod:`delift.models.sources`),
-an embedder by :func:`delift.models.embeddings.resolve_embedder`, the judge by
-:func:`delift.evaluation.judge.hf_backend.judge_model_spec`; nothing is loaded or downloaded. Offline (``HF_HUB_OFFLINE=1``)
+an embedder by :func:`delift.models.embeddings.resolve_embedder`, anything else by its own check
+(:class:`delift.models.sources.SelfLocating`: the judge); nothing is loaded or downloaded. Offline (``HF_HUB_OFFLINE=1``)
 a hub id counts when its config.json is in the Hugging Face cache; online the hub is asked for the model's
 metadata (no download) and a gated model needs a token.
 """
@@ -23,18 +22,16 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import asdict, dataclass, is_dataclass
-from typing import Any, Iterator
-from urllib.parse import urlparse
+from dataclasses import dataclass
+from typing import Any
 
 from hydra.utils import get_class
 
 from delift.config.checks import ConfigError
 from delift.config.schema import ExperimentConfig
-from delift.evaluation.judge.config import HFJudgeSettings, judge_settings
 from delift.models.config import ModelConfig
 from delift.models.embeddings import MINILM, MINILM_PACKAGE, resolve_embedder
-from delift.models.sources import download_hint, find_source
+from delift.models.sources import SelfLocating, download_hint, find_source
 from delift.selection.base import Selector
 
 HUB_TIMEOUT_S = 10.0  # per metadata call: an unreachable hub must not stall the check
@@ -144,7 +141,7 @@ def model_problem(key: str, spec: ModelConfig, plumbing: str | None = None) -> M
 def embedder_problem(key: str, name: str) -> Missing | None:
     """The sentence embedder ``name`` (at config key ``key``) when it cannot be found, else None."""
     found = resolve_embedder(name)
-    if found.source != "hub":  # a local folder, or the packaged MiniLM
+    if not found.on_hub:  # a local folder, or the packaged MiniLM
         return None
     why = hub_problem(found.location)
     if why is None:
@@ -157,102 +154,68 @@ def embedder_problem(key: str, name: str) -> Missing | None:
                                    f"works offline: {install})")
 
 
-def judge_problem(settings: Any, cache_dir: str) -> Missing | None:
-    """The judge's model (``backend=hf``) or endpoint URL form (``openai``, not contacted) when it is unusable."""
-    if not isinstance(settings, HFJudgeSettings):
-        url = urlparse(settings.base_url)
-        try:
-            url.port  # noqa: B018 - raises on a port that is not a number
-            why = None if url.scheme in ("http", "https") and url.hostname else "needs http:// or https:// and a host"
-        except ValueError as exc:
-            why = str(exc)
-        return None if why is None else Missing("judge.base_url", settings.base_url, why,
-                                                "e.g. judge.base_url=http://localhost:8000/v1 (a vLLM server)")
-    plumbing = "judge.model_source=tiny_random"
-    if settings.model_source == "local":
-        from delift.evaluation.judge.hf_backend import judge_model_spec  # imports torch: only for a local judge
-
-        problem = model_problem("judge", judge_model_spec(settings, cache_dir))
-        return None if problem is None else Missing(
-            "judge.model", settings.model, problem.why,
-            f"judge.model=<checkpoint folder> with judge.model_source=local; for plumbing only: {plumbing}")
-    if settings.model_source != "hub":
-        return None
-    why = hub_problem(settings.model, settings.revision)
-    return None if why is None else Missing(
-        "judge.model", settings.model, why,
-        f"{download_hint(settings.model)}, or judge.model=<checkpoint folder> judge.model_source=local; "
-        f"for plumbing only (scores are noise): {plumbing}")
-
-
-def _as_settings(judge: Any) -> Any:
-    return judge_settings(asdict(judge) if is_dataclass(judge) else dict(judge))
-
-
 def _embedder_key(cfg: ExperimentConfig, own_key: str, name: str) -> str:
     """``metrics.embedder`` when ``name`` is its value (the key a user sets), else the part's own key."""
     return "metrics.embedder" if name == cfg.metrics.embedder else own_key
 
 
+def _declared(part: Any, config: Any, cache_dir: str | None) -> list[tuple[str, Any]]:
+    """What ``part`` (a selector, protocol or metric class) declares it loads (``loaded_models``); a bad entry is
+    a ConfigError naming it."""
+    try:
+        return list(part.loaded_models(config, cache_dir))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _part_loads(cfg: ExperimentConfig, shard_job: bool) -> list[tuple[str, Any]]:
+    """(config key, what) of everything the protocols and metrics declare they load, in config order: each
+    evaluation block (only with a training set), then each metric of ``metrics.names``; none in a shard job."""
+    loads: list[tuple[str, Any]] = []
+    if shard_job:
+        return loads
+    if not get_class(cfg.selector._target_).skip_training:
+        for block in cfg.evaluation.values():
+            loads += _declared(get_class(block._target_), block, cfg.paths.cache_dir)
+    for name in cfg.metrics.names:
+        block = cfg.metric_library.get(name)
+        if block is not None:
+            loads += _declared(get_class(block._target_), block, cfg.paths.cache_dir)
+    return loads
+
+
 def find_missing(cfg: ExperimentConfig) -> list[Missing]:
-    """Every model the composed run will load that cannot be found, once per key and name, in config order."""
+    """Every model the composed run will load that cannot be found, once per key and name, in config order:
+    causal LMs, then sentence embedders, then what finds itself (the judge)."""
     selector_cls = get_class(cfg.selector._target_)
     shard_job = cfg.kernel.num_shards > 1  # fills kernel blocks only: no evaluation, no metrics
+    own = _declared(selector_cls, cfg.selector, cfg.scoring_model.cache_dir)
+    parts = _part_loads(cfg, shard_job)
     found: dict[tuple[str, str], Missing] = {}
 
     def add(problem: Missing | None) -> None:
         if problem is not None:
             found.setdefault((problem.key, problem.name), problem)
 
-    for problem in _model_problems(cfg, shard_job):
-        add(problem)
-    for key, name in _embedders(cfg, selector_cls, shard_job):
-        add(embedder_problem(key, name))
-    if not shard_job:
-        for block in cfg.metric_library.values():
-            if getattr(block, "judge", None) is not None:
-                try:
-                    settings = _as_settings(block.judge)
-                except ValueError as exc:
-                    raise ConfigError(str(exc)) from None
-                add(judge_problem(settings, getattr(block, "cache_dir", cfg.paths.cache_dir)))
-    return list(found.values())
-
-
-def _model_problems(cfg: ExperimentConfig, shard_job: bool) -> Iterator[Missing | None]:
     if cfg.scorer is None or not shard_job:
-        yield model_problem("model", cfg.model, PLUMBING_MODEL)
+        add(model_problem("model", cfg.model, PLUMBING_MODEL))
     if cfg.scorer is not None:
-        yield model_problem("scorer", cfg.scorer, "scorer=tiny_llama")
-    for key, spec in _selector_loads(cfg):
+        add(model_problem("scorer", cfg.scorer, "scorer=tiny_llama"))
+    for key, spec in own + parts:
         if isinstance(spec, ModelConfig):
-            yield model_problem(key, spec)
-
-
-def _selector_loads(cfg: ExperimentConfig) -> list[tuple[str, Any]]:
-    """What the selector declares it loads (``Selector.loaded_models``); a bad entry is a ConfigError naming it."""
-    try:
-        return get_class(cfg.selector._target_).loaded_models(cfg.selector, cfg.scoring_model.cache_dir)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(str(exc)) from None
-
-
-def _embedders(cfg: ExperimentConfig, selector_cls: type, shard_job: bool) -> Iterator[tuple[str, str]]:
-    """(config key, embedder name) of every sentence embedder the run loads."""
-    for key, name in _selector_loads(cfg):
-        if not isinstance(name, ModelConfig):
-            yield key, name
+            add(model_problem(key, spec))
+    embedders = [(key, name) for key, name in own if isinstance(name, str)]
     asks_kernels = selector_cls.kernel_requests is not Selector.kernel_requests
     if asks_kernels and cfg.kernel.strategy().uses_embedder:
-        yield "kernel.embedder", cfg.kernel.embedder
-    if shard_job:
-        return
-    for name, block in cfg.evaluation.items():  # ICL retrieval: only with shown examples and a training set
-        if getattr(block, "embedder", None) and getattr(block, "k", 1) > 0 and not selector_cls.skip_training:
-            yield _embedder_key(cfg, f"evaluation.{name}.embedder", block.embedder), block.embedder
-    for name, block in cfg.metric_library.items():
-        if getattr(block, "embedder", None):
-            yield _embedder_key(cfg, f"metric_library.{name}.embedder", block.embedder), block.embedder
+        embedders.append(("kernel.embedder", cfg.kernel.embedder))
+    embedders += [(_embedder_key(cfg, key, name), name) for key, name in parts if isinstance(name, str)]
+    for key, name in embedders:
+        add(embedder_problem(key, name))
+    for _, other in own + parts:
+        if isinstance(other, SelfLocating):
+            problem = other.unavailable(hub_problem)
+            add(None if problem is None else Missing(*problem))
+    return list(found.values())
 
 
 def check_models(cfg: ExperimentConfig) -> None:

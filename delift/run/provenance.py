@@ -1,20 +1,21 @@
 """What produced a run's numbers: model and embedder identity, library versions, and caveats.
 
 Each function takes the parts of the config it reads: the model and the scorer (``ModelConfig``; the
-scorer is None when the run's model scores), the data configs a run reads (:func:`delift.run.usecases.data_configs`), ``metrics`` and ``judge``, ``paths.shared_datasets``.
+scorer is None when the run's model scores), the data configs a run reads (:func:`delift.run.usecases.data_configs`), ``metrics`` and
+``metric_library`` (a metric declares its own record: ``Metric.provenance``), ``paths.shared_datasets``.
 """
 
 from __future__ import annotations
 
 import platform
-from dataclasses import asdict
 from typing import Any, Mapping
+
+from hydra.utils import get_class
 
 from delift.config.schema import MetricsConfig
 from delift.data.config import DataConfig
 from delift.data.records import generated_format
 from delift.data.sources import is_fixture
-from delift.evaluation.judge import judge_identity
 from delift.fsutil import distribution_version
 from delift.models.config import ModelConfig
 from delift.models.embeddings import embedder_identity
@@ -27,7 +28,7 @@ PACKAGES = ("delift", "torch", "transformers", "peft", "bitsandbytes", "submodli
 def caveats(spec: ModelConfig, data: Mapping[str, DataConfig], shared_datasets: str | None,
             judge: Mapping[str, Any] | None = None) -> list[str]:
     """Labels a reader must see next to the numbers (tiny or small models, synthetic or fixture data,
-    a judge too small to mean anything); ``data``: config key -> data config, ``judge``: :func:`judge_record`."""
+    a judge too small to mean anything); ``data``: config key -> data config, ``judge``: the judge metric's record (:func:`metric_records`)."""
     notes = []
     caveat = source_of(spec).caveat
     if caveat is not None:
@@ -46,11 +47,16 @@ def caveats(spec: ModelConfig, data: Mapping[str, DataConfig], shared_datasets: 
     return notes
 
 
-def judge_record(metrics: MetricsConfig, judge: Any) -> dict[str, Any] | None:
-    """The judge's identity when the judge metric is requested, else None."""
-    if "judge" not in metrics.names:
-        return None
-    return judge_identity(asdict(judge))
+def metric_records(metrics: MetricsConfig, metric_library: Mapping[str, Any]) -> dict[str, Any]:
+    """What each metric of ``metrics.names`` declares produced its scores (``Metric.provenance``): run.json key
+    -> record (the judge's identity under ``judge``)."""
+    records = {}
+    for name in metrics.names:
+        block = metric_library.get(name)
+        declared = None if block is None else get_class(block._target_).provenance(block)
+        if declared is not None:
+            records[declared[0]] = declared[1]
+    return records
 
 
 def _versions() -> dict[str, str | None]:
@@ -64,11 +70,12 @@ def scorer_record(scorer: ModelConfig | None) -> dict[str, Any] | None:
     return None if scorer is None else {"name": scorer.name, **model_identity(scorer)}
 
 
-def run_record(name: str, spec: ModelConfig, data: Mapping[str, DataConfig], metrics: MetricsConfig, judge: Any,
-               shared_datasets: str | None, resolved_config: dict[str, Any],
+def run_record(name: str, spec: ModelConfig, data: Mapping[str, DataConfig], metrics: MetricsConfig,
+               metric_library: Mapping[str, Any], shared_datasets: str | None, resolved_config: dict[str, Any],
                scorer: ModelConfig | None = None) -> dict[str, Any]:
-    """The content of run.json, less what only the run itself knows (its data sources, an error)."""
-    judged = judge_record(metrics, judge)
+    """The content of run.json, less what only the run itself knows (its data sources, an error);
+    ``metric_library``: the metrics' ``Config`` blocks (each declares its own record)."""
+    judged = metric_records(metrics, metric_library).get("judge")
     return {
         "name": name,
         "caveats": caveats(spec, data, shared_datasets, judged),

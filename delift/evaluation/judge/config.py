@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from delift.evaluation.judge.models import MODEL_CHOICES
+
 RUN_KEYS = ("cache_dir", "progress")  # added by the caller, not judge settings
 
 
@@ -55,7 +57,6 @@ class OpenAIJudgeSettings:
 
 
 SETTINGS = {"hf": HFJudgeSettings, "openai": OpenAIJudgeSettings}
-MODEL_SOURCES = ("hub", "local", "tiny_random")
 CLIENTS = ("auto", "openai", "urllib")
 
 
@@ -80,8 +81,8 @@ def judge_settings(cfg: Mapping[str, Any]) -> HFJudgeSettings | OpenAIJudgeSetti
     _check(isinstance(settings.temperature, (int, float)) and math.isfinite(settings.temperature)
            and settings.temperature >= 0, "temperature", settings.temperature, "a number >= 0 (0 = greedy)")
     if isinstance(settings, HFJudgeSettings):
-        _check(settings.model_source in MODEL_SOURCES, "model_source", settings.model_source,
-               f"one of {list(MODEL_SOURCES)}")
+        _check(settings.model_source in MODEL_CHOICES, "model_source", settings.model_source,
+               f"one of {list(MODEL_CHOICES)}")
         _check(isinstance(settings.max_new_tokens, int) and settings.max_new_tokens >= 1,
                "max_new_tokens", settings.max_new_tokens, "an integer >= 1")
         _check(isinstance(settings.batch_size, int) and settings.batch_size >= 1,
@@ -113,7 +114,7 @@ def judge_settings(cfg: Mapping[str, Any]) -> HFJudgeSettings | OpenAIJudgeSetti
 
 def is_plumbing_model(settings: HFJudgeSettings | OpenAIJudgeSettings) -> bool:
     """True for a tiny/random test judge or a 135M one: its scores are plumbing, not evidence."""
-    if isinstance(settings, HFJudgeSettings) and settings.model_source == "tiny_random":
+    if isinstance(settings, HFJudgeSettings) and MODEL_CHOICES[settings.model_source].plumbing:
         return True
     name = settings.model.lower().replace("_", "-")
     # OFFLINE.md: a 135M model rates right and wrong answers alike, so it only checks the plumbing too.

@@ -18,27 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from delift.evaluation.judge.config import HFJudgeSettings
+from delift.evaluation.judge.models import judge_model_spec
 from delift.evaluation.judge.prompt import plain_prompt
-from delift.models.config import ModelConfig, TinyModelConfig
 from delift.models.loading import load_model, load_tokenizer, model_identity
 
 log = logging.getLogger(__name__)
 
 Messages = Sequence[dict[str, str]]
-
-
-def judge_model_spec(settings: HFJudgeSettings, cache_dir: str | Path) -> ModelConfig:
-    """The :class:`ModelConfig` for the judge model described by ``settings``."""
-    name = "judge-" + Path(settings.model).name.replace("/", "-")
-    if settings.model_source == "tiny_random":
-        # The grading prompt alone is ~2,400 byte tokens: give the test model room for it.
-        return ModelConfig(name=name, source="tiny_random", dtype="float32", seed=settings.seed,
-                           tiny=TinyModelConfig(max_positions=8192), cache_dir=str(cache_dir))
-    if settings.model_source == "local":
-        return ModelConfig(name=name, source="hub", local_path=settings.model, dtype=settings.dtype,
-                           cache_dir=str(cache_dir))
-    return ModelConfig(name=name, source="hub", hub_id=settings.model, revision=settings.revision,
-                       dtype=settings.dtype, cache_dir=str(cache_dir))
 
 
 class HFJudgeBackend:

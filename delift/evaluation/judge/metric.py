@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
 
 from delift.data.records import Example
-from delift.evaluation.judge.config import judge_settings
+from delift.evaluation.judge.config import HFJudgeSettings, OpenAIJudgeSettings, judge_identity, judge_settings
+from delift.evaluation.judge.models import JudgeEndpoint, JudgeModel
 from delift.evaluation.judge.prompt import instruction_text
 from delift.evaluation.judge.runner import run_judge
 from delift.evaluation.metrics import Metric, MetricScores
@@ -40,10 +41,30 @@ class JudgeMetric(Metric):
     def __init__(self, config: Config | None = None):
         """``config``: this class's ``Config``; its defaults name no judge: an error."""
         super().__init__(config)
-        judge = self.config.judge
+        self.settings = self._settings(self.config)
+
+    @staticmethod
+    def _settings(config: Any) -> HFJudgeSettings | OpenAIJudgeSettings:
+        judge = config.judge
         if judge is None:
             raise ValueError("metric judge: no judge settings; choose a backend with judge=hf or judge=openai")
-        self.settings = judge_settings(asdict(judge) if is_dataclass(judge) else judge)
+        return judge_settings(asdict(judge) if is_dataclass(judge) else judge)
+
+    @classmethod
+    def loaded_models(cls, config: Any, cache_dir: str | None) -> list[tuple[str, Any]]:
+        """Its judge: the model (``backend=hf``, cached under its own ``cache_dir``) or the endpoint (``openai``)."""
+        if config.judge is None:  # no judge settings: building the metric says so
+            return []
+        settings = cls._settings(config)
+        if isinstance(settings, HFJudgeSettings):
+            return [("judge.model", JudgeModel(settings, str(config.cache_dir)))]
+        return [("judge.base_url", JudgeEndpoint(settings))]
+
+    @classmethod
+    def provenance(cls, config: Any) -> tuple[str, Any] | None:
+        """``judge``: its identity (:func:`delift.evaluation.judge.config.judge_identity`)."""
+        judge = config.judge
+        return "judge", judge_identity(asdict(judge) if is_dataclass(judge) else dict(judge))
 
     def score(self, generations: Sequence[str], examples: Sequence[Example]) -> MetricScores:
         prompts = [instruction_text(ex.instruction, ex.input) for ex in examples]
