@@ -1,5 +1,5 @@
 """experiments/house.py: each of issue 28's counts on small source trees counted by hand, the layout map is
-current, and (xfail until the refactor lands) the real tree counts 0 everywhere. Reads source only: no torch."""
+current, and the real tree counts 0 everywhere. Reads source only: no torch."""
 
 from __future__ import annotations
 
@@ -327,7 +327,6 @@ def test_layout_map_is_current():
         f"docs/layout.md is out of date: run `{house.LAYOUT_COMMAND}`")
 
 
-@pytest.mark.xfail(reason="issue 28: until the refactor lands", strict=True)
 def test_the_house_is_kept():
     assert house.measure(REPO)["counts"] == {"settings declared twice": 0, "yaml restating defaults": 0,
                                              "shadow name lists": 0, "import cycles": 0}
