@@ -62,6 +62,18 @@ class SelectionContext:
     resources: dict[str, Any] = field(default_factory=dict)  # anything else a selector shares across calls
 
 
+def target_set(ctx: SelectionContext, selector: str) -> tuple[str, list[Example]]:
+    """(name, examples) of the set a target-matching selector (LESS, RDS+) matches the pool against: Q in use case
+    2, else the pool dataset's valid split (an error naming ``data.sizes.valid`` when it is empty)."""
+    if ctx.query is not None:
+        return "query", list(ctx.query)
+    if not ctx.valid:
+        where = "the new task's" if ctx.existing is not None else "the pool dataset's"
+        raise ValueError(f"selector={selector} matches the pool against {where} valid split, which is empty: "
+                         "give data.sizes.valid a size (e.g. data.sizes.valid=50)")
+    return "valid", list(ctx.valid)
+
+
 @dataclass
 class Selection:
     """Selected pool indices in selection order, with the gain or score of each pick."""

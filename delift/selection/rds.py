@@ -28,7 +28,7 @@ import numpy as np
 from delift.config.checks import Problems, at_least, choice
 from delift.data.records import Example
 from delift.scoring import ExampleScorer
-from delift.selection.base import Selection, SelectionContext, Selector, top_k
+from delift.selection.base import Selection, SelectionContext, Selector, target_set, top_k
 from delift.selection.work import ModelWork, ScoringPass
 
 AGGREGATIONS = ("round_robin", "max")
@@ -101,13 +101,7 @@ class RDSSelector(Selector):
     @staticmethod
     def targets(ctx: SelectionContext) -> tuple[str, list[Example]]:
         """(name, examples) of the target set: Q in use case 2, else the pool dataset's valid split."""
-        if ctx.query is not None:
-            return "query", list(ctx.query)
-        if not ctx.valid:
-            where = "the new task's" if ctx.existing is not None else "the pool dataset's"
-            raise ValueError(f"selector=rds matches the pool against {where} valid split, which is empty: "
-                             "give data.sizes.valid a size (e.g. data.sizes.valid=50)")
-        return "valid", list(ctx.valid)
+        return target_set(ctx, "rds")
 
     def model_work(self, ctx: SelectionContext) -> list[ModelWork]:
         """One forward pass of the scoring model over the pool and one over the target set, in the training

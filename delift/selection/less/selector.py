@@ -29,7 +29,7 @@ from delift.config.checks import Problems, at_least, choice
 from delift.data.records import Example, fingerprint
 from delift.models.loading import model_identity
 from delift.scoring.cache import content_key
-from delift.selection.base import ScoreSelector, SelectionContext
+from delift.selection.base import ScoreSelector, SelectionContext, target_set
 from delift.selection.less.deviations import less_deviations
 from delift.selection.less.features import FeatureEngine, FeatureStore
 from delift.selection.less.matching import best_subtask, checkpoint_weights, subtask_groups, subtask_means
@@ -124,13 +124,7 @@ class LESSSelector(ScoreSelector):
     @staticmethod
     def targets(ctx: SelectionContext) -> tuple[str, list[Example]]:
         """(name, examples) of the target set: Q in use case 2, else the pool dataset's valid split."""
-        if ctx.query is not None:
-            return "query", list(ctx.query)
-        if not ctx.valid:
-            where = "the new task's" if ctx.existing is not None else "the pool dataset's"
-            raise ValueError(f"selector=less matches the pool against {where} valid split, which is empty: "
-                             "give data.sizes.valid a size (e.g. data.sizes.valid=50)")
-        return "valid", list(ctx.valid)
+        return target_set(ctx, "less")
 
     def model_work(self, ctx: SelectionContext) -> list[ModelWork]:
         """Estimated: the warm-up's LoRA epochs on its warm-up set, then per checkpoint one forward and backward
