@@ -153,3 +153,14 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> Path:
     """One strict-JSON object per line (NaN and inf become null)."""
     return write_atomic(path, "".join(json.dumps(json_safe(row), ensure_ascii=False, default=str, allow_nan=False)
                                       + "\n" for row in rows))
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (another user's live process counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -13,6 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from delift.fsutil import pid_alive
+
 REPORT_FILES = ("report.md", "table.md")  # a folder holding one of these is a report, replaced as a whole
 
 
@@ -21,13 +23,6 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text.replace("=", "-")).strip("._-") or "all"
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
     return True
 
 
@@ -35,7 +30,7 @@ def remove_stale(out: Path) -> None:
     """Hidden siblings of ``out`` left by a report whose process no longer runs."""
     for path in out.parent.glob(f".{out.name}.*-*-*"):
         found = re.fullmatch(rf"\.{re.escape(out.name)}\.(partial|old)-(\d+)-.*", path.name)
-        if found and path.is_dir() and not alive(int(found.group(2))):
+        if found and path.is_dir() and not pid_alive(int(found.group(2))):
             shutil.rmtree(path, ignore_errors=True)
 
 

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from delift.fsutil import pid_alive
+
 LOCK_NAME = "run.lock"
 log = logging.getLogger(__name__)
 
@@ -53,15 +55,7 @@ def is_alive(owner: dict[str, Any]) -> bool:
         pid = int(owner["pid"])
     except (KeyError, TypeError, ValueError):
         return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
+    return pid == os.getpid() or pid_alive(pid)
 
 
 def _content() -> dict[str, Any]:
