@@ -90,3 +90,15 @@ def test_the_last_lines_are_one_per_selector(sweep, capsys):
     # --seeds 2 reads seeds 0 and 1 only: rds 0.75, 0.75 vs random 0.25, 0.50
     validity.main(["--usecase", "uc2", "--seeds", "2", "--selectors", "rds", "--dir", str(sweep)])
     assert "target_em 0.750 [0.750, 0.750] vs random +0.375" in capsys.readouterr().out.strip().splitlines()[-1]
+
+
+def test_flqmi_greedy_by_hand():
+    import validity_flmi
+
+    # Q x pool: q0 likes p0 (0.9) and p1 (0.8); q1 likes p2 (0.5)
+    s = np.array([[0.9, 0.8, 0.0], [0.0, 0.1, 0.5]])
+    # eta 0: gains p0 0.9, p1 0.9, p2 0.5 -> p0 (lowest index); then p1 0 + 0.1 = 0.1, p2 0.5 -> p2
+    assert validity_flmi.flqmi_greedy(s, 2, 0.0) == ([0, 2], [pytest.approx(0.9), pytest.approx(0.5)])
+    # eta 1 adds max_q s[q, j] = 0.9, 0.8, 0.5: first p0 (1.8 vs 1.7 vs 1.0); then p1 0.1 + 0.8 = 0.9 < p2 1.0
+    picks, gains = validity_flmi.flqmi_greedy(s, 2, 1.0)
+    assert picks == [0, 2] and gains == [pytest.approx(1.8), pytest.approx(1.0)]
