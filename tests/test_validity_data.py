@@ -34,3 +34,12 @@ def test_split_seed_fixes_the_split_whatever_the_run_seed():
     assert pool(0, "data.split_seed=5") == pool(3, "data.split_seed=5")
     assert pool(0) != pool(3)  # default: the run seed splits, as before
     assert pool(5) == pool(0, "data.split_seed=5")
+
+
+def test_a_negative_split_seed_is_a_config_error_naming_the_key():
+    from delift.config.checks import collect_problems
+    from delift.data.config import DataConfig
+
+    found = collect_problems(DataConfig(name="q", format="synthetic", split_seed=-1), "data")
+    assert found["data.split_seed"] == "-1: must be >= 0"
+    assert "data.split_seed" not in collect_problems(DataConfig(name="q", format="synthetic", split_seed=0), "data")

@@ -119,6 +119,7 @@ class DataConfig:
         found: Problems = {}
         choice(found, "on_bad_row", self.on_bad_row, ("error", "skip"))
         at_least(found, "max_rows", self.max_rows, 0)
+        at_least(found, "split_seed", self.split_seed, 0)  # numpy seeds are non-negative
         generated = generated_format(self.format)
         if generated is not None and generated.needs is not None and getattr(self, generated.name, None) is None:
             found[generated.name] = generated.needs
