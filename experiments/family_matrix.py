@@ -29,7 +29,10 @@ for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 FAMILIES = ("llama", "llama3", "qwen2", "phi3", "mistral", "gemma2")  # delift.models.config.TINY_FAMILIES
-SELECTORS = ("random", "initial", "full", "delift", "delift_se", "nuggets", "ifd", "selectit", "lobass", "less")
+FIRST = ("random", "initial", "full", "delift", "delift_se", "nuggets", "ifd", "selectit", "lobass", "less")
+# every conf/selector option (a new selector joins the matrix by its YAML), the long-standing ones first
+SELECTORS = FIRST + tuple(sorted({p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "selector")
+                                  .glob("*.yaml")} - set(FIRST)))
 # (model.dtype, evaluation protocols, selectors): every selector once in fp32 under [icl,lora]; QLoRA and bf16
 # with the DELIFT kernel, and bf16 with one selector of each other scoring path (gradients, ratings, losses).
 RUNS = tuple((dtype, ("icl", "lora", "qlora"), SELECTORS) for dtype in ("float32", "bfloat16"))  # the full matrix
