@@ -122,3 +122,15 @@ def test_smoke_runs_under_every_use_case(tmp_path, usecase):
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "run" / "subset.json").exists()
+
+
+def test_the_plan_counts_rds_forward_passes_over_pool_and_targets():
+    """delift-plan: one forward pass over the pool and one over the target set, as scoring work."""
+    from delift.plan.cli import kind_of
+    from delift.plan.jobs import plan_jobs
+
+    (plan,) = plan_jobs(["experiment=smoke", "selector=rds"], multirun=False)
+    embeds = [s for s in plan.stages if "(RDS+)" in s.name]
+    assert [s.name for s in embeds] == ["embed pool (RDS+)", "embed valid (RDS+)"]
+    assert all(kind_of(s) == "scoring" and s.work.sequences > 0 for s in embeds)
+    assert [s.work.sequences for s in embeds] == [16, 4]  # smoke: data.sizes.train 16, valid 4, each once

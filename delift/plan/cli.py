@@ -27,15 +27,14 @@ from delift.plan.stages import Stage, prompt_template
 from delift.plan.timing import Rates, cached_calibration, calibrate, identity_key, load_rates
 from delift.plan.work import Work
 
-KINDS = (("kernel", "kernels"), ("score", "scoring"), ("rate", "scoring"), ("LESS", "scoring"),
-         ("train", "fine-tuning"), ("generate", "generation"))  # stage name prefix -> kind in the totals
 # Seconds of these kinds are FLOP-bound lower bounds: on a CPU their per-step overhead dominates (the quickstart
 # measured 6-12x the FLOP figure); the kernel engine and scoring passes run large batches and are near it.
 LOWER_BOUND = ("fine-tuning", "generation")
 
 
 def kind_of(stage: Stage) -> str:
-    return next(kind for prefix, kind in KINDS if stage.name.startswith(prefix))
+    """The stage's kind in the totals, as the stage builder declared it (:attr:`Stage.kind`)."""
+    return stage.kind
 
 
 def human_bytes(count: float) -> str:

@@ -59,6 +59,7 @@ class Stage:
     disk: int = 0
     dense: int = 0
     note: str = ""
+    kind: str = "scoring"  # the plan's totals: kernels | scoring | fine-tuning | generation
 
     @property
     def flops(self) -> float:
@@ -132,7 +133,7 @@ def kernel_stage(job: JobInputs, name: str, request: KernelRequest, exact: bool 
     disk, dense = kernel_bytes(config, len(targets), len(candidates), sum(len(e.id) for e in targets + candidates))
     cached = ", in the cache now" if provider.cache.path(key).exists() else ""
     return Stage(name, job.scorer, work, exact and counted, share or key, disk=disk, dense=dense,
-                 note=f"{len(targets)} x {len(candidates)}, key {key[:12]}{cached}")
+                 note=f"{len(targets)} x {len(candidates)}, key {key[:12]}{cached}", kind="kernels")
 
 
 def kernel_work_stage(job: JobInputs, work: KernelWork) -> None:
@@ -232,7 +233,7 @@ def training_stage(job: JobInputs, name: str, model: PlanModel, examples: Sequen
     work.passes = math.ceil(seen / settings.batch_size)
     factor = 3.0 if settings.gradient_checkpointing else 2.0
     share = share_key("train", model.identity, fingerprint(examples), repr(settings), job.cfg.seed) if exact else None
-    return Stage(name, model, work, exact, share, flop_factor=factor)
+    return Stage(name, model, work, exact, share, flop_factor=factor, kind="fine-tuning")
 
 
 def evaluation_stages(job: JobInputs) -> None:
@@ -276,7 +277,8 @@ def generation_stage(job: JobInputs, protocol: Protocol, split: str, tests: Sequ
         work.sequence(length, 1)
         work.sequence(length + m, m, length)
     name = f"generate {protocol.name}" + (f" ({split})" if split else "")
-    return Stage(name, model, work, exact=False, note=f"{len(prompts)} prompts, <= {m} new tokens each")
+    return Stage(name, model, work, exact=False, note=f"{len(prompts)} prompts, <= {m} new tokens each",
+                 kind="generation")
 
 
 def selector_stages(job: JobInputs) -> None:
