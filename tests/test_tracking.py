@@ -149,8 +149,13 @@ def test_null_logger_does_nothing(tmp_path: Path) -> None:
 def test_make_logger_from_conf_files() -> None:
     from omegaconf import OmegaConf
 
-    assert isinstance(make_logger(OmegaConf.load(CONF / "none.yaml")), NullLogger)
-    logger = make_logger(OmegaConf.load(CONF / "wandb.yaml"), defaults={"group": "exp1", "job_type": "train"})
+    from delift.config.schema import LoggerConfig
+
+    def conf(name: str):  # a logger YAML sets only what differs from LoggerConfig
+        return OmegaConf.merge(OmegaConf.structured(LoggerConfig), OmegaConf.load(CONF / name))
+
+    assert isinstance(make_logger(conf("none.yaml")), NullLogger)
+    logger = make_logger(conf("wandb.yaml"), defaults={"group": "exp1", "job_type": "train"})
     assert isinstance(logger, WandbLogger)
     assert (logger.project, logger.mode, logger.group, logger.job_type, logger.tags) == (
         "delift", "offline", "exp1", "train", [])
