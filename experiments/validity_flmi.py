@@ -21,8 +21,8 @@ import numpy as np
 
 from delift.config.loader import compose_config
 from delift.kernel.postprocess import postprocess_joint
+from delift.run.usecases import load_usecase_data
 from delift.selection.submodular import facility_location_greedy, flmi_greedy
-from delift.usecases import load_usecase_data
 
 
 def find_kernel(root: Path, targets: list[str], candidates: list[str]) -> np.ndarray:
