@@ -1,6 +1,6 @@
 """Where DELIFT's FLMI does or does not concentrate on the target task, on the validity_uc2 kernels.
 
-    python experiments/validity_flmi.py [--cache /tmp/evidence/cache] [overrides...]
+    python experiments/validity_flmi.py [--cache <paths.cache_dir>] [overrides...]
 
 Reads the exact utility kernels of experiment=validity_uc2 (pool x pool and Q x pool) from the kernel
 cache (``<cache>/kernels/<key>.npz``, matched by their target and candidate ids), and prints: the mean UF
@@ -20,19 +20,23 @@ from pathlib import Path
 import numpy as np
 
 from delift.config.loader import compose_config
+from delift.kernel.cache import KernelCache
 from delift.kernel.postprocess import postprocess_joint
 from delift.run.usecases import load_usecase_data
+from delift.selection.base import budget_from_fraction
 from delift.selection.submodular import facility_location_greedy, flmi_greedy
 
 
 def find_kernel(root: Path, targets: list[str], candidates: list[str]) -> np.ndarray:
+    """The cached kernel of exactly these targets and candidates (any order), read by the kernel cache's reader."""
     for path in sorted((root / "kernels").glob("*.npz")):
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            if sorted(meta["target_ids"]) == sorted(targets) and sorted(meta["candidate_ids"]) == sorted(candidates):
-                rows = [meta["target_ids"].index(t) for t in targets]
-                cols = [meta["candidate_ids"].index(c) for c in candidates]
-                return np.asarray(data["uf"], np.float64)[np.ix_(rows, cols)]
+        kernel = KernelCache.read(path)
+        if kernel is not None and sorted(kernel.target_ids) == sorted(targets) \
+                and sorted(kernel.candidate_ids) == sorted(candidates):
+            uf = kernel.uf.toarray() if hasattr(kernel.uf, "toarray") else kernel.uf
+            rows = [list(kernel.target_ids).index(t) for t in targets]
+            cols = [list(kernel.candidate_ids).index(c) for c in candidates]
+            return np.asarray(uf, np.float64)[np.ix_(rows, cols)]
     raise SystemExit(f"no cached kernel {len(targets)} x {len(candidates)} under {root / 'kernels'}: run "
                      "delift experiment=validity_uc2 selector=delift first (same DELIFT_CACHE_DIR)")
 
@@ -59,7 +63,8 @@ def describe(name: str, picks: list[int], gains: list[float], tasks: np.ndarray,
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/evidence/cache"))
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="the sweep's cache folder (default: the config's paths.cache_dir)")
     parser.add_argument("--subsets", type=Path, nargs="*", default=[], help="job folders whose picks to count")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
@@ -69,9 +74,10 @@ def main(argv: list[str] | None = None) -> None:
     target = query[0].metadata["task"]
     tasks = np.array([ex.metadata["task"] for ex in pool])
     ids, qids = [ex.id for ex in pool], [ex.id for ex in query]
-    uf = find_kernel(args.cache, ids, ids)
-    uf_q = find_kernel(args.cache, qids, ids)  # Q x pool
-    budget = int(np.floor(cfg.budget_fraction * len(pool) + 1e-9))
+    cache = args.cache or Path(cfg.paths.cache_dir)
+    uf = find_kernel(cache, ids, ids)
+    uf_q = find_kernel(cache, qids, ids)  # Q x pool
+    budget = budget_from_fraction(cfg.budget_fraction, len(pool))
     print(f"pool {len(pool)} ({Counter(tasks).most_common()}), |Q| {len(query)} ({target}), budget {budget}; "
           f"base rate {np.mean(tasks == target):.3f}\n")
     print("| pool task | within UF | across UF | self-pair UF | query UF mean | cap max_q clip(UF_Q) |")
