@@ -61,14 +61,19 @@ APPROXIMATION = Half()
 '''
 
 
+def plugin(tmp_path, monkeypatch, package: str, module: str, source: str) -> str:
+    """``source`` as ``<package>.<module>`` in a temporary package on sys.path; its dotted path."""
+    folder = tmp_path / "plugins" / package
+    folder.mkdir(parents=True)
+    (folder / "__init__.py").write_text("")
+    (folder / f"{module}.py").write_text(textwrap.dedent(source))
+    monkeypatch.syspath_prepend(str(tmp_path / "plugins"))
+    return f"{package}.{module}"
+
+
 @pytest.fixture
 def plug_approx(tmp_path, monkeypatch):
-    package = tmp_path / "plugins" / "plug_approx"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "half.py").write_text(textwrap.dedent(APPROXIMATION))
-    monkeypatch.syspath_prepend(str(tmp_path / "plugins"))
-    return "plug_approx.half"
+    return plugin(tmp_path, monkeypatch, "plug_approx", "half", APPROXIMATION)
 
 
 def test_an_approximation_from_a_temporary_package_runs_is_planned_stored_and_drawn(
@@ -143,12 +148,7 @@ SOURCE = Shelf()
 
 @pytest.fixture
 def plug_source(tmp_path, monkeypatch):
-    package = tmp_path / "plugins" / "plug_source"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "shelf.py").write_text(textwrap.dedent(SOURCE))
-    monkeypatch.syspath_prepend(str(tmp_path / "plugins"))
-    return "plug_source.shelf"
+    return plugin(tmp_path, monkeypatch, "plug_source", "shelf", SOURCE)
 
 
 def test_a_model_source_from_a_temporary_package_is_checked_found_and_loaded(plug_source, tiny_spec, tmp_path):
@@ -190,11 +190,7 @@ def format_qa_rows(row, location):
 def test_a_dataset_format_from_a_temporary_package_loads_a_jsonl(tmp_path, monkeypatch):
     from delift.data.loading import load_examples
 
-    package = tmp_path / "plugins" / "plug_format"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "qa_rows.py").write_text(textwrap.dedent(FORMAT))
-    monkeypatch.syspath_prepend(str(tmp_path / "plugins"))
+    plugin(tmp_path, monkeypatch, "plug_format", "qa_rows", FORMAT)
     rows = tmp_path / "rows.jsonl"
     rows.write_text("".join(json.dumps({"q": f"What is {i} + 1?", "a": str(i + 1)}) + "\n" for i in range(4)))
     (tmp_path / "conf" / "data").mkdir(parents=True)
