@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from test_report_support import write_job
 
@@ -89,3 +91,16 @@ def test_sdf_pir_and_r_on_a_three_method_table_by_hand(tmp_path):
     assert (delift["simplicity"], delift["flexibility"]) == (2, 0)
     text = (tmp_path / "rep" / "survey.md").read_text()
     assert "| budget_fraction=0.1 | DELIFT | 0.100 | 0.925 | -0.573 | 1 | +0.100 | 2 | 0 |" in text
+
+
+def test_every_selecting_method_has_survey_descriptors():
+    """Each conf/selector option that selects (not Initial or Full Data) has its feasibility descriptors in
+    conf/survey/methods.yaml, each with a source: a new selector is not silently missing from the survey table."""
+    import yaml
+
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    methods = yaml.safe_load((conf / "survey" / "methods.yaml").read_text())["methods"]
+    selecting = {p.stem for p in (conf / "selector").glob("*.yaml")} - {"initial", "full"}
+    assert selecting <= set(methods), sorted(selecting - set(methods))
+    for name in selecting:
+        assert all(isinstance(v, dict) and "source" in v for k, v in methods[name].items() if k != "label"), name
